@@ -1,0 +1,45 @@
+# Makefile for the waitlist extension (PGXS)
+
+EXTENSION = waitlist
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big = waitlist
+OBJS = \
+	src/waitlist.o \
+	src/api.o \
+	src/transition.o \
+	src/resource.o \
+	src/entry.o \
+	src/promote.o \
+	src/offer.o
+
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+
+# pg_regress inputs live in sql/, expected outputs in expected/, as in pg_cron.
+# Every suite runs against its own throwaway server with the libraries
+# preloaded (test/regress.conf), never against a server the caller started.
+REGRESS = $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(sort $(wildcard sql/*.sql))))
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=./tmp_check_regress \
+	--load-extension=$(EXTENSION)
+
+ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-config=$(srcdir)/test/regress.conf \
+	--temp-instance=./tmp_check_iso --load-extension=$(EXTENSION)
+
+TAP_TESTS = $(if $(wildcard test/t/*.pl),1,)
+PROVE_TESTS = test/t/*.pl
+
+PG_CPPFLAGS = -DWAITLIST_VERSION=\"$(EXTVERSION)\"
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
+
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso results output_iso regression.diffs regression.out
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: pgtap
+# pgTAP contract tests; needs a running server (PGHOST/PGPORT) with the
+# extension installable, see test/run.
+pgtap:
+	pg_prove --ext .sql -d $${PGDATABASE:-postgres} test/pgtap/

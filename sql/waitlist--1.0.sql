@@ -1,0 +1,244 @@
+/* waitlist--1.0.sql: install script for the waitlist extension */
+
+\echo Use "CREATE EXTENSION waitlist" to load this file. \quit
+
+/*
+ * Tables live in the schema "waitlist"; the API functions live in the schema
+ * the extension is created in (public by default) so that applications can
+ * call them with the default search_path.
+ *
+ * Sharding: every unique key and hot-path index leads with resource_id, FIFO
+ * order is per resource (priority, seq), and nothing relies on ids being
+ * comparable across resources, so resources can be spread over nodes.
+ */
+CREATE SCHEMA waitlist;
+REVOKE ALL ON SCHEMA waitlist FROM PUBLIC;
+COMMENT ON SCHEMA waitlist IS 'tables of the waitlist extension; use the waitlist_* functions to change them';
+
+CREATE TABLE waitlist.resource (
+    resource_id     text        NOT NULL,
+    offer_ttl       interval    NOT NULL,
+    max_waiting     bigint,
+    booking_function regprocedure,
+    free_units      bigint      NOT NULL DEFAULT 0,
+    units_released  bigint      NOT NULL DEFAULT 0,
+    units_consumed  bigint      NOT NULL DEFAULT 0,
+    units_retired   bigint      NOT NULL DEFAULT 0,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT resource_pkey PRIMARY KEY (resource_id),
+    CONSTRAINT resource_id_length CHECK (pg_catalog.octet_length(resource_id) BETWEEN 1 AND 200),
+    CONSTRAINT resource_offer_ttl_positive CHECK (offer_ttl > interval '0'),
+    CONSTRAINT resource_max_waiting_positive CHECK (max_waiting > 0),
+    CONSTRAINT resource_free_units_nonnegative CHECK (free_units >= 0)
+) WITH (fillfactor = 50);
+COMMENT ON TABLE waitlist.resource IS 'one row per waitlisted thing; free_units is released capacity not yet offered';
+
+CREATE SEQUENCE waitlist.entry_seq;
+
+/*
+ * No foreign key to waitlist.resource: the key check would take FOR KEY SHARE
+ * on the resource row for every join, i.e. write the hot concert's row 200,000
+ * times.  waitlist_join() checks that the resource exists instead, and there
+ * is no way to delete a resource that still has entries.
+ */
+CREATE TABLE waitlist.entry (
+    entry_id    bigint      GENERATED ALWAYS AS IDENTITY,
+    resource_id text        NOT NULL,
+    user_id     text        NOT NULL,
+    state       text        NOT NULL DEFAULT 'WAITING',
+    priority    integer     NOT NULL DEFAULT 0,
+    seq         bigint      NOT NULL DEFAULT pg_catalog.nextval('waitlist.entry_seq'),
+    joined_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT entry_pkey PRIMARY KEY (resource_id, entry_id),
+    CONSTRAINT entry_state_valid CHECK (state IN ('WAITING', 'OFFERED', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'CANCELLED')),
+    CONSTRAINT entry_user_id_length CHECK (pg_catalog.octet_length(user_id) BETWEEN 1 AND 200)
+) WITH (fillfactor = 80);
+COMMENT ON TABLE waitlist.entry IS 'one row per (resource, user) attempt; state follows WAITING -> OFFERED -> ACCEPTED / DECLINED / EXPIRED, or CANCELLED';
+
+-- ids are handed out by this node's sequences; lookups by id alone use this
+CREATE INDEX entry_entry_id_idx ON waitlist.entry (entry_id);
+-- a double tap can never make two active entries
+CREATE UNIQUE INDEX entry_active_user_key ON waitlist.entry (resource_id, user_id)
+    WHERE state IN ('WAITING', 'OFFERED');
+-- the line itself: the next waiter is the first index entry, never a sort
+CREATE INDEX entry_line_idx ON waitlist.entry (resource_id, priority DESC, seq)
+    WHERE state = 'WAITING';
+
+CREATE TABLE waitlist.offer (
+    offer_id        bigint      GENERATED ALWAYS AS IDENTITY,
+    entry_id        bigint      NOT NULL,
+    resource_id     text        NOT NULL,
+    state           text        NOT NULL DEFAULT 'OPEN',
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    expires_at      timestamptz NOT NULL,
+    decided_at      timestamptz,
+    reservation_ref text,
+    idempotency_key text,
+    CONSTRAINT offer_pkey PRIMARY KEY (resource_id, offer_id),
+    CONSTRAINT offer_entry_fkey FOREIGN KEY (resource_id, entry_id) REFERENCES waitlist.entry (resource_id, entry_id),
+    CONSTRAINT offer_state_valid CHECK (state IN ('OPEN', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'REVOKED', 'FAILED')),
+    CONSTRAINT offer_decided CHECK ((state = 'OPEN') = (decided_at IS NULL))
+) WITH (fillfactor = 80);
+COMMENT ON TABLE waitlist.offer IS 'a time-limited claim on one released unit of capacity, made to one entry';
+
+CREATE INDEX offer_offer_id_idx ON waitlist.offer (offer_id);
+-- at most one open offer per entry, whatever races happen
+CREATE UNIQUE INDEX offer_one_open_per_entry_key ON waitlist.offer (resource_id, entry_id)
+    WHERE state = 'OPEN';
+-- the expiry sweep and the worker look for the earliest deadline
+CREATE INDEX offer_open_deadline_idx ON waitlist.offer (expires_at)
+    WHERE state = 'OPEN';
+
+CREATE TABLE waitlist.capacity_event (
+    resource_id  text        NOT NULL,
+    event_id     text        NOT NULL,
+    quantity     integer     NOT NULL,
+    received_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    processed_at timestamptz,
+    CONSTRAINT capacity_event_pkey PRIMARY KEY (resource_id, event_id),
+    CONSTRAINT capacity_event_quantity_positive CHECK (quantity > 0),
+    CONSTRAINT capacity_event_id_length CHECK (pg_catalog.octet_length(event_id) BETWEEN 1 AND 200)
+);
+COMMENT ON TABLE waitlist.capacity_event IS 'the CapacityReleased inbox; an event id counts once per resource';
+
+CREATE TABLE waitlist.outbox (
+    outbox_id   bigint      GENERATED ALWAYS AS IDENTITY,
+    resource_id text        NOT NULL,
+    entry_id    bigint,
+    offer_id    bigint,
+    event_type  text        NOT NULL,
+    payload     jsonb       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT outbox_pkey PRIMARY KEY (resource_id, outbox_id)
+);
+COMMENT ON TABLE waitlist.outbox IS 'notification hand-off rows, written in the transaction that made the change';
+CREATE INDEX outbox_offer_idx ON waitlist.outbox (resource_id, offer_id);
+
+CREATE TABLE waitlist.transition (
+    transition_id  bigint      GENERATED ALWAYS AS IDENTITY,
+    entity         text        NOT NULL,
+    entity_id      bigint      NOT NULL,
+    resource_id    text        NOT NULL,
+    from_state     text,
+    to_state       text        NOT NULL,
+    reason         text        NOT NULL,
+    rule_version   text        NOT NULL,
+    actor          name        NOT NULL,
+    at             timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    transaction_id xid8        NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    CONSTRAINT transition_pkey PRIMARY KEY (resource_id, transition_id),
+    CONSTRAINT transition_entity_valid CHECK (entity IN ('entry', 'offer'))
+);
+COMMENT ON TABLE waitlist.transition IS 'append-only audit log: one row per state change of an entry or offer';
+CREATE INDEX transition_entity_idx ON waitlist.transition (resource_id, entity, entity_id, transition_id);
+
+/* The audit log is append-only: UPDATE, DELETE and TRUNCATE fail. */
+CREATE FUNCTION waitlist.transition_append_only()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'waitlist_transition_append_only'
+LANGUAGE C;
+
+CREATE TRIGGER transition_no_update_delete
+    BEFORE UPDATE OR DELETE ON waitlist.transition
+    FOR EACH ROW EXECUTE FUNCTION waitlist.transition_append_only();
+CREATE TRIGGER transition_no_truncate
+    BEFORE TRUNCATE ON waitlist.transition
+    FOR EACH STATEMENT EXECUTE FUNCTION waitlist.transition_append_only();
+
+/*
+ * Every state change of an entry or an offer, made by the API or by hand,
+ * writes its transition rows through this one trigger function, in the same
+ * statement and so the same transaction.
+ */
+CREATE FUNCTION waitlist.record_transitions()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'waitlist_record_transitions'
+LANGUAGE C;
+
+CREATE TRIGGER entry_insert_audit
+    AFTER INSERT ON waitlist.entry
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION waitlist.record_transitions('entry');
+CREATE TRIGGER entry_update_audit
+    AFTER UPDATE ON waitlist.entry
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION waitlist.record_transitions('entry');
+CREATE TRIGGER offer_insert_audit
+    AFTER INSERT ON waitlist.offer
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION waitlist.record_transitions('offer');
+CREATE TRIGGER offer_update_audit
+    AFTER UPDATE ON waitlist.offer
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION waitlist.record_transitions('offer');
+
+/* API */
+
+CREATE FUNCTION waitlist_create_resource(resource_id text,
+                                         offer_ttl interval DEFAULT '15 minutes',
+                                         max_waiting bigint DEFAULT NULL,
+                                         booking_function regprocedure DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'waitlist_create_resource'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_create_resource(text, interval, bigint, regprocedure) IS 'creates a waitlisted resource';
+
+CREATE FUNCTION waitlist_alter_resource(resource_id text,
+                                        offer_ttl interval DEFAULT NULL,
+                                        max_waiting bigint DEFAULT NULL,
+                                        clear_max_waiting boolean DEFAULT false,
+                                        booking_function regprocedure DEFAULT NULL,
+                                        clear_booking_function boolean DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'waitlist_alter_resource'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
+
+CREATE FUNCTION waitlist_join(resource_id text, user_id text, priority integer DEFAULT 0)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'waitlist_join'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_join(text, text, integer) IS 'puts a user in line (WAITING) and returns the entry id; idempotent while the entry is active';
+
+CREATE FUNCTION waitlist_leave(entry_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_leave'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_leave(bigint) IS 'takes an entry out of line (CANCELLED); false if it had already left the line';
+
+CREATE FUNCTION waitlist_status(entry_id bigint,
+                                OUT state text,
+                                OUT "position" bigint,
+                                OUT offer_id bigint,
+                                OUT offer_expires_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'waitlist_status'
+LANGUAGE C STABLE CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_status(bigint) IS 'an entry''s state, its place in line and its open offer';
+
+CREATE FUNCTION waitlist_release(resource_id text, quantity integer, event_id text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_release'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_release(text, integer, text) IS 'records a CapacityReleased event once per event id and promotes; false for a repeated event';
+
+CREATE FUNCTION waitlist_promote(resource_id text, max_offers integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'waitlist_promote'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_promote(text, integer) IS 'offers free units to the next waiters, serialized per resource; returns the number of offers made';
+
+/*
+ * The API runs its SQL as the extension's owner, so applications need EXECUTE
+ * on the functions and no privileges on the tables.  EXECUTE is not granted
+ * to PUBLIC: the DBA decides who may join, release and promote.
+ */
+REVOKE ALL ON FUNCTION waitlist_create_resource(text, interval, bigint, regprocedure) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_join(text, text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_leave(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_status(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_release(text, integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_promote(text, integer) FROM PUBLIC;

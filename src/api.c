@@ -1,0 +1,236 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *	  The frame every SQL-callable waitlist function runs in: argument
+ *	  checks, the switch to the extension owner with a hardened search_path,
+ *	  kept SPI plans, and the per-resource locks.
+ *
+ * The API functions behave like SECURITY DEFINER functions without being
+ * declared so: applications need EXECUTE on the functions and no privileges
+ * on the tables, while the caller's own role and search_path stay at hand
+ * for the one place that must run user code in the caller's context (the
+ * booking function called by waitlist_accept).
+ *
+ * IDENTIFICATION
+ *	  src/api.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/syscache.h"
+
+#include "waitlist.h"
+
+/*
+ * Advisory lock tags of our own: field4 tells them apart from the user-level
+ * pg_advisory_lock() family (which uses 1 and 2), field3 says which lock of
+ * the resource it is.
+ */
+#define WAITLIST_LOCKTAG_FIELD4		0x574C	/* 'WL' */
+#define WAITLIST_LOCK_GATE			1
+#define WAITLIST_LOCK_CAP			2
+
+/* innermost API call in progress in this backend, if any */
+static WaitlistApiCall *current_call = NULL;
+
+/*
+ * Owner of the "waitlist" schema, which the install script creates: the
+ * role the API's own SQL runs as.
+ */
+static Oid
+waitlist_owner(void)
+{
+	Oid			nspid = get_namespace_oid("waitlist", true);
+	HeapTuple	tuple;
+	Oid			owner;
+
+	if (!OidIsValid(nspid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"waitlist\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION waitlist.")));
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for namespace %u", nspid);
+	owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Enter an API call: remember the caller, become the extension owner, pin
+ * search_path to pg_catalog so that no object the caller can create changes
+ * what our SQL does, and connect to SPI.
+ */
+void
+waitlist_api_begin(WaitlistApiCall *call)
+{
+	Oid			owner = waitlist_owner();
+
+	GetUserIdAndSecContext(&call->caller, &call->caller_sec_context);
+	call->caller_search_path = pstrdup(namespace_search_path);
+	call->reason = NULL;
+	call->subxid = GetCurrentSubTransactionId();
+	call->outer = current_call;
+
+	SetUserIdAndSecContext(owner,
+						   call->caller_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	call->guc_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	current_call = call;
+}
+
+/*
+ * Leave an API call normally.  On error, transaction abort restores the
+ * role, the settings and SPI, and waitlist_api_reset_on_abort() the stack.
+ */
+void
+waitlist_api_end(WaitlistApiCall *call)
+{
+	Assert(current_call == call);
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	AtEOXact_GUC(true, call->guc_nestlevel);
+	SetUserIdAndSecContext(call->caller, call->caller_sec_context);
+	current_call = call->outer;
+}
+
+WaitlistApiCall *
+waitlist_current_call(void)
+{
+	return current_call;
+}
+
+/*
+ * Forget the API calls begun inside a (sub)transaction that aborted; their
+ * frames are gone.  InvalidSubTransactionId means the whole transaction.
+ */
+void
+waitlist_api_reset_on_abort(SubTransactionId subxid)
+{
+	while (current_call != NULL &&
+		   (subxid == InvalidSubTransactionId || current_call->subxid >= subxid))
+		current_call = current_call->outer;
+}
+
+/* Prepare a statement on first use and keep it for the life of the backend. */
+SPIPlanPtr
+waitlist_plan(WaitlistPlan *plan)
+{
+	if (plan->plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(plan->sql, plan->nargs, plan->argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 plan->sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		plan->plan = p;
+	}
+	return plan->plan;
+}
+
+/*
+ * Run a kept statement.  "reason" is what the transition rows written by the
+ * statement's state changes record (NULL for statements that change none).
+ */
+int
+waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
+				 bool read_only, long count, const char *reason)
+{
+	int			rc;
+
+	if (current_call != NULL)
+		current_call->reason = reason;
+	rc = SPI_execute_plan(waitlist_plan(plan), values, nulls, read_only, count);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
+			 plan->sql, SPI_result_code_string(rc));
+	return rc;
+}
+
+void
+waitlist_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+}
+
+/* An identifier argument: not null, not empty, bounded in size. */
+text *
+waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	text	   *value;
+	int			len;
+
+	waitlist_check_not_null(fcinfo, argno, argname);
+	value = PG_GETARG_TEXT_PP(argno);
+	len = VARSIZE_ANY_EXHDR(value);
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname)));
+	if (len > WAITLIST_MAX_ID_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("%s is too long", argname),
+				 errdetail("It is %d bytes long; the limit is %d bytes.",
+						   len, WAITLIST_MAX_ID_BYTES)));
+	return value;
+}
+
+static void
+lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+	uint32		hash = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(resource_id),
+											   VARSIZE_ANY_EXHDR(resource_id)));
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, hash, which, WAITLIST_LOCKTAG_FIELD4);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+/*
+ * The resource's join gate, held to the end of the transaction.
+ *
+ * Joins take it shared after inserting their entry, then look at free_units;
+ * whatever adds free units takes it exclusive before it locks the resource
+ * row.  So either the join sees the added units and promotes, or the adding
+ * transaction waits for the join to commit and its promotion sees the new
+ * entry: a unit never sits free while someone waits.  Joins never block one
+ * another on it.
+ */
+void
+waitlist_lock_resource_gate(const text *resource_id, bool exclusive)
+{
+	lock_resource_key(resource_id, WAITLIST_LOCK_GATE,
+					  exclusive ? ExclusiveLock : ShareLock);
+}
+
+/*
+ * Serializes joins to a resource that has a max_waiting cap, so that the
+ * count a join checks cannot be overtaken by a concurrent join.  Resources
+ * without a cap never take it.
+ */
+void
+waitlist_lock_resource_cap(const text *resource_id)
+{
+	lock_resource_key(resource_id, WAITLIST_LOCK_CAP, ExclusiveLock);
+}

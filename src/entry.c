@@ -1,0 +1,285 @@
+/*-------------------------------------------------------------------------
+ *
+ * entry.c
+ *	  A fan's place in line: joining, leaving, and the status a fan sees.
+ *
+ * A join never writes a row shared with other joins (no counter, no lock on
+ * the resource row), so 200,000 fans can join one resource in parallel; the
+ * order of the line is (priority DESC, seq) within the resource, read from a
+ * partial index.
+ *
+ * IDENTIFICATION
+ *	  src/entry.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+
+#include "waitlist.h"
+
+PG_FUNCTION_INFO_V1(waitlist_join);
+PG_FUNCTION_INFO_V1(waitlist_leave);
+PG_FUNCTION_INFO_V1(waitlist_status);
+
+static WaitlistPlan active_entry_plan = {
+	"SELECT entry_id FROM waitlist.entry "
+	"WHERE resource_id = $1 AND user_id = $2 AND state IN ('WAITING', 'OFFERED')",
+	2, {TEXTOID, TEXTOID}
+};
+
+/* how many are waiting, counting no further than the cap */
+static WaitlistPlan count_waiting_plan = {
+	"SELECT pg_catalog.count(*) FROM ("
+	"  SELECT 1 FROM waitlist.entry WHERE resource_id = $1 AND state = 'WAITING' LIMIT $2"
+	") w",
+	2, {TEXTOID, INT8OID}
+};
+
+static WaitlistPlan insert_entry_plan = {
+	"INSERT INTO waitlist.entry (resource_id, user_id, priority) VALUES ($1, $2, $3) "
+	"ON CONFLICT (resource_id, user_id) WHERE state IN ('WAITING', 'OFFERED') DO NOTHING "
+	"RETURNING entry_id",
+	3, {TEXTOID, TEXTOID, INT4OID}
+};
+
+static WaitlistPlan find_entry_plan = {
+	"SELECT resource_id, state FROM waitlist.entry WHERE entry_id = $1",
+	1, {INT8OID}
+};
+
+static WaitlistPlan cancel_waiting_plan = {
+	"UPDATE waitlist.entry SET state = 'CANCELLED', updated_at = pg_catalog.now() "
+	"WHERE resource_id = $1 AND entry_id = $2 AND state = 'WAITING'",
+	2, {TEXTOID, INT8OID}
+};
+
+/*
+ * The position is one plus the WAITING entries ahead in (priority DESC, seq)
+ * order: those of higher priority, and those of equal priority that joined
+ * earlier.  Both counts are ranges of the line index.
+ */
+static WaitlistPlan status_plan = {
+	"SELECT e.state,"
+	"  CASE WHEN e.state = 'WAITING' THEN 1"
+	"    + (SELECT pg_catalog.count(*) FROM waitlist.entry a"
+	"       WHERE a.resource_id = e.resource_id AND a.state = 'WAITING' AND a.priority > e.priority)"
+	"    + (SELECT pg_catalog.count(*) FROM waitlist.entry a"
+	"       WHERE a.resource_id = e.resource_id AND a.state = 'WAITING' AND a.priority = e.priority"
+	"         AND a.seq < e.seq)"
+	"  END,"
+	"  o.offer_id, o.expires_at "
+	"FROM waitlist.entry e "
+	"LEFT JOIN waitlist.offer o"
+	"  ON o.resource_id = e.resource_id AND o.entry_id = e.entry_id AND o.state = 'OPEN' "
+	"WHERE e.entry_id = $1",
+	1, {INT8OID}
+};
+
+static int64
+first_int8(bool *found)
+{
+	bool		isnull;
+
+	*found = SPI_processed > 0;
+	if (!*found)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static void
+entry_not_found(int64 entry_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("waitlist entry %lld does not exist", (long long) entry_id)));
+}
+
+/*
+ * waitlist_join(resource_id text, user_id text, priority integer)
+ * RETURNS bigint
+ *
+ * Idempotent while the entry is active: a double tap returns the entry the
+ * first tap made.  If the resource has free units (released while nobody
+ * waited) the new entry is promoted at once.
+ */
+Datum
+waitlist_join(PG_FUNCTION_ARGS)
+{
+	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
+	text	   *user_id = waitlist_id_arg(fcinfo, 1, "user_id");
+	Datum		values[3];
+	WaitlistResource res;
+	WaitlistApiCall call;
+	int64		entry_id;
+	bool		found;
+
+	waitlist_check_not_null(fcinfo, 2, "priority");
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = PointerGetDatum(user_id);
+	values[2] = PG_GETARG_DATUM(2);
+
+	waitlist_api_begin(&call);
+	waitlist_read_resource(resource_id, &res);
+
+	/* with a cap, joins queue here so that the count below stays true */
+	if (!res.max_waiting_isnull)
+		waitlist_lock_resource_cap(resource_id);
+
+	waitlist_execute(&active_entry_plan, values, NULL, false, 0, NULL);
+	entry_id = first_int8(&found);
+	if (found)
+	{
+		waitlist_api_end(&call);
+		PG_RETURN_INT64(entry_id);
+	}
+
+	if (!res.max_waiting_isnull)
+	{
+		Datum		count_values[2] = {values[0], Int64GetDatum(res.max_waiting)};
+		int64		waiting;
+
+		waitlist_execute(&count_waiting_plan, count_values, NULL, false, 0, NULL);
+		waiting = first_int8(&found);
+		if (waiting >= res.max_waiting)
+			ereport(ERROR,
+					(errcode(ERRCODE_WAITLIST_FULL),
+					 errmsg("waitlist for resource \"%s\" is full",
+							text_to_cstring(resource_id)),
+					 errdetail("The resource allows at most %lld waiting entries.",
+							   (long long) res.max_waiting)));
+	}
+
+	waitlist_execute(&insert_entry_plan, values, NULL, false, 0, "joined");
+	entry_id = first_int8(&found);
+	if (!found)
+	{
+		/* a concurrent tap of the same user committed first */
+		waitlist_execute(&active_entry_plan, values, NULL, false, 0, NULL);
+		entry_id = first_int8(&found);
+		if (!found)
+			elog(ERROR, "active entry vanished after a conflicting join");
+		waitlist_api_end(&call);
+		PG_RETURN_INT64(entry_id);
+	}
+
+	/* see waitlist_lock_resource_gate() for why this closes the race */
+	waitlist_lock_resource_gate(resource_id, false);
+	waitlist_read_resource(resource_id, &res);
+	if (res.free_units > 0)
+	{
+		waitlist_lock_resource(resource_id, &res);
+		(void) waitlist_promote_locked(resource_id, -1);
+	}
+
+	waitlist_api_end(&call);
+	PG_RETURN_INT64(entry_id);
+}
+
+/*
+ * waitlist_leave(entry_id bigint) RETURNS boolean
+ *
+ * WAITING -> CANCELLED.  An OFFERED entry is cancelled too; its open offer
+ * is revoked and the unit goes to the next waiter.  Returns false when the
+ * entry had already left the line (a repeated leave).
+ */
+Datum
+waitlist_leave(PG_FUNCTION_ARGS)
+{
+	int64		entry_id;
+	Datum		values[2];
+	WaitlistApiCall call;
+	bool		left = false;
+	int			attempts;
+
+	waitlist_check_not_null(fcinfo, 0, "entry_id");
+	entry_id = PG_GETARG_INT64(0);
+	values[0] = Int64GetDatum(entry_id);
+
+	waitlist_api_begin(&call);
+	for (attempts = 0;; attempts++)
+	{
+		text	   *resource_id;
+		char	   *state;
+		bool		isnull;
+
+		waitlist_execute(&find_entry_plan, values, NULL, false, 0, NULL);
+		if (SPI_processed == 0)
+			entry_not_found(entry_id);
+		resource_id = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+		state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+		/* each retry follows a committed change of the entry; few can happen */
+		if (attempts > 3)
+			elog(ERROR, "waitlist entry %lld keeps changing state", (long long) entry_id);
+
+		if (strcmp(state, "WAITING") == 0)
+		{
+			Datum		cancel_values[2] = {PointerGetDatum(resource_id), values[0]};
+
+			waitlist_execute(&cancel_waiting_plan, cancel_values, NULL, false, 0, "left");
+			if (SPI_processed > 0)
+			{
+				left = true;
+				break;
+			}
+			/* promoted (or left) meanwhile: look again */
+			continue;
+		}
+		if (strcmp(state, "OFFERED") == 0)
+		{
+			left = waitlist_revoke_offer_of_entry(resource_id, entry_id);
+			if (left)
+				break;
+			continue;
+		}
+		break;
+	}
+	waitlist_api_end(&call);
+
+	PG_RETURN_BOOL(left);
+}
+
+/*
+ * waitlist_status(entry_id bigint, OUT state text, OUT position bigint, OUT
+ * offer_id bigint, OUT offer_expires_at timestamptz) RETURNS record
+ */
+Datum
+waitlist_status(PG_FUNCTION_ARGS)
+{
+	int64		entry_id;
+	Datum		values[4];
+	bool		nulls[4];
+	Datum		arg[1];
+	TupleDesc	tupdesc;
+	HeapTupleHeader result;
+	WaitlistApiCall call;
+	int			i;
+
+	waitlist_check_not_null(fcinfo, 0, "entry_id");
+	entry_id = PG_GETARG_INT64(0);
+	arg[0] = Int64GetDatum(entry_id);
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&status_plan, arg, NULL, true, 0, NULL);
+	if (SPI_processed == 0)
+		entry_not_found(entry_id);
+	for (i = 0; i < 4; i++)
+		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								  i + 1, &nulls[i]);
+	/* copied to the caller's memory before SPI's goes away */
+	result = SPI_returntuple(heap_form_tuple(tupdesc, values, nulls), tupdesc);
+	waitlist_api_end(&call);
+
+	PG_RETURN_DATUM(HeapTupleHeaderGetDatum(result));
+}

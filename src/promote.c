@@ -1,0 +1,189 @@
+/*-------------------------------------------------------------------------
+ *
+ * promote.c
+ *	  Capacity coming back and going out: recording CapacityReleased events
+ *	  and the per-resource serialized promotion step that turns free units
+ *	  into offers.
+ *
+ * IDENTIFICATION
+ *	  src/promote.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+
+#include "waitlist.h"
+
+PG_FUNCTION_INFO_V1(waitlist_release);
+PG_FUNCTION_INFO_V1(waitlist_promote);
+
+/*
+ * The promotion step as one set-based statement: pick the next $2 waiters in
+ * line, move them to OFFERED, make one OPEN offer each with its outbox row,
+ * and take the units from free_units.  The statement triggers on entry and
+ * offer write the transition rows.  SKIP LOCKED passes over an entry that a
+ * concurrent leave holds; the LIMIT then reaches one further down the line.
+ */
+static WaitlistPlan promote_plan = {
+	"WITH picked AS ("
+	"  SELECT e.entry_id FROM waitlist.entry e"
+	"  WHERE e.resource_id = $1 AND e.state = 'WAITING'"
+	"  ORDER BY e.priority DESC, e.seq"
+	"  LIMIT $2"
+	"  FOR UPDATE OF e SKIP LOCKED"
+	"), moved AS ("
+	"  UPDATE waitlist.entry e SET state = 'OFFERED', updated_at = pg_catalog.now()"
+	"  FROM picked p"
+	"  WHERE e.resource_id = $1 AND e.entry_id = p.entry_id"
+	"  RETURNING e.entry_id, e.user_id, e.priority, e.seq"
+	"), made AS ("
+	"  INSERT INTO waitlist.offer (entry_id, resource_id, expires_at)"
+	"  SELECT m.entry_id, $1, pg_catalog.now() + r.offer_ttl"
+	"  FROM moved m, waitlist.resource r"
+	"  WHERE r.resource_id = $1"
+	"  ORDER BY m.priority DESC, m.seq"
+	"  RETURNING offer_id, entry_id, expires_at"
+	"), notified AS ("
+	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, event_type, payload)"
+	"  SELECT $1, o.entry_id, o.offer_id, 'offer_created',"
+	"         pg_catalog.jsonb_build_object('resource_id', $1, 'entry_id', o.entry_id,"
+	"             'offer_id', o.offer_id, 'user_id', m.user_id, 'expires_at', o.expires_at)"
+	"  FROM made o JOIN moved m ON m.entry_id = o.entry_id"
+	"  ORDER BY o.offer_id"
+	"), counted AS ("
+	"  SELECT pg_catalog.count(*) AS offers FROM made"
+	"), spent AS ("
+	"  UPDATE waitlist.resource r"
+	"  SET free_units = r.free_units - c.offers, updated_at = pg_catalog.now()"
+	"  FROM counted c WHERE r.resource_id = $1 AND c.offers > 0"
+	") SELECT offers FROM counted",
+	2, {TEXTOID, INT8OID}
+};
+
+/*
+ * Record the event once per (resource, event id) and add its units.  No row
+ * comes back for a repeated event.
+ */
+static WaitlistPlan release_plan = {
+	"WITH event AS ("
+	"  INSERT INTO waitlist.capacity_event (resource_id, event_id, quantity, processed_at)"
+	"  VALUES ($1, $2, $3, pg_catalog.now())"
+	"  ON CONFLICT (resource_id, event_id) DO NOTHING"
+	"  RETURNING quantity"
+	") UPDATE waitlist.resource r"
+	"  SET free_units = r.free_units + e.quantity,"
+	"      units_released = r.units_released + e.quantity,"
+	"      updated_at = pg_catalog.now()"
+	"  FROM event e WHERE r.resource_id = $1",
+	3, {TEXTOID, TEXTOID, INT4OID}
+};
+
+/*
+ * Offer up to max_offers (all, if negative) of the resource's free units to
+ * the next waiters.  The caller holds the resource's lock.  Returns the
+ * number of offers made.
+ */
+int64
+waitlist_promote_locked(text *resource_id, int64 max_offers)
+{
+	WaitlistResource res;
+	int64		wanted;
+	Datum		values[2];
+	bool		isnull;
+
+	waitlist_read_resource(resource_id, &res);
+	wanted = res.free_units;
+	if (max_offers >= 0 && max_offers < wanted)
+		wanted = max_offers;
+	if (wanted <= 0)
+		return 0;
+
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = Int64GetDatum(wanted);
+	waitlist_execute(&promote_plan, values, NULL, false, 0, "promoted");
+	if (SPI_processed != 1)
+		elog(ERROR, "promotion returned %llu rows", (unsigned long long) SPI_processed);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * waitlist_promote(resource_id text, max_offers integer) RETURNS integer
+ *
+ * The promotion step on its own, for callers that drive promotion
+ * themselves.  Two sessions promoting one resource queue on its lock, so
+ * together they never make more offers than there are free units.
+ */
+Datum
+waitlist_promote(PG_FUNCTION_ARGS)
+{
+	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
+	int64		max_offers = -1;
+	int64		offers;
+	WaitlistResource res;
+	WaitlistApiCall call;
+
+	if (!PG_ARGISNULL(1))
+	{
+		max_offers = PG_GETARG_INT32(1);
+		if (max_offers < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_offers must not be negative"),
+					 errhint("Pass NULL to offer every free unit.")));
+	}
+
+	waitlist_api_begin(&call);
+	waitlist_lock_resource(resource_id, &res);
+	offers = waitlist_promote_locked(resource_id, max_offers);
+	waitlist_api_end(&call);
+
+	PG_RETURN_INT32((int32) offers);
+}
+
+/*
+ * waitlist_release(resource_id text, quantity integer, event_id text)
+ * RETURNS boolean
+ *
+ * Records a CapacityReleased event, adds its units and promotes, all in the
+ * caller's transaction.  A repeated event id returns false and changes
+ * nothing, so a booking system may deliver its events at least once.
+ */
+Datum
+waitlist_release(PG_FUNCTION_ARGS)
+{
+	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
+	text	   *event_id = waitlist_id_arg(fcinfo, 2, "event_id");
+	int32		quantity;
+	Datum		values[3];
+	WaitlistResource res;
+	WaitlistApiCall call;
+	bool		recorded;
+
+	waitlist_check_not_null(fcinfo, 1, "quantity");
+	quantity = PG_GETARG_INT32(1);
+	if (quantity <= 0 || quantity > WAITLIST_MAX_RELEASE_QUANTITY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("quantity %d is out of range", quantity),
+				 errdetail("A release must return between 1 and %d units.",
+						   WAITLIST_MAX_RELEASE_QUANTITY)));
+
+	waitlist_api_begin(&call);
+	waitlist_lock_resource_gate(resource_id, true);
+	waitlist_lock_resource(resource_id, &res);
+
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = PointerGetDatum(event_id);
+	values[2] = Int32GetDatum(quantity);
+	waitlist_execute(&release_plan, values, NULL, false, 0, NULL);
+	recorded = SPI_processed > 0;
+	if (recorded)
+		(void) waitlist_promote_locked(resource_id, -1);
+	waitlist_api_end(&call);
+
+	PG_RETURN_BOOL(recorded);
+}

@@ -1,0 +1,272 @@
+/*-------------------------------------------------------------------------
+ *
+ * resource.c
+ *	  Waitlisted resources: creating and altering them, and reading or
+ *	  locking a resource's row for the other API functions.
+ *
+ * The resource row is "the resource's lock": whoever changes free_units or
+ * promotes holds it FOR NO KEY UPDATE to the end of the transaction, which
+ * serializes promotion per resource while different resources proceed in
+ * parallel.  Joins only read it.
+ *
+ * IDENTIFICATION
+ *	  src/resource.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "waitlist.h"
+
+PG_FUNCTION_INFO_V1(waitlist_create_resource);
+PG_FUNCTION_INFO_V1(waitlist_alter_resource);
+
+static WaitlistPlan insert_resource_plan = {
+	"INSERT INTO waitlist.resource (resource_id, offer_ttl, max_waiting, booking_function) "
+	"VALUES ($1, $2, $3, $4) ON CONFLICT (resource_id) DO NOTHING",
+	4, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID}
+};
+
+static WaitlistPlan alter_resource_plan = {
+	"UPDATE waitlist.resource SET "
+	"  offer_ttl = coalesce($2, offer_ttl), "
+	"  max_waiting = CASE WHEN $4 THEN NULL ELSE coalesce($3, max_waiting) END, "
+	"  booking_function = CASE WHEN $6 THEN NULL ELSE coalesce($5, booking_function) END, "
+	"  updated_at = pg_catalog.now() "
+	"WHERE resource_id = $1",
+	6, {TEXTOID, INTERVALOID, INT8OID, BOOLOID, REGPROCEDUREOID, BOOLOID}
+};
+
+#define RESOURCE_COLUMNS "SELECT free_units, max_waiting, booking_function FROM waitlist.resource WHERE resource_id = $1"
+
+static WaitlistPlan read_resource_plan = {
+	RESOURCE_COLUMNS, 1, {TEXTOID}
+};
+
+static WaitlistPlan lock_resource_plan = {
+	RESOURCE_COLUMNS " FOR NO KEY UPDATE", 1, {TEXTOID}
+};
+
+static WaitlistPlan give_back_plan = {
+	"UPDATE waitlist.resource SET free_units = free_units + $2, updated_at = pg_catalog.now() "
+	"WHERE resource_id = $1",
+	2, {TEXTOID, INT8OID}
+};
+
+static void
+check_offer_ttl(Datum ttl)
+{
+	Interval   *zero = palloc0(sizeof(Interval));
+
+	if (!DatumGetBool(DirectFunctionCall2(interval_gt, ttl, IntervalPGetDatum(zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("offer_ttl must be positive"),
+				 errdetail("An offer must stay open for some time before it expires.")));
+}
+
+static void
+check_max_waiting(int64 max_waiting)
+{
+	if (max_waiting <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_waiting must be positive"),
+				 errhint("Pass NULL for a waitlist without a cap.")));
+}
+
+/*
+ * A booking function takes (resource_id text, user_id text, offer_id bigint,
+ * idempotency_key text) and returns the reservation reference as text.  It
+ * is checked when it is configured, not when the first fan accepts.
+ */
+static void
+check_booking_function(Oid funcid)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	Form_pg_proc proc;
+	bool		ok;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("booking function %u does not exist", funcid)));
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	ok = proc->prokind == PROKIND_FUNCTION &&
+		!proc->proretset &&
+		proc->prorettype == TEXTOID &&
+		proc->pronargs == 4 &&
+		proc->proargtypes.values[0] == TEXTOID &&
+		proc->proargtypes.values[1] == TEXTOID &&
+		proc->proargtypes.values[2] == INT8OID &&
+		proc->proargtypes.values[3] == TEXTOID;
+	ReleaseSysCache(tuple);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("booking function %s has the wrong signature",
+						format_procedure(funcid)),
+				 errdetail("A booking function must take (resource_id text, user_id text, offer_id bigint, idempotency_key text) and return text.")));
+}
+
+void
+waitlist_resource_not_found(text *resource_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("waitlist resource \"%s\" does not exist",
+					text_to_cstring(resource_id)),
+			 errhint("Create it with waitlist_create_resource().")));
+}
+
+static void
+fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
+{
+	Datum		values[1] = {PointerGetDatum(resource_id)};
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	bool		isnull;
+	Datum		d;
+
+	waitlist_execute(plan, values, NULL, false, 0, NULL);
+	if (SPI_processed == 0)
+		waitlist_resource_not_found(resource_id);
+	tupdesc = SPI_tuptable->tupdesc;
+	tuple = SPI_tuptable->vals[0];
+	res->free_units = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
+	d = SPI_getbinval(tuple, tupdesc, 2, &res->max_waiting_isnull);
+	res->max_waiting = res->max_waiting_isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tuple, tupdesc, 3, &isnull);
+	res->booking_function = isnull ? InvalidOid : DatumGetObjectId(d);
+}
+
+/* Read a resource's settings without locking it; errors if it is unknown. */
+void
+waitlist_read_resource(text *resource_id, WaitlistResource *res)
+{
+	fetch_resource(&read_resource_plan, resource_id, res);
+}
+
+/* Take the resource's lock to the end of the transaction and read it. */
+void
+waitlist_lock_resource(text *resource_id, WaitlistResource *res)
+{
+	fetch_resource(&lock_resource_plan, resource_id, res);
+}
+
+/*
+ * Return units to the free pool (after a decline, expiry, revocation) and
+ * offer them to the next waiters.  The caller holds the resource's gate
+ * exclusively and its lock.
+ */
+void
+waitlist_give_back_units(text *resource_id, int64 units)
+{
+	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(units)};
+
+	waitlist_execute(&give_back_plan, values, NULL, false, 0, NULL);
+	waitlist_promote_locked(resource_id, -1);
+}
+
+/*
+ * waitlist_create_resource(resource_id text, offer_ttl interval, max_waiting
+ * bigint, booking_function regprocedure) RETURNS void
+ */
+Datum
+waitlist_create_resource(PG_FUNCTION_ARGS)
+{
+	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	WaitlistApiCall call;
+
+	waitlist_check_not_null(fcinfo, 1, "offer_ttl");
+	check_offer_ttl(PG_GETARG_DATUM(1));
+	if (PG_ARGISNULL(2))
+		nulls[2] = 'n';
+	else
+		check_max_waiting(PG_GETARG_INT64(2));
+	if (PG_ARGISNULL(3))
+		nulls[3] = 'n';
+	else
+		check_booking_function(PG_GETARG_OID(3));
+
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&insert_resource_plan, values, nulls, false, 0, NULL);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("waitlist resource \"%s\" already exists",
+						text_to_cstring(resource_id)),
+				 errhint("Use waitlist_alter_resource() to change its settings.")));
+	waitlist_api_end(&call);
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * waitlist_alter_resource(resource_id text, offer_ttl interval, max_waiting
+ * bigint, clear_max_waiting boolean, booking_function regprocedure,
+ * clear_booking_function boolean) RETURNS void
+ *
+ * A NULL setting stays as it is; the clear_* flags remove a cap or a booking
+ * function.  Open offers keep the deadline they were made with.
+ */
+Datum
+waitlist_alter_resource(PG_FUNCTION_ARGS)
+{
+	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	WaitlistApiCall call;
+	int			i;
+
+	waitlist_check_not_null(fcinfo, 3, "clear_max_waiting");
+	waitlist_check_not_null(fcinfo, 5, "clear_booking_function");
+	if (!PG_ARGISNULL(1))
+		check_offer_ttl(PG_GETARG_DATUM(1));
+	if (!PG_ARGISNULL(2))
+	{
+		check_max_waiting(PG_GETARG_INT64(2));
+		if (PG_GETARG_BOOL(3))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cannot both set and clear max_waiting")));
+	}
+	if (!PG_ARGISNULL(4))
+	{
+		check_booking_function(PG_GETARG_OID(4));
+		if (PG_GETARG_BOOL(5))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cannot both set and clear booking_function")));
+	}
+
+	values[0] = PointerGetDatum(resource_id);
+	for (i = 1; i < 6; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&alter_resource_plan, values, nulls, false, 0, NULL);
+	if (SPI_processed == 0)
+		waitlist_resource_not_found(resource_id);
+	waitlist_api_end(&call);
+
+	PG_RETURN_VOID();
+}

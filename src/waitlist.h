@@ -1,0 +1,95 @@
+/*-------------------------------------------------------------------------
+ *
+ * waitlist.h
+ *	  Declarations shared by the files of the waitlist extension.
+ *
+ * IDENTIFICATION
+ *	  src/waitlist.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WAITLIST_H
+#define WAITLIST_H
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
+
+/* Bounds on caller-supplied values; see "Bad input" in README.md. */
+#define WAITLIST_MAX_ID_BYTES			200
+#define WAITLIST_MAX_RELEASE_QUANTITY	1000000
+
+/* Version of the ordering and offer rules, recorded on every transition. */
+#define WAITLIST_RULE_VERSION	"priority-fifo/1"
+
+/*
+ * SQLSTATEs of our own, class "WL" (documented in README.md).  Standard codes
+ * are used wherever one fits.
+ */
+#define ERRCODE_WAITLIST_FULL			MAKE_SQLSTATE('W','L','0','0','1')
+#define ERRCODE_WAITLIST_OFFER_EXPIRED	MAKE_SQLSTATE('W','L','0','0','2')
+#define ERRCODE_WAITLIST_OFFER_NOT_OPEN	MAKE_SQLSTATE('W','L','0','0','3')
+#define ERRCODE_WAITLIST_SEAT_CONFLICT	MAKE_SQLSTATE('W','L','0','0','4')
+
+/*
+ * A statement prepared on first use and kept for the life of the backend.
+ * Declared static in the file that runs it, so each SQL text sits beside the
+ * code that depends on its shape.
+ */
+typedef struct WaitlistPlan
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[8];
+	SPIPlanPtr	plan;
+} WaitlistPlan;
+
+/*
+ * State of one API call: who called (recorded as the transition actor), the
+ * role and settings to restore, and why the current statement changes states.
+ */
+typedef struct WaitlistApiCall
+{
+	Oid			caller;
+	int			caller_sec_context;
+	int			guc_nestlevel;
+	char	   *caller_search_path;
+	const char *reason;
+	SubTransactionId subxid;
+	struct WaitlistApiCall *outer;
+} WaitlistApiCall;
+
+/* api.c */
+extern void waitlist_api_begin(WaitlistApiCall *call);
+extern void waitlist_api_end(WaitlistApiCall *call);
+extern WaitlistApiCall *waitlist_current_call(void);
+extern void waitlist_api_reset_on_abort(SubTransactionId subxid);
+extern SPIPlanPtr waitlist_plan(WaitlistPlan *plan);
+extern int	waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
+							 bool read_only, long count, const char *reason);
+extern void waitlist_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern text *waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern void waitlist_lock_resource_gate(const text *resource_id, bool exclusive);
+extern void waitlist_lock_resource_cap(const text *resource_id);
+
+/* resource.c */
+typedef struct WaitlistResource
+{
+	int64		free_units;
+	bool		max_waiting_isnull;
+	int64		max_waiting;
+	Oid			booking_function;
+} WaitlistResource;
+
+extern void waitlist_lock_resource(text *resource_id, WaitlistResource *res);
+extern void waitlist_read_resource(text *resource_id, WaitlistResource *res);
+extern void waitlist_give_back_units(text *resource_id, int64 units);
+extern void waitlist_resource_not_found(text *resource_id) pg_attribute_noreturn();
+
+/* promote.c */
+extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers);
+
+/* offer.c */
+extern bool waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id);
+
+#endif							/* WAITLIST_H */
