@@ -11,7 +11,10 @@ OBJS = \
 	src/resource.o \
 	src/entry.o \
 	src/promote.o \
-	src/offer.o
+	src/offer.o \
+	src/booking.o \
+	src/capacity.o \
+	src/cron.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 

@@ -22,8 +22,6 @@ CREATE TABLE waitlist.resource (
     booking_function regprocedure,
     free_units      bigint      NOT NULL DEFAULT 0,
     units_released  bigint      NOT NULL DEFAULT 0,
-    units_consumed  bigint      NOT NULL DEFAULT 0,
-    units_retired   bigint      NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT resource_pkey PRIMARY KEY (resource_id),
@@ -33,6 +31,8 @@ CREATE TABLE waitlist.resource (
     CONSTRAINT resource_free_units_nonnegative CHECK (free_units >= 0)
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE waitlist.resource IS 'one row per waitlisted thing; free_units is released capacity not yet offered';
+COMMENT ON COLUMN waitlist.resource.units_released IS 'sum of the quantities of all capacity events; units held, consumed and retired are counted from waitlist.offer (OPEN, ACCEPTED, FAILED)';
+COMMENT ON COLUMN waitlist.resource.booking_function IS 'f(resource_id text, user_id text, offer_id bigint, idempotency_key text) RETURNS text, called by waitlist_accept() in the caller''s context';
 
 CREATE SEQUENCE waitlist.entry_seq;
 
@@ -87,9 +87,30 @@ CREATE INDEX offer_offer_id_idx ON waitlist.offer (offer_id);
 -- at most one open offer per entry, whatever races happen
 CREATE UNIQUE INDEX offer_one_open_per_entry_key ON waitlist.offer (resource_id, entry_id)
     WHERE state = 'OPEN';
--- the expiry sweep and the worker look for the earliest deadline
-CREATE INDEX offer_open_deadline_idx ON waitlist.offer (expires_at)
+-- the expiry sweep and the worker look for the earliest deadlines
+CREATE INDEX offer_open_deadline_idx ON waitlist.offer (expires_at, resource_id)
     WHERE state = 'OPEN';
+-- an entry is accepted at most once, however many offers it had
+CREATE UNIQUE INDEX offer_accepted_once_key ON waitlist.offer (resource_id, entry_id)
+    WHERE state = 'ACCEPTED';
+
+/*
+ * One row per accept request (offer, idempotency key) that reached an
+ * outcome.  The primary key is what makes accept idempotent: a second
+ * request with the same key waits on the first one's index entry and then
+ * returns its stored outcome, so the booking function runs once.
+ */
+CREATE TABLE waitlist.accept_request (
+    resource_id     text        NOT NULL,
+    offer_id        bigint      NOT NULL,
+    idempotency_key text        NOT NULL,
+    state           text,
+    reservation_ref text,
+    requested_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT accept_request_pkey PRIMARY KEY (resource_id, offer_id, idempotency_key),
+    CONSTRAINT accept_request_state_valid CHECK (state IN ('ACCEPTED', 'FAILED'))
+);
+COMMENT ON TABLE waitlist.accept_request IS 'outcome of each accept request, by offer and idempotency key';
 
 CREATE TABLE waitlist.capacity_event (
     resource_id  text        NOT NULL,
@@ -230,6 +251,49 @@ AS 'MODULE_PATHNAME', 'waitlist_promote'
 LANGUAGE C CALLED ON NULL INPUT;
 COMMENT ON FUNCTION waitlist_promote(text, integer) IS 'offers free units to the next waiters, serialized per resource; returns the number of offers made';
 
+CREATE FUNCTION waitlist_accept(offer_id bigint, idempotency_key text,
+                                OUT state text, OUT reservation_ref text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'waitlist_accept'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_accept(bigint, text) IS 'accepts an open offer, booking through the resource''s booking function; idempotent per key';
+
+CREATE FUNCTION waitlist_decline(offer_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_decline'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_decline(bigint) IS 'declines an open offer; the unit goes to the next waiter; false if already declined';
+
+CREATE FUNCTION waitlist_sweep(max_offers integer DEFAULT 1000)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'waitlist_sweep'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_sweep(integer) IS 'expires open offers past their deadline and promotes the next waiters; returns the number expired';
+
+CREATE FUNCTION waitlist_schedule_sweep(schedule text DEFAULT '* * * * *')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'waitlist_schedule_sweep'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_schedule_sweep(text) IS 'registers waitlist_sweep() as the pg_cron job "waitlist-sweep"; returns the job id';
+
+CREATE FUNCTION waitlist_unschedule_sweep()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_unschedule_sweep'
+LANGUAGE C;
+COMMENT ON FUNCTION waitlist_unschedule_sweep() IS 'removes the pg_cron job "waitlist-sweep"; false if there was none';
+
+/*
+ * Attach to the booking system's reservations table:
+ *   CREATE TRIGGER ... AFTER UPDATE OR DELETE ON reservations FOR EACH ROW
+ *   EXECUTE FUNCTION waitlist_capacity_trigger('resource column',
+ *       'quantity column or a number', 'status column', 'cancelled value');
+ */
+CREATE FUNCTION waitlist_capacity_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'waitlist_capacity_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION waitlist_capacity_trigger() IS 'row trigger that releases a cancelled or deleted reservation''s capacity to the waitlist, once per row';
+
 /*
  * The API runs its SQL as the extension's owner, so applications need EXECUTE
  * on the functions and no privileges on the tables.  EXECUTE is not granted
@@ -242,3 +306,9 @@ REVOKE ALL ON FUNCTION waitlist_leave(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_status(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_release(text, integer, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_promote(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_accept(bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_decline(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_sweep(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_schedule_sweep(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_unschedule_sweep() FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_capacity_trigger() FROM PUBLIC;

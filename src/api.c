@@ -196,15 +196,15 @@ waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 	return value;
 }
 
-static void
-lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode)
+static bool
+lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode, bool dont_wait)
 {
 	LOCKTAG		tag;
 	uint32		hash = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(resource_id),
 											   VARSIZE_ANY_EXHDR(resource_id)));
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, hash, which, WAITLIST_LOCKTAG_FIELD4);
-	(void) LockAcquire(&tag, mode, false, false);
+	return LockAcquire(&tag, mode, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 /*
@@ -220,8 +220,19 @@ lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode)
 void
 waitlist_lock_resource_gate(const text *resource_id, bool exclusive)
 {
-	lock_resource_key(resource_id, WAITLIST_LOCK_GATE,
-					  exclusive ? ExclusiveLock : ShareLock);
+	(void) lock_resource_key(resource_id, WAITLIST_LOCK_GATE,
+							 exclusive ? ExclusiveLock : ShareLock, false);
+}
+
+/*
+ * Take the gate exclusively only if nobody holds it: for the expiry sweep,
+ * which passes over a resource that is busy rather than queue behind it, so
+ * that concurrent sweeps never block one another.
+ */
+bool
+waitlist_try_lock_resource_gate(const text *resource_id)
+{
+	return lock_resource_key(resource_id, WAITLIST_LOCK_GATE, ExclusiveLock, true);
 }
 
 /*
@@ -232,5 +243,5 @@ waitlist_lock_resource_gate(const text *resource_id, bool exclusive)
 void
 waitlist_lock_resource_cap(const text *resource_id)
 {
-	lock_resource_key(resource_id, WAITLIST_LOCK_CAP, ExclusiveLock);
+	(void) lock_resource_key(resource_id, WAITLIST_LOCK_CAP, ExclusiveLock, false);
 }

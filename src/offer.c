@@ -4,9 +4,16 @@
  *	  The end of an offer: accept, decline, expiry and revocation, each of
  *	  which settles the offered unit of capacity exactly once.
  *
+ * A unit held by an OPEN offer ends consumed (ACCEPTED), retired (FAILED:
+ * the booking system said the seat is gone) or back in free_units
+ * (DECLINED, EXPIRED, REVOKED), from where it is promoted to the next waiter
+ * in the same transaction.
+ *
  * Lock order, everywhere: the resource's gate, then the resource row, then
  * entry and offer rows.  Whatever gives a unit back takes the gate
- * exclusively (see waitlist_lock_resource_gate()).
+ * exclusively; accept takes it shared, so accepts of one resource run in
+ * parallel while a decline or sweep of that resource waits for them (see
+ * waitlist_lock_resource_gate()).
  *
  * IDENTIFICATION
  *	  src/offer.c
@@ -15,39 +22,378 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 
 #include "waitlist.h"
 
+PG_FUNCTION_INFO_V1(waitlist_accept);
+PG_FUNCTION_INFO_V1(waitlist_decline);
+PG_FUNCTION_INFO_V1(waitlist_sweep);
+
 /*
- * Revoke the entry's open offer and cancel the entry, with the outbox row
- * that tells the fan.  Returns the number of offers revoked (0 or 1).
+ * Settle open offers of one resource: the offers move to $3, their entries
+ * to $4, and each gets an outbox row of type $5.  Offers that are no longer
+ * OPEN are left alone.  Returns the number of offers settled.
  */
-static WaitlistPlan revoke_plan = {
-	"WITH revoked AS ("
-	"  UPDATE waitlist.offer SET state = 'REVOKED', decided_at = pg_catalog.now()"
-	"  WHERE resource_id = $1 AND entry_id = $2 AND state = 'OPEN'"
-	"  RETURNING offer_id, entry_id"
-	"), cancelled AS ("
-	"  UPDATE waitlist.entry e SET state = 'CANCELLED', updated_at = pg_catalog.now()"
-	"  FROM revoked r"
-	"  WHERE e.resource_id = $1 AND e.entry_id = r.entry_id AND e.state = 'OFFERED'"
+static WaitlistPlan settle_plan = {
+	"WITH settled AS ("
+	"  UPDATE waitlist.offer o"
+	"  SET state = $3, decided_at = pg_catalog.now(),"
+	"      reservation_ref = $6, idempotency_key = $7"
+	"  WHERE o.resource_id = $1 AND o.offer_id = ANY ($2) AND o.state = 'OPEN'"
+	"  RETURNING o.offer_id, o.entry_id, o.expires_at"
+	"), moved AS ("
+	"  UPDATE waitlist.entry e SET state = $4, updated_at = pg_catalog.now()"
+	"  FROM settled s"
+	"  WHERE e.resource_id = $1 AND e.entry_id = s.entry_id AND e.state = 'OFFERED'"
 	"  RETURNING e.entry_id, e.user_id"
 	"), notified AS ("
 	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, event_type, payload)"
-	"  SELECT $1, c.entry_id, r.offer_id, 'offer_revoked',"
-	"         pg_catalog.jsonb_build_object('resource_id', $1, 'entry_id', c.entry_id,"
-	"             'offer_id', r.offer_id, 'user_id', c.user_id, 'reason', 'left')"
-	"  FROM revoked r JOIN cancelled c ON c.entry_id = r.entry_id"
-	") SELECT pg_catalog.count(*) FROM cancelled",
+	"  SELECT $1, m.entry_id, s.offer_id, $5,"
+	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+	"             'resource_id', $1, 'entry_id', m.entry_id, 'offer_id', s.offer_id,"
+	"             'user_id', m.user_id, 'expires_at', s.expires_at,"
+	"             'reservation_ref', $6, 'detail', $8))"
+	"  FROM settled s JOIN moved m ON m.entry_id = s.entry_id"
+	"  ORDER BY s.offer_id"
+	") SELECT pg_catalog.count(*) FROM settled",
+	8, {TEXTOID, INT8ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
+};
+
+static WaitlistPlan offer_resource_plan = {
+	"SELECT resource_id FROM waitlist.offer WHERE offer_id = $1",
+	1, {INT8OID}
+};
+
+/* the offer, locked, with what deciding it needs */
+static WaitlistPlan lock_offer_plan = {
+	"SELECT o.state, o.expires_at <= pg_catalog.clock_timestamp(), o.reservation_ref,"
+	"       e.user_id, r.booking_function "
+	"FROM waitlist.offer o"
+	"  JOIN waitlist.entry e ON e.resource_id = o.resource_id AND e.entry_id = o.entry_id"
+	"  JOIN waitlist.resource r ON r.resource_id = o.resource_id "
+	"WHERE o.resource_id = $1 AND o.offer_id = $2 "
+	"FOR UPDATE OF o",
 	2, {TEXTOID, INT8OID}
 };
+
+static WaitlistPlan open_offer_of_entry_plan = {
+	"SELECT offer_id FROM waitlist.offer "
+	"WHERE resource_id = $1 AND entry_id = $2 AND state = 'OPEN' "
+	"FOR UPDATE",
+	2, {TEXTOID, INT8OID}
+};
+
+static WaitlistPlan request_insert_plan = {
+	"INSERT INTO waitlist.accept_request (resource_id, offer_id, idempotency_key) "
+	"VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+	3, {TEXTOID, INT8OID, TEXTOID}
+};
+
+static WaitlistPlan request_read_plan = {
+	"SELECT state, reservation_ref FROM waitlist.accept_request "
+	"WHERE resource_id = $1 AND offer_id = $2 AND idempotency_key = $3",
+	3, {TEXTOID, INT8OID, TEXTOID}
+};
+
+static WaitlistPlan request_record_plan = {
+	"UPDATE waitlist.accept_request SET state = $4, reservation_ref = $5 "
+	"WHERE resource_id = $1 AND offer_id = $2 AND idempotency_key = $3",
+	5, {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID}
+};
+
+/* resources with offers past their deadline, earliest deadlines first */
+static WaitlistPlan due_resources_plan = {
+	"SELECT DISTINCT resource_id FROM ("
+	"  SELECT resource_id FROM waitlist.offer"
+	"  WHERE state = 'OPEN' AND expires_at <= pg_catalog.clock_timestamp()"
+	"  ORDER BY expires_at LIMIT $1"
+	") due ORDER BY resource_id",
+	1, {INT8OID}
+};
+
+static WaitlistPlan due_offers_plan = {
+	"SELECT pg_catalog.array_agg(offer_id) FROM ("
+	"  SELECT offer_id FROM waitlist.offer"
+	"  WHERE resource_id = $1 AND state = 'OPEN' AND expires_at <= pg_catalog.clock_timestamp()"
+	"  ORDER BY expires_at LIMIT $2"
+	"  FOR UPDATE SKIP LOCKED"
+	") due",
+	2, {TEXTOID, INT8OID}
+};
+
+/* A locked offer, as lock_offer() reads it. */
+typedef struct LockedOffer
+{
+	char	   *state;
+	bool		past_deadline;
+	char	   *reservation_ref;
+	text	   *user_id;
+	Oid			booking_function;
+} LockedOffer;
+
+static Datum
+text_or_null(const char *s, char *null)
+{
+	*null = s == NULL ? 'n' : ' ';
+	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
+}
+
+/*
+ * Settle the given open offers of a resource (see settle_plan).  "reason" is
+ * what their transition rows record.  Returns how many were settled.
+ */
+static int64
+settle_offers(text *resource_id, Datum offer_ids, const char *offer_state,
+			  const char *entry_state, const char *event_type,
+			  const char *reservation_ref, text *idempotency_key,
+			  const char *detail, const char *reason)
+{
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = offer_ids;
+	values[2] = CStringGetTextDatum(offer_state);
+	values[3] = CStringGetTextDatum(entry_state);
+	values[4] = CStringGetTextDatum(event_type);
+	values[5] = text_or_null(reservation_ref, &nulls[5]);
+	values[6] = PointerGetDatum(idempotency_key);
+	nulls[6] = idempotency_key == NULL ? 'n' : ' ';
+	values[7] = text_or_null(detail, &nulls[7]);
+
+	waitlist_execute(&settle_plan, values, nulls, false, 0, reason);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static Datum
+one_offer_id(int64 offer_id)
+{
+	Datum		id = Int64GetDatum(offer_id);
+
+	return PointerGetDatum(construct_array(&id, 1, INT8OID, sizeof(int64),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static void
+offer_not_found(int64 offer_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("waitlist offer %lld does not exist", (long long) offer_id)));
+}
+
+/* The resource an offer belongs to; errors if there is no such offer. */
+static text *
+offer_resource(int64 offer_id)
+{
+	Datum		values[1] = {Int64GetDatum(offer_id)};
+	bool		isnull;
+
+	waitlist_execute(&offer_resource_plan, values, NULL, false, 0, NULL);
+	if (SPI_processed == 0)
+		offer_not_found(offer_id);
+	return DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static void
+lock_offer(text *resource_id, int64 offer_id, LockedOffer *offer)
+{
+	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(offer_id)};
+	HeapTuple	tuple;
+	TupleDesc	tupdesc;
+	bool		isnull;
+	Datum		d;
+
+	waitlist_execute(&lock_offer_plan, values, NULL, false, 0, NULL);
+	if (SPI_processed == 0)
+		offer_not_found(offer_id);
+	tuple = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+	offer->state = SPI_getvalue(tuple, tupdesc, 1);
+	offer->past_deadline = DatumGetBool(SPI_getbinval(tuple, tupdesc, 2, &isnull));
+	offer->reservation_ref = SPI_getvalue(tuple, tupdesc, 3);
+	offer->user_id = DatumGetTextPP(SPI_getbinval(tuple, tupdesc, 4, &isnull));
+	d = SPI_getbinval(tuple, tupdesc, 5, &isnull);
+	offer->booking_function = isnull ? InvalidOid : DatumGetObjectId(d);
+}
+
+/*
+ * An offer that cannot be decided any more: past its deadline (swept or
+ * not), or already settled otherwise.
+ */
+static void
+offer_not_open(int64 offer_id, const LockedOffer *offer)
+{
+	if (offer->past_deadline || strcmp(offer->state, "EXPIRED") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WAITLIST_OFFER_EXPIRED),
+				 errmsg("waitlist offer %lld has expired", (long long) offer_id),
+				 errdetail("Offers must be answered before their expires_at.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_WAITLIST_OFFER_NOT_OPEN),
+			 errmsg("waitlist offer %lld is not open", (long long) offer_id),
+			 errdetail("The offer is %s.", offer->state)));
+}
+
+/*
+ * waitlist_accept(offer_id bigint, idempotency_key text, OUT state text,
+ * OUT reservation_ref text) RETURNS record
+ *
+ * Idempotent per key: the accept_request primary key makes a repeated key
+ * wait for the first request and return its outcome, so the booking
+ * function runs at most once per successful accept.  A different key on an
+ * accepted offer returns the existing reservation.
+ */
+Datum
+waitlist_accept(PG_FUNCTION_ARGS)
+{
+	int64		offer_id;
+	text	   *idempotency_key = NULL;
+	text	   *resource_id;
+	LockedOffer offer;
+	const char *outcome;
+	char	   *reservation_ref = NULL;
+	char	   *conflict_message = NULL;
+	TupleDesc	tupdesc;
+	Datum		result[2];
+	bool		result_nulls[2];
+	Datum		request[5];
+	char		request_nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	HeapTupleHeader rettuple;
+	WaitlistApiCall call;
+
+	waitlist_check_not_null(fcinfo, 0, "offer_id");
+	offer_id = PG_GETARG_INT64(0);
+	idempotency_key = waitlist_id_arg(fcinfo, 1, "idempotency_key");
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	waitlist_api_begin(&call);
+	resource_id = offer_resource(offer_id);
+	waitlist_lock_resource_gate(resource_id, false);
+
+	request[0] = PointerGetDatum(resource_id);
+	request[1] = Int64GetDatum(offer_id);
+	request[2] = PointerGetDatum(idempotency_key);
+	waitlist_execute(&request_insert_plan, request, NULL, false, 0, NULL);
+	if (SPI_processed == 0)
+	{
+		/* this key was answered before: same answer, no second booking */
+		waitlist_execute(&request_read_plan, request, NULL, false, 0, NULL);
+		if (SPI_processed == 0)
+			elog(ERROR, "accept request vanished after a conflicting insert");
+		outcome = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		reservation_ref = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	}
+	else
+	{
+		lock_offer(resource_id, offer_id, &offer);
+		if (strcmp(offer.state, "ACCEPTED") == 0)
+		{
+			/* accepted under another key: the one reservation there is */
+			outcome = "ACCEPTED";
+			reservation_ref = offer.reservation_ref;
+		}
+		else if (strcmp(offer.state, "OPEN") != 0 || offer.past_deadline)
+			offer_not_open(offer_id, &offer);
+		else if (OidIsValid(offer.booking_function) &&
+				 waitlist_call_booking(offer.booking_function, resource_id,
+									   offer.user_id, offer_id, idempotency_key,
+									   &reservation_ref, &conflict_message) == WAITLIST_BOOKING_CONFLICT)
+			outcome = "FAILED";
+		else
+			outcome = "ACCEPTED";
+
+		if (strcmp(offer.state, "OPEN") == 0)
+		{
+			if (strcmp(outcome, "ACCEPTED") == 0)
+				settle_offers(resource_id, one_offer_id(offer_id), "ACCEPTED", "ACCEPTED",
+							  "offer_accepted", reservation_ref, idempotency_key,
+							  OidIsValid(offer.booking_function) ? "booked" : "booking requested",
+							  "accepted");
+			else
+			{
+				WaitlistResource res;
+
+				/* the seat is gone: the unit is retired, the fan keeps their place */
+				settle_offers(resource_id, one_offer_id(offer_id), "FAILED", "WAITING",
+							  "offer_failed", NULL, idempotency_key,
+							  conflict_message, "booking conflict");
+				waitlist_read_resource(resource_id, &res);
+				if (res.free_units > 0)
+				{
+					waitlist_lock_resource(resource_id, &res);
+					(void) waitlist_promote_locked(resource_id, -1);
+				}
+			}
+		}
+
+		request[3] = CStringGetTextDatum(outcome);
+		request[4] = text_or_null(reservation_ref, &request_nulls[4]);
+		waitlist_execute(&request_record_plan, request, request_nulls, false, 0, NULL);
+	}
+
+	result[0] = CStringGetTextDatum(outcome);
+	result_nulls[0] = false;
+	result[1] = reservation_ref ? CStringGetTextDatum(reservation_ref) : (Datum) 0;
+	result_nulls[1] = reservation_ref == NULL;
+	rettuple = SPI_returntuple(heap_form_tuple(tupdesc, result, result_nulls), tupdesc);
+	waitlist_api_end(&call);
+
+	PG_RETURN_DATUM(HeapTupleHeaderGetDatum(rettuple));
+}
+
+/*
+ * waitlist_decline(offer_id bigint) RETURNS boolean
+ *
+ * OPEN -> DECLINED, the entry ends DECLINED and the unit goes to the next
+ * waiter.  A repeated decline returns false.
+ */
+Datum
+waitlist_decline(PG_FUNCTION_ARGS)
+{
+	int64		offer_id;
+	text	   *resource_id;
+	LockedOffer offer;
+	WaitlistResource res;
+	WaitlistApiCall call;
+	bool		declined = false;
+
+	waitlist_check_not_null(fcinfo, 0, "offer_id");
+	offer_id = PG_GETARG_INT64(0);
+
+	waitlist_api_begin(&call);
+	resource_id = offer_resource(offer_id);
+	waitlist_lock_resource_gate(resource_id, true);
+	waitlist_lock_resource(resource_id, &res);
+	lock_offer(resource_id, offer_id, &offer);
+	if (strcmp(offer.state, "DECLINED") != 0)
+	{
+		if (strcmp(offer.state, "OPEN") != 0 || offer.past_deadline)
+			offer_not_open(offer_id, &offer);
+		settle_offers(resource_id, one_offer_id(offer_id), "DECLINED", "DECLINED",
+					  "offer_declined", NULL, NULL, NULL, "declined");
+		waitlist_give_back_units(resource_id, 1);
+		declined = true;
+	}
+	waitlist_api_end(&call);
+
+	PG_RETURN_BOOL(declined);
+}
 
 /*
  * Leave while offered: the offer is REVOKED, the entry CANCELLED and the
  * unit goes to the next waiter, in the caller's transaction.  Returns false
- * if the entry was no longer OFFERED once locked.
+ * if the entry had no open offer any more once locked.
  */
 bool
 waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
@@ -55,15 +401,79 @@ waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
 	WaitlistResource res;
 	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(entry_id)};
 	bool		isnull;
-	int64		revoked;
+	int64		offer_id;
 
 	waitlist_lock_resource_gate(resource_id, true);
 	waitlist_lock_resource(resource_id, &res);
-	waitlist_execute(&revoke_plan, values, NULL, false, 0, "left while offered");
-	revoked = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-	if (revoked == 0)
+	waitlist_execute(&open_offer_of_entry_plan, values, NULL, false, 0, NULL);
+	if (SPI_processed == 0)
 		return false;
-	waitlist_give_back_units(resource_id, revoked);
+	offer_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	if (settle_offers(resource_id, one_offer_id(offer_id), "REVOKED", "CANCELLED",
+					  "offer_revoked", NULL, NULL, "the fan left the waitlist",
+					  "left while offered") == 0)
+		return false;
+	waitlist_give_back_units(resource_id, 1);
 	return true;
+}
+
+/*
+ * waitlist_sweep(max_offers integer) RETURNS integer
+ *
+ * Expires up to max_offers open offers past their deadline, gives their
+ * units back and promotes the next waiters.  A resource whose gate is busy
+ * (another sweep, a decline, an accept in flight) is passed over until the
+ * next sweep, and offers are taken with SKIP LOCKED, so concurrent sweeps
+ * never wait for one another nor expire an offer twice.
+ */
+Datum
+waitlist_sweep(PG_FUNCTION_ARGS)
+{
+	int32		max_offers;
+	int64		budget;
+	int64		expired = 0;
+	SPITupleTable *due;
+	uint64		i;
+	WaitlistApiCall call;
+
+	waitlist_check_not_null(fcinfo, 0, "max_offers");
+	max_offers = PG_GETARG_INT32(0);
+	if (max_offers <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_offers must be positive")));
+	budget = max_offers;
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&due_resources_plan, (Datum[]) {Int64GetDatum(budget)},
+					 NULL, false, 0, NULL);
+	due = SPI_tuptable;
+	for (i = 0; i < due->numvals && budget > 0; i++)
+	{
+		bool		isnull;
+		text	   *resource_id = DatumGetTextPP(SPI_getbinval(due->vals[i], due->tupdesc,
+															   1, &isnull));
+		Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(budget)};
+		WaitlistResource res;
+		Datum		offer_ids;
+		int64		n;
+
+		if (!waitlist_try_lock_resource_gate(resource_id))
+			continue;
+		waitlist_lock_resource(resource_id, &res);
+		waitlist_execute(&due_offers_plan, values, NULL, false, 0, NULL);
+		offer_ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			continue;
+		n = settle_offers(resource_id, offer_ids, "EXPIRED", "EXPIRED", "offer_expired",
+						  NULL, NULL, NULL, "expired");
+		if (n > 0)
+			waitlist_give_back_units(resource_id, n);
+		expired += n;
+		budget -= n;
+	}
+	waitlist_api_end(&call);
+
+	PG_RETURN_INT32((int32) expired);
 }

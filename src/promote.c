@@ -145,6 +145,43 @@ waitlist_promote(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Record a CapacityReleased event once per (resource, event id), add its
+ * units and promote, in the caller's transaction and API frame.  Returns
+ * false for a repeated event, and for an unknown resource if missing_ok.
+ */
+bool
+waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool missing_ok)
+{
+	Datum		values[3];
+	WaitlistResource res;
+
+	if (!waitlist_read_resource_ext(resource_id, &res, missing_ok))
+		return false;
+	waitlist_lock_resource_gate(resource_id, true);
+	waitlist_lock_resource(resource_id, &res);
+
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = PointerGetDatum(event_id);
+	values[2] = Int32GetDatum(quantity);
+	waitlist_execute(&release_plan, values, NULL, false, 0, NULL);
+	if (SPI_processed == 0)
+		return false;
+	(void) waitlist_promote_locked(resource_id, -1);
+	return true;
+}
+
+void
+waitlist_check_release_quantity(int64 quantity)
+{
+	if (quantity <= 0 || quantity > WAITLIST_MAX_RELEASE_QUANTITY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("quantity " INT64_FORMAT " is out of range", quantity),
+				 errdetail("A release must return between 1 and %d units.",
+						   WAITLIST_MAX_RELEASE_QUANTITY)));
+}
+
+/*
  * waitlist_release(resource_id text, quantity integer, event_id text)
  * RETURNS boolean
  *
@@ -157,32 +194,14 @@ waitlist_release(PG_FUNCTION_ARGS)
 {
 	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
 	text	   *event_id = waitlist_id_arg(fcinfo, 2, "event_id");
-	int32		quantity;
-	Datum		values[3];
-	WaitlistResource res;
 	WaitlistApiCall call;
 	bool		recorded;
 
 	waitlist_check_not_null(fcinfo, 1, "quantity");
-	quantity = PG_GETARG_INT32(1);
-	if (quantity <= 0 || quantity > WAITLIST_MAX_RELEASE_QUANTITY)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("quantity %d is out of range", quantity),
-				 errdetail("A release must return between 1 and %d units.",
-						   WAITLIST_MAX_RELEASE_QUANTITY)));
+	waitlist_check_release_quantity(PG_GETARG_INT32(1));
 
 	waitlist_api_begin(&call);
-	waitlist_lock_resource_gate(resource_id, true);
-	waitlist_lock_resource(resource_id, &res);
-
-	values[0] = PointerGetDatum(resource_id);
-	values[1] = PointerGetDatum(event_id);
-	values[2] = Int32GetDatum(quantity);
-	waitlist_execute(&release_plan, values, NULL, false, 0, NULL);
-	recorded = SPI_processed > 0;
-	if (recorded)
-		(void) waitlist_promote_locked(resource_id, -1);
+	recorded = waitlist_release_units(resource_id, PG_GETARG_INT32(1), event_id, false);
 	waitlist_api_end(&call);
 
 	PG_RETURN_BOOL(recorded);

@@ -127,7 +127,7 @@ waitlist_resource_not_found(text *resource_id)
 			 errhint("Create it with waitlist_create_resource().")));
 }
 
-static void
+static bool
 fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
 {
 	Datum		values[1] = {PointerGetDatum(resource_id)};
@@ -138,7 +138,7 @@ fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
 
 	waitlist_execute(plan, values, NULL, false, 0, NULL);
 	if (SPI_processed == 0)
-		waitlist_resource_not_found(resource_id);
+		return false;
 	tupdesc = SPI_tuptable->tupdesc;
 	tuple = SPI_tuptable->vals[0];
 	res->free_units = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
@@ -146,20 +146,35 @@ fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
 	res->max_waiting = res->max_waiting_isnull ? 0 : DatumGetInt64(d);
 	d = SPI_getbinval(tuple, tupdesc, 3, &isnull);
 	res->booking_function = isnull ? InvalidOid : DatumGetObjectId(d);
+	return true;
 }
 
-/* Read a resource's settings without locking it; errors if it is unknown. */
+/*
+ * Read a resource's settings without locking it.  Returns false for an
+ * unknown resource if missing_ok, else errors.
+ */
+bool
+waitlist_read_resource_ext(text *resource_id, WaitlistResource *res, bool missing_ok)
+{
+	if (fetch_resource(&read_resource_plan, resource_id, res))
+		return true;
+	if (!missing_ok)
+		waitlist_resource_not_found(resource_id);
+	return false;
+}
+
 void
 waitlist_read_resource(text *resource_id, WaitlistResource *res)
 {
-	fetch_resource(&read_resource_plan, resource_id, res);
+	(void) waitlist_read_resource_ext(resource_id, res, false);
 }
 
 /* Take the resource's lock to the end of the transaction and read it. */
 void
 waitlist_lock_resource(text *resource_id, WaitlistResource *res)
 {
-	fetch_resource(&lock_resource_plan, resource_id, res);
+	if (!fetch_resource(&lock_resource_plan, resource_id, res))
+		waitlist_resource_not_found(resource_id);
 }
 
 /*

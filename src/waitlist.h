@@ -70,6 +70,7 @@ extern int	waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls
 extern void waitlist_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern text *waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern void waitlist_lock_resource_gate(const text *resource_id, bool exclusive);
+extern bool waitlist_try_lock_resource_gate(const text *resource_id);
 extern void waitlist_lock_resource_cap(const text *resource_id);
 
 /* resource.c */
@@ -83,13 +84,32 @@ typedef struct WaitlistResource
 
 extern void waitlist_lock_resource(text *resource_id, WaitlistResource *res);
 extern void waitlist_read_resource(text *resource_id, WaitlistResource *res);
+extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
+									  bool missing_ok);
 extern void waitlist_give_back_units(text *resource_id, int64 units);
 extern void waitlist_resource_not_found(text *resource_id) pg_attribute_noreturn();
 
 /* promote.c */
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers);
 
+extern bool waitlist_release_units(text *resource_id, int32 quantity, text *event_id,
+								   bool missing_ok);
+extern void waitlist_check_release_quantity(int64 quantity);
+
 /* offer.c */
 extern bool waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id);
+
+/* booking.c */
+typedef enum WaitlistBookingOutcome
+{
+	WAITLIST_BOOKED,
+	WAITLIST_BOOKING_CONFLICT
+} WaitlistBookingOutcome;
+
+extern WaitlistBookingOutcome waitlist_call_booking(Oid funcid, text *resource_id,
+													text *user_id, int64 offer_id,
+													text *idempotency_key,
+													char **reservation_ref,
+													char **conflict_message);
 
 #endif							/* WAITLIST_H */
