@@ -14,7 +14,9 @@ OBJS = \
 	src/offer.o \
 	src/booking.o \
 	src/capacity.o \
-	src/cron.o
+	src/cron.o \
+	src/shmem.o \
+	src/worker.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 

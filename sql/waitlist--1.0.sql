@@ -31,6 +31,8 @@ CREATE TABLE waitlist.resource (
     CONSTRAINT resource_free_units_nonnegative CHECK (free_units >= 0)
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE waitlist.resource IS 'one row per waitlisted thing; free_units is released capacity not yet offered';
+-- the workers look for free units nobody took
+CREATE INDEX resource_free_units_idx ON waitlist.resource (resource_id) WHERE free_units > 0;
 COMMENT ON COLUMN waitlist.resource.units_released IS 'sum of the quantities of all capacity events; units held, consumed and retired are counted from waitlist.offer (OPEN, ACCEPTED, FAILED)';
 COMMENT ON COLUMN waitlist.resource.booking_function IS 'f(resource_id text, user_id text, offer_id bigint, idempotency_key text) RETURNS text, called by waitlist_accept() in the caller''s context';
 
@@ -113,16 +115,26 @@ CREATE TABLE waitlist.accept_request (
 COMMENT ON TABLE waitlist.accept_request IS 'outcome of each accept request, by offer and idempotency key';
 
 CREATE TABLE waitlist.capacity_event (
-    resource_id  text        NOT NULL,
-    event_id     text        NOT NULL,
-    quantity     integer     NOT NULL,
-    received_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    processed_at timestamptz,
+    resource_id     text        NOT NULL,
+    event_id        text        NOT NULL,
+    quantity        integer     NOT NULL,
+    state           text        NOT NULL DEFAULT 'PENDING',
+    received_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    processed_at    timestamptz,
+    attempts        integer     NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_error      text,
     CONSTRAINT capacity_event_pkey PRIMARY KEY (resource_id, event_id),
     CONSTRAINT capacity_event_quantity_positive CHECK (quantity > 0),
-    CONSTRAINT capacity_event_id_length CHECK (pg_catalog.octet_length(event_id) BETWEEN 1 AND 200)
+    CONSTRAINT capacity_event_id_length CHECK (pg_catalog.octet_length(event_id) BETWEEN 1 AND 200),
+    CONSTRAINT capacity_event_state_valid CHECK (state IN ('PENDING', 'PROCESSED', 'DEAD')),
+    CONSTRAINT capacity_event_processed CHECK ((state = 'PROCESSED') = (processed_at IS NOT NULL))
 );
-COMMENT ON TABLE waitlist.capacity_event IS 'the CapacityReleased inbox; an event id counts once per resource';
+COMMENT ON TABLE waitlist.capacity_event IS 'the CapacityReleased inbox; an event id counts once per resource; PENDING events wait for a promotion worker';
+-- the workers' queue of events to fold
+CREATE INDEX capacity_event_pending_idx ON waitlist.capacity_event (next_attempt_at, resource_id)
+    WHERE state = 'PENDING';
+CREATE INDEX capacity_event_event_id_idx ON waitlist.capacity_event (event_id);
 
 CREATE TABLE waitlist.outbox (
     outbox_id   bigint      GENERATED ALWAYS AS IDENTITY,
@@ -194,6 +206,12 @@ CREATE TRIGGER offer_update_audit
     AFTER UPDATE ON waitlist.offer
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION waitlist.record_transitions('offer');
+
+/* The promotion worker (0 .. nworkers-1) that owns a resource. */
+CREATE FUNCTION waitlist.resource_worker(resource_id text, nworkers integer)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'waitlist_resource_worker'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 /* API */
 
@@ -282,6 +300,25 @@ AS 'MODULE_PATHNAME', 'waitlist_unschedule_sweep'
 LANGUAGE C;
 COMMENT ON FUNCTION waitlist_unschedule_sweep() IS 'removes the pg_cron job "waitlist-sweep"; false if there was none';
 
+CREATE FUNCTION waitlist_retry_event(event_id text, resource_id text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'waitlist_retry_event'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_retry_event(text, text) IS 'puts a DEAD capacity event back in the workers'' queue; returns the number revived';
+
+CREATE FUNCTION waitlist_worker_status(OUT worker integer,
+                                       OUT pid integer,
+                                       OUT resources_owned bigint,
+                                       OUT last_wake timestamptz,
+                                       OUT events_processed bigint,
+                                       OUT offers_made bigint,
+                                       OUT offers_expired bigint,
+                                       OUT last_error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'waitlist_worker_status'
+LANGUAGE C;
+COMMENT ON FUNCTION waitlist_worker_status() IS 'one row per promotion worker: pid, share, last wake-up and counters';
+
 /*
  * Attach to the booking system's reservations table:
  *   CREATE TRIGGER ... AFTER UPDATE OR DELETE ON reservations FOR EACH ROW
@@ -312,3 +349,5 @@ REVOKE ALL ON FUNCTION waitlist_sweep(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_schedule_sweep(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_unschedule_sweep() FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_capacity_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_retry_event(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_worker_status() FROM PUBLIC;

@@ -170,12 +170,7 @@ waitlist_join(PG_FUNCTION_ARGS)
 
 	/* see waitlist_lock_resource_gate() for why this closes the race */
 	waitlist_lock_resource_gate(resource_id, false);
-	waitlist_read_resource(resource_id, &res);
-	if (res.free_units > 0)
-	{
-		waitlist_lock_resource(resource_id, &res);
-		(void) waitlist_promote_locked(resource_id, -1);
-	}
+	waitlist_promote_if_free(resource_id);
 
 	waitlist_api_end(&call);
 	PG_RETURN_INT64(entry_id);

@@ -106,14 +106,18 @@ static WaitlistPlan request_record_plan = {
 	5, {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID}
 };
 
-/* resources with offers past their deadline, earliest deadlines first */
+/*
+ * Resources with offers past their deadline, earliest deadlines first; all
+ * of them ($2 < 0) or one worker's share.
+ */
 static WaitlistPlan due_resources_plan = {
 	"SELECT DISTINCT resource_id FROM ("
 	"  SELECT resource_id FROM waitlist.offer"
 	"  WHERE state = 'OPEN' AND expires_at <= pg_catalog.clock_timestamp()"
+	"    AND ($2 < 0 OR waitlist.resource_worker(resource_id, $3) = $2)"
 	"  ORDER BY expires_at LIMIT $1"
 	") due ORDER BY resource_id",
-	1, {INT8OID}
+	3, {INT8OID, INT4OID, INT4OID}
 };
 
 static WaitlistPlan due_offers_plan = {
@@ -322,18 +326,11 @@ waitlist_accept(PG_FUNCTION_ARGS)
 							  "accepted");
 			else
 			{
-				WaitlistResource res;
-
 				/* the seat is gone: the unit is retired, the fan keeps their place */
 				settle_offers(resource_id, one_offer_id(offer_id), "FAILED", "WAITING",
 							  "offer_failed", NULL, idempotency_key,
 							  conflict_message, "booking conflict");
-				waitlist_read_resource(resource_id, &res);
-				if (res.free_units > 0)
-				{
-					waitlist_lock_resource(resource_id, &res);
-					(void) waitlist_promote_locked(resource_id, -1);
-				}
+				waitlist_promote_if_free(resource_id);
 			}
 		}
 
@@ -419,35 +416,23 @@ waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
 }
 
 /*
- * waitlist_sweep(max_offers integer) RETURNS integer
- *
- * Expires up to max_offers open offers past their deadline, gives their
- * units back and promotes the next waiters.  A resource whose gate is busy
- * (another sweep, a decline, an accept in flight) is passed over until the
- * next sweep, and offers are taken with SKIP LOCKED, so concurrent sweeps
- * never wait for one another nor expire an offer twice.
+ * Expire up to max_offers open offers past their deadline, give their units
+ * back and promote (or wake the worker).  owner >= 0 limits it to that
+ * worker's share of nworkers.  A resource whose gate is busy (another sweep,
+ * a decline, an accept in flight) is passed over until next time, and
+ * offers are taken with SKIP LOCKED, so concurrent sweeps never wait for
+ * one another nor expire an offer twice.  Runs in the caller's API frame.
  */
-Datum
-waitlist_sweep(PG_FUNCTION_ARGS)
+int64
+waitlist_expire_due(int64 max_offers, int owner, int nworkers)
 {
-	int32		max_offers;
-	int64		budget;
+	int64		budget = max_offers;
 	int64		expired = 0;
+	Datum		args[3] = {Int64GetDatum(max_offers), Int32GetDatum(owner), Int32GetDatum(nworkers)};
 	SPITupleTable *due;
 	uint64		i;
-	WaitlistApiCall call;
 
-	waitlist_check_not_null(fcinfo, 0, "max_offers");
-	max_offers = PG_GETARG_INT32(0);
-	if (max_offers <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_offers must be positive")));
-	budget = max_offers;
-
-	waitlist_api_begin(&call);
-	waitlist_execute(&due_resources_plan, (Datum[]) {Int64GetDatum(budget)},
-					 NULL, false, 0, NULL);
+	waitlist_execute(&due_resources_plan, args, NULL, false, 0, NULL);
 	due = SPI_tuptable;
 	for (i = 0; i < due->numvals && budget > 0; i++)
 	{
@@ -473,6 +458,30 @@ waitlist_sweep(PG_FUNCTION_ARGS)
 		expired += n;
 		budget -= n;
 	}
+	return expired;
+}
+
+/*
+ * waitlist_sweep(max_offers integer) RETURNS integer
+ *
+ * The expiry sweep for pg_cron or any caller; returns the number expired.
+ */
+Datum
+waitlist_sweep(PG_FUNCTION_ARGS)
+{
+	int32		max_offers;
+	int64		expired;
+	WaitlistApiCall call;
+
+	waitlist_check_not_null(fcinfo, 0, "max_offers");
+	max_offers = PG_GETARG_INT32(0);
+	if (max_offers <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_offers must be positive")));
+
+	waitlist_api_begin(&call);
+	expired = waitlist_expire_due(max_offers, -1, 0);
 	waitlist_api_end(&call);
 
 	PG_RETURN_INT32((int32) expired);

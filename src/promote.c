@@ -19,6 +19,7 @@
 
 PG_FUNCTION_INFO_V1(waitlist_release);
 PG_FUNCTION_INFO_V1(waitlist_promote);
+PG_FUNCTION_INFO_V1(waitlist_retry_event);
 
 /*
  * The promotion step as one set-based statement: pick the next $2 waiters in
@@ -69,8 +70,8 @@ static WaitlistPlan promote_plan = {
  */
 static WaitlistPlan release_plan = {
 	"WITH event AS ("
-	"  INSERT INTO waitlist.capacity_event (resource_id, event_id, quantity, processed_at)"
-	"  VALUES ($1, $2, $3, pg_catalog.now())"
+	"  INSERT INTO waitlist.capacity_event (resource_id, event_id, quantity, state, processed_at)"
+	"  VALUES ($1, $2, $3, 'PROCESSED', pg_catalog.now())"
 	"  ON CONFLICT (resource_id, event_id) DO NOTHING"
 	"  RETURNING quantity"
 	") UPDATE waitlist.resource r"
@@ -79,6 +80,34 @@ static WaitlistPlan release_plan = {
 	"      updated_at = pg_catalog.now()"
 	"  FROM event e WHERE r.resource_id = $1",
 	3, {TEXTOID, TEXTOID, INT4OID}
+};
+
+/* In worker mode a release only records the event, pending. */
+static WaitlistPlan record_event_plan = {
+	"INSERT INTO waitlist.capacity_event (resource_id, event_id, quantity)"
+	"  VALUES ($1, $2, $3)"
+	"  ON CONFLICT (resource_id, event_id) DO NOTHING",
+	3, {TEXTOID, TEXTOID, INT4OID}
+};
+
+/*
+ * The worker folds all of a resource's due pending events into free_units
+ * at once.  Returns the number of events folded (no row if none).
+ */
+static WaitlistPlan fold_events_plan = {
+	"WITH folded AS ("
+	"  UPDATE waitlist.capacity_event SET state = 'PROCESSED', processed_at = pg_catalog.now()"
+	"  WHERE resource_id = $1 AND state = 'PENDING' AND next_attempt_at <= pg_catalog.now()"
+	"  RETURNING quantity"
+	"), total AS ("
+	"  SELECT pg_catalog.count(*) AS events, pg_catalog.sum(quantity) AS units FROM folded"
+	") UPDATE waitlist.resource r"
+	"  SET free_units = r.free_units + t.units,"
+	"      units_released = r.units_released + t.units,"
+	"      updated_at = pg_catalog.now()"
+	"  FROM total t WHERE r.resource_id = $1 AND t.events > 0"
+	"  RETURNING t.events",
+	1, {TEXTOID}
 };
 
 /*
@@ -145,9 +174,12 @@ waitlist_promote(PG_FUNCTION_ARGS)
 }
 
 /*
- * Record a CapacityReleased event once per (resource, event id), add its
- * units and promote, in the caller's transaction and API frame.  Returns
- * false for a repeated event, and for an unknown resource if missing_ok.
+ * Record a CapacityReleased event once per (resource, event id), in the
+ * caller's transaction and API frame.  Inline, its units are added and
+ * promoted at once; in worker mode the event waits, pending, for the
+ * resource's worker, woken when this transaction commits, and no
+ * per-resource lock is taken.  Returns false for a repeated event, and for
+ * an unknown resource if missing_ok.
  */
 bool
 waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool missing_ok)
@@ -157,17 +189,72 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 
 	if (!waitlist_read_resource_ext(resource_id, &res, missing_ok))
 		return false;
-	waitlist_lock_resource_gate(resource_id, true);
-	waitlist_lock_resource(resource_id, &res);
 
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = PointerGetDatum(event_id);
 	values[2] = Int32GetDatum(quantity);
+	if (waitlist_defer_to_worker())
+	{
+		waitlist_execute(&record_event_plan, values, NULL, false, 0, NULL);
+		if (SPI_processed == 0)
+			return false;
+		waitlist_wake_owner_at_commit(resource_id);
+		return true;
+	}
+
+	waitlist_lock_resource_gate(resource_id, true);
+	waitlist_lock_resource(resource_id, &res);
 	waitlist_execute(&release_plan, values, NULL, false, 0, NULL);
 	if (SPI_processed == 0)
 		return false;
 	(void) waitlist_promote_locked(resource_id, -1);
 	return true;
+}
+
+/*
+ * Fold the resource's due pending events into free_units and promote; the
+ * worker's unit of work for one resource.  Returns the number of events
+ * folded; *offers gets the number of offers made.
+ */
+int64
+waitlist_fold_and_promote(text *resource_id, int64 *offers)
+{
+	Datum		values[1] = {PointerGetDatum(resource_id)};
+	WaitlistResource res;
+	int64		events = 0;
+	bool		isnull;
+
+	waitlist_lock_resource_gate(resource_id, true);
+	waitlist_lock_resource(resource_id, &res);
+	waitlist_execute(&fold_events_plan, values, NULL, false, 0, NULL);
+	if (SPI_processed > 0)
+		events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	*offers = waitlist_promote_locked(resource_id, -1);
+	return events;
+}
+
+/*
+ * After a new WAITING entry appeared (a join, a fan put back in line), make
+ * sure no free unit stays idle.  The caller holds the resource's gate
+ * shared, so a unit added concurrently is either seen here or promoted by
+ * the adder after this transaction commits.
+ */
+void
+waitlist_promote_if_free(text *resource_id)
+{
+	WaitlistResource res;
+
+	waitlist_read_resource(resource_id, &res);
+	if (res.free_units <= 0)
+		return;
+	if (waitlist_defer_to_worker())
+	{
+		waitlist_wake_owner_at_commit(resource_id);
+		return;
+	}
+	waitlist_lock_resource(resource_id, &res);
+	(void) waitlist_promote_locked(resource_id, -1);
 }
 
 void
@@ -205,4 +292,62 @@ waitlist_release(PG_FUNCTION_ARGS)
 	waitlist_api_end(&call);
 
 	PG_RETURN_BOOL(recorded);
+}
+
+static WaitlistPlan revive_events_plan = {
+	"UPDATE waitlist.capacity_event"
+	"  SET state = 'PENDING', attempts = 0, last_error = NULL, next_attempt_at = pg_catalog.now()"
+	" WHERE event_id = $1 AND ($2::text IS NULL OR resource_id = $2) AND state = 'DEAD'"
+	" RETURNING resource_id",
+	2, {TEXTOID, TEXTOID}
+};
+
+static WaitlistPlan event_exists_plan = {
+	"SELECT 1 FROM waitlist.capacity_event"
+	" WHERE event_id = $1 AND ($2::text IS NULL OR resource_id = $2)",
+	2, {TEXTOID, TEXTOID}
+};
+
+/*
+ * waitlist_retry_event(event_id text, resource_id text) RETURNS integer
+ *
+ * Puts a DEAD capacity event back to PENDING with fresh attempts; the
+ * resource's worker takes it after this transaction commits (or, without
+ * preloaded workers, it is promoted here).  Returns the number revived: an
+ * event that is not dead is left alone.
+ */
+Datum
+waitlist_retry_event(PG_FUNCTION_ARGS)
+{
+	text	   *event_id = waitlist_id_arg(fcinfo, 0, "event_id");
+	text	   *resource_id = PG_ARGISNULL(1) ? NULL : waitlist_id_arg(fcinfo, 1, "resource_id");
+	Datum		values[2] = {PointerGetDatum(event_id), PointerGetDatum(resource_id)};
+	char		nulls[2] = {' ', resource_id == NULL ? 'n' : ' '};
+	SPITupleTable *revived;
+	uint64		i;
+	WaitlistApiCall call;
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&event_exists_plan, values, nulls, false, 0, NULL);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("capacity event \"%s\" does not exist", text_to_cstring(event_id))));
+	waitlist_execute(&revive_events_plan, values, nulls, false, 0, NULL);
+	revived = SPI_tuptable;
+	for (i = 0; i < revived->numvals; i++)
+	{
+		bool		isnull;
+		text	   *owner = DatumGetTextPP(SPI_getbinval(revived->vals[i], revived->tupdesc,
+														 1, &isnull));
+		int64		offers;
+
+		if (waitlist_running_worker_count() > 0)
+			waitlist_wake_owner_at_commit(owner);
+		else
+			(void) waitlist_fold_and_promote(owner, &offers);
+	}
+	waitlist_api_end(&call);
+
+	PG_RETURN_INT32((int32) revived->numvals);
 }

@@ -179,8 +179,9 @@ waitlist_lock_resource(text *resource_id, WaitlistResource *res)
 
 /*
  * Return units to the free pool (after a decline, expiry, revocation) and
- * offer them to the next waiters.  The caller holds the resource's gate
- * exclusively and its lock.
+ * offer them to the next waiters, or in worker mode wake the resource's
+ * worker to do so.  The caller holds the resource's gate exclusively and its
+ * lock.
  */
 void
 waitlist_give_back_units(text *resource_id, int64 units)
@@ -188,7 +189,33 @@ waitlist_give_back_units(text *resource_id, int64 units)
 	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(units)};
 
 	waitlist_execute(&give_back_plan, values, NULL, false, 0, NULL);
-	waitlist_promote_locked(resource_id, -1);
+	if (waitlist_defer_to_worker())
+		waitlist_wake_owner_at_commit(resource_id);
+	else
+		(void) waitlist_promote_locked(resource_id, -1);
+}
+
+static WaitlistPlan count_owned_plan = {
+	"SELECT pg_catalog.count(*) FROM waitlist.resource "
+	"WHERE waitlist.resource_worker(resource_id, $2) = $1",
+	2, {INT4OID, INT4OID}
+};
+
+/* How many resources a worker owns, for waitlist_worker_status(). */
+int64
+waitlist_count_owned_resources(int index, int nworkers)
+{
+	Datum		values[2] = {Int32GetDatum(index), Int32GetDatum(nworkers)};
+	WaitlistApiCall call;
+	bool		isnull;
+	int64		count;
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&count_owned_plan, values, NULL, true, 0, NULL);
+	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+	waitlist_api_end(&call);
+	return count;
 }
 
 /*

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * waitlist.c
- *	  Module entry point of the waitlist extension: library initialization
- *	  and the transaction callbacks that keep per-backend state honest.
+ *	  Module entry point of the waitlist extension: the GUCs, the shared
+ *	  memory hooks and the promotion workers when preloaded, and the
+ *	  transaction callbacks that keep per-backend state honest.
  *
  * IDENTIFICATION
  *	  src/waitlist.c
@@ -13,6 +14,8 @@
 
 #include "access/xact.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "utils/guc.h"
 
 #include "waitlist.h"
@@ -21,12 +24,36 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
-/* An aborted transaction takes the frames of its API calls with it. */
+char	   *waitlist_database = NULL;
+int			waitlist_worker_count = 1;
+int			waitlist_naptime_ms = 1000;
+int			waitlist_promotion_mode = WAITLIST_PROMOTION_INLINE;
+int			waitlist_max_event_attempts = 5;
+
+static const struct config_enum_entry promotion_mode_options[] = {
+	{"inline", WAITLIST_PROMOTION_INLINE, false},
+	{"worker", WAITLIST_PROMOTION_WORKER, false},
+	{NULL, 0, false}
+};
+
+/* An aborted transaction takes its API frames and its wake-ups with it. */
 static void
 waitlist_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		waitlist_api_reset_on_abort(InvalidSubTransactionId);
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			waitlist_wakes_at_xact_end(true);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			waitlist_api_reset_on_abort(InvalidSubTransactionId);
+			waitlist_wakes_at_xact_end(false);
+			break;
+		default:
+			break;
+	}
 }
 
 static void
@@ -37,15 +64,88 @@ waitlist_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		waitlist_api_reset_on_abort(mySubid);
 }
 
+static void
+register_workers(void)
+{
+	BackgroundWorker worker;
+	int			i;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "waitlist", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "waitlist_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "waitlist worker", BGW_MAXLEN);
+	for (i = 0; i < waitlist_worker_count; i++)
+	{
+		snprintf(worker.bgw_name, BGW_MAXLEN, "waitlist worker %d", i);
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
 /*
- * Module load: reserve the "waitlist." GUC prefix and hook transaction ends.
- * Works both preloaded and loaded on first use.
+ * Module load.  The GUCs exist wherever the library is loaded; shared memory
+ * and the promotion workers only when it is preloaded.
  */
 void
 _PG_init(void)
 {
+	DefineCustomStringVariable("waitlist.database",
+							   "Sets the database the promotion workers serve.",
+							   NULL,
+							   &waitlist_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("waitlist.workers",
+							"Sets the number of promotion workers.",
+							"Each worker owns a hash share of the resources.",
+							&waitlist_worker_count,
+							1, 1, WAITLIST_MAX_WORKERS,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("waitlist.naptime",
+							"Sets the longest time a promotion worker sleeps between rounds.",
+							"Workers wake earlier on commits that need them and at offer deadlines.",
+							&waitlist_naptime_ms,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("waitlist.promotion_mode",
+							 "Sets who promotes when capacity comes back.",
+							 "inline: the releasing transaction promotes; worker: it records the event and the promotion worker promotes.",
+							 &waitlist_promotion_mode,
+							 WAITLIST_PROMOTION_INLINE,
+							 promotion_mode_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("waitlist.max_event_attempts",
+							"Sets how often a worker tries a capacity event before marking it dead.",
+							NULL,
+							&waitlist_max_event_attempts,
+							5, 1, 100,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("waitlist");
 
 	RegisterXactCallback(waitlist_xact_callback, NULL);
 	RegisterSubXactCallback(waitlist_subxact_callback, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	waitlist_shmem_init();
+	register_workers();
 }

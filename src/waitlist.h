@@ -59,6 +59,29 @@ typedef struct WaitlistApiCall
 	struct WaitlistApiCall *outer;
 } WaitlistApiCall;
 
+/* waitlist.c: settings */
+#define WAITLIST_MAX_WORKERS	32
+#define WAITLIST_PROMOTION_INLINE	0
+#define WAITLIST_PROMOTION_WORKER	1
+
+extern char *waitlist_database;
+extern int	waitlist_worker_count;
+extern int	waitlist_naptime_ms;
+extern int	waitlist_promotion_mode;
+extern int	waitlist_max_event_attempts;
+
+/* shmem.c */
+extern bool waitlist_am_worker;
+extern void waitlist_shmem_init(void);
+extern bool waitlist_defer_to_worker(void);
+extern int	waitlist_resource_owner(const text *resource_id, int nworkers);
+extern int	waitlist_running_worker_count(void);
+extern void waitlist_wake_owner_at_commit(const text *resource_id);
+extern void waitlist_wakes_at_xact_end(bool commit);
+extern void waitlist_worker_attach(int index);
+extern void waitlist_worker_report(int index, int64 events, int64 offers,
+								   int64 expired, const char *error);
+
 /* api.c */
 extern void waitlist_api_begin(WaitlistApiCall *call);
 extern void waitlist_api_end(WaitlistApiCall *call);
@@ -88,9 +111,12 @@ extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
 									  bool missing_ok);
 extern void waitlist_give_back_units(text *resource_id, int64 units);
 extern void waitlist_resource_not_found(text *resource_id) pg_attribute_noreturn();
+extern int64 waitlist_count_owned_resources(int index, int nworkers);
 
 /* promote.c */
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers);
+extern void waitlist_promote_if_free(text *resource_id);
+extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers);
 
 extern bool waitlist_release_units(text *resource_id, int32 quantity, text *event_id,
 								   bool missing_ok);
@@ -98,6 +124,7 @@ extern void waitlist_check_release_quantity(int64 quantity);
 
 /* offer.c */
 extern bool waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id);
+extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
 
 /* booking.c */
 typedef enum WaitlistBookingOutcome

@@ -1,0 +1,279 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  Shared state of the promotion workers: one slot per worker with its
+ *	  latch and counters, who owns which resource, and the wake-up that a
+ *	  committing transaction sends to the worker owning what it changed.
+ *
+ * A transaction that gives capacity back (or joins a resource with free
+ * units) in worker mode only notes which workers to wake; the latches are
+ * set from the commit callback, after the transaction became visible, so an
+ * aborted release wakes nobody and a woken worker always finds the work.
+ *
+ * IDENTIFICATION
+ *	  src/shmem.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "commands/dbcommands.h"
+#include "common/hashfn.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "waitlist.h"
+
+PG_FUNCTION_INFO_V1(waitlist_worker_status);
+PG_FUNCTION_INFO_V1(waitlist_resource_worker);
+
+typedef struct WaitlistWorkerSlot
+{
+	pid_t		pid;
+	Latch	   *latch;
+	TimestampTz last_wake;
+	int64		events_processed;
+	int64		offers_made;
+	int64		offers_expired;
+	char		last_error[256];
+} WaitlistWorkerSlot;
+
+typedef struct WaitlistShared
+{
+	LWLock	   *lock;
+	int			nworkers;
+	WaitlistWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} WaitlistShared;
+
+static WaitlistShared *shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* workers to wake when the current transaction commits, one bit each */
+static uint64 wake_at_commit = 0;
+
+/* set in the workers themselves, which promote rather than defer */
+bool		waitlist_am_worker = false;
+
+static Size
+shared_size(void)
+{
+	return add_size(offsetof(WaitlistShared, slots),
+					mul_size(waitlist_worker_count, sizeof(WaitlistWorkerSlot)));
+}
+
+static void
+waitlist_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(shared_size());
+	RequestNamedLWLockTranche("waitlist", 1);
+}
+
+static void
+waitlist_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("waitlist", shared_size(), &found);
+	if (!found)
+	{
+		memset(shared, 0, shared_size());
+		shared->lock = &(GetNamedLWLockTranche("waitlist"))->lock;
+		shared->nworkers = waitlist_worker_count;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Chain the shared memory hooks; called from _PG_init when preloaded. */
+void
+waitlist_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = waitlist_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = waitlist_shmem_startup;
+}
+
+static void
+require_shared(void)
+{
+	if (shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("waitlist must be loaded via shared_preload_libraries"),
+				 errhint("Add waitlist to shared_preload_libraries in postgresql.conf and restart the server to run the promotion workers.")));
+}
+
+/*
+ * True when this database's waitlist work may be left to the workers: the
+ * mode says so, the library was preloaded (so the workers exist) and they
+ * serve this database.  Otherwise every caller promotes inline, so nothing
+ * waits for a worker that is not there.
+ */
+bool
+waitlist_defer_to_worker(void)
+{
+	static Oid	served_db = InvalidOid;
+	static char *served_name = NULL;
+
+	if (waitlist_am_worker || shared == NULL ||
+		waitlist_promotion_mode != WAITLIST_PROMOTION_WORKER)
+		return false;
+	if (served_name != waitlist_database)
+	{
+		/* waitlist.database cannot change without a restart; look it up once */
+		served_db = get_database_oid(waitlist_database, true);
+		served_name = waitlist_database;
+	}
+	return served_db == MyDatabaseId;
+}
+
+/* The worker (0 .. nworkers-1) that owns a resource: a hash share. */
+int
+waitlist_resource_owner(const text *resource_id, int nworkers)
+{
+	uint32		hash = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(resource_id),
+											   VARSIZE_ANY_EXHDR(resource_id)));
+
+	return nworkers > 0 ? (int) (hash % (uint32) nworkers) : 0;
+}
+
+int
+waitlist_running_worker_count(void)
+{
+	return shared ? shared->nworkers : 0;
+}
+
+/* Wake the resource's owner when the current transaction commits. */
+void
+waitlist_wake_owner_at_commit(const text *resource_id)
+{
+	if (shared == NULL || shared->nworkers == 0)
+		return;
+	wake_at_commit |= UINT64CONST(1) << waitlist_resource_owner(resource_id, shared->nworkers);
+}
+
+/* Transaction end: set the noted latches on commit, forget them either way. */
+void
+waitlist_wakes_at_xact_end(bool commit)
+{
+	int			i;
+
+	if (wake_at_commit == 0)
+		return;
+	if (commit && shared != NULL)
+	{
+		LWLockAcquire(shared->lock, LW_SHARED);
+		for (i = 0; i < shared->nworkers; i++)
+			if ((wake_at_commit & (UINT64CONST(1) << i)) && shared->slots[i].latch != NULL)
+				SetLatch(shared->slots[i].latch);
+		LWLockRelease(shared->lock);
+	}
+	wake_at_commit = 0;
+}
+
+static void
+worker_detach(int code, Datum arg)
+{
+	WaitlistWorkerSlot *slot = &shared->slots[DatumGetInt32(arg)];
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot->pid = 0;
+	slot->latch = NULL;
+	LWLockRelease(shared->lock);
+}
+
+/* A worker takes its slot; the counters survive a restart of the worker. */
+void
+waitlist_worker_attach(int index)
+{
+	require_shared();
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->slots[index].pid = MyProcPid;
+	shared->slots[index].latch = MyLatch;
+	LWLockRelease(shared->lock);
+	before_shmem_exit(worker_detach, Int32GetDatum(index));
+}
+
+void
+waitlist_worker_report(int index, int64 events, int64 offers, int64 expired,
+					   const char *error)
+{
+	WaitlistWorkerSlot *slot = &shared->slots[index];
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot->last_wake = GetCurrentTimestamp();
+	slot->events_processed += events;
+	slot->offers_made += offers;
+	slot->offers_expired += expired;
+	if (error != NULL)
+		strlcpy(slot->last_error, error, sizeof(slot->last_error));
+	LWLockRelease(shared->lock);
+}
+
+/*
+ * waitlist_resource_worker(resource_id text) RETURNS integer
+ *
+ * The worker that owns a resource, for SQL that must pick one worker's
+ * share (the same hash as waitlist_wake_owner_at_commit()).
+ */
+Datum
+waitlist_resource_worker(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(waitlist_resource_owner(PG_GETARG_TEXT_PP(0),
+											PG_GETARG_INT32(1)));
+}
+
+/*
+ * waitlist_worker_status() RETURNS SETOF record: per worker its pid (NULL
+ * while not running), the number of resources it owns, when it last woke,
+ * and its counters since the server started.
+ */
+Datum
+waitlist_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	require_shared();
+	InitMaterializedSRF(fcinfo, 0);
+
+	for (i = 0; i < shared->nworkers; i++)
+	{
+		WaitlistWorkerSlot slot;
+		Datum		values[8];
+		bool		nulls[8] = {0};
+
+		LWLockAcquire(shared->lock, LW_SHARED);
+		slot = shared->slots[i];
+		LWLockRelease(shared->lock);
+
+		values[0] = Int32GetDatum(i);
+		values[1] = Int32GetDatum(slot.pid);
+		nulls[1] = slot.pid == 0;
+		values[2] = Int64GetDatum(waitlist_count_owned_resources(i, shared->nworkers));
+		values[3] = TimestampTzGetDatum(slot.last_wake);
+		nulls[3] = slot.last_wake == 0;
+		values[4] = Int64GetDatum(slot.events_processed);
+		values[5] = Int64GetDatum(slot.offers_made);
+		values[6] = Int64GetDatum(slot.offers_expired);
+		values[7] = CStringGetTextDatum(slot.last_error);
+		nulls[7] = slot.last_error[0] == '\0';
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
