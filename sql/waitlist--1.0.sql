@@ -254,7 +254,7 @@ CREATE FUNCTION waitlist_status(entry_id bigint,
                                 OUT offer_expires_at timestamptz)
 RETURNS record
 AS 'MODULE_PATHNAME', 'waitlist_status'
-LANGUAGE C STABLE CALLED ON NULL INPUT;
+LANGUAGE C CALLED ON NULL INPUT;
 COMMENT ON FUNCTION waitlist_status(bigint) IS 'an entry''s state, its place in line and its open offer';
 
 CREATE FUNCTION waitlist_release(resource_id text, quantity integer, event_id text)

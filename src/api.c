@@ -39,8 +39,18 @@
 #define WAITLIST_LOCK_GATE			1
 #define WAITLIST_LOCK_CAP			2
 
-/* innermost API call in progress in this backend, if any */
-static WaitlistApiCall *current_call = NULL;
+/*
+ * The API calls in progress in this backend, innermost last, with the
+ * subtransaction each began in.  The frames live on the callers' stacks, so
+ * unwinding after an error must use only this array, never the frames.
+ * Nesting happens only through user code (a booking function calling the
+ * API), so a small bound suffices.
+ */
+#define WAITLIST_MAX_CALL_DEPTH 16
+
+static WaitlistApiCall *call_stack[WAITLIST_MAX_CALL_DEPTH];
+static SubTransactionId call_subxid[WAITLIST_MAX_CALL_DEPTH];
+static int	call_depth = 0;
 
 /*
  * Owner of the "waitlist" schema, which the install script creates: the
@@ -76,11 +86,16 @@ waitlist_api_begin(WaitlistApiCall *call)
 {
 	Oid			owner = waitlist_owner();
 
+	if (call_depth >= WAITLIST_MAX_CALL_DEPTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("waitlist API calls nested too deeply"),
+				 errdetail("A booking function called the waitlist API more than %d levels deep.",
+						   WAITLIST_MAX_CALL_DEPTH)));
+
 	GetUserIdAndSecContext(&call->caller, &call->caller_sec_context);
 	call->caller_search_path = pstrdup(namespace_search_path);
 	call->reason = NULL;
-	call->subxid = GetCurrentSubTransactionId();
-	call->outer = current_call;
 
 	SetUserIdAndSecContext(owner,
 						   call->caller_sec_context | SECURITY_LOCAL_USERID_CHANGE);
@@ -91,7 +106,9 @@ waitlist_api_begin(WaitlistApiCall *call)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	current_call = call;
+	call_stack[call_depth] = call;
+	call_subxid[call_depth] = GetCurrentSubTransactionId();
+	call_depth++;
 }
 
 /*
@@ -101,18 +118,18 @@ waitlist_api_begin(WaitlistApiCall *call)
 void
 waitlist_api_end(WaitlistApiCall *call)
 {
-	Assert(current_call == call);
+	Assert(call_depth > 0 && call_stack[call_depth - 1] == call);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 	AtEOXact_GUC(true, call->guc_nestlevel);
 	SetUserIdAndSecContext(call->caller, call->caller_sec_context);
-	current_call = call->outer;
+	call_depth--;
 }
 
 WaitlistApiCall *
 waitlist_current_call(void)
 {
-	return current_call;
+	return call_depth > 0 ? call_stack[call_depth - 1] : NULL;
 }
 
 /*
@@ -122,9 +139,9 @@ waitlist_current_call(void)
 void
 waitlist_api_reset_on_abort(SubTransactionId subxid)
 {
-	while (current_call != NULL &&
-		   (subxid == InvalidSubTransactionId || current_call->subxid >= subxid))
-		current_call = current_call->outer;
+	while (call_depth > 0 &&
+		   (subxid == InvalidSubTransactionId || call_subxid[call_depth - 1] >= subxid))
+		call_depth--;
 }
 
 /* Prepare a statement on first use and keep it for the life of the backend. */
@@ -155,8 +172,8 @@ waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
 {
 	int			rc;
 
-	if (current_call != NULL)
-		current_call->reason = reason;
+	if (call_depth > 0)
+		call_stack[call_depth - 1]->reason = reason;
 	rc = SPI_execute_plan(waitlist_plan(plan), values, nulls, read_only, count);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",

@@ -266,7 +266,7 @@ waitlist_status(PG_FUNCTION_ARGS)
 	tupdesc = BlessTupleDesc(tupdesc);
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&status_plan, arg, NULL, true, 0, NULL);
+	waitlist_execute(&status_plan, arg, NULL, false, 0, NULL);
 	if (SPI_processed == 0)
 		entry_not_found(entry_id);
 	for (i = 0; i < 4; i++)

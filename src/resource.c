@@ -61,16 +61,24 @@ static WaitlistPlan give_back_plan = {
 	2, {TEXTOID, INT8OID}
 };
 
+/* An offer window is minutes to days; a year is already absurd. */
 static void
 check_offer_ttl(Datum ttl)
 {
 	Interval   *zero = palloc0(sizeof(Interval));
+	Interval   *year = palloc0(sizeof(Interval));
 
+	year->month = MONTHS_PER_YEAR;
 	if (!DatumGetBool(DirectFunctionCall2(interval_gt, ttl, IntervalPGetDatum(zero))))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("offer_ttl must be positive"),
 				 errdetail("An offer must stay open for some time before it expires.")));
+	if (DatumGetBool(DirectFunctionCall2(interval_gt, ttl, IntervalPGetDatum(year))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("offer_ttl must not exceed 1 year"),
+				 errdetail("An offer holds a unit of capacity until it is answered or expires.")));
 }
 
 static void

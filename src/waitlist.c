@@ -92,24 +92,6 @@ register_workers(void)
 void
 _PG_init(void)
 {
-	DefineCustomStringVariable("waitlist.database",
-							   "Sets the database the promotion workers serve.",
-							   NULL,
-							   &waitlist_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
-
-	DefineCustomIntVariable("waitlist.workers",
-							"Sets the number of promotion workers.",
-							"Each worker owns a hash share of the resources.",
-							&waitlist_worker_count,
-							1, 1, WAITLIST_MAX_WORKERS,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("waitlist.naptime",
 							"Sets the longest time a promotion worker sleeps between rounds.",
 							"Workers wake earlier on commits that need them and at offer deadlines.",
@@ -138,13 +120,35 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
-	MarkGUCPrefixReserved("waitlist");
-
 	RegisterXactCallback(waitlist_xact_callback, NULL);
 	RegisterSubXactCallback(waitlist_subxact_callback, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
+	{
+		MarkGUCPrefixReserved("waitlist");
 		return;
+	}
+
+	/* settings that exist only for the workers, fixed at server start */
+	DefineCustomStringVariable("waitlist.database",
+							   "Sets the database the promotion workers serve.",
+							   NULL,
+							   &waitlist_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("waitlist.workers",
+							"Sets the number of promotion workers.",
+							"Each worker owns a hash share of the resources.",
+							&waitlist_worker_count,
+							1, 1, WAITLIST_MAX_WORKERS,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("waitlist");
 
 	waitlist_shmem_init();
 	register_workers();

@@ -55,8 +55,6 @@ typedef struct WaitlistApiCall
 	int			guc_nestlevel;
 	char	   *caller_search_path;
 	const char *reason;
-	SubTransactionId subxid;
-	struct WaitlistApiCall *outer;
 } WaitlistApiCall;
 
 /* waitlist.c: settings */
