@@ -218,6 +218,12 @@ waitlist_leave(PG_FUNCTION_ARGS)
 		{
 			Datum		cancel_values[2] = {PointerGetDatum(resource_id), values[0]};
 
+			/*
+			 * Hold the gate so that a promotion adding units waits for us
+			 * instead of skipping our locked row: if this leave rolls back,
+			 * the entry must still get the unit.
+			 */
+			waitlist_lock_resource_gate(resource_id, false);
 			waitlist_execute(&cancel_waiting_plan, cancel_values, NULL, false, 0, "left");
 			if (SPI_processed > 0)
 			{
