@@ -31,7 +31,7 @@ ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec))
 ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-config=$(srcdir)/test/regress.conf \
 	--temp-instance=./tmp_check_iso --load-extension=$(EXTENSION)
 
-TAP_TESTS = $(if $(wildcard test/t/*.pl),1,)
+TAP_TESTS := $(if $(wildcard test/t/*.pl),1,)
 PROVE_TESTS = test/t/*.pl
 
 PG_CPPFLAGS = -DWAITLIST_VERSION=\"$(EXTVERSION)\"

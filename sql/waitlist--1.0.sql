@@ -313,7 +313,8 @@ CREATE FUNCTION waitlist_worker_status(OUT worker integer,
                                        OUT events_processed bigint,
                                        OUT offers_made bigint,
                                        OUT offers_expired bigint,
-                                       OUT last_error text)
+                                       OUT last_error text,
+                                       OUT last_error_at timestamptz)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'waitlist_worker_status'
 LANGUAGE C;

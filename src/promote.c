@@ -342,7 +342,7 @@ waitlist_retry_event(PG_FUNCTION_ARGS)
 														 1, &isnull));
 		int64		offers;
 
-		if (waitlist_running_worker_count() > 0)
+		if (waitlist_defer_to_worker())
 			waitlist_wake_owner_at_commit(owner);
 		else
 			(void) waitlist_fold_and_promote(owner, &offers);

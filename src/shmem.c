@@ -42,6 +42,7 @@ typedef struct WaitlistWorkerSlot
 	int64		events_processed;
 	int64		offers_made;
 	int64		offers_expired;
+	TimestampTz last_error_at;
 	char		last_error[256];
 } WaitlistWorkerSlot;
 
@@ -221,7 +222,10 @@ waitlist_worker_report(int index, int64 events, int64 offers, int64 expired,
 	slot->offers_made += offers;
 	slot->offers_expired += expired;
 	if (error != NULL)
+	{
 		strlcpy(slot->last_error, error, sizeof(slot->last_error));
+		slot->last_error_at = slot->last_wake;
+	}
 	LWLockRelease(shared->lock);
 }
 
@@ -255,8 +259,8 @@ waitlist_worker_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < shared->nworkers; i++)
 	{
 		WaitlistWorkerSlot slot;
-		Datum		values[8];
-		bool		nulls[8] = {0};
+		Datum		values[9];
+		bool		nulls[9] = {0};
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		slot = shared->slots[i];
@@ -273,6 +277,8 @@ waitlist_worker_status(PG_FUNCTION_ARGS)
 		values[6] = Int64GetDatum(slot.offers_expired);
 		values[7] = CStringGetTextDatum(slot.last_error);
 		nulls[7] = slot.last_error[0] == '\0';
+		values[8] = TimestampTzGetDatum(slot.last_error_at);
+		nulls[8] = slot.last_error_at == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

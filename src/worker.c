@@ -188,11 +188,6 @@ run_work(Work *work)
 	{
 		WaitlistApiCall call;
 
-		if (!OidIsValid(get_namespace_oid("waitlist", true)))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("extension \"waitlist\" is not installed in database \"%s\"",
-							waitlist_database)));
 		waitlist_api_begin(&call);
 		do_work(work);
 		waitlist_api_end(&call);
@@ -251,6 +246,21 @@ list_resources(WaitlistPlan *plan, MemoryContext round_cxt)
 }
 
 /*
+ * Whether the extension exists in our database yet (or still): until then
+ * the worker idles quietly instead of logging errors every nap.
+ */
+static bool
+extension_installed(void)
+{
+	bool		installed;
+
+	StartTransactionCommand();
+	installed = OidIsValid(get_namespace_oid("waitlist", true));
+	CommitTransactionCommand();
+	return installed;
+}
+
+/*
  * One round over our share.  Returns how long to sleep: 0 if a batch was
  * full (more is waiting), else until the next deadline, at most the nap.
  */
@@ -261,6 +271,13 @@ run_round(MemoryContext round_cxt, bool look_for_idle_units)
 	bool		more = false;
 	char	   *error;
 	int			n;
+
+	if (!extension_installed())
+	{
+		MemoryContextSwitchTo(round_cxt);
+		return waitlist_naptime_ms;
+	}
+	MemoryContextSwitchTo(round_cxt);
 
 	n = 0;
 	foreach(lc, list_resources(&due_event_resources_plan, round_cxt))
