@@ -1,0 +1,149 @@
+--
+-- audit: waitlist.transition is append-only, and every state change of an
+-- entry or offer, through the API or by hand, writes its row in the same
+-- transaction
+--
+\set VERBOSITY sqlstate
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+-- a fresh install, so that this file does not depend on the files before it
+DROP EXTENSION IF EXISTS waitlist CASCADE;
+CREATE EXTENSION waitlist;
+DROP ROLE IF EXISTS regress_waitlist_dba;
+RESET client_min_messages;
+
+CREATE TEMP VIEW audit AS
+SELECT t.resource_id, t.entity, e.user_id, t.from_state, t.to_state, t.reason,
+       CASE WHEN t.actor = session_user THEN '(session user)' ELSE t.actor::text END AS actor
+FROM waitlist.transition t
+LEFT JOIN waitlist.offer o
+       ON t.entity = 'offer' AND o.resource_id = t.resource_id AND o.offer_id = t.entity_id
+LEFT JOIN waitlist.entry e
+       ON e.resource_id = t.resource_id
+      AND e.entry_id = CASE t.entity WHEN 'entry' THEN t.entity_id ELSE o.entry_id END
+ORDER BY t.transition_id;
+
+SELECT waitlist_create_resource('audit-1', '15 minutes');
+SELECT waitlist_join('audit-1', 'ann') AS ann \gset
+SELECT waitlist_join('audit-1', 'ben') AS ben \gset
+SELECT waitlist_join('audit-1', 'cat') AS cat \gset
+SELECT waitlist_join('audit-1', 'dan') AS dan \gset
+
+--
+-- The rows of one API call belong to its transaction and carry its time
+--
+BEGIN;
+SELECT pg_current_xact_id() AS release_xid \gset
+SELECT waitlist_release('audit-1', 1, 'ev-1') AS released;
+SELECT entity, from_state, to_state, reason,
+       transaction_id = :'release_xid'::xid8 AS same_transaction,
+       at = now() AS same_time
+FROM waitlist.transition
+WHERE resource_id = 'audit-1' AND reason = 'promoted'
+ORDER BY transition_id;
+COMMIT;
+SELECT count(*) AS transitions FROM waitlist.transition \gset
+
+--
+-- The log cannot be rewritten: UPDATE, DELETE and TRUNCATE fail (42501),
+-- even for a superuser, and nothing changes
+--
+UPDATE waitlist.transition SET reason = 'rewritten' WHERE resource_id = 'audit-1';
+UPDATE waitlist.transition SET actor = 'someone_else';
+DELETE FROM waitlist.transition WHERE resource_id = 'audit-1';
+DELETE FROM waitlist.transition;
+TRUNCATE waitlist.transition;
+TRUNCATE waitlist.transition, waitlist.entry, waitlist.offer;
+SELECT count(*) = :transitions AS nothing_removed,
+       count(*) FILTER (WHERE reason = 'rewritten' OR actor = 'someone_else') AS rewritten
+FROM waitlist.transition;
+
+--
+-- A state changed by hand is recorded as 'manual', by whoever changed it
+--
+UPDATE waitlist.entry SET state = 'CANCELLED' WHERE resource_id = 'audit-1' AND user_id = 'ben';
+-- two rows in one statement: one transition each
+UPDATE waitlist.entry SET state = 'EXPIRED', updated_at = now()
+WHERE resource_id = 'audit-1' AND user_id IN ('cat', 'dan');
+-- an offer changed by hand
+UPDATE waitlist.offer SET state = 'EXPIRED', decided_at = now() WHERE resource_id = 'audit-1';
+-- a row inserted by hand
+INSERT INTO waitlist.entry (resource_id, user_id) VALUES ('audit-1', 'eve');
+-- changes that leave the state as it is write nothing
+UPDATE waitlist.entry SET priority = 7 WHERE resource_id = 'audit-1';
+UPDATE waitlist.entry SET state = state WHERE resource_id = 'audit-1';
+SELECT entity, user_id, from_state, to_state, reason, actor
+FROM audit WHERE resource_id = 'audit-1';
+
+-- a change rolled back takes its transition row with it
+SELECT count(*) AS transitions FROM waitlist.transition \gset
+BEGIN;
+UPDATE waitlist.entry SET state = 'CANCELLED' WHERE resource_id = 'audit-1' AND user_id = 'eve';
+SELECT count(*) - :transitions AS new_rows_inside FROM waitlist.transition;
+ROLLBACK;
+SELECT count(*) - :transitions AS new_rows_after_rollback FROM waitlist.transition;
+SELECT state AS eve_state FROM waitlist.entry WHERE resource_id = 'audit-1' AND user_id = 'eve';
+
+--
+-- After an API call fails, even inside a savepoint, a change by hand in the
+-- same transaction is still recorded as 'manual' by the session's role: the
+-- failed call leaves nothing behind
+--
+SELECT waitlist_create_resource('audit-cap', '15 minutes', max_waiting => 1);
+SELECT waitlist_join('audit-cap', 'fay') AS fay \gset
+BEGIN;
+SAVEPOINT s1;
+-- expect WL001
+SELECT waitlist_join('audit-cap', 'gus');
+ROLLBACK TO SAVEPOINT s1;
+SELECT current_user = session_user AS role_restored,
+       current_setting('search_path') AS search_path;
+UPDATE waitlist.entry SET state = 'CANCELLED' WHERE resource_id = 'audit-cap' AND user_id = 'fay';
+COMMIT;
+-- expect 42704, outside any savepoint
+SELECT waitlist_release('audit-none', 1, 'ev-1');
+SELECT current_user = session_user AS role_restored;
+UPDATE waitlist.entry SET state = 'WAITING' WHERE resource_id = 'audit-cap' AND user_id = 'fay';
+-- and an API call that succeeded does not lend its reason to what follows
+SELECT waitlist_join('audit-cap', 'fay') = :fay AS fay_same_entry;
+UPDATE waitlist.entry SET state = 'CANCELLED' WHERE resource_id = 'audit-cap' AND user_id = 'fay';
+SELECT entity, user_id, from_state, to_state, reason, actor
+FROM audit WHERE resource_id = 'audit-cap';
+
+--
+-- Whoever changes a state by hand must be able to write its audit row: a
+-- role that may UPDATE entries but not INSERT transitions changes nothing
+--
+CREATE ROLE regress_waitlist_dba;
+GRANT USAGE ON SCHEMA waitlist TO regress_waitlist_dba;
+GRANT SELECT, UPDATE ON waitlist.entry TO regress_waitlist_dba;
+SET ROLE regress_waitlist_dba;
+-- expect 42501
+UPDATE waitlist.entry SET state = 'CANCELLED' WHERE resource_id = 'audit-1' AND user_id = 'eve';
+RESET ROLE;
+SELECT state FROM waitlist.entry WHERE resource_id = 'audit-1' AND user_id = 'eve';
+GRANT INSERT ON waitlist.transition TO regress_waitlist_dba;
+SET ROLE regress_waitlist_dba;
+UPDATE waitlist.entry SET state = 'CANCELLED' WHERE resource_id = 'audit-1' AND user_id = 'eve';
+-- and still cannot rewrite the log
+UPDATE waitlist.transition SET reason = 'rewritten';
+RESET ROLE;
+SELECT entity, user_id, from_state, to_state, reason, actor
+FROM audit WHERE resource_id = 'audit-1' AND user_id = 'eve';
+
+-- the trail matches the tables
+SELECT count(*) AS entries_out_of_step
+FROM waitlist.entry e
+WHERE e.state IS DISTINCT FROM (SELECT t.to_state FROM waitlist.transition t
+                                WHERE t.resource_id = e.resource_id AND t.entity = 'entry'
+                                  AND t.entity_id = e.entry_id
+                                ORDER BY t.transition_id DESC LIMIT 1);
+SELECT count(*) AS offers_out_of_step
+FROM waitlist.offer o
+WHERE o.state IS DISTINCT FROM (SELECT t.to_state FROM waitlist.transition t
+                                WHERE t.resource_id = o.resource_id AND t.entity = 'offer'
+                                  AND t.entity_id = o.offer_id
+                                ORDER BY t.transition_id DESC LIMIT 1);
+
+DROP OWNED BY regress_waitlist_dba;
+DROP ROLE regress_waitlist_dba;
