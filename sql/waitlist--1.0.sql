@@ -352,3 +352,238 @@ REVOKE ALL ON FUNCTION waitlist_unschedule_sweep() FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_capacity_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_retry_event(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_worker_status() FROM PUBLIC;
+
+/*
+ * waitlist_check(): the guarantees, checked.  One row per violated invariant,
+ * none when all hold.  Pass for_resource to check one resource (cheap, all
+ * index lookups), or NULL for all.  Read-only; safe on a live system.
+ *
+ * "idle_unit_while_waiting" is a liveness property: it holds once the system
+ * is quiet (workers drained, no transaction in flight), not necessarily at
+ * every instant.  "fifo_order" is checked exactly when track_commit_timestamp
+ * is on (commit times tell what each promotion could see); without it, only
+ * pass-overs that leave no doubt (more than a second apart) are reported.
+ */
+CREATE FUNCTION waitlist_check(for_resource text DEFAULT NULL,
+                               fifo_window interval DEFAULT '1 hour',
+                               OUT invariant text,
+                               OUT resource_id text,
+                               OUT entity text,
+                               OUT entity_id bigint,
+                               OUT detail text)
+RETURNS SETOF record
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $check$
+#variable_conflict use_column
+DECLARE
+    resources text[];
+    exact_fifo boolean := pg_catalog.current_setting('track_commit_timestamp')::boolean;
+BEGIN
+    IF for_resource IS NULL THEN
+        SELECT pg_catalog.array_agg(r.resource_id) INTO resources FROM waitlist.resource r;
+    ELSE
+        resources := ARRAY[for_resource];
+    END IF;
+    resources := coalesce(resources, '{}');
+
+    -- capacity: every released unit is free, held, consumed or retired
+    RETURN QUERY
+    SELECT 'capacity_conserved', r.resource_id, 'resource', NULL::bigint,
+           pg_catalog.format('released %s <> free %s + open %s + accepted %s + failed %s',
+                             r.units_released, r.free_units, c.open, c.accepted, c.failed)
+    FROM waitlist.resource r
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.count(*) FILTER (WHERE o.state = 'OPEN') AS open,
+               pg_catalog.count(*) FILTER (WHERE o.state = 'ACCEPTED') AS accepted,
+               pg_catalog.count(*) FILTER (WHERE o.state = 'FAILED') AS failed
+        FROM waitlist.offer o WHERE o.resource_id = r.resource_id) c
+    WHERE r.resource_id = ANY (resources)
+      AND (r.units_released <> r.free_units + c.open + c.accepted + c.failed OR r.free_units < 0);
+
+    -- every released unit was counted once: processed events add up
+    RETURN QUERY
+    SELECT 'events_accounted', r.resource_id, 'resource', NULL::bigint,
+           pg_catalog.format('units_released %s <> processed events %s', r.units_released, e.units)
+    FROM waitlist.resource r
+    CROSS JOIN LATERAL (
+        SELECT coalesce(pg_catalog.sum(ev.quantity), 0) AS units
+        FROM waitlist.capacity_event ev
+        WHERE ev.resource_id = r.resource_id AND ev.state = 'PROCESSED') e
+    WHERE r.resource_id = ANY (resources) AND r.units_released <> e.units;
+
+    RETURN QUERY
+    SELECT 'event_not_dead', ev.resource_id, 'capacity_event', NULL::bigint,
+           pg_catalog.format('event %s is DEAD after %s attempts: %s', ev.event_id, ev.attempts, ev.last_error)
+    FROM waitlist.capacity_event ev
+    WHERE ev.resource_id = ANY (resources) AND ev.state = 'DEAD';
+
+    -- offers and entries agree
+    RETURN QUERY
+    SELECT 'one_open_offer_per_entry', o.resource_id, 'entry', o.entry_id,
+           pg_catalog.format('%s open offers', pg_catalog.count(*))
+    FROM waitlist.offer o
+    WHERE o.resource_id = ANY (resources) AND o.state = 'OPEN'
+    GROUP BY o.resource_id, o.entry_id HAVING pg_catalog.count(*) > 1;
+
+    RETURN QUERY
+    SELECT 'offered_entry_has_open_offer', e.resource_id, 'entry', e.entry_id,
+           'entry is OFFERED without an open offer'
+    FROM waitlist.entry e
+    WHERE e.resource_id = ANY (resources) AND e.state = 'OFFERED'
+      AND NOT EXISTS (SELECT 1 FROM waitlist.offer o
+                      WHERE o.resource_id = e.resource_id AND o.entry_id = e.entry_id AND o.state = 'OPEN');
+
+    RETURN QUERY
+    SELECT 'offer_matches_entry', o.resource_id, 'offer', o.offer_id,
+           pg_catalog.format('offer is %s but its entry %s is %s', o.state, e.entry_id, e.state)
+    FROM waitlist.offer o
+    JOIN waitlist.entry e ON e.resource_id = o.resource_id AND e.entry_id = o.entry_id
+    WHERE o.resource_id = ANY (resources)
+      AND ((o.state = 'OPEN' AND e.state <> 'OFFERED')
+        OR (o.state = 'ACCEPTED' AND e.state <> 'ACCEPTED')
+        OR (o.state = 'DECLINED' AND e.state <> 'DECLINED')
+        OR (o.state = 'EXPIRED' AND e.state <> 'EXPIRED')
+        OR (o.state = 'REVOKED' AND e.state <> 'CANCELLED'));
+
+    RETURN QUERY
+    SELECT 'one_active_entry_per_user', e.resource_id, 'entry', pg_catalog.min(e.entry_id),
+           pg_catalog.format('user %s has %s active entries', e.user_id, pg_catalog.count(*))
+    FROM waitlist.entry e
+    WHERE e.resource_id = ANY (resources) AND e.state IN ('WAITING', 'OFFERED')
+    GROUP BY e.resource_id, e.user_id HAVING pg_catalog.count(*) > 1;
+
+    -- the audit trail explains every current state
+    RETURN QUERY
+    WITH states AS (
+        SELECT 'entry'::text AS entity, e.resource_id, e.entry_id AS entity_id, e.state, 'WAITING'::text AS initial
+        FROM waitlist.entry e WHERE e.resource_id = ANY (resources)
+        UNION ALL
+        SELECT 'offer', o.resource_id, o.offer_id, o.state, 'OPEN'
+        FROM waitlist.offer o WHERE o.resource_id = ANY (resources)
+    ), chains AS (
+        SELECT s.*, t.transition_id, t.from_state, t.to_state,
+               pg_catalog.lag(t.to_state) OVER w AS previous_to,
+               pg_catalog.row_number() OVER w AS n,
+               pg_catalog.row_number() OVER (PARTITION BY s.entity, s.resource_id, s.entity_id
+                                             ORDER BY t.transition_id DESC) AS n_from_end
+        FROM states s
+        LEFT JOIN waitlist.transition t
+          ON t.resource_id = s.resource_id AND t.entity = s.entity AND t.entity_id = s.entity_id
+        WINDOW w AS (PARTITION BY s.entity, s.resource_id, s.entity_id ORDER BY t.transition_id)
+    )
+    SELECT v.invariant, c.resource_id, c.entity, c.entity_id, v.detail
+    FROM chains c
+    CROSS JOIN LATERAL (VALUES
+        ('state_has_audit_trail', c.transition_id IS NULL,
+         pg_catalog.format('%s has no transition rows', c.state)),
+        ('audit_starts_at_initial_state',
+         c.n = 1 AND c.transition_id IS NOT NULL AND (c.from_state IS NOT NULL OR c.to_state <> c.initial),
+         pg_catalog.format('first transition is %s -> %s', coalesce(c.from_state, 'NULL'), c.to_state)),
+        ('audit_chain_continuous',
+         c.n > 1 AND c.from_state IS DISTINCT FROM c.previous_to,
+         pg_catalog.format('transition %s starts at %s after %s', c.transition_id, c.from_state, c.previous_to)),
+        ('state_matches_audit',
+         c.n_from_end = 1 AND c.transition_id IS NOT NULL AND c.to_state <> c.state,
+         pg_catalog.format('state %s, last transition to %s', c.state, c.to_state))
+    ) AS v(invariant, violated, detail)
+    WHERE v.violated;
+
+    -- every offer was handed to the notifier
+    RETURN QUERY
+    SELECT 'offer_has_outbox_row', o.resource_id, 'offer', o.offer_id, 'no offer_created outbox row'
+    FROM waitlist.offer o
+    WHERE o.resource_id = ANY (resources)
+      AND NOT EXISTS (SELECT 1 FROM waitlist.outbox b
+                      WHERE b.resource_id = o.resource_id AND b.offer_id = o.offer_id
+                        AND b.event_type = 'offer_created');
+
+    -- liveness: no unit sits free while someone waits
+    RETURN QUERY
+    SELECT 'idle_unit_while_waiting', r.resource_id, 'resource', NULL::bigint,
+           pg_catalog.format('%s free units and %s waiting', r.free_units,
+                             (SELECT pg_catalog.count(*) FROM waitlist.entry e
+                              WHERE e.resource_id = r.resource_id AND e.state = 'WAITING'))
+    FROM waitlist.resource r
+    WHERE r.resource_id = ANY (resources) AND r.free_units > 0
+      AND EXISTS (SELECT 1 FROM waitlist.entry e WHERE e.resource_id = r.resource_id AND e.state = 'WAITING');
+
+    /*
+     * FIFO fairness: no offer went to an entry while an entry ahead of it in
+     * line (priority DESC, seq) was waiting and visible to the promotion:
+     * the waiter's move to WAITING committed before the promoting
+     * transaction began, and its move out of WAITING began after that
+     * transaction committed.  A transition row of the waiter written by the
+     * promoting transaction itself would record a rule that allowed it.
+     *
+     * Offers made within fifo_window are checked.  The waiters looked at
+     * are those still waiting ahead of the offered entry (a range of the
+     * line index) and those that left WAITING after the offer was made, so
+     * the cost follows recent activity, not the length of the history.
+     */
+    RETURN QUERY
+    WITH made AS (
+        SELECT t.resource_id, t.entity_id AS offer_id, e.entry_id, e.priority, e.seq,
+               t.at AS began, t.transaction_id,
+               CASE WHEN exact_fifo
+                    THEN pg_catalog.pg_xact_commit_timestamp(t.transaction_id::text::xid) END AS committed
+        FROM waitlist.transition t
+        JOIN waitlist.offer o ON o.resource_id = t.resource_id AND o.offer_id = t.entity_id
+        JOIN waitlist.entry e ON e.resource_id = o.resource_id AND e.entry_id = o.entry_id
+        WHERE t.resource_id = ANY (resources) AND t.entity = 'offer' AND t.from_state IS NULL
+          AND t.at >= pg_catalog.now() - fifo_window
+    ), recently_left AS MATERIALIZED (
+        SELECT t.resource_id, t.entity_id AS entry_id, t.at AS left_at
+        FROM waitlist.transition t
+        WHERE t.resource_id = ANY (resources) AND t.entity = 'entry' AND t.from_state = 'WAITING'
+          AND t.at >= pg_catalog.now() - fifo_window
+    ), candidates AS (
+        SELECT m.*, w.entry_id AS ahead_id
+        FROM made m
+        CROSS JOIN LATERAL (
+            -- two ranges of the line index: higher priority, and same priority earlier
+            SELECT a.entry_id FROM waitlist.entry a
+            WHERE a.resource_id = m.resource_id AND a.state = 'WAITING' AND a.priority > m.priority
+            UNION
+            SELECT a.entry_id FROM waitlist.entry a
+            WHERE a.resource_id = m.resource_id AND a.state = 'WAITING'
+              AND a.priority = m.priority AND a.seq < m.seq
+            UNION
+            SELECT a.entry_id FROM recently_left r
+            JOIN waitlist.entry a ON a.resource_id = r.resource_id AND a.entry_id = r.entry_id
+            WHERE r.resource_id = m.resource_id AND r.left_at > m.began
+              AND (a.priority > m.priority OR (a.priority = m.priority AND a.seq < m.seq))
+        ) w
+    )
+    SELECT 'fifo_order', c.resource_id, 'offer', c.offer_id,
+           pg_catalog.format('offered to entry %s while entry %s, ahead of it, was waiting',
+                             c.entry_id, c.ahead_id)
+    FROM candidates c
+    CROSS JOIN LATERAL (
+        -- the waiter's last move to WAITING before the promotion, and its next move
+        SELECT t.at AS began, t.transaction_id,
+               (SELECT n.at FROM waitlist.transition n
+                WHERE n.resource_id = t.resource_id AND n.entity = 'entry' AND n.entity_id = t.entity_id
+                  AND n.transition_id > t.transition_id
+                ORDER BY n.transition_id LIMIT 1) AS left_at
+        FROM waitlist.transition t
+        WHERE t.resource_id = c.resource_id AND t.entity = 'entry' AND t.entity_id = c.ahead_id
+          AND t.to_state = 'WAITING' AND t.at <= c.began
+        ORDER BY t.transition_id DESC LIMIT 1
+    ) w
+    WHERE CASE WHEN exact_fifo AND c.committed IS NOT NULL
+                    AND pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) IS NOT NULL
+               THEN pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) < c.began
+                    AND (w.left_at IS NULL OR w.left_at > c.committed)
+               ELSE w.began + interval '1 second' < c.began
+                    AND (w.left_at IS NULL OR w.left_at > c.began + interval '1 second')
+          END
+      AND NOT EXISTS (SELECT 1 FROM waitlist.transition x
+                      WHERE x.resource_id = c.resource_id AND x.entity = 'entry'
+                        AND x.entity_id = c.ahead_id AND x.transaction_id = c.transaction_id);
+END
+$check$;
+COMMENT ON FUNCTION waitlist_check(text, interval) IS 'one row per violated invariant of the waitlist (capacity, states, audit trail, outbox, liveness, FIFO order); none when all hold';
+REVOKE ALL ON FUNCTION waitlist_check(text, interval) FROM PUBLIC;
