@@ -16,7 +16,8 @@ OBJS = \
 	src/capacity.o \
 	src/cron.o \
 	src/shmem.o \
-	src/worker.o
+	src/worker.o \
+	src/outbox.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
@@ -48,3 +49,12 @@ include $(PGXS)
 # extension installable, see test/run.
 pgtap:
 	pg_prove --ext .sql -d $${PGDATABASE:-postgres} test/pgtap/
+
+# every object depends on the shared header (PGXS tracks no header dependencies)
+$(OBJS): src/waitlist.h
+
+.PHONY: bench
+# Benchmarks on a throwaway cluster (bench/README.md): `make bench`, or
+# `make bench BENCH_ARGS=--quick` for the short run.
+bench:
+	bench/run $(BENCH_ARGS)

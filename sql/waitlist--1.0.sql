@@ -22,9 +22,18 @@ CREATE TABLE waitlist.resource (
     booking_function regprocedure,
     free_units      bigint      NOT NULL DEFAULT 0,
     units_released  bigint      NOT NULL DEFAULT 0,
+    channels        text[]      NOT NULL DEFAULT '{webhook}',
+    wave_size       integer,
+    wave_interval   interval,
+    wave_started_at timestamptz,
+    wave_offers     integer     NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT resource_pkey PRIMARY KEY (resource_id),
+    CONSTRAINT resource_channels_valid CHECK (pg_catalog.cardinality(channels) >= 1
+        AND channels <@ '{email,sms,push,webhook}'::text[]),
+    CONSTRAINT resource_waves_valid CHECK ((wave_size IS NULL) = (wave_interval IS NULL)
+        AND wave_size > 0 AND wave_interval > interval '0'),
     CONSTRAINT resource_id_length CHECK (pg_catalog.octet_length(resource_id) BETWEEN 1 AND 200),
     CONSTRAINT resource_offer_ttl_positive CHECK (offer_ttl > interval '0'),
     CONSTRAINT resource_max_waiting_positive CHECK (max_waiting > 0),
@@ -34,6 +43,8 @@ COMMENT ON TABLE waitlist.resource IS 'one row per waitlisted thing; free_units 
 -- the workers look for free units nobody took
 CREATE INDEX resource_free_units_idx ON waitlist.resource (resource_id) WHERE free_units > 0;
 COMMENT ON COLUMN waitlist.resource.units_released IS 'sum of the quantities of all capacity events; units held, consumed and retired are counted from waitlist.offer (OPEN, ACCEPTED, FAILED)';
+COMMENT ON COLUMN waitlist.resource.channels IS 'notification channels: each outbox event is written once per channel';
+COMMENT ON COLUMN waitlist.resource.wave_size IS 'with wave_interval: at most wave_size offers per wave_interval, in line order across waves';
 COMMENT ON COLUMN waitlist.resource.booking_function IS 'f(resource_id text, user_id text, offer_id bigint, idempotency_key text) RETURNS text, called by waitlist_accept() in the caller''s context';
 
 CREATE SEQUENCE waitlist.entry_seq;
@@ -76,6 +87,7 @@ CREATE TABLE waitlist.offer (
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     expires_at      timestamptz NOT NULL,
     decided_at      timestamptz,
+    seen_at         timestamptz,
     reservation_ref text,
     idempotency_key text,
     CONSTRAINT offer_pkey PRIMARY KEY (resource_id, offer_id),
@@ -137,17 +149,51 @@ CREATE INDEX capacity_event_pending_idx ON waitlist.capacity_event (next_attempt
 CREATE INDEX capacity_event_event_id_idx ON waitlist.capacity_event (event_id);
 
 CREATE TABLE waitlist.outbox (
-    outbox_id   bigint      GENERATED ALWAYS AS IDENTITY,
-    resource_id text        NOT NULL,
-    entry_id    bigint,
-    offer_id    bigint,
-    event_type  text        NOT NULL,
-    payload     jsonb       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CONSTRAINT outbox_pkey PRIMARY KEY (resource_id, outbox_id)
-);
-COMMENT ON TABLE waitlist.outbox IS 'notification hand-off rows, written in the transaction that made the change';
+    outbox_id        bigint      GENERATED ALWAYS AS IDENTITY,
+    resource_id      text        NOT NULL,
+    entry_id         bigint,
+    offer_id         bigint,
+    user_id          text,
+    channel          text        NOT NULL DEFAULT 'webhook',
+    event_type       text        NOT NULL,
+    payload          jsonb       NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    state            text        NOT NULL DEFAULT 'PENDING',
+    attempts         integer     NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    lease_owner      text,
+    lease_token      bigint,
+    lease_expires_at timestamptz,
+    delivered_at     timestamptz,
+    last_error       text,
+    CONSTRAINT outbox_pkey PRIMARY KEY (resource_id, outbox_id),
+    CONSTRAINT outbox_channel_valid CHECK (channel IN ('email', 'sms', 'push', 'webhook')),
+    CONSTRAINT outbox_state_valid CHECK (state IN ('PENDING', 'DELIVERED', 'DEAD'))
+) WITH (fillfactor = 80);
+COMMENT ON TABLE waitlist.outbox IS 'notification hand-off rows, written in the transaction that made the change; relays claim, ack and fail them';
 CREATE INDEX outbox_offer_idx ON waitlist.outbox (resource_id, offer_id);
+CREATE INDEX outbox_outbox_id_idx ON waitlist.outbox (outbox_id);
+-- what relays may claim next, oldest first
+CREATE INDEX outbox_pending_idx ON waitlist.outbox (outbox_id) INCLUDE (resource_id)
+    WHERE state = 'PENDING';
+-- a user's rows per channel in creation order: the claim order, and the inbox
+CREATE INDEX outbox_user_idx ON waitlist.outbox (user_id, channel, outbox_id) INCLUDE (resource_id, state);
+
+CREATE SEQUENCE waitlist.lease_token_seq;
+
+/* Token buckets that keep claims within each provider's rate. */
+CREATE TABLE waitlist.channel (
+    channel         text             NOT NULL,
+    rate_per_second double precision,
+    burst           integer,
+    tokens          double precision NOT NULL DEFAULT 0,
+    refilled_at     timestamptz      NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT channel_pkey PRIMARY KEY (channel),
+    CONSTRAINT channel_rate_positive CHECK (rate_per_second > 0),
+    CONSTRAINT channel_burst_positive CHECK (burst > 0)
+);
+COMMENT ON TABLE waitlist.channel IS 'per-channel rate limit (token bucket); NULL rate_per_second means unlimited';
+INSERT INTO waitlist.channel (channel) VALUES ('email'), ('sms'), ('push'), ('webhook');
 
 CREATE TABLE waitlist.transition (
     transition_id  bigint      GENERATED ALWAYS AS IDENTITY,
@@ -218,22 +264,29 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION waitlist_create_resource(resource_id text,
                                          offer_ttl interval DEFAULT '15 minutes',
                                          max_waiting bigint DEFAULT NULL,
-                                         booking_function regprocedure DEFAULT NULL)
+                                         booking_function regprocedure DEFAULT NULL,
+                                         channels text[] DEFAULT NULL,
+                                         wave_size integer DEFAULT NULL,
+                                         wave_interval interval DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'waitlist_create_resource'
 LANGUAGE C CALLED ON NULL INPUT;
-COMMENT ON FUNCTION waitlist_create_resource(text, interval, bigint, regprocedure) IS 'creates a waitlisted resource';
+COMMENT ON FUNCTION waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval) IS 'creates a waitlisted resource';
 
 CREATE FUNCTION waitlist_alter_resource(resource_id text,
                                         offer_ttl interval DEFAULT NULL,
                                         max_waiting bigint DEFAULT NULL,
                                         clear_max_waiting boolean DEFAULT false,
                                         booking_function regprocedure DEFAULT NULL,
-                                        clear_booking_function boolean DEFAULT false)
+                                        clear_booking_function boolean DEFAULT false,
+                                        channels text[] DEFAULT NULL,
+                                        wave_size integer DEFAULT NULL,
+                                        wave_interval interval DEFAULT NULL,
+                                        clear_waves boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'waitlist_alter_resource'
 LANGUAGE C CALLED ON NULL INPUT;
-COMMENT ON FUNCTION waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
+COMMENT ON FUNCTION waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
 
 CREATE FUNCTION waitlist_join(resource_id text, user_id text, priority integer DEFAULT 0)
 RETURNS bigint
@@ -337,8 +390,8 @@ COMMENT ON FUNCTION waitlist_capacity_trigger() IS 'row trigger that releases a 
  * on the functions and no privileges on the tables.  EXECUTE is not granted
  * to PUBLIC: the DBA decides who may join, release and promote.
  */
-REVOKE ALL ON FUNCTION waitlist_create_resource(text, interval, bigint, regprocedure) FROM PUBLIC;
-REVOKE ALL ON FUNCTION waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_join(text, text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_leave(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_status(bigint) FROM PUBLIC;
@@ -352,6 +405,97 @@ REVOKE ALL ON FUNCTION waitlist_unschedule_sweep() FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_capacity_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_retry_event(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_worker_status() FROM PUBLIC;
+
+/* Notifications: the outbox consumer protocol, rate limits and the in-app inbox. */
+
+CREATE FUNCTION waitlist_outbox_claim(consumer text,
+                                      max_rows integer DEFAULT 100,
+                                      lease interval DEFAULT '30 seconds',
+                                      OUT outbox_id bigint,
+                                      OUT resource_id text,
+                                      OUT user_id text,
+                                      OUT channel text,
+                                      OUT event_type text,
+                                      OUT payload jsonb,
+                                      OUT created_at timestamptz,
+                                      OUT attempts integer,
+                                      OUT lease_token bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'waitlist_outbox_claim'
+LANGUAGE C CALLED ON NULL INPUT ROWS 100;
+COMMENT ON FUNCTION waitlist_outbox_claim(text, integer, interval) IS 'leases deliverable outbox rows to a relay, within each channel''s rate limit, oldest first and in order per user and channel';
+
+CREATE FUNCTION waitlist_outbox_ack(outbox_id bigint, lease_token bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_outbox_ack'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_outbox_ack(bigint, bigint) IS 'marks a leased outbox row delivered; refuses a stale lease token';
+
+CREATE FUNCTION waitlist_outbox_fail(outbox_id bigint, lease_token bigint, error text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_outbox_fail'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_outbox_fail(bigint, bigint, text) IS 'records a failed delivery: retried with backoff, dead-lettered after waitlist.outbox_max_attempts; true if dead-lettered';
+
+CREATE FUNCTION waitlist_outbox_retry(outbox_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_outbox_retry'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_outbox_retry(bigint) IS 'puts a dead-lettered outbox row back for delivery; false if it was not dead';
+
+CREATE FUNCTION waitlist_set_channel_rate(channel text,
+                                          rate_per_second double precision,
+                                          burst integer DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'waitlist_set_channel_rate'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_set_channel_rate(text, double precision, integer) IS 'sets a channel''s token bucket: rate per second and burst (default: one second''s worth); NULL rate means unlimited';
+
+CREATE FUNCTION waitlist_inbox(user_id text,
+                               since interval DEFAULT '7 days',
+                               OUT resource_id text,
+                               OUT entry_id bigint,
+                               OUT offer_id bigint,
+                               OUT kind text,
+                               OUT state text,
+                               OUT expires_at timestamptz,
+                               OUT seen_at timestamptz,
+                               OUT at timestamptz,
+                               OUT payload jsonb)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'waitlist_inbox'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_inbox(text, interval) IS 'a fan''s open offers, then their recent events, newest first: the in-app inbox';
+
+CREATE FUNCTION waitlist_offer_seen(offer_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_offer_seen'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_offer_seen(bigint) IS 'records when the fan first saw an offer; false if it was seen before';
+
+/* Offers per resource by outcome, and how many expired without being seen. */
+CREATE VIEW waitlist.offer_outcomes AS
+SELECT o.resource_id,
+       pg_catalog.count(*) AS offers,
+       pg_catalog.count(*) FILTER (WHERE o.state = 'OPEN') AS open,
+       pg_catalog.count(*) FILTER (WHERE o.state = 'ACCEPTED') AS accepted,
+       pg_catalog.count(*) FILTER (WHERE o.state = 'DECLINED') AS declined,
+       pg_catalog.count(*) FILTER (WHERE o.state = 'EXPIRED') AS expired,
+       pg_catalog.count(*) FILTER (WHERE o.state = 'EXPIRED' AND o.seen_at IS NULL) AS expired_unseen,
+       pg_catalog.count(*) FILTER (WHERE o.seen_at IS NOT NULL) AS seen,
+       pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY pg_catalog.date_part('epoch', o.seen_at - o.created_at))
+           FILTER (WHERE o.seen_at IS NOT NULL) AS median_seconds_to_seen
+FROM waitlist.offer o
+GROUP BY o.resource_id;
+COMMENT ON VIEW waitlist.offer_outcomes IS 'offers per resource by outcome; expired_unseen counts offers that expired before the fan saw them';
+
+REVOKE ALL ON FUNCTION waitlist_outbox_claim(text, integer, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_outbox_ack(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_outbox_fail(bigint, bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_outbox_retry(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_set_channel_rate(text, double precision, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_inbox(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_offer_seen(bigint) FROM PUBLIC;
 
 /*
  * waitlist_check(): the guarantees, checked.  One row per violated invariant,
@@ -508,6 +652,9 @@ BEGIN
                               WHERE e.resource_id = r.resource_id AND e.state = 'WAITING'))
     FROM waitlist.resource r
     WHERE r.resource_id = ANY (resources) AND r.free_units > 0
+      -- a resource waiting for its next wave is throttled, not idle
+      AND NOT (r.wave_size IS NOT NULL AND r.wave_offers >= r.wave_size
+               AND r.wave_started_at + r.wave_interval > pg_catalog.now())
       AND EXISTS (SELECT 1 FROM waitlist.entry e WHERE e.resource_id = r.resource_id AND e.state = 'WAITING');
 
     /*

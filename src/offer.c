@@ -52,14 +52,17 @@ static WaitlistPlan settle_plan = {
 	"  WHERE e.resource_id = $1 AND e.entry_id = s.entry_id AND e.state = 'OFFERED'"
 	"  RETURNING e.entry_id, e.user_id"
 	"), notified AS ("
-	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, event_type, payload)"
-	"  SELECT $1, m.entry_id, s.offer_id, $5,"
+	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, user_id, channel, event_type, payload)"
+	"  SELECT $1, m.entry_id, s.offer_id, m.user_id, ch.channel, $5,"
 	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
 	"             'resource_id', $1, 'entry_id', m.entry_id, 'offer_id', s.offer_id,"
 	"             'user_id', m.user_id, 'expires_at', s.expires_at,"
 	"             'reservation_ref', $6, 'detail', $8))"
 	"  FROM settled s JOIN moved m ON m.entry_id = s.entry_id"
-	"  ORDER BY s.offer_id"
+	"    CROSS JOIN waitlist.resource r"
+	"    CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
+	"  WHERE r.resource_id = $1"
+	"  ORDER BY s.offer_id, ch.channel"
 	") SELECT pg_catalog.count(*) FROM settled",
 	8, {TEXTOID, INT8ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
 };
@@ -160,6 +163,7 @@ settle_offers(text *resource_id, Datum offer_ids, const char *offer_state,
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
+	int64		settled;
 
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = offer_ids;
@@ -172,8 +176,11 @@ settle_offers(text *resource_id, Datum offer_ids, const char *offer_state,
 	values[7] = text_or_null(detail, &nulls[7]);
 
 	waitlist_execute(&settle_plan, values, nulls, false, 0, reason);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	settled = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	if (settled > 0)
+		waitlist_outbox_written();
+	return settled;
 }
 
 static Datum
@@ -482,6 +489,9 @@ waitlist_sweep(PG_FUNCTION_ARGS)
 
 	waitlist_api_begin(&call);
 	expired = waitlist_expire_due(max_offers, -1, 0);
+	/* where no worker runs, the sweep also continues waves */
+	if (!waitlist_defer_to_worker())
+		(void) waitlist_promote_idle(max_offers);
 	waitlist_api_end(&call);
 
 	PG_RETURN_INT32((int32) expired);

@@ -48,20 +48,25 @@ static WaitlistPlan promote_plan = {
 	"  ORDER BY m.priority DESC, m.seq"
 	"  RETURNING offer_id, entry_id, expires_at"
 	"), notified AS ("
-	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, event_type, payload)"
-	"  SELECT $1, o.entry_id, o.offer_id, 'offer_created',"
+	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, user_id, channel, event_type, payload)"
+	"  SELECT $1, o.entry_id, o.offer_id, m.user_id, ch.channel, 'offer_created',"
 	"         pg_catalog.jsonb_build_object('resource_id', $1, 'entry_id', o.entry_id,"
 	"             'offer_id', o.offer_id, 'user_id', m.user_id, 'expires_at', o.expires_at)"
 	"  FROM made o JOIN moved m ON m.entry_id = o.entry_id"
-	"  ORDER BY o.offer_id"
+	"    CROSS JOIN waitlist.resource r"
+	"    CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
+	"  WHERE r.resource_id = $1"
+	"  ORDER BY o.offer_id, ch.channel"
 	"), counted AS ("
 	"  SELECT pg_catalog.count(*) AS offers FROM made"
 	"), spent AS ("
 	"  UPDATE waitlist.resource r"
-	"  SET free_units = r.free_units - c.offers, updated_at = pg_catalog.now()"
+	"  SET free_units = r.free_units - c.offers, updated_at = pg_catalog.now(),"
+	"      wave_started_at = CASE WHEN $3 THEN pg_catalog.now() ELSE r.wave_started_at END,"
+	"      wave_offers = CASE WHEN $3 THEN c.offers ELSE r.wave_offers + c.offers END"
 	"  FROM counted c WHERE r.resource_id = $1 AND c.offers > 0"
 	") SELECT offers FROM counted",
-	2, {TEXTOID, INT8OID}
+	3, {TEXTOID, INT8OID, BOOLOID}
 };
 
 /*
@@ -111,6 +116,54 @@ static WaitlistPlan fold_events_plan = {
 };
 
 /*
+ * Resources with free units and people waiting, whose wave (if any) may go
+ * on: a promotion that SKIP LOCKED cut short, a wave to continue.  All of
+ * them ($1 < 0) or one worker's share ($1 of $2); at most $3.
+ */
+WaitlistPlan waitlist_idle_resources_plan = {
+	"SELECT r.resource_id FROM waitlist.resource r"
+	" WHERE r.free_units > 0"
+	"   AND ($1 < 0 OR waitlist.resource_worker(r.resource_id, $2) = $1)"
+	"   AND (r.wave_size IS NULL OR r.wave_offers < r.wave_size"
+	"        OR r.wave_started_at + r.wave_interval <= pg_catalog.now())"
+	"   AND EXISTS (SELECT 1 FROM waitlist.entry e"
+	"               WHERE e.resource_id = r.resource_id AND e.state = 'WAITING')"
+	" LIMIT $3",
+	3, {INT4OID, INT4OID, INT4OID}
+};
+
+/*
+ * Promote the idle free units of up to max_resources resources in the
+ * caller's transaction, passing over resources whose gate is busy.  For the
+ * sweep, which continues waves and mends skipped units where no worker
+ * runs.  Returns the number of offers made.
+ */
+int64
+waitlist_promote_idle(int32 max_resources)
+{
+	Datum		args[3] = {Int32GetDatum(-1), Int32GetDatum(0), Int32GetDatum(max_resources)};
+	SPITupleTable *idle;
+	int64		offers = 0;
+	uint64		i;
+
+	waitlist_execute(&waitlist_idle_resources_plan, args, NULL, false, 0, NULL);
+	idle = SPI_tuptable;
+	for (i = 0; i < idle->numvals; i++)
+	{
+		bool		isnull;
+		text	   *resource_id = DatumGetTextPP(SPI_getbinval(idle->vals[i], idle->tupdesc,
+															   1, &isnull));
+		WaitlistResource res;
+
+		if (!waitlist_try_lock_resource_gate(resource_id))
+			continue;
+		waitlist_lock_resource(resource_id, &res);
+		offers += waitlist_promote_locked(resource_id, -1);
+	}
+	return offers;
+}
+
+/*
  * Offer up to max_offers (all, if negative) of the resource's free units to
  * the next waiters.  The caller holds the resource's lock.  Returns the
  * number of offers made.
@@ -120,23 +173,31 @@ waitlist_promote_locked(text *resource_id, int64 max_offers)
 {
 	WaitlistResource res;
 	int64		wanted;
-	Datum		values[2];
+	int64		offers;
+	Datum		values[3];
 	bool		isnull;
 
 	waitlist_read_resource(resource_id, &res);
 	wanted = res.free_units;
 	if (max_offers >= 0 && max_offers < wanted)
 		wanted = max_offers;
+	/* with waves, what is left of this wave's (or a new wave's) size */
+	if (res.wave_budget >= 0 && res.wave_budget < wanted)
+		wanted = res.wave_budget;
 	if (wanted <= 0)
 		return 0;
 
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = Int64GetDatum(wanted);
+	values[2] = BoolGetDatum(res.new_wave);
 	waitlist_execute(&promote_plan, values, NULL, false, 0, "promoted");
 	if (SPI_processed != 1)
 		elog(ERROR, "promotion returned %llu rows", (unsigned long long) SPI_processed);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	offers = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	if (offers > 0)
+		waitlist_outbox_written();
+	return offers;
 }
 
 /*

@@ -18,6 +18,7 @@
 
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
@@ -30,9 +31,10 @@ PG_FUNCTION_INFO_V1(waitlist_create_resource);
 PG_FUNCTION_INFO_V1(waitlist_alter_resource);
 
 static WaitlistPlan insert_resource_plan = {
-	"INSERT INTO waitlist.resource (resource_id, offer_ttl, max_waiting, booking_function) "
-	"VALUES ($1, $2, $3, $4) ON CONFLICT (resource_id) DO NOTHING",
-	4, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID}
+	"INSERT INTO waitlist.resource (resource_id, offer_ttl, max_waiting, booking_function,"
+	"                               channels, wave_size, wave_interval) "
+	"VALUES ($1, $2, $3, $4, coalesce($5, '{webhook}'), $6, $7) ON CONFLICT (resource_id) DO NOTHING",
+	7, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID}
 };
 
 static WaitlistPlan alter_resource_plan = {
@@ -40,12 +42,23 @@ static WaitlistPlan alter_resource_plan = {
 	"  offer_ttl = coalesce($2, offer_ttl), "
 	"  max_waiting = CASE WHEN $4 THEN NULL ELSE coalesce($3, max_waiting) END, "
 	"  booking_function = CASE WHEN $6 THEN NULL ELSE coalesce($5, booking_function) END, "
+	"  channels = coalesce($7, channels), "
+	"  wave_size = CASE WHEN $10 THEN NULL ELSE coalesce($8, wave_size) END, "
+	"  wave_interval = CASE WHEN $10 THEN NULL ELSE coalesce($9, wave_interval) END, "
 	"  updated_at = pg_catalog.now() "
 	"WHERE resource_id = $1",
-	6, {TEXTOID, INTERVALOID, INT8OID, BOOLOID, REGPROCEDUREOID, BOOLOID}
+	10, {TEXTOID, INTERVALOID, INT8OID, BOOLOID, REGPROCEDUREOID, BOOLOID,
+	TEXTARRAYOID, INT4OID, INTERVALOID, BOOLOID}
 };
 
-#define RESOURCE_COLUMNS "SELECT free_units, max_waiting, booking_function FROM waitlist.resource WHERE resource_id = $1"
+/* wave_budget: -1 without waves, else what the current (or a new) wave may still offer */
+#define RESOURCE_COLUMNS \
+	"SELECT free_units, max_waiting, booking_function," \
+	"  CASE WHEN wave_size IS NULL THEN -1" \
+	"       WHEN wave_started_at IS NULL OR wave_started_at + wave_interval <= pg_catalog.now() THEN wave_size" \
+	"       ELSE GREATEST(wave_size - wave_offers, 0) END," \
+	"  wave_size IS NOT NULL AND (wave_started_at IS NULL OR wave_started_at + wave_interval <= pg_catalog.now())" \
+	" FROM waitlist.resource WHERE resource_id = $1"
 
 static WaitlistPlan read_resource_plan = {
 	RESOURCE_COLUMNS, 1, {TEXTOID}
@@ -154,6 +167,8 @@ fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
 	res->max_waiting = res->max_waiting_isnull ? 0 : DatumGetInt64(d);
 	d = SPI_getbinval(tuple, tupdesc, 3, &isnull);
 	res->booking_function = isnull ? InvalidOid : DatumGetObjectId(d);
+	res->wave_budget = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 4, &isnull));
+	res->new_wave = DatumGetBool(SPI_getbinval(tuple, tupdesc, 5, &isnull));
 	return true;
 }
 
@@ -226,33 +241,91 @@ waitlist_count_owned_resources(int index, int nworkers)
 	return count;
 }
 
+/* Notification channels: a non-empty array of known channel names. */
+static void
+check_channels(Datum channels)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(channels);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channels must not be empty"),
+				 errhint("Name at least one of email, sms, push, webhook.")));
+	for (i = 0; i < n; i++)
+	{
+		char	   *name = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+
+		if (name == NULL ||
+			(strcmp(name, "email") != 0 && strcmp(name, "sms") != 0 &&
+			 strcmp(name, "push") != 0 && strcmp(name, "webhook") != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown notification channel \"%s\"", name ? name : "NULL"),
+					 errhint("Channels are email, sms, push and webhook.")));
+	}
+}
+
+/* Waves: a positive size and a positive interval, given together. */
+static void
+check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool altering)
+{
+	Interval   *zero = palloc0(sizeof(Interval));
+	bool		has_size = !PG_ARGISNULL(size_arg);
+	bool		has_interval = !PG_ARGISNULL(interval_arg);
+
+	if (has_size != has_interval && !altering)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wave_size and wave_interval must be given together")));
+	if (has_size && PG_GETARG_INT32(size_arg) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wave_size must be positive")));
+	if (has_interval &&
+		!DatumGetBool(DirectFunctionCall2(interval_gt, PG_GETARG_DATUM(interval_arg),
+										  IntervalPGetDatum(zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wave_interval must be positive")));
+}
+
 /*
  * waitlist_create_resource(resource_id text, offer_ttl interval, max_waiting
- * bigint, booking_function regprocedure) RETURNS void
+ * bigint, booking_function regprocedure, channels text[], wave_size integer,
+ * wave_interval interval) RETURNS void
  */
 Datum
 waitlist_create_resource(PG_FUNCTION_ARGS)
 {
 	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[7];
+	char		nulls[7];
 	WaitlistApiCall call;
+	int			i;
 
 	waitlist_check_not_null(fcinfo, 1, "offer_ttl");
 	check_offer_ttl(PG_GETARG_DATUM(1));
-	if (PG_ARGISNULL(2))
-		nulls[2] = 'n';
-	else
+	if (!PG_ARGISNULL(2))
 		check_max_waiting(PG_GETARG_INT64(2));
-	if (PG_ARGISNULL(3))
-		nulls[3] = 'n';
-	else
+	if (!PG_ARGISNULL(3))
 		check_booking_function(PG_GETARG_OID(3));
+	if (!PG_ARGISNULL(4))
+		check_channels(PG_GETARG_DATUM(4));
+	check_waves(fcinfo, 5, 6, false);
 
 	values[0] = PointerGetDatum(resource_id);
-	values[1] = PG_GETARG_DATUM(1);
-	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	nulls[0] = ' ';
+	for (i = 1; i < 7; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
 
 	waitlist_api_begin(&call);
 	waitlist_execute(&insert_resource_plan, values, nulls, false, 0, NULL);
@@ -270,22 +343,24 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 /*
  * waitlist_alter_resource(resource_id text, offer_ttl interval, max_waiting
  * bigint, clear_max_waiting boolean, booking_function regprocedure,
- * clear_booking_function boolean) RETURNS void
+ * clear_booking_function boolean, channels text[], wave_size integer,
+ * wave_interval interval, clear_waves boolean) RETURNS void
  *
- * A NULL setting stays as it is; the clear_* flags remove a cap or a booking
- * function.  Open offers keep the deadline they were made with.
+ * A NULL setting stays as it is; the clear_* flags remove a cap, a booking
+ * function or waves.  Open offers keep the deadline they were made with.
  */
 Datum
 waitlist_alter_resource(PG_FUNCTION_ARGS)
 {
 	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[10];
+	char		nulls[10];
 	WaitlistApiCall call;
 	int			i;
 
 	waitlist_check_not_null(fcinfo, 3, "clear_max_waiting");
 	waitlist_check_not_null(fcinfo, 5, "clear_booking_function");
+	waitlist_check_not_null(fcinfo, 9, "clear_waves");
 	if (!PG_ARGISNULL(1))
 		check_offer_ttl(PG_GETARG_DATUM(1));
 	if (!PG_ARGISNULL(2))
@@ -304,9 +379,17 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("cannot both set and clear booking_function")));
 	}
+	if (!PG_ARGISNULL(6))
+		check_channels(PG_GETARG_DATUM(6));
+	check_waves(fcinfo, 7, 8, true);
+	if ((!PG_ARGISNULL(7) || !PG_ARGISNULL(8)) && PG_GETARG_BOOL(9))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot both set and clear waves")));
 
 	values[0] = PointerGetDatum(resource_id);
-	for (i = 1; i < 6; i++)
+	nulls[0] = ' ';
+	for (i = 1; i < 10; i++)
 	{
 		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';

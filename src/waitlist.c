@@ -29,6 +29,9 @@ int			waitlist_worker_count = 1;
 int			waitlist_naptime_ms = 1000;
 int			waitlist_promotion_mode = WAITLIST_PROMOTION_INLINE;
 int			waitlist_max_event_attempts = 5;
+char	   *waitlist_notify_channel = NULL;
+int			waitlist_outbox_max_attempts = 10;
+int			waitlist_outbox_retry_base_ms = 1000;
 
 static const struct config_enum_entry promotion_mode_options[] = {
 	{"inline", WAITLIST_PROMOTION_INLINE, false},
@@ -45,11 +48,13 @@ waitlist_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			waitlist_wakes_at_xact_end(true);
+			waitlist_outbox_at_xact_end();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			waitlist_api_reset_on_abort(InvalidSubTransactionId);
 			waitlist_wakes_at_xact_end(false);
+			waitlist_outbox_at_xact_end();
 			break;
 		default:
 			break;
@@ -61,7 +66,22 @@ waitlist_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		waitlist_api_reset_on_abort(mySubid);
+		waitlist_outbox_at_xact_end();
+	}
+}
+
+/* A NOTIFY channel is an identifier: it must fit in NAMEDATALEN. */
+static bool
+check_notify_channel(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("A channel name must be shorter than %d bytes.", NAMEDATALEN);
+		return false;
+	}
+	return true;
 }
 
 static void
@@ -118,6 +138,33 @@ _PG_init(void)
 							5, 1, 100,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("waitlist.notify_channel",
+							   "Sets the channel on which transactions that write outbox rows NOTIFY relays.",
+							   "Empty (the default) sends no NOTIFY; relays then only poll.",
+							   &waitlist_notify_channel,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_notify_channel, NULL, NULL);
+
+	DefineCustomIntVariable("waitlist.outbox_max_attempts",
+							"Sets how often delivery of an outbox row may fail before it is dead-lettered.",
+							NULL,
+							&waitlist_outbox_max_attempts,
+							10, 1, 1000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("waitlist.outbox_retry_base",
+							"Sets the first backoff after a failed delivery; it doubles with each attempt.",
+							NULL,
+							&waitlist_outbox_retry_base_ms,
+							1000, 1, 3600 * 1000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	RegisterXactCallback(waitlist_xact_callback, NULL);

@@ -30,6 +30,7 @@
 #define ERRCODE_WAITLIST_OFFER_EXPIRED	MAKE_SQLSTATE('W','L','0','0','2')
 #define ERRCODE_WAITLIST_OFFER_NOT_OPEN	MAKE_SQLSTATE('W','L','0','0','3')
 #define ERRCODE_WAITLIST_SEAT_CONFLICT	MAKE_SQLSTATE('W','L','0','0','4')
+#define ERRCODE_WAITLIST_STALE_LEASE	MAKE_SQLSTATE('W','L','0','0','5')
 
 /*
  * A statement prepared on first use and kept for the life of the backend.
@@ -40,7 +41,7 @@ typedef struct WaitlistPlan
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[8];
+	Oid			argtypes[12];
 	SPIPlanPtr	plan;
 } WaitlistPlan;
 
@@ -67,6 +68,9 @@ extern int	waitlist_worker_count;
 extern int	waitlist_naptime_ms;
 extern int	waitlist_promotion_mode;
 extern int	waitlist_max_event_attempts;
+extern char *waitlist_notify_channel;
+extern int	waitlist_outbox_max_attempts;
+extern int	waitlist_outbox_retry_base_ms;
 
 /* shmem.c */
 extern bool waitlist_am_worker;
@@ -101,6 +105,8 @@ typedef struct WaitlistResource
 	bool		max_waiting_isnull;
 	int64		max_waiting;
 	Oid			booking_function;
+	int32		wave_budget;	/* -1: no waves */
+	bool		new_wave;		/* promoting now starts a new wave */
 } WaitlistResource;
 
 extern void waitlist_lock_resource(text *resource_id, WaitlistResource *res);
@@ -115,6 +121,8 @@ extern int64 waitlist_count_owned_resources(int index, int nworkers);
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers);
 extern void waitlist_promote_if_free(text *resource_id);
 extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers);
+extern PGDLLIMPORT WaitlistPlan waitlist_idle_resources_plan;
+extern int64 waitlist_promote_idle(int32 max_resources);
 
 extern bool waitlist_release_units(text *resource_id, int32 quantity, text *event_id,
 								   bool missing_ok);
@@ -123,6 +131,10 @@ extern void waitlist_check_release_quantity(int64 quantity);
 /* offer.c */
 extern bool waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id);
 extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
+
+/* outbox.c */
+extern void waitlist_outbox_written(void);
+extern void waitlist_outbox_at_xact_end(void);
 
 /* booking.c */
 typedef enum WaitlistBookingOutcome

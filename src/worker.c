@@ -57,16 +57,6 @@ static WaitlistPlan due_event_resources_plan = {
 	3, {INT4OID, INT4OID, INT4OID}
 };
 
-/* free units with people waiting: a promotion that SKIP LOCKED cut short */
-static WaitlistPlan idle_units_plan = {
-	"SELECT r.resource_id FROM waitlist.resource r"
-	" WHERE r.free_units > 0 AND waitlist.resource_worker(r.resource_id, $2) = $1"
-	"   AND EXISTS (SELECT 1 FROM waitlist.entry e"
-	"               WHERE e.resource_id = r.resource_id AND e.state = 'WAITING')"
-	" LIMIT $3",
-	3, {INT4OID, INT4OID, INT4OID}
-};
-
 static WaitlistPlan failed_events_plan = {
 	"UPDATE waitlist.capacity_event SET"
 	"  attempts = attempts + 1,"
@@ -79,13 +69,16 @@ static WaitlistPlan failed_events_plan = {
 	3, {TEXTOID, TEXTOID, INT4OID}
 };
 
-/* milliseconds until the earliest offer deadline or event retry we own */
+/* milliseconds until the earliest offer deadline, event retry or next wave we own */
 static WaitlistPlan next_deadline_plan = {
 	"SELECT pg_catalog.ceil(pg_catalog.date_part('epoch', LEAST("
 	"  (SELECT pg_catalog.min(expires_at) FROM waitlist.offer"
 	"    WHERE state = 'OPEN' AND waitlist.resource_worker(resource_id, $2) = $1),"
 	"  (SELECT pg_catalog.min(next_attempt_at) FROM waitlist.capacity_event"
-	"    WHERE state = 'PENDING' AND waitlist.resource_worker(resource_id, $2) = $1)"
+	"    WHERE state = 'PENDING' AND waitlist.resource_worker(resource_id, $2) = $1),"
+	"  (SELECT pg_catalog.min(wave_started_at + wave_interval) FROM waitlist.resource"
+	"    WHERE free_units > 0 AND wave_size IS NOT NULL"
+	"      AND waitlist.resource_worker(resource_id, $2) = $1)"
 	") - pg_catalog.clock_timestamp()) * 1000)::bigint",
 	2, {INT4OID, INT4OID}
 };
@@ -299,7 +292,7 @@ run_round(MemoryContext round_cxt, bool look_for_idle_units)
 	if (look_for_idle_units)
 	{
 		n = 0;
-		foreach(lc, list_resources(&idle_units_plan, round_cxt))
+		foreach(lc, list_resources(&waitlist_idle_resources_plan, round_cxt))
 		{
 			Work		work = {.kind = WORK_IDLE_UNITS,.resource_id = lfirst(lc),.round_cxt = round_cxt};
 

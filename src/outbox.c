@@ -1,0 +1,492 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *	  Getting notifications out: the outbox consumer protocol (claim with a
+ *	  lease and fencing token, ack, fail with backoff, dead letters), the
+ *	  per-channel token buckets, the optional NOTIFY that wakes relays, and
+ *	  the in-app inbox.
+ *
+ * Relays are at-least-once: a relay that dies loses its lease and the rows
+ * come back; receivers dedupe on the outbox id, sent as Idempotency-Key.
+ * Rows of one user on one channel are handed out one at a time in creation
+ * order, so a fan never gets "expired" before "offered" by SMS, while a
+ * slow email provider does not hold back their SMS.
+ *
+ * IDENTIFICATION
+ *	  src/outbox.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "waitlist.h"
+
+PG_FUNCTION_INFO_V1(waitlist_outbox_claim);
+PG_FUNCTION_INFO_V1(waitlist_outbox_ack);
+PG_FUNCTION_INFO_V1(waitlist_outbox_fail);
+PG_FUNCTION_INFO_V1(waitlist_outbox_retry);
+PG_FUNCTION_INFO_V1(waitlist_set_channel_rate);
+PG_FUNCTION_INFO_V1(waitlist_inbox);
+PG_FUNCTION_INFO_V1(waitlist_offer_seen);
+
+#define WAITLIST_MAX_CLAIM_ROWS		10000
+#define WAITLIST_MAX_ERROR_BYTES	1000
+
+/* whether this transaction already queued its NOTIFY */
+static bool notified_this_xact = false;
+
+/* Refill every bucket for the time since its last refill; locks them. */
+static WaitlistPlan refill_plan = {
+	"UPDATE waitlist.channel SET"
+	"  tokens = CASE WHEN rate_per_second IS NULL THEN 0"
+	"    ELSE LEAST(burst::float8, tokens + rate_per_second *"
+	"         pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - refilled_at)) END,"
+	"  refilled_at = pg_catalog.clock_timestamp()",
+	0, {0}
+};
+
+/*
+ * Lease the oldest deliverable rows: pending, not leased (or the lease ran
+ * out), not backing off, and the oldest pending row of their user on their
+ * channel; within each rate-limited channel no more than its whole tokens.
+ */
+static WaitlistPlan claim_plan = {
+	"WITH candidates AS ("
+	"  SELECT o.resource_id, o.outbox_id, o.channel FROM waitlist.outbox o"
+	"  WHERE o.state = 'PENDING' AND o.next_attempt_at <= pg_catalog.clock_timestamp()"
+	"    AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= pg_catalog.clock_timestamp())"
+	"    AND NOT EXISTS (SELECT 1 FROM waitlist.outbox p"
+	"                    WHERE p.user_id = o.user_id AND p.channel = o.channel"
+	"                      AND p.outbox_id < o.outbox_id AND p.state = 'PENDING')"
+	"  ORDER BY o.outbox_id"
+	"  LIMIT $2 * 4"
+	"  FOR UPDATE OF o SKIP LOCKED"
+	"), chosen AS ("
+	"  SELECT r.resource_id, r.outbox_id, r.channel FROM ("
+	"    SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.channel ORDER BY c.outbox_id) AS n"
+	"    FROM candidates c) r"
+	"  JOIN waitlist.channel b ON b.channel = r.channel"
+	"  WHERE b.rate_per_second IS NULL OR r.n <= pg_catalog.floor(b.tokens)"
+	"  ORDER BY r.outbox_id LIMIT $2"
+	"), spent AS ("
+	"  UPDATE waitlist.channel b SET tokens = b.tokens - x.n"
+	"  FROM (SELECT channel, pg_catalog.count(*) AS n FROM chosen GROUP BY channel) x"
+	"  WHERE b.channel = x.channel AND b.rate_per_second IS NOT NULL"
+	") UPDATE waitlist.outbox o"
+	"  SET lease_owner = $1,"
+	"      lease_token = (SELECT pg_catalog.nextval('waitlist.lease_token_seq')),"
+	"      lease_expires_at = pg_catalog.clock_timestamp() + $3"
+	"  FROM chosen c WHERE o.resource_id = c.resource_id AND o.outbox_id = c.outbox_id"
+	"  RETURNING o.outbox_id, o.resource_id, o.user_id, o.channel, o.event_type, o.payload,"
+	"            o.created_at, o.attempts, o.lease_token",
+	3, {TEXTOID, INT4OID, INTERVALOID}
+};
+
+static WaitlistPlan lock_row_plan = {
+	"SELECT state, lease_token, attempts FROM waitlist.outbox WHERE outbox_id = $1 FOR UPDATE",
+	1, {INT8OID}
+};
+
+static WaitlistPlan ack_plan = {
+	"UPDATE waitlist.outbox SET state = 'DELIVERED', delivered_at = pg_catalog.now(),"
+	"  lease_expires_at = NULL, last_error = NULL"
+	" WHERE outbox_id = $1",
+	1, {INT8OID}
+};
+
+/* backoff: base * 2^attempts, with +-50% jitter, at most an hour */
+static WaitlistPlan fail_plan = {
+	"UPDATE waitlist.outbox SET"
+	"  attempts = attempts + 1,"
+	"  last_error = $2,"
+	"  lease_expires_at = NULL,"
+	"  state = CASE WHEN attempts + 1 >= $3 THEN 'DEAD' ELSE 'PENDING' END,"
+	"  next_attempt_at = pg_catalog.clock_timestamp() + LEAST("
+	"      interval '1 millisecond' * $4 * (2 ^ LEAST(attempts, 30)) * (0.5 + pg_catalog.random()),"
+	"      interval '1 hour')"
+	" WHERE outbox_id = $1"
+	" RETURNING state = 'DEAD'",
+	4, {INT8OID, TEXTOID, INT4OID, INT4OID}
+};
+
+static WaitlistPlan retry_plan = {
+	"UPDATE waitlist.outbox SET state = 'PENDING', attempts = 0, last_error = NULL,"
+	"  next_attempt_at = pg_catalog.now(), lease_owner = NULL, lease_token = NULL,"
+	"  lease_expires_at = NULL"
+	" WHERE outbox_id = $1 AND state = 'DEAD'",
+	1, {INT8OID}
+};
+
+static WaitlistPlan outbox_exists_plan = {
+	"SELECT 1 FROM waitlist.outbox WHERE outbox_id = $1",
+	1, {INT8OID}
+};
+
+static WaitlistPlan set_rate_plan = {
+	"UPDATE waitlist.channel SET rate_per_second = $2, burst = $3,"
+	"  tokens = coalesce($3, 0), refilled_at = pg_catalog.clock_timestamp()"
+	" WHERE channel = $1",
+	3, {TEXTOID, FLOAT8OID, INT4OID}
+};
+
+/*
+ * Open offers first (soonest deadline first), then the events of the last
+ * $2, newest first, each once whatever the number of channels it went to.
+ */
+static WaitlistPlan inbox_plan = {
+	"SELECT * FROM ("
+	"  SELECT DISTINCT o.resource_id, o.entry_id, o.offer_id, 'open_offer'::text AS kind,"
+	"         o.state, o.expires_at, o.seen_at, o.created_at AS at, NULL::jsonb AS payload"
+	"  FROM waitlist.outbox b"
+	"  JOIN waitlist.offer o ON o.resource_id = b.resource_id AND o.offer_id = b.offer_id"
+	"  WHERE b.user_id = $1 AND b.event_type = 'offer_created' AND o.state = 'OPEN'"
+	"  ORDER BY o.expires_at, o.offer_id"
+	") open_offers "
+	"UNION ALL "
+	"SELECT * FROM ("
+	"  SELECT DISTINCT ON (b.resource_id, b.offer_id, b.event_type)"
+	"         b.resource_id, b.entry_id, b.offer_id, b.event_type, o.state, o.expires_at,"
+	"         o.seen_at, b.created_at, b.payload"
+	"  FROM waitlist.outbox b"
+	"  LEFT JOIN waitlist.offer o ON o.resource_id = b.resource_id AND o.offer_id = b.offer_id"
+	"  WHERE b.user_id = $1 AND b.created_at >= pg_catalog.now() - $2"
+	"  ORDER BY b.resource_id, b.offer_id, b.event_type, b.outbox_id"
+	") events",
+	2, {TEXTOID, INTERVALOID}
+};
+
+static WaitlistPlan offer_seen_plan = {
+	"UPDATE waitlist.offer SET seen_at = pg_catalog.now()"
+	" WHERE offer_id = $1 AND seen_at IS NULL",
+	1, {INT8OID}
+};
+
+static WaitlistPlan offer_exists_plan = {
+	"SELECT 1 FROM waitlist.offer WHERE offer_id = $1",
+	1, {INT8OID}
+};
+
+/*
+ * Called after a statement wrote outbox rows: with waitlist.notify_channel
+ * set, queue one NOTIFY for the transaction.  NOTIFY takes a global lock at
+ * commit, so it is off by default and sent once however many rows.
+ */
+void
+waitlist_outbox_written(void)
+{
+	if (notified_this_xact || waitlist_notify_channel == NULL ||
+		waitlist_notify_channel[0] == '\0')
+		return;
+	Async_Notify(waitlist_notify_channel, NULL);
+	notified_this_xact = true;
+}
+
+/* (Sub)transaction end: a NOTIFY queued in an aborted part is gone. */
+void
+waitlist_outbox_at_xact_end(void)
+{
+	notified_this_xact = false;
+}
+
+static void
+outbox_row_not_found(int64 outbox_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("outbox row " INT64_FORMAT " does not exist", outbox_id)));
+}
+
+/*
+ * Lock an outbox row a consumer holds a lease on; refuses a stale token.
+ * Returns the row's state.
+ */
+static char *
+lock_leased_row(int64 outbox_id, int64 lease_token)
+{
+	Datum		values[1] = {Int64GetDatum(outbox_id)};
+	char	   *state;
+	bool		isnull;
+	Datum		token;
+
+	waitlist_execute(&lock_row_plan, values, NULL, false, 0, NULL);
+	if (SPI_processed == 0)
+		outbox_row_not_found(outbox_id);
+	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	token = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (isnull || DatumGetInt64(token) != lease_token || strcmp(state, "DEAD") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WAITLIST_STALE_LEASE),
+				 errmsg("lease token " INT64_FORMAT " of outbox row " INT64_FORMAT " is stale",
+						lease_token, outbox_id),
+				 errdetail("The row was claimed again by another consumer, retried or dead-lettered since."),
+				 errhint("Drop the row and claim again.")));
+	return state;
+}
+
+static int64
+outbox_id_arg(FunctionCallInfo fcinfo)
+{
+	waitlist_check_not_null(fcinfo, 0, "outbox_id");
+	return PG_GETARG_INT64(0);
+}
+
+/*
+ * waitlist_outbox_claim(consumer text, max_rows integer, lease interval)
+ * RETURNS SETOF record
+ */
+Datum
+waitlist_outbox_claim(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *consumer = waitlist_id_arg(fcinfo, 0, "consumer");
+	int32		max_rows;
+	Interval   *zero = palloc0(sizeof(Interval));
+	Datum		values[3];
+	uint64		i;
+	WaitlistApiCall call;
+
+	waitlist_check_not_null(fcinfo, 1, "max_rows");
+	waitlist_check_not_null(fcinfo, 2, "lease");
+	max_rows = PG_GETARG_INT32(1);
+	if (max_rows <= 0 || max_rows > WAITLIST_MAX_CLAIM_ROWS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_rows must be between 1 and %d", WAITLIST_MAX_CLAIM_ROWS)));
+	if (!DatumGetBool(DirectFunctionCall2(interval_gt, PG_GETARG_DATUM(2),
+										  IntervalPGetDatum(zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must be positive")));
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	values[0] = PointerGetDatum(consumer);
+	values[1] = Int32GetDatum(max_rows);
+	values[2] = PG_GETARG_DATUM(2);
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&refill_plan, NULL, NULL, false, 0, NULL);
+	waitlist_execute(&claim_plan, values, NULL, false, 0, NULL);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		Datum		row[9];
+		bool		nulls[9];
+		int			col;
+
+		for (col = 0; col < 9; col++)
+			row[col] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+									 col + 1, &nulls[col]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+	}
+	waitlist_api_end(&call);
+
+	return (Datum) 0;
+}
+
+/*
+ * waitlist_outbox_ack(outbox_id bigint, lease_token bigint) RETURNS boolean
+ *
+ * Delivered.  Repeating the ack with the same token is harmless.
+ */
+Datum
+waitlist_outbox_ack(PG_FUNCTION_ARGS)
+{
+	int64		outbox_id = outbox_id_arg(fcinfo);
+	Datum		values[1] = {Int64GetDatum(outbox_id)};
+	WaitlistApiCall call;
+	char	   *state;
+
+	waitlist_check_not_null(fcinfo, 1, "lease_token");
+
+	waitlist_api_begin(&call);
+	state = lock_leased_row(outbox_id, PG_GETARG_INT64(1));
+	if (strcmp(state, "PENDING") == 0)
+		waitlist_execute(&ack_plan, values, NULL, false, 0, NULL);
+	waitlist_api_end(&call);
+
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * waitlist_outbox_fail(outbox_id bigint, lease_token bigint, error text)
+ * RETURNS boolean
+ *
+ * A failed delivery: the row comes back after an exponential backoff with
+ * jitter, or is dead-lettered once it has failed waitlist.outbox_max_attempts
+ * times.  Returns true if it was dead-lettered.
+ */
+Datum
+waitlist_outbox_fail(PG_FUNCTION_ARGS)
+{
+	int64		outbox_id = outbox_id_arg(fcinfo);
+	text	   *error;
+	Datum		values[4];
+	WaitlistApiCall call;
+	char	   *state;
+	bool		dead = false;
+	bool		isnull;
+
+	waitlist_check_not_null(fcinfo, 1, "lease_token");
+	waitlist_check_not_null(fcinfo, 2, "error");
+	error = PG_GETARG_TEXT_PP(2);
+	if (VARSIZE_ANY_EXHDR(error) > WAITLIST_MAX_ERROR_BYTES)
+		error = DatumGetTextPP(DirectFunctionCall3(text_substr,
+												   PointerGetDatum(error),
+												   Int32GetDatum(1),
+												   Int32GetDatum(WAITLIST_MAX_ERROR_BYTES / 4)));
+
+	values[0] = Int64GetDatum(outbox_id);
+	values[1] = PointerGetDatum(error);
+	values[2] = Int32GetDatum(waitlist_outbox_max_attempts);
+	values[3] = Int32GetDatum(waitlist_outbox_retry_base_ms);
+
+	waitlist_api_begin(&call);
+	state = lock_leased_row(outbox_id, PG_GETARG_INT64(1));
+	if (strcmp(state, "DELIVERED") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WAITLIST_STALE_LEASE),
+				 errmsg("outbox row " INT64_FORMAT " was already delivered", outbox_id)));
+	waitlist_execute(&fail_plan, values, NULL, false, 0, NULL);
+	dead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	waitlist_api_end(&call);
+
+	PG_RETURN_BOOL(dead);
+}
+
+/* waitlist_outbox_retry(outbox_id bigint) RETURNS boolean */
+Datum
+waitlist_outbox_retry(PG_FUNCTION_ARGS)
+{
+	int64		outbox_id = outbox_id_arg(fcinfo);
+	Datum		values[1] = {Int64GetDatum(outbox_id)};
+	WaitlistApiCall call;
+	bool		revived;
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&outbox_exists_plan, values, NULL, false, 0, NULL);
+	if (SPI_processed == 0)
+		outbox_row_not_found(outbox_id);
+	waitlist_execute(&retry_plan, values, NULL, false, 0, NULL);
+	revived = SPI_processed > 0;
+	waitlist_api_end(&call);
+
+	PG_RETURN_BOOL(revived);
+}
+
+/*
+ * waitlist_set_channel_rate(channel text, rate_per_second double precision,
+ * burst integer) RETURNS void
+ */
+Datum
+waitlist_set_channel_rate(PG_FUNCTION_ARGS)
+{
+	text	   *channel = waitlist_id_arg(fcinfo, 0, "channel");
+	Datum		values[3];
+	char		nulls[3] = {' ', 'n', 'n'};
+	WaitlistApiCall call;
+
+	values[0] = PointerGetDatum(channel);
+	values[1] = (Datum) 0;
+	values[2] = (Datum) 0;
+	if (!PG_ARGISNULL(1))
+	{
+		float8		rate = PG_GETARG_FLOAT8(1);
+		int32		burst;
+
+		if (!(rate > 0) || isinf(rate))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("rate_per_second must be positive"),
+					 errhint("Pass NULL for a channel without a rate limit.")));
+		if (PG_ARGISNULL(2))
+			burst = rate >= 1 ? (int32) ceil(Min(rate, (float8) PG_INT32_MAX)) : 1;
+		else if ((burst = PG_GETARG_INT32(2)) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("burst must be positive")));
+		values[1] = Float8GetDatum(rate);
+		values[2] = Int32GetDatum(burst);
+		nulls[1] = nulls[2] = ' ';
+	}
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&set_rate_plan, values, nulls, false, 0, NULL);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown notification channel \"%s\"", text_to_cstring(channel)),
+				 errhint("Channels are email, sms, push and webhook.")));
+	waitlist_api_end(&call);
+
+	PG_RETURN_VOID();
+}
+
+/* waitlist_inbox(user_id text, since interval) RETURNS SETOF record */
+Datum
+waitlist_inbox(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *user_id = waitlist_id_arg(fcinfo, 0, "user_id");
+	Datum		values[2];
+	uint64		i;
+	WaitlistApiCall call;
+
+	waitlist_check_not_null(fcinfo, 1, "since");
+	values[0] = PointerGetDatum(user_id);
+	values[1] = PG_GETARG_DATUM(1);
+
+	InitMaterializedSRF(fcinfo, 0);
+	waitlist_api_begin(&call);
+	waitlist_execute(&inbox_plan, values, NULL, false, 0, NULL);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		Datum		row[9];
+		bool		nulls[9];
+		int			col;
+
+		for (col = 0; col < 9; col++)
+			row[col] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+									 col + 1, &nulls[col]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+	}
+	waitlist_api_end(&call);
+
+	return (Datum) 0;
+}
+
+/* waitlist_offer_seen(offer_id bigint) RETURNS boolean */
+Datum
+waitlist_offer_seen(PG_FUNCTION_ARGS)
+{
+	int64		offer_id;
+	Datum		values[1];
+	WaitlistApiCall call;
+	bool		first;
+
+	waitlist_check_not_null(fcinfo, 0, "offer_id");
+	offer_id = PG_GETARG_INT64(0);
+	values[0] = Int64GetDatum(offer_id);
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&offer_seen_plan, values, NULL, false, 0, NULL);
+	first = SPI_processed > 0;
+	if (!first)
+	{
+		waitlist_execute(&offer_exists_plan, values, NULL, false, 0, NULL);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("waitlist offer " INT64_FORMAT " does not exist", offer_id)));
+	}
+	waitlist_api_end(&call);
+
+	PG_RETURN_BOOL(first);
+}
