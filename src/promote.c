@@ -275,17 +275,24 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 /*
  * Fold the resource's due pending events into free_units and promote; the
  * worker's unit of work for one resource.  Returns the number of events
- * folded; *offers gets the number of offers made.
+ * folded; *offers gets the number of offers made.  Without wait_for_gate,
+ * returns -1 at once if the resource's gate is held (an accept whose booking
+ * function is slow, say): a worker does not stall its whole share behind
+ * one busy resource.
  */
 int64
-waitlist_fold_and_promote(text *resource_id, int64 *offers)
+waitlist_fold_and_promote(text *resource_id, int64 *offers, bool wait_for_gate)
 {
 	Datum		values[1] = {PointerGetDatum(resource_id)};
 	WaitlistResource res;
 	int64		events = 0;
 	bool		isnull;
 
-	waitlist_lock_resource_gate(resource_id, true);
+	*offers = 0;
+	if (wait_for_gate)
+		waitlist_lock_resource_gate(resource_id, true);
+	else if (!waitlist_try_lock_resource_gate(resource_id))
+		return -1;
 	waitlist_lock_resource(resource_id, &res);
 	waitlist_execute(&fold_events_plan, values, NULL, false, 0, NULL);
 	if (SPI_processed > 0)
@@ -406,7 +413,7 @@ waitlist_retry_event(PG_FUNCTION_ARGS)
 		if (waitlist_defer_to_worker())
 			waitlist_wake_owner_at_commit(owner);
 		else
-			(void) waitlist_fold_and_promote(owner, &offers);
+			(void) waitlist_fold_and_promote(owner, &offers, true);
 	}
 	waitlist_api_end(&call);
 

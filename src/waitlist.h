@@ -120,7 +120,8 @@ extern int64 waitlist_count_owned_resources(int index, int nworkers);
 /* promote.c */
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers);
 extern void waitlist_promote_if_free(text *resource_id);
-extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers);
+extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers,
+										bool wait_for_gate);
 extern PGDLLIMPORT WaitlistPlan waitlist_idle_resources_plan;
 extern int64 waitlist_promote_idle(int32 max_resources);
 

@@ -45,6 +45,8 @@ PGDLLEXPORT void waitlist_worker_main(Datum main_arg);
 /* resources looked at per round and kind of work; more waits for the next round */
 #define ROUND_BATCH		100
 #define EXPIRY_BATCH	1000
+/* how soon to look again at a resource whose gate was busy */
+#define BUSY_RETRY_MS	20
 
 static int	worker_index;
 static int	worker_count;
@@ -136,7 +138,7 @@ do_work(Work *work)
 	{
 		case WORK_EVENTS:
 		case WORK_IDLE_UNITS:
-			work->events = waitlist_fold_and_promote(work->resource_id, &work->offers);
+			work->events = waitlist_fold_and_promote(work->resource_id, &work->offers, false);
 			break;
 		case WORK_EXPIRY:
 			work->expired = waitlist_expire_due(EXPIRY_BATCH, worker_index, worker_count);
@@ -262,8 +264,10 @@ run_round(MemoryContext round_cxt, bool look_for_idle_units)
 {
 	ListCell   *lc;
 	bool		more = false;
+	bool		busy = false;
 	char	   *error;
 	int			n;
+	long		wait_ms;
 
 	if (!extension_installed())
 	{
@@ -277,17 +281,19 @@ run_round(MemoryContext round_cxt, bool look_for_idle_units)
 	{
 		Work		work = {.kind = WORK_EVENTS,.resource_id = lfirst(lc),.round_cxt = round_cxt};
 
-		n++;
 		error = run_work(&work);
 		if (error != NULL)
 		{
 			record_failure(&work, error);
 			waitlist_worker_report(worker_index, 0, 0, 0, error);
 		}
+		else if (work.events < 0)
+			busy = true;
 		else
 			waitlist_worker_report(worker_index, work.events, work.offers, 0, NULL);
+		n++;
 	}
-	more |= n >= ROUND_BATCH;
+	more |= n >= ROUND_BATCH && !busy;
 
 	if (look_for_idle_units)
 	{
@@ -298,9 +304,12 @@ run_round(MemoryContext round_cxt, bool look_for_idle_units)
 
 			n++;
 			error = run_work(&work);
-			waitlist_worker_report(worker_index, work.events, work.offers, 0, error);
+			if (error == NULL && work.events < 0)
+				busy = true;
+			else
+				waitlist_worker_report(worker_index, Max(work.events, 0), work.offers, 0, error);
 		}
-		more |= n >= ROUND_BATCH;
+		more |= n >= ROUND_BATCH && !busy;
 	}
 
 	{
@@ -317,8 +326,12 @@ run_round(MemoryContext round_cxt, bool look_for_idle_units)
 		Work		work = {.kind = WORK_DEADLINE,.wait_ms = waitlist_naptime_ms,.round_cxt = round_cxt};
 
 		(void) run_work(&work);
-		return Max(0, Min(work.wait_ms, (int64) waitlist_naptime_ms));
+		wait_ms = Max(0, Min(work.wait_ms, (int64) waitlist_naptime_ms));
 	}
+	/* a resource we passed over because its gate was held: look again soon */
+	if (busy)
+		wait_ms = Min(wait_ms, BUSY_RETRY_MS);
+	return wait_ms;
 }
 
 void
