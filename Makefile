@@ -58,3 +58,29 @@ $(OBJS): src/waitlist.h
 # `make bench BENCH_ARGS=--quick` for the short run.
 bench:
 	bench/run $(BENCH_ARGS)
+
+# waitlist-relay (relay/waitlist-relay.c): delivers the outbox to a webhook.
+# Built with the extension and installed beside the server's programs; needs
+# libpq, libcurl and OpenSSL's libcrypto (for the HMAC signature).
+RELAY = relay/waitlist-relay
+RELAY_CFLAGS = -std=c99 -O2 -g -Wall -Wextra -Werror
+RELAY_CPPFLAGS = -I$(shell $(PG_CONFIG) --includedir)
+RELAY_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lcurl -lcrypto
+
+all: $(RELAY)
+
+$(RELAY): relay/waitlist-relay.c
+	$(CC) $(RELAY_CFLAGS) $(RELAY_CPPFLAGS) -o $@ $< $(RELAY_LIBS)
+
+.PHONY: install-relay uninstall-relay
+install: install-relay
+uninstall: uninstall-relay
+
+install-relay: $(RELAY)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(RELAY) '$(DESTDIR)$(bindir)/waitlist-relay'
+
+uninstall-relay:
+	rm -f '$(DESTDIR)$(bindir)/waitlist-relay'
+
+EXTRA_CLEAN += $(RELAY)

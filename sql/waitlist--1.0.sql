@@ -411,6 +411,7 @@ REVOKE ALL ON FUNCTION waitlist_worker_status() FROM PUBLIC;
 CREATE FUNCTION waitlist_outbox_claim(consumer text,
                                       max_rows integer DEFAULT 100,
                                       lease interval DEFAULT '30 seconds',
+                                      channels text[] DEFAULT NULL,
                                       OUT outbox_id bigint,
                                       OUT resource_id text,
                                       OUT user_id text,
@@ -423,7 +424,7 @@ CREATE FUNCTION waitlist_outbox_claim(consumer text,
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'waitlist_outbox_claim'
 LANGUAGE C CALLED ON NULL INPUT ROWS 100;
-COMMENT ON FUNCTION waitlist_outbox_claim(text, integer, interval) IS 'leases deliverable outbox rows to a relay, within each channel''s rate limit, oldest first and in order per user and channel';
+COMMENT ON FUNCTION waitlist_outbox_claim(text, integer, interval, text[]) IS 'leases deliverable outbox rows to a relay, within each channel''s rate limit, oldest first and in order per user and channel';
 
 CREATE FUNCTION waitlist_outbox_ack(outbox_id bigint, lease_token bigint)
 RETURNS boolean
@@ -489,7 +490,7 @@ FROM waitlist.offer o
 GROUP BY o.resource_id;
 COMMENT ON VIEW waitlist.offer_outcomes IS 'offers per resource by outcome; expired_unseen counts offers that expired before the fan saw them';
 
-REVOKE ALL ON FUNCTION waitlist_outbox_claim(text, integer, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_outbox_claim(text, integer, interval, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_outbox_ack(bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_outbox_fail(bigint, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION waitlist_outbox_retry(bigint) FROM PUBLIC;

@@ -22,11 +22,13 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "common/hashfn.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/syscache.h"
+#include "utils/tuplestore.h"
 
 #include "waitlist.h"
 
@@ -179,6 +181,39 @@ waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
 		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
 			 plan->sql, SPI_result_code_string(rc));
 	return rc;
+}
+
+/* A non-null text column of a row of an SPI result. */
+text *
+waitlist_spi_text(SPITupleTable *tuptable, uint64 row, int column)
+{
+	bool		isnull;
+	Datum		value = SPI_getbinval(tuptable->vals[row], tuptable->tupdesc, column, &isnull);
+
+	if (isnull)
+		elog(ERROR, "unexpected NULL in column %d", column);
+	return DatumGetTextPP(value);
+}
+
+/* Copy every row of the last SPI result into a materialized SRF's tuplestore. */
+void
+waitlist_spi_rows_to_tuplestore(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			ncolumns = rsinfo->setDesc->natts;
+	Datum	   *values = palloc(ncolumns * sizeof(Datum));
+	bool	   *nulls = palloc(ncolumns * sizeof(bool));
+	uint64		row;
+	int			col;
+
+	Assert(SPI_tuptable->tupdesc->natts == ncolumns);
+	for (row = 0; row < SPI_processed; row++)
+	{
+		for (col = 0; col < ncolumns; col++)
+			values[col] = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+										col + 1, &nulls[col]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 }
 
 void

@@ -201,13 +201,11 @@ waitlist_leave(PG_FUNCTION_ARGS)
 	{
 		text	   *resource_id;
 		char	   *state;
-		bool		isnull;
 
 		waitlist_execute(&find_entry_plan, values, NULL, false, 0, NULL);
 		if (SPI_processed == 0)
 			entry_not_found(entry_id);
-		resource_id = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[0],
-												   SPI_tuptable->tupdesc, 1, &isnull));
+		resource_id = waitlist_spi_text(SPI_tuptable, 0, 1);
 		state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 
 		/* each retry follows a committed change of the entry; few can happen */

@@ -205,13 +205,11 @@ static text *
 offer_resource(int64 offer_id)
 {
 	Datum		values[1] = {Int64GetDatum(offer_id)};
-	bool		isnull;
 
 	waitlist_execute(&offer_resource_plan, values, NULL, false, 0, NULL);
 	if (SPI_processed == 0)
 		offer_not_found(offer_id);
-	return DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[0],
-										SPI_tuptable->tupdesc, 1, &isnull));
+	return waitlist_spi_text(SPI_tuptable, 0, 1);
 }
 
 static void
@@ -444,8 +442,7 @@ waitlist_expire_due(int64 max_offers, int owner, int nworkers)
 	for (i = 0; i < due->numvals && budget > 0; i++)
 	{
 		bool		isnull;
-		text	   *resource_id = DatumGetTextPP(SPI_getbinval(due->vals[i], due->tupdesc,
-															   1, &isnull));
+		text	   *resource_id = waitlist_spi_text(due, i, 1);
 		Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(budget)};
 		WaitlistResource res;
 		Datum		offer_ids;

@@ -38,18 +38,22 @@ PG_FUNCTION_INFO_V1(waitlist_inbox);
 PG_FUNCTION_INFO_V1(waitlist_offer_seen);
 
 #define WAITLIST_MAX_CLAIM_ROWS		10000
-#define WAITLIST_MAX_ERROR_BYTES	1000
+#define WAITLIST_MAX_ERROR_CHARS	1000
 
 /* whether this transaction already queued its NOTIFY */
 static bool notified_this_xact = false;
 
-/* Refill every bucket for the time since its last refill; locks them. */
+/*
+ * Refill the rate-limited buckets for the time since their last refill, and
+ * lock them: claims serialize only where a rate limit makes them share.
+ */
 static WaitlistPlan refill_plan = {
 	"UPDATE waitlist.channel SET"
 	"  tokens = CASE WHEN rate_per_second IS NULL THEN 0"
 	"    ELSE LEAST(burst::float8, tokens + rate_per_second *"
 	"         pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - refilled_at)) END,"
-	"  refilled_at = pg_catalog.clock_timestamp()",
+	"  refilled_at = pg_catalog.clock_timestamp()"
+	" WHERE rate_per_second IS NOT NULL",
 	0, {0}
 };
 
@@ -62,6 +66,7 @@ static WaitlistPlan claim_plan = {
 	"WITH candidates AS ("
 	"  SELECT o.resource_id, o.outbox_id, o.channel FROM waitlist.outbox o"
 	"  WHERE o.state = 'PENDING' AND o.next_attempt_at <= pg_catalog.clock_timestamp()"
+	"    AND ($4::text[] IS NULL OR o.channel = ANY ($4))"
 	"    AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= pg_catalog.clock_timestamp())"
 	"    AND NOT EXISTS (SELECT 1 FROM waitlist.outbox p"
 	"                    WHERE p.user_id = o.user_id AND p.channel = o.channel"
@@ -87,7 +92,7 @@ static WaitlistPlan claim_plan = {
 	"  FROM chosen c WHERE o.resource_id = c.resource_id AND o.outbox_id = c.outbox_id"
 	"  RETURNING o.outbox_id, o.resource_id, o.user_id, o.channel, o.event_type, o.payload,"
 	"            o.created_at, o.attempts, o.lease_token",
-	3, {TEXTOID, INT4OID, INTERVALOID}
+	4, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID}
 };
 
 static WaitlistPlan lock_row_plan = {
@@ -102,12 +107,15 @@ static WaitlistPlan ack_plan = {
 	1, {INT8OID}
 };
 
-/* backoff: base * 2^attempts, with +-50% jitter, at most an hour */
+/*
+ * backoff: base * 2^attempts, with +-50% jitter, at most an hour.  The lease
+ * ends, so a repeated report with the same token is refused.
+ */
 static WaitlistPlan fail_plan = {
 	"UPDATE waitlist.outbox SET"
 	"  attempts = attempts + 1,"
 	"  last_error = $2,"
-	"  lease_expires_at = NULL,"
+	"  lease_token = NULL, lease_expires_at = NULL,"
 	"  state = CASE WHEN attempts + 1 >= $3 THEN 'DEAD' ELSE 'PENDING' END,"
 	"  next_attempt_at = pg_catalog.clock_timestamp() + LEAST("
 	"      interval '1 millisecond' * $4 * (2 ^ LEAST(attempts, 30)) * (0.5 + pg_catalog.random()),"
@@ -239,18 +247,20 @@ outbox_id_arg(FunctionCallInfo fcinfo)
 }
 
 /*
- * waitlist_outbox_claim(consumer text, max_rows integer, lease interval)
- * RETURNS SETOF record
+ * waitlist_outbox_claim(consumer text, max_rows integer, lease interval,
+ * channels text[]) RETURNS SETOF record
+ *
+ * channels NULL: rows of every channel; else only those channels', for a
+ * relay that serves some providers only.
  */
 Datum
 waitlist_outbox_claim(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text	   *consumer = waitlist_id_arg(fcinfo, 0, "consumer");
 	int32		max_rows;
 	Interval   *zero = palloc0(sizeof(Interval));
-	Datum		values[3];
-	uint64		i;
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	WaitlistApiCall call;
 
 	waitlist_check_not_null(fcinfo, 1, "max_rows");
@@ -271,21 +281,13 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 	values[0] = PointerGetDatum(consumer);
 	values[1] = Int32GetDatum(max_rows);
 	values[2] = PG_GETARG_DATUM(2);
+	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
 
 	waitlist_api_begin(&call);
 	waitlist_execute(&refill_plan, NULL, NULL, false, 0, NULL);
-	waitlist_execute(&claim_plan, values, NULL, false, 0, NULL);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		Datum		row[9];
-		bool		nulls[9];
-		int			col;
-
-		for (col = 0; col < 9; col++)
-			row[col] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-									 col + 1, &nulls[col]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
-	}
+	waitlist_execute(&claim_plan, values, nulls, false, 0, NULL);
+	waitlist_spi_rows_to_tuplestore(fcinfo);
 	waitlist_api_end(&call);
 
 	return (Datum) 0;
@@ -336,12 +338,11 @@ waitlist_outbox_fail(PG_FUNCTION_ARGS)
 
 	waitlist_check_not_null(fcinfo, 1, "lease_token");
 	waitlist_check_not_null(fcinfo, 2, "error");
-	error = PG_GETARG_TEXT_PP(2);
-	if (VARSIZE_ANY_EXHDR(error) > WAITLIST_MAX_ERROR_BYTES)
-		error = DatumGetTextPP(DirectFunctionCall3(text_substr,
-												   PointerGetDatum(error),
-												   Int32GetDatum(1),
-												   Int32GetDatum(WAITLIST_MAX_ERROR_BYTES / 4)));
+	/* keep the first WAITLIST_MAX_ERROR_CHARS characters of a long error */
+	error = DatumGetTextPP(DirectFunctionCall3(text_substr,
+											   PG_GETARG_DATUM(2),
+											   Int32GetDatum(1),
+											   Int32GetDatum(WAITLIST_MAX_ERROR_CHARS)));
 
 	values[0] = Int64GetDatum(outbox_id);
 	values[1] = PointerGetDatum(error);
@@ -433,10 +434,8 @@ waitlist_set_channel_rate(PG_FUNCTION_ARGS)
 Datum
 waitlist_inbox(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text	   *user_id = waitlist_id_arg(fcinfo, 0, "user_id");
 	Datum		values[2];
-	uint64		i;
 	WaitlistApiCall call;
 
 	waitlist_check_not_null(fcinfo, 1, "since");
@@ -446,17 +445,7 @@ waitlist_inbox(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	waitlist_api_begin(&call);
 	waitlist_execute(&inbox_plan, values, NULL, false, 0, NULL);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		Datum		row[9];
-		bool		nulls[9];
-		int			col;
-
-		for (col = 0; col < 9; col++)
-			row[col] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-									 col + 1, &nulls[col]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
-	}
+	waitlist_spi_rows_to_tuplestore(fcinfo);
 	waitlist_api_end(&call);
 
 	return (Datum) 0;

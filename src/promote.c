@@ -150,9 +150,7 @@ waitlist_promote_idle(int32 max_resources)
 	idle = SPI_tuptable;
 	for (i = 0; i < idle->numvals; i++)
 	{
-		bool		isnull;
-		text	   *resource_id = DatumGetTextPP(SPI_getbinval(idle->vals[i], idle->tupdesc,
-															   1, &isnull));
+		text	   *resource_id = waitlist_spi_text(idle, i, 1);
 		WaitlistResource res;
 
 		if (!waitlist_try_lock_resource_gate(resource_id))
@@ -405,9 +403,7 @@ waitlist_retry_event(PG_FUNCTION_ARGS)
 	revived = SPI_tuptable;
 	for (i = 0; i < revived->numvals; i++)
 	{
-		bool		isnull;
-		text	   *owner = DatumGetTextPP(SPI_getbinval(revived->vals[i], revived->tupdesc,
-														 1, &isnull));
+		text	   *owner = waitlist_spi_text(revived, i, 1);
 		int64		offers;
 
 		if (waitlist_defer_to_worker())

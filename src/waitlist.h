@@ -92,6 +92,8 @@ extern void waitlist_api_reset_on_abort(SubTransactionId subxid);
 extern SPIPlanPtr waitlist_plan(WaitlistPlan *plan);
 extern int	waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
 							 bool read_only, long count, const char *reason);
+extern text *waitlist_spi_text(SPITupleTable *tuptable, uint64 row, int column);
+extern void waitlist_spi_rows_to_tuplestore(FunctionCallInfo fcinfo);
 extern void waitlist_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern text *waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern void waitlist_lock_resource_gate(const text *resource_id, bool exclusive);

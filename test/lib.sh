@@ -20,6 +20,9 @@ WL_PACKAGES=(
 	make
 	gcc
 	libc6-dev
+	libpq-dev
+	libcurl4-openssl-dev
+	libssl-dev
 )
 
 # Connection settings from the caller's environment must not point our
