@@ -101,49 +101,48 @@ entry_not_found(int64 entry_id)
 }
 
 /*
- * waitlist_join(resource_id text, user_id text, priority integer)
- * RETURNS bigint
- *
- * Idempotent while the entry is active: a double tap returns the entry the
- * first tap made.  If the resource has free units (released while nobody
- * waited) the new entry is promoted at once.
+ * The common join in one statement: read the resource, and unless it has a
+ * cap, insert the entry (a double tap conflicts and inserts nothing).
+ * Returns (capped, new entry id or NULL, free_units); no row for an unknown
+ * resource.
  */
-Datum
-waitlist_join(PG_FUNCTION_ARGS)
+static WaitlistPlan join_plan = {
+	"WITH r AS ("
+	"  SELECT max_waiting, free_units FROM waitlist.resource WHERE resource_id = $1"
+	"), ins AS ("
+	"  INSERT INTO waitlist.entry (resource_id, user_id, priority)"
+	"  SELECT $1, $2, $3 FROM r WHERE r.max_waiting IS NULL"
+	"  ON CONFLICT (resource_id, user_id) WHERE state IN ('WAITING', 'OFFERED') DO NOTHING"
+	"  RETURNING entry_id"
+	") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units FROM r",
+	3, {TEXTOID, TEXTOID, INT4OID}
+};
+
+/*
+ * Join a resource that has a max_waiting cap: joins queue on the cap lock so
+ * that the count checked here cannot be overtaken by a concurrent join.
+ */
+static int64
+join_capped(text *resource_id, Datum *values)
 {
-	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
-	text	   *user_id = waitlist_id_arg(fcinfo, 1, "user_id");
-	Datum		values[3];
 	WaitlistResource res;
-	WaitlistApiCall call;
 	int64		entry_id;
+	int64		waiting;
 	bool		found;
+	Datum		count_values[2];
 
-	waitlist_check_not_null(fcinfo, 2, "priority");
-	values[0] = PointerGetDatum(resource_id);
-	values[1] = PointerGetDatum(user_id);
-	values[2] = PG_GETARG_DATUM(2);
-
-	waitlist_api_begin(&call);
+	waitlist_lock_resource_cap(resource_id);
 	waitlist_read_resource(resource_id, &res);
-
-	/* with a cap, joins queue here so that the count below stays true */
-	if (!res.max_waiting_isnull)
-		waitlist_lock_resource_cap(resource_id);
 
 	waitlist_execute(&active_entry_plan, values, NULL, false, 0, NULL);
 	entry_id = first_int8(&found);
 	if (found)
-	{
-		waitlist_api_end(&call);
-		PG_RETURN_INT64(entry_id);
-	}
+		return entry_id;
 
 	if (!res.max_waiting_isnull)
 	{
-		Datum		count_values[2] = {values[0], Int64GetDatum(res.max_waiting)};
-		int64		waiting;
-
+		count_values[0] = values[0];
+		count_values[1] = Int64GetDatum(res.max_waiting);
 		waitlist_execute(&count_waiting_plan, count_values, NULL, false, 0, NULL);
 		waiting = first_int8(&found);
 		if (waiting >= res.max_waiting)
@@ -157,20 +156,74 @@ waitlist_join(PG_FUNCTION_ARGS)
 
 	waitlist_execute(&insert_entry_plan, values, NULL, false, 0, "joined");
 	entry_id = first_int8(&found);
-	if (!found)
+	return found ? entry_id : -1;
+}
+
+/*
+ * waitlist_join(resource_id text, user_id text, priority integer)
+ * RETURNS bigint
+ *
+ * Idempotent while the entry is active: a double tap returns the entry the
+ * first tap made.  If the resource has free units (released while nobody
+ * waited) the new entry is promoted at once.
+ */
+Datum
+waitlist_join(PG_FUNCTION_ARGS)
+{
+	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
+	text	   *user_id = waitlist_id_arg(fcinfo, 1, "user_id");
+	Datum		values[3];
+	WaitlistApiCall call;
+	HeapTuple	row;
+	TupleDesc	tupdesc;
+	bool		isnull;
+	bool		capped;
+	int64		entry_id = -1;
+	int64		free_units;
+
+	waitlist_check_not_null(fcinfo, 2, "priority");
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = PointerGetDatum(user_id);
+	values[2] = PG_GETARG_DATUM(2);
+
+	waitlist_api_begin(&call);
+
+	/*
+	 * Held to commit, the gate makes a concurrent release either visible to
+	 * the statement below (and so promoted here) or wait until this join
+	 * has committed (and so promote it): see waitlist_lock_resource_gate().
+	 */
+	waitlist_lock_resource_gate(resource_id, false);
+
+	waitlist_execute(&join_plan, values, NULL, false, 0, "joined");
+	if (SPI_processed == 0)
+		waitlist_resource_not_found(resource_id);
+	row = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+	capped = DatumGetBool(SPI_getbinval(row, tupdesc, 1, &isnull));
+	if (!capped)
 	{
-		/* a concurrent tap of the same user committed first */
+		Datum		d = SPI_getbinval(row, tupdesc, 2, &isnull);
+
+		entry_id = isnull ? -1 : DatumGetInt64(d);
+	}
+	free_units = DatumGetInt64(SPI_getbinval(row, tupdesc, 3, &isnull));
+
+	if (capped)
+		entry_id = join_capped(resource_id, values);
+	if (entry_id < 0)
+	{
+		bool		found;
+
+		/* a concurrent tap of the same user made the entry first */
 		waitlist_execute(&active_entry_plan, values, NULL, false, 0, NULL);
 		entry_id = first_int8(&found);
 		if (!found)
 			elog(ERROR, "active entry vanished after a conflicting join");
-		waitlist_api_end(&call);
-		PG_RETURN_INT64(entry_id);
 	}
 
-	/* see waitlist_lock_resource_gate() for why this closes the race */
-	waitlist_lock_resource_gate(resource_id, false);
-	waitlist_promote_if_free(resource_id);
+	if (free_units > 0 || capped)
+		waitlist_promote_if_free(resource_id);
 
 	waitlist_api_end(&call);
 	PG_RETURN_INT64(entry_id);

@@ -72,6 +72,16 @@ static WaitlistPlan offer_resource_plan = {
 	1, {INT8OID}
 };
 
+/* the offer's resource, and the outcome of an earlier request with this key */
+static WaitlistPlan offer_and_request_plan = {
+	"SELECT o.resource_id, a.state, a.reservation_ref FROM waitlist.offer o"
+	" LEFT JOIN waitlist.accept_request a"
+	"   ON a.resource_id = o.resource_id AND a.offer_id = o.offer_id"
+	"  AND a.idempotency_key = $2"
+	" WHERE o.offer_id = $1",
+	2, {INT8OID, TEXTOID}
+};
+
 /* the offer, locked, with what deciding it needs */
 static WaitlistPlan lock_offer_plan = {
 	"SELECT o.state, o.expires_at <= pg_catalog.clock_timestamp(), o.reservation_ref,"
@@ -253,6 +263,60 @@ offer_not_open(int64 offer_id, const LockedOffer *offer)
 }
 
 /*
+ * Decide a new accept request (its accept_request row is inserted and
+ * locks out the same key): book, settle the offer and record the outcome.
+ * Returns the outcome; *reservation_ref gets the reference, if any.
+ */
+static const char *
+decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
+			  char **reservation_ref)
+{
+	LockedOffer offer;
+	const char *outcome;
+	char	   *conflict_message = NULL;
+	Datum		request[5];
+	char		request_nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	lock_offer(resource_id, offer_id, &offer);
+	if (strcmp(offer.state, "ACCEPTED") == 0)
+	{
+		/* accepted under another key: the one reservation there is */
+		outcome = "ACCEPTED";
+		*reservation_ref = offer.reservation_ref;
+	}
+	else if (strcmp(offer.state, "OPEN") != 0 || offer.past_deadline)
+		offer_not_open(offer_id, &offer);
+	else if (OidIsValid(offer.booking_function) &&
+			 waitlist_call_booking(offer.booking_function, resource_id,
+								   offer.user_id, offer_id, idempotency_key,
+								   reservation_ref, &conflict_message) == WAITLIST_BOOKING_CONFLICT)
+	{
+		/* the seat is gone: the unit is retired, the fan keeps their place */
+		outcome = "FAILED";
+		settle_offers(resource_id, one_offer_id(offer_id), "FAILED", "WAITING",
+					  "offer_failed", NULL, idempotency_key,
+					  conflict_message, "booking conflict");
+		waitlist_promote_if_free(resource_id);
+	}
+	else
+	{
+		outcome = "ACCEPTED";
+		settle_offers(resource_id, one_offer_id(offer_id), "ACCEPTED", "ACCEPTED",
+					  "offer_accepted", *reservation_ref, idempotency_key,
+					  OidIsValid(offer.booking_function) ? "booked" : "booking requested",
+					  "accepted");
+	}
+
+	request[0] = PointerGetDatum(resource_id);
+	request[1] = Int64GetDatum(offer_id);
+	request[2] = PointerGetDatum(idempotency_key);
+	request[3] = CStringGetTextDatum(outcome);
+	request[4] = text_or_null(*reservation_ref, &request_nulls[4]);
+	waitlist_execute(&request_record_plan, request, request_nulls, false, 0, NULL);
+	return outcome;
+}
+
+/*
  * waitlist_accept(offer_id bigint, idempotency_key text, OUT state text,
  * OUT reservation_ref text) RETURNS record
  *
@@ -267,15 +331,12 @@ waitlist_accept(PG_FUNCTION_ARGS)
 	int64		offer_id;
 	text	   *idempotency_key = NULL;
 	text	   *resource_id;
-	LockedOffer offer;
 	const char *outcome;
 	char	   *reservation_ref = NULL;
-	char	   *conflict_message = NULL;
 	TupleDesc	tupdesc;
 	Datum		result[2];
 	bool		result_nulls[2];
-	Datum		request[5];
-	char		request_nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		request[3];
 	HeapTupleHeader rettuple;
 	WaitlistApiCall call;
 
@@ -287,61 +348,35 @@ waitlist_accept(PG_FUNCTION_ARGS)
 	tupdesc = BlessTupleDesc(tupdesc);
 
 	waitlist_api_begin(&call);
-	resource_id = offer_resource(offer_id);
-	waitlist_lock_resource_gate(resource_id, false);
 
-	request[0] = PointerGetDatum(resource_id);
-	request[1] = Int64GetDatum(offer_id);
-	request[2] = PointerGetDatum(idempotency_key);
-	waitlist_execute(&request_insert_plan, request, NULL, false, 0, NULL);
+	/* a key answered before: its outcome, with no lock and no write */
+	request[0] = Int64GetDatum(offer_id);
+	request[1] = PointerGetDatum(idempotency_key);
+	waitlist_execute(&offer_and_request_plan, request, NULL, false, 0, NULL);
 	if (SPI_processed == 0)
+		offer_not_found(offer_id);
+	resource_id = waitlist_spi_text(SPI_tuptable, 0, 1);
+	outcome = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	reservation_ref = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	if (outcome == NULL)
 	{
-		/* this key was answered before: same answer, no second booking */
-		waitlist_execute(&request_read_plan, request, NULL, false, 0, NULL);
+		waitlist_lock_resource_gate(resource_id, false);
+
+		request[0] = PointerGetDatum(resource_id);
+		request[1] = Int64GetDatum(offer_id);
+		request[2] = PointerGetDatum(idempotency_key);
+		waitlist_execute(&request_insert_plan, request, NULL, false, 0, NULL);
 		if (SPI_processed == 0)
-			elog(ERROR, "accept request vanished after a conflicting insert");
-		outcome = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		reservation_ref = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	}
-	else
-	{
-		lock_offer(resource_id, offer_id, &offer);
-		if (strcmp(offer.state, "ACCEPTED") == 0)
 		{
-			/* accepted under another key: the one reservation there is */
-			outcome = "ACCEPTED";
-			reservation_ref = offer.reservation_ref;
+			/* this key was answered before: same answer, no second booking */
+			waitlist_execute(&request_read_plan, request, NULL, false, 0, NULL);
+			if (SPI_processed == 0)
+				elog(ERROR, "accept request vanished after a conflicting insert");
+			outcome = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			reservation_ref = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 		}
-		else if (strcmp(offer.state, "OPEN") != 0 || offer.past_deadline)
-			offer_not_open(offer_id, &offer);
-		else if (OidIsValid(offer.booking_function) &&
-				 waitlist_call_booking(offer.booking_function, resource_id,
-									   offer.user_id, offer_id, idempotency_key,
-									   &reservation_ref, &conflict_message) == WAITLIST_BOOKING_CONFLICT)
-			outcome = "FAILED";
 		else
-			outcome = "ACCEPTED";
-
-		if (strcmp(offer.state, "OPEN") == 0)
-		{
-			if (strcmp(outcome, "ACCEPTED") == 0)
-				settle_offers(resource_id, one_offer_id(offer_id), "ACCEPTED", "ACCEPTED",
-							  "offer_accepted", reservation_ref, idempotency_key,
-							  OidIsValid(offer.booking_function) ? "booked" : "booking requested",
-							  "accepted");
-			else
-			{
-				/* the seat is gone: the unit is retired, the fan keeps their place */
-				settle_offers(resource_id, one_offer_id(offer_id), "FAILED", "WAITING",
-							  "offer_failed", NULL, idempotency_key,
-							  conflict_message, "booking conflict");
-				waitlist_promote_if_free(resource_id);
-			}
-		}
-
-		request[3] = CStringGetTextDatum(outcome);
-		request[4] = text_or_null(reservation_ref, &request_nulls[4]);
-		waitlist_execute(&request_record_plan, request, request_nulls, false, 0, NULL);
+			outcome = decide_accept(resource_id, offer_id, idempotency_key, &reservation_ref);
 	}
 
 	result[0] = CStringGetTextDatum(outcome);

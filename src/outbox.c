@@ -150,24 +150,25 @@ static WaitlistPlan set_rate_plan = {
  * $2, newest first, each once whatever the number of channels it went to.
  */
 static WaitlistPlan inbox_plan = {
-	"SELECT * FROM ("
-	"  SELECT DISTINCT o.resource_id, o.entry_id, o.offer_id, 'open_offer'::text AS kind,"
-	"         o.state, o.expires_at, o.seen_at, o.created_at AS at, NULL::jsonb AS payload"
+	"SELECT resource_id, entry_id, offer_id, kind, state, expires_at, seen_at, at, payload FROM ("
+	"  SELECT DISTINCT 0 AS part, o.resource_id, o.entry_id, o.offer_id, 'open_offer'::text AS kind,"
+	"         o.state, o.expires_at, o.seen_at, o.created_at AS at, NULL::jsonb AS payload,"
+	"         0::bigint AS outbox_id"
 	"  FROM waitlist.outbox b"
 	"  JOIN waitlist.offer o ON o.resource_id = b.resource_id AND o.offer_id = b.offer_id"
 	"  WHERE b.user_id = $1 AND b.event_type = 'offer_created' AND o.state = 'OPEN'"
-	"  ORDER BY o.expires_at, o.offer_id"
-	") open_offers "
-	"UNION ALL "
-	"SELECT * FROM ("
-	"  SELECT DISTINCT ON (b.resource_id, b.offer_id, b.event_type)"
-	"         b.resource_id, b.entry_id, b.offer_id, b.event_type, o.state, o.expires_at,"
-	"         o.seen_at, b.created_at, b.payload"
-	"  FROM waitlist.outbox b"
-	"  LEFT JOIN waitlist.offer o ON o.resource_id = b.resource_id AND o.offer_id = b.offer_id"
-	"  WHERE b.user_id = $1 AND b.created_at >= pg_catalog.now() - $2"
-	"  ORDER BY b.resource_id, b.offer_id, b.event_type, b.outbox_id"
-	") events",
+	"  UNION ALL"
+	"  SELECT * FROM ("
+	"    SELECT DISTINCT ON (b.resource_id, b.offer_id, b.event_type)"
+	"           1, b.resource_id, b.entry_id, b.offer_id, b.event_type, o.state, o.expires_at,"
+	"           o.seen_at, b.created_at, b.payload, b.outbox_id"
+	"    FROM waitlist.outbox b"
+	"    LEFT JOIN waitlist.offer o ON o.resource_id = b.resource_id AND o.offer_id = b.offer_id"
+	"    WHERE b.user_id = $1 AND b.created_at >= pg_catalog.now() - $2"
+	"    ORDER BY b.resource_id, b.offer_id, b.event_type, b.outbox_id"
+	"  ) events"
+	") inbox "
+	"ORDER BY part, CASE WHEN part = 0 THEN expires_at END, at DESC, outbox_id DESC, offer_id",
 	2, {TEXTOID, INTERVALOID}
 };
 

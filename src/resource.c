@@ -30,10 +30,18 @@
 PG_FUNCTION_INFO_V1(waitlist_create_resource);
 PG_FUNCTION_INFO_V1(waitlist_alter_resource);
 
+/* a channel list without repeats, in the order given */
+#define DEDUPED_CHANNELS(param) \
+	"(SELECT pg_catalog.array_agg(c ORDER BY n) FROM" \
+	" (SELECT c, pg_catalog.min(n) AS n FROM pg_catalog.unnest(" param "::text[]) WITH ORDINALITY u(c, n)" \
+	"  GROUP BY c) d)"
+
 static WaitlistPlan insert_resource_plan = {
 	"INSERT INTO waitlist.resource (resource_id, offer_ttl, max_waiting, booking_function,"
 	"                               channels, wave_size, wave_interval) "
-	"VALUES ($1, $2, $3, $4, coalesce($5, '{webhook}'), $6, $7) ON CONFLICT (resource_id) DO NOTHING",
+	"VALUES ($1, $2, $3, $4,"
+	"        coalesce(" DEDUPED_CHANNELS("$5") ", '{webhook}'),"
+	"        $6, $7) ON CONFLICT (resource_id) DO NOTHING",
 	7, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID}
 };
 
@@ -42,7 +50,7 @@ static WaitlistPlan alter_resource_plan = {
 	"  offer_ttl = coalesce($2, offer_ttl), "
 	"  max_waiting = CASE WHEN $4 THEN NULL ELSE coalesce($3, max_waiting) END, "
 	"  booking_function = CASE WHEN $6 THEN NULL ELSE coalesce($5, booking_function) END, "
-	"  channels = coalesce($7, channels), "
+	"  channels = coalesce(" DEDUPED_CHANNELS("$7") ", channels), "
 	"  wave_size = CASE WHEN $10 THEN NULL ELSE coalesce($8, wave_size) END, "
 	"  wave_interval = CASE WHEN $10 THEN NULL ELSE coalesce($9, wave_interval) END, "
 	"  updated_at = pg_catalog.now() "
@@ -396,9 +404,23 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 	}
 
 	waitlist_api_begin(&call);
+	/* lifting a wave limit may free units for people waiting: the gate comes first */
+	waitlist_lock_resource_gate(resource_id, false);
+	if (PG_ARGISNULL(7) != PG_ARGISNULL(8))
+	{
+		WaitlistResource res;
+
+		waitlist_read_resource(resource_id, &res);
+		if (res.wave_budget < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("wave_size and wave_interval must be given together"),
+					 errhint("The resource has no waves yet: set both.")));
+	}
 	waitlist_execute(&alter_resource_plan, values, nulls, false, 0, NULL);
 	if (SPI_processed == 0)
 		waitlist_resource_not_found(resource_id);
+	waitlist_promote_if_free(resource_id);
 	waitlist_api_end(&call);
 
 	PG_RETURN_VOID();
