@@ -66,21 +66,27 @@ static WaitlistPlan claim_plan = {
 	"WITH candidates AS ("
 	"  SELECT o.resource_id, o.outbox_id, o.channel FROM waitlist.outbox o"
 	"  WHERE o.state = 'PENDING' AND o.next_attempt_at <= pg_catalog.clock_timestamp()"
-	"    AND ($4::text[] IS NULL OR o.channel = ANY ($4))"
 	"    AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= pg_catalog.clock_timestamp())"
+	"    AND ($4::text[] IS NULL OR o.channel = ANY ($4))"
 	"    AND NOT EXISTS (SELECT 1 FROM waitlist.outbox p"
 	"                    WHERE p.user_id = o.user_id AND p.channel = o.channel"
 	"                      AND p.outbox_id < o.outbox_id AND p.state = 'PENDING')"
 	"  ORDER BY o.outbox_id"
 	"  LIMIT $2 * 4"
-	"  FOR UPDATE OF o SKIP LOCKED"
-	"), chosen AS ("
-	"  SELECT r.resource_id, r.outbox_id, r.channel FROM ("
+	"), allowed AS ("
+	"  SELECT r.resource_id, r.outbox_id FROM ("
 	"    SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.channel ORDER BY c.outbox_id) AS n"
 	"    FROM candidates c) r"
 	"  JOIN waitlist.channel b ON b.channel = r.channel"
 	"  WHERE b.rate_per_second IS NULL OR r.n <= pg_catalog.floor(b.tokens)"
-	"  ORDER BY r.outbox_id LIMIT $2"
+	"), chosen AS ("
+	/* lock only what is leased; a row another claim holds is passed over */
+	"  SELECT o.resource_id, o.outbox_id, o.channel FROM waitlist.outbox o"
+	"  WHERE (o.resource_id, o.outbox_id) IN (SELECT resource_id, outbox_id FROM allowed)"
+	"    AND o.state = 'PENDING'"
+	"    AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= pg_catalog.clock_timestamp())"
+	"  ORDER BY o.outbox_id LIMIT $2"
+	"  FOR UPDATE OF o SKIP LOCKED"
 	"), spent AS ("
 	"  UPDATE waitlist.channel b SET tokens = b.tokens - x.n"
 	"  FROM (SELECT channel, pg_catalog.count(*) AS n FROM chosen GROUP BY channel) x"
@@ -282,6 +288,8 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 	values[0] = PointerGetDatum(consumer);
 	values[1] = Int32GetDatum(max_rows);
 	values[2] = PG_GETARG_DATUM(2);
+	if (!PG_ARGISNULL(3))
+		waitlist_check_channels(PG_GETARG_DATUM(3));
 	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 	nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
 
@@ -398,6 +406,11 @@ waitlist_set_channel_rate(PG_FUNCTION_ARGS)
 	values[0] = PointerGetDatum(channel);
 	values[1] = (Datum) 0;
 	values[2] = (Datum) 0;
+	if (PG_ARGISNULL(1) && !PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("burst needs a rate_per_second"),
+				 errdetail("A channel without a rate limit has no bucket.")));
 	if (!PG_ARGISNULL(1))
 	{
 		float8		rate = PG_GETARG_FLOAT8(1);

@@ -249,9 +249,9 @@ waitlist_count_owned_resources(int index, int nworkers)
 	return count;
 }
 
-/* Notification channels: a non-empty array of known channel names. */
-static void
-check_channels(Datum channels)
+/* Notification channels: a non-empty, flat array of known channel names. */
+void
+waitlist_check_channels(Datum channels)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(channels);
 	Datum	   *elems;
@@ -259,6 +259,10 @@ check_channels(Datum channels)
 	int			n;
 	int			i;
 
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channels must be a one-dimensional array")));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	if (n == 0)
 		ereport(ERROR,
@@ -324,7 +328,7 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 		check_booking_function(PG_GETARG_OID(3));
 	if (!PG_ARGISNULL(4))
-		check_channels(PG_GETARG_DATUM(4));
+		waitlist_check_channels(PG_GETARG_DATUM(4));
 	check_waves(fcinfo, 5, 6, false);
 
 	values[0] = PointerGetDatum(resource_id);
@@ -388,7 +392,7 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 					 errmsg("cannot both set and clear booking_function")));
 	}
 	if (!PG_ARGISNULL(6))
-		check_channels(PG_GETARG_DATUM(6));
+		waitlist_check_channels(PG_GETARG_DATUM(6));
 	check_waves(fcinfo, 7, 8, true);
 	if ((!PG_ARGISNULL(7) || !PG_ARGISNULL(8)) && PG_GETARG_BOOL(9))
 		ereport(ERROR,

@@ -118,6 +118,7 @@ extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
 extern void waitlist_give_back_units(text *resource_id, int64 units);
 extern void waitlist_resource_not_found(text *resource_id) pg_attribute_noreturn();
 extern int64 waitlist_count_owned_resources(int index, int nworkers);
+extern void waitlist_check_channels(Datum channels);
 
 /* promote.c */
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers);

@@ -3,7 +3,9 @@
 --   22004  a NULL where a value is required
 --   22023  an invalid value (empty id, quantity out of 1..1000000,
 --          non-positive offer_ttl, max_waiting <= 0, negative max_offers,
---          setting and clearing one setting at once)
+--          setting and clearing one setting at once, notification channels
+--          that are not a non-empty subset of email, sms, push, webhook,
+--          wave_size and wave_interval not positive or not given together)
 --   22001  an id over 200 bytes
 --   42704  unknown resource, entry or offer
 --   42710  duplicate resource
@@ -12,6 +14,8 @@
 --   WL001  full waitlist
 --   WL002  offer past its deadline
 --   WL003  offer no longer open
+--   WL005  stale outbox lease token (in the plain-statement section; the
+--          outbox functions' bad input is in outbox.sql)
 --
 -- After each rejected call a digest of every waitlist.* table must be what it
 -- was before.  Calls that succeed without doing anything (a double tap, a
@@ -126,7 +130,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(239);
+SELECT plan(304);
 
 SELECT is(wl_test.digest() ~ '(^|\n)entry n=5 ' AND wl_test.digest() ~ '(^|\n)offer n=2 ' AND wl_test.digest() ~ '(^|\n)capacity_event n=1 ',
     true, 'the fixture has entries, offers and a capacity event');
@@ -146,6 +150,8 @@ SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', clear_max_waiting
     'waitlist_alter_resource with NULL clear_max_waiting');
 SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', clear_booking_function => NULL)$$, '22004',
     'waitlist_alter_resource with NULL clear_booking_function');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', clear_waves => NULL)$$, '22004',
+    'waitlist_alter_resource with NULL clear_waves');
 
 SELECT wl_test.rejects($$SELECT waitlist_join(NULL, 'fan-x')$$, '22004',
     'waitlist_join with NULL resource_id');
@@ -174,14 +180,18 @@ SELECT wl_test.no_change($$SELECT waitlist_promote('bad', NULL)$$, '0',
     'waitlist_promote with NULL max_offers and no free units');
 SELECT lives_ok($$SELECT waitlist_alter_resource('bad', NULL, NULL, false, NULL, false)$$,
     'waitlist_alter_resource with every setting NULL (keep) works');
-SELECT row_eq($$SELECT offer_ttl, max_waiting, booking_function, free_units FROM waitlist.resource WHERE resource_id = 'bad'$$,
-    ROW(interval '10 minutes', NULL::bigint, NULL::regprocedure, 0::bigint),
+SELECT lives_ok($$SELECT waitlist_alter_resource('bad', NULL, NULL, false, NULL, false, NULL, NULL, NULL, false)$$,
+    'waitlist_alter_resource with every setting NULL (keep), channels and waves too, works');
+SELECT row_eq($$SELECT offer_ttl, max_waiting, booking_function, free_units, channels, wave_size, wave_interval
+                  FROM waitlist.resource WHERE resource_id = 'bad'$$,
+    ROW(interval '10 minutes', NULL::bigint, NULL::regprocedure, 0::bigint, ARRAY['webhook'], NULL::integer, NULL::interval),
     '... and keeps every setting');
-SELECT lives_ok($$SELECT waitlist_create_resource('bad-nulls-ok', interval '1 minute', NULL, NULL)$$,
-    'waitlist_create_resource with NULL max_waiting and NULL booking_function works');
-SELECT row_eq($$SELECT max_waiting, booking_function FROM waitlist.resource WHERE resource_id = 'bad-nulls-ok'$$,
-    ROW(NULL::bigint, NULL::regprocedure),
-    '... meaning no cap and no booking function');
+SELECT lives_ok($$SELECT waitlist_create_resource('bad-nulls-ok', interval '1 minute', NULL, NULL, NULL, NULL, NULL)$$,
+    'waitlist_create_resource with NULL max_waiting, booking_function, channels and waves works');
+SELECT row_eq($$SELECT max_waiting, booking_function, channels, wave_size, wave_interval
+                  FROM waitlist.resource WHERE resource_id = 'bad-nulls-ok'$$,
+    ROW(NULL::bigint, NULL::regprocedure, ARRAY['webhook'], NULL::integer, NULL::interval),
+    '... meaning no cap, no booking function, the webhook channel and no waves');
 
 ------------------------------------------------------------------------------
 -- Unknown resource or entry: 42704
@@ -300,6 +310,70 @@ SELECT wl_test.rejects($$SELECT waitlist_promote('bad', -1)$$, '22023',
     'waitlist_promote with max_offers -1');
 SELECT wl_test.no_change($$SELECT waitlist_promote('bad', 0)$$, '0',
     'waitlist_promote with max_offers 0');
+
+------------------------------------------------------------------------------
+-- Notification channels: a non-empty subset of email, sms, push, webhook
+------------------------------------------------------------------------------
+
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-ch', channels => '{}')$$, '22023',
+    'waitlist_create_resource without channels');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-ch', channels => '{fax}')$$, '22023',
+    'waitlist_create_resource with an unknown channel');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-ch', channels => '{email,pager}')$$, '22023',
+    'waitlist_create_resource with a known and an unknown channel');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-ch', channels => '{SMS}')$$, '22023',
+    'waitlist_create_resource with a channel differing only in case');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-ch', channels => '{email,NULL}')$$, '22023',
+    'waitlist_create_resource with a NULL channel');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-ch', channels => '{""}')$$, '22023',
+    'waitlist_create_resource with an empty channel name');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', channels => '{}')$$, '22023',
+    'waitlist_alter_resource to no channels');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', channels => '{webhook,fax}')$$, '22023',
+    'waitlist_alter_resource with an unknown channel');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('no-such-resource', channels => '{sms}')$$, '42704',
+    'waitlist_alter_resource of the channels of an unknown resource');
+SELECT lives_ok($$SELECT waitlist_create_resource('bad-ch-ok', channels => '{push,email,sms,webhook}')$$,
+    'every channel at once is accepted');
+
+------------------------------------------------------------------------------
+-- Waves: wave_size and wave_interval positive, and given together
+------------------------------------------------------------------------------
+
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-w', wave_size => 2)$$, '22023',
+    'waitlist_create_resource with wave_size and no wave_interval');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-w', wave_interval => interval '1 minute')$$, '22023',
+    'waitlist_create_resource with wave_interval and no wave_size');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-w', wave_size => 0, wave_interval => interval '1 minute')$$, '22023',
+    'waitlist_create_resource with wave_size 0');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-w', wave_size => -2, wave_interval => interval '1 minute')$$, '22023',
+    'waitlist_create_resource with wave_size -2');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-w', wave_size => 2, wave_interval => interval '0')$$, '22023',
+    'waitlist_create_resource with wave_interval 0');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-w', wave_size => 2, wave_interval => interval '-1 minute')$$, '22023',
+    'waitlist_create_resource with wave_interval -1 minute');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', wave_size => 0, wave_interval => interval '1 minute')$$, '22023',
+    'waitlist_alter_resource with wave_size 0');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', wave_size => 2, wave_interval => interval '0')$$, '22023',
+    'waitlist_alter_resource with wave_interval 0');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', wave_size => 2, clear_waves => true)$$, '22023',
+    'waitlist_alter_resource setting and clearing wave_size at once');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', wave_interval => interval '1 minute', clear_waves => true)$$, '22023',
+    'waitlist_alter_resource setting and clearing wave_interval at once');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', wave_size => 2)$$, '22023',
+    'waitlist_alter_resource giving a resource without waves a wave_size only');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', wave_interval => interval '1 minute')$$, '22023',
+    'waitlist_alter_resource giving a resource without waves a wave_interval only');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('no-such-resource', wave_size => 2, wave_interval => interval '1 minute')$$, '42704',
+    'waitlist_alter_resource of the waves of an unknown resource');
+SELECT lives_ok($$SELECT waitlist_create_resource('bad-w-ok', wave_size => 2, wave_interval => interval '1 minute')$$,
+    'a wave_size with a wave_interval is accepted');
+SELECT lives_ok($$SELECT waitlist_alter_resource('bad-w-ok', wave_size => 3)$$,
+    'a resource with waves may change its wave_size alone');
+SELECT lives_ok($$SELECT waitlist_alter_resource('bad', clear_waves => true)$$,
+    'clearing the waves of a resource without waves works');
+SELECT row_eq($$SELECT wave_size, wave_interval FROM waitlist.resource WHERE resource_id = 'bad'$$,
+    ROW(NULL::integer, NULL::interval), '... and it still has none');
 
 ------------------------------------------------------------------------------
 -- Duplicate resource: 42710
@@ -572,6 +646,60 @@ SELECT waitlist_release('bad', 0, 'e-probe');
 ROLLBACK TO SAVEPOINT probe;
 SELECT is(:'probe_state'::text, '22023', 'waitlist_release of quantity 0, as a plain statement, raises 22023');
 SELECT is(wl_test.digest(), :'probe_before', '... and the session goes on with nothing changed');
+
+-- a relay holds one outbox row of the fixture
+SELECT outbox_id AS probe_row, lease_token AS probe_token FROM waitlist_outbox_claim('probe-relay', 1) \gset
+
+SELECT wl_test.digest() AS probe_before \gset
+SAVEPOINT probe;
+SELECT count(*) FROM waitlist_outbox_claim('probe-relay', 0);
+\set probe_state :SQLSTATE
+ROLLBACK TO SAVEPOINT probe;
+SELECT is(:'probe_state'::text, '22023', 'waitlist_outbox_claim of 0 rows, as a plain statement, raises 22023');
+SELECT is(wl_test.digest(), :'probe_before', '... and the session goes on with nothing changed');
+
+SELECT wl_test.digest() AS probe_before \gset
+SAVEPOINT probe;
+SELECT waitlist_outbox_ack(:probe_row, :probe_token + 1);
+\set probe_state :SQLSTATE
+ROLLBACK TO SAVEPOINT probe;
+SELECT is(:'probe_state'::text, 'WL005', 'waitlist_outbox_ack with a stale token, as a plain statement, raises WL005');
+SELECT is(wl_test.digest(), :'probe_before', '... and the session goes on with nothing changed');
+
+SELECT wl_test.digest() AS probe_before \gset
+SAVEPOINT probe;
+SELECT waitlist_outbox_fail(-1, :probe_token, 'probe');
+\set probe_state :SQLSTATE
+ROLLBACK TO SAVEPOINT probe;
+SELECT is(:'probe_state'::text, '42704', 'waitlist_outbox_fail of an unknown row, as a plain statement, raises 42704');
+SELECT is(wl_test.digest(), :'probe_before', '... and the session goes on with nothing changed');
+
+SELECT wl_test.digest() AS probe_before \gset
+SAVEPOINT probe;
+SELECT waitlist_set_channel_rate('fax', 1);
+\set probe_state :SQLSTATE
+ROLLBACK TO SAVEPOINT probe;
+SELECT is(:'probe_state'::text, '22023', 'waitlist_set_channel_rate of an unknown channel, as a plain statement, raises 22023');
+SELECT is(wl_test.digest(), :'probe_before', '... and the session goes on with nothing changed');
+
+SELECT wl_test.digest() AS probe_before \gset
+SAVEPOINT probe;
+SELECT waitlist_offer_seen(-1);
+\set probe_state :SQLSTATE
+ROLLBACK TO SAVEPOINT probe;
+SELECT is(:'probe_state'::text, '42704', 'waitlist_offer_seen of an unknown offer, as a plain statement, raises 42704');
+SELECT is(wl_test.digest(), :'probe_before', '... and the session goes on with nothing changed');
+
+SELECT wl_test.digest() AS probe_before \gset
+SAVEPOINT probe;
+SELECT waitlist_alter_resource('bad', wave_size => 0, wave_interval => interval '1 minute');
+\set probe_state :SQLSTATE
+ROLLBACK TO SAVEPOINT probe;
+SELECT is(:'probe_state'::text, '22023', 'waitlist_alter_resource with wave_size 0, as a plain statement, raises 22023');
+SELECT is(wl_test.digest(), :'probe_before', '... and the session goes on with nothing changed');
+
+SELECT is(waitlist_outbox_ack(:probe_row, :probe_token), true,
+    'after these errors the relay acks its row');
 
 SELECT wl_test.digest() AS probe_before \gset
 SAVEPOINT probe;

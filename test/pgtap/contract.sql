@@ -66,21 +66,39 @@ LANGUAGE sql AS $$
        AND pg_catalog.pg_get_indexdef(i.indexrelid) LIKE '%' || def_tail
 $$;
 
-SELECT plan(132);
+SELECT plan(136);
 
 ------------------------------------------------------------------------------
 -- Functions: exact signatures and return types
 ------------------------------------------------------------------------------
 
-SELECT has_function('waitlist_create_resource', ARRAY['text', 'interval', 'bigint', 'regprocedure'],
-    'waitlist_create_resource(text, interval, bigint, regprocedure) exists');
-SELECT function_returns('waitlist_create_resource', ARRAY['text', 'interval', 'bigint', 'regprocedure'], 'void',
+SELECT has_function('waitlist_create_resource',
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval'],
+    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval) exists');
+SELECT function_returns('waitlist_create_resource',
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval'], 'void',
     'waitlist_create_resource returns void');
+SELECT is(pg_catalog.pg_get_function_arguments(
+        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval)'::regprocedure),
+    'resource_id text, offer_ttl interval DEFAULT ''00:15:00''::interval, max_waiting bigint DEFAULT NULL::bigint, '
+    'booking_function regprocedure DEFAULT NULL::regprocedure, channels text[] DEFAULT NULL::text[], '
+    'wave_size integer DEFAULT NULL::integer, wave_interval interval DEFAULT NULL::interval',
+    'waitlist_create_resource takes (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), all but the first with defaults');
 
-SELECT has_function('waitlist_alter_resource', ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean'],
-    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean) exists');
-SELECT function_returns('waitlist_alter_resource', ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean'], 'void',
+SELECT has_function('waitlist_alter_resource',
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean'],
+    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean) exists');
+SELECT function_returns('waitlist_alter_resource',
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean'], 'void',
     'waitlist_alter_resource returns void');
+SELECT is(pg_catalog.pg_get_function_arguments(
+        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean)'::regprocedure),
+    'resource_id text, offer_ttl interval DEFAULT NULL::interval, max_waiting bigint DEFAULT NULL::bigint, '
+    'clear_max_waiting boolean DEFAULT false, booking_function regprocedure DEFAULT NULL::regprocedure, '
+    'clear_booking_function boolean DEFAULT false, channels text[] DEFAULT NULL::text[], '
+    'wave_size integer DEFAULT NULL::integer, wave_interval interval DEFAULT NULL::interval, '
+    'clear_waves boolean DEFAULT false',
+    'waitlist_alter_resource takes (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), all but the first with defaults');
 
 SELECT has_function('waitlist_join', ARRAY['text', 'text', 'integer'],
     'waitlist_join(text, text, integer) exists');
@@ -118,14 +136,24 @@ SELECT set_eq(
     $$SELECT p.oid::regprocedure::text
         FROM pg_catalog.pg_proc p
        WHERE p.proname IN ('waitlist_create_resource', 'waitlist_alter_resource', 'waitlist_join',
-                           'waitlist_leave', 'waitlist_status', 'waitlist_release', 'waitlist_promote')$$,
-    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure)'),
-             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean)'),
+                           'waitlist_leave', 'waitlist_status', 'waitlist_release', 'waitlist_promote',
+                           'waitlist_outbox_claim', 'waitlist_outbox_ack', 'waitlist_outbox_fail',
+                           'waitlist_outbox_retry', 'waitlist_set_channel_rate', 'waitlist_inbox',
+                           'waitlist_offer_seen')$$,
+    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval)'),
+             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean)'),
              ('waitlist_join(text,text,integer)'),
              ('waitlist_leave(bigint)'),
              ('waitlist_status(bigint)'),
              ('waitlist_release(text,integer,text)'),
-             ('waitlist_promote(text,integer)')$$,
+             ('waitlist_promote(text,integer)'),
+             ('waitlist_outbox_claim(text,integer,interval,text[])'),
+             ('waitlist_outbox_ack(bigint,bigint)'),
+             ('waitlist_outbox_fail(bigint,bigint,text)'),
+             ('waitlist_outbox_retry(bigint)'),
+             ('waitlist_set_channel_rate(text,double precision,integer)'),
+             ('waitlist_inbox(text,interval)'),
+             ('waitlist_offer_seen(bigint)')$$,
     'each API function has exactly one signature (no stray overloads)');
 
 SELECT volatility_is('waitlist_status', ARRAY['bigint'], 'volatile', 'waitlist_status is VOLATILE, so it sees a join made earlier in the same statement');
@@ -138,7 +166,10 @@ SELECT is(
     (SELECT array_agg(p.proname::text ORDER BY p.proname)
        FROM pg_catalog.pg_proc p
       WHERE p.proname IN ('waitlist_create_resource', 'waitlist_alter_resource', 'waitlist_join',
-                          'waitlist_leave', 'waitlist_status', 'waitlist_release', 'waitlist_promote')
+                          'waitlist_leave', 'waitlist_status', 'waitlist_release', 'waitlist_promote',
+                          'waitlist_outbox_claim', 'waitlist_outbox_ack', 'waitlist_outbox_fail',
+                          'waitlist_outbox_retry', 'waitlist_set_channel_rate', 'waitlist_inbox',
+                          'waitlist_offer_seen')
         AND p.proisstrict),
     NULL,
     'no API function is STRICT: a NULL argument raises an error instead of returning NULL');
@@ -151,9 +182,12 @@ SELECT is(
     (SELECT count(*)::int
        FROM pg_catalog.pg_proc p
       WHERE p.proname IN ('waitlist_create_resource', 'waitlist_alter_resource', 'waitlist_join',
-                          'waitlist_leave', 'waitlist_status', 'waitlist_release', 'waitlist_promote')
+                          'waitlist_leave', 'waitlist_status', 'waitlist_release', 'waitlist_promote',
+                          'waitlist_outbox_claim', 'waitlist_outbox_ack', 'waitlist_outbox_fail',
+                          'waitlist_outbox_retry', 'waitlist_set_channel_rate', 'waitlist_inbox',
+                          'waitlist_offer_seen')
         AND p.proacl IS NOT NULL),
-    7,
+    14,
     'every API function has an explicit ACL (the default ACL lets PUBLIC execute)');
 
 -- every function of the extension in the schema applications call it in,
@@ -176,9 +210,11 @@ SELECT is(
 
 CREATE ROLE wl_test_outsider NOLOGIN;
 
-SELECT function_privs_are('waitlist_create_resource', ARRAY['text', 'interval', 'bigint', 'regprocedure'],
+SELECT function_privs_are('waitlist_create_resource',
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_create_resource');
-SELECT function_privs_are('waitlist_alter_resource', ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean'],
+SELECT function_privs_are('waitlist_alter_resource',
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_alter_resource');
 SELECT function_privs_are('waitlist_join', ARRAY['text', 'text', 'integer'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_join');
@@ -224,12 +260,19 @@ SELECT is((SELECT booking_function::text FROM waitlist.resource WHERE resource_i
     NULL, 'booking_function defaults to NULL');
 SELECT is((SELECT free_units FROM waitlist.resource WHERE resource_id = 'contract-defaults'),
     0::bigint, 'a new resource has no free units');
+SELECT is((SELECT channels FROM waitlist.resource WHERE resource_id = 'contract-defaults'),
+    ARRAY['webhook'], 'channels default to {webhook}');
+SELECT row_eq(
+    $$SELECT wave_size, wave_interval, wave_started_at, wave_offers FROM waitlist.resource WHERE resource_id = 'contract-defaults'$$,
+    ROW(NULL::integer, NULL::interval, NULL::timestamptz, 0),
+    'a new resource has no waves');
 
 SELECT lives_ok($$SELECT waitlist_alter_resource('contract-defaults')$$,
     'waitlist_alter_resource(resource_id) alone works');
 SELECT row_eq(
-    $$SELECT offer_ttl, max_waiting, booking_function::text FROM waitlist.resource WHERE resource_id = 'contract-defaults'$$,
-    ROW(interval '15 minutes', NULL::bigint, NULL::text),
+    $$SELECT offer_ttl, max_waiting, booking_function::text, channels, wave_size, wave_interval
+        FROM waitlist.resource WHERE resource_id = 'contract-defaults'$$,
+    ROW(interval '15 minutes', NULL::bigint, NULL::text, ARRAY['webhook'], NULL::integer, NULL::interval),
     'waitlist_alter_resource with every setting omitted changes nothing');
 
 SELECT ok(waitlist_join('contract-defaults', 'd1') IS NOT NULL,
