@@ -262,7 +262,8 @@ lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode, bool don
 /*
  * The resource's join gate, held to the end of the transaction.
  *
- * Joins take it shared after inserting their entry, then look at free_units;
+ * Joins (and whatever else puts someone in line: a leave that may roll
+ * back, a failed booking) take it shared and then look at free_units;
  * whatever adds free units takes it exclusive before it locks the resource
  * row.  So either the join sees the added units and promotes, or the adding
  * transaction waits for the join to commit and its promotion sees the new
