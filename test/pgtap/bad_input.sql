@@ -37,82 +37,19 @@ BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION waitlist;
+\ir helpers.psql
 -- the releasing transaction promotes (not a promotion worker), so that
 -- offers can be checked right after each call
 SET LOCAL waitlist.promotion_mode = inline;
 
--- helpers for this file only; rolled back with everything else
-CREATE SCHEMA wl_test;
+-- helpers for this file only (the shared ones, in the same schema wl_test,
+-- come from helpers.psql); rolled back with everything else
 
--- Row counts, the sum of free_units and a checksum of the contents of every
--- table in schema waitlist (tables added later included).  The checksum
--- covers each row's ctid too, so even rewriting a row with the same values
--- (now() does not move inside one transaction) counts as a change.
-CREATE FUNCTION wl_test.digest() RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    rel record;
-    part text;
-    result text := '';
-BEGIN
-    FOR rel IN
-        SELECT c.oid::regclass AS oid, c.relname
-          FROM pg_catalog.pg_class c
-         WHERE c.relnamespace = 'waitlist'::regnamespace AND c.relkind IN ('r', 'p')
-         ORDER BY c.relname
-    LOOP
-        EXECUTE format(
-            $q$SELECT format('%%s n=%%s %%s', %L, count(*),
-                             md5(coalesce(string_agg(t.ctid::text || t::text, E'\n' ORDER BY t.ctid), '')))
-                 FROM %s t$q$,
-            rel.relname, rel.oid)
-          INTO part;
-        result := result || part || E'\n';
-    END LOOP;
-    RETURN result || 'free_units=' || (SELECT coalesce(sum(free_units), 0) FROM waitlist.resource);
-END;
-$$;
-
--- Two tests: the statement fails with the SQLSTATE, and no table changed.
-CREATE FUNCTION wl_test.rejects(stmt text, sqlstate text, what text) RETURNS SETOF text
-LANGUAGE plpgsql AS $$
-DECLARE
-    before text := wl_test.digest();
-BEGIN
-    RETURN NEXT throws_ok(stmt, sqlstate::char(5), NULL, format('%s raises %s', what, sqlstate));
-    RETURN NEXT is(wl_test.digest(), before, format('%s changes nothing', what));
-END;
-$$;
-
--- Two tests: the statement returns the expected value, and no table changed.
-CREATE FUNCTION wl_test.no_change(stmt text, expected text, what text) RETURNS SETOF text
-LANGUAGE plpgsql AS $$
-DECLARE
-    before text := wl_test.digest();
-    got text;
-BEGIN
-    EXECUTE stmt INTO got;
-    RETURN NEXT is(got, expected, format('%s returns %s', what, coalesce(expected, 'NULL')));
-    RETURN NEXT is(wl_test.digest(), before, format('%s changes nothing', what));
-END;
-$$;
-
--- the open (or latest) offer of a user's latest entry
-CREATE FUNCTION wl_test.offer_of(r text, u text) RETURNS bigint
-LANGUAGE sql AS $$
-    SELECT max(o.offer_id) FROM waitlist.offer o
-     WHERE o.resource_id = r
-       AND o.entry_id = (SELECT max(entry_id) FROM waitlist.entry WHERE resource_id = r AND user_id = u)
-$$;
-
--- booking functions of every wrong shape, and one right one
+-- booking functions of the other wrong shapes (helpers.psql has two more),
+-- and one right one
 CREATE FUNCTION wl_test.booking_ok(text, text, bigint, text) RETURNS text
 LANGUAGE sql AS $$ SELECT 'ref-' || $3 $$;
 CREATE FUNCTION wl_test.booking_three_args(text, text, bigint) RETURNS text
-LANGUAGE sql AS $$ SELECT 'ref' $$;
-CREATE FUNCTION wl_test.booking_returns_int(text, text, bigint, text) RETURNS integer
-LANGUAGE sql AS $$ SELECT 1 $$;
-CREATE FUNCTION wl_test.booking_int_offer(text, text, integer, text) RETURNS text
 LANGUAGE sql AS $$ SELECT 'ref' $$;
 CREATE FUNCTION wl_test.booking_setof(text, text, bigint, text) RETURNS SETOF text
 LANGUAGE sql AS $$ SELECT 'ref' $$;

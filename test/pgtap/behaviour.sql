@@ -18,18 +18,13 @@ BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION waitlist;
+\ir helpers.psql
 -- the releasing transaction promotes (not a promotion worker), so that
 -- offers can be checked right after each call
 SET LOCAL waitlist.promotion_mode = inline;
 
--- helpers for this file only; rolled back with everything else
-CREATE SCHEMA wl_test;
-
--- the latest entry of a user on a resource
-CREATE FUNCTION wl_test.eid(r text, u text) RETURNS bigint
-LANGUAGE sql AS $$
-    SELECT max(entry_id) FROM waitlist.entry WHERE resource_id = r AND user_id = u
-$$;
+-- helpers for this file only (the shared ones, in the same schema wl_test,
+-- come from helpers.psql); rolled back with everything else
 
 -- the line as waitlist_status() reports it: "user=position, ..." in order
 CREATE FUNCTION wl_test.line(r text) RETURNS text
@@ -75,22 +70,22 @@ SELECT plan(90);
 DO $$ BEGIN PERFORM waitlist_create_resource('show', interval '10 minutes'); END $$;
 
 SELECT waitlist_join('show', 'alice') AS alice_entry \gset
-SELECT is(:alice_entry::bigint, wl_test.eid('show', 'alice'),
+SELECT is(:alice_entry::bigint, wl_test.entry_of('show', 'alice'),
     'waitlist_join returns the id of the new entry');
-SELECT is(waitlist_join('show', 'alice'), wl_test.eid('show', 'alice'),
+SELECT is(waitlist_join('show', 'alice'), wl_test.entry_of('show', 'alice'),
     'a double tap returns the same entry id');
-SELECT is(waitlist_join('show', 'alice', 9), wl_test.eid('show', 'alice'),
+SELECT is(waitlist_join('show', 'alice', 9), wl_test.entry_of('show', 'alice'),
     'a tap with another priority returns the same entry id too');
 SELECT is((SELECT count(*)::int FROM waitlist.entry WHERE resource_id = 'show' AND user_id = 'alice'), 1,
     'the taps made one entry');
-SELECT is((SELECT priority FROM waitlist.entry WHERE entry_id = wl_test.eid('show', 'alice')), 0,
+SELECT is((SELECT priority FROM waitlist.entry WHERE entry_id = wl_test.entry_of('show', 'alice')), 0,
     '... which keeps the priority of the first tap');
 SELECT results_eq(
     $$SELECT from_state, to_state, reason, rule_version, actor::text FROM waitlist.transition
-       WHERE entity = 'entry' AND entity_id = wl_test.eid('show', 'alice')$$,
+       WHERE entity = 'entry' AND entity_id = wl_test.entry_of('show', 'alice')$$,
     $$VALUES (NULL::text, 'WAITING'::text, 'joined'::text, 'priority-fifo/1'::text, current_user::text)$$,
     'the taps wrote one transition: NULL -> WAITING, joined, by the caller');
-SELECT row_eq($$SELECT * FROM waitlist_status(wl_test.eid('show', 'alice'))$$,
+SELECT row_eq($$SELECT * FROM waitlist_status(wl_test.entry_of('show', 'alice'))$$,
     ROW('WAITING'::text, 1::bigint, NULL::bigint, NULL::timestamptz),
     'a lone waiter is WAITING at position 1 with no offer');
 
@@ -100,7 +95,7 @@ SELECT ok(waitlist_join('show', 'bob') IS NOT NULL, 'bob joins');
 SELECT is((SELECT ctid FROM waitlist.resource WHERE resource_id = 'show'), :'show_ctid'::tid,
     '... without rewriting the resource row');
 
-SELECT ok(waitlist_leave(wl_test.eid('show', 'alice')), 'alice leaves');
+SELECT ok(waitlist_leave(wl_test.entry_of('show', 'alice')), 'alice leaves');
 SELECT isnt(waitlist_join('show', 'alice'), (SELECT min(entry_id) FROM waitlist.entry WHERE resource_id = 'show' AND user_id = 'alice'),
     'joining again after leaving makes a new entry');
 SELECT results_eq(
@@ -130,14 +125,14 @@ SELECT is(wl_test.line('line'), 'u3=1, u5=2, u1=3, u2=4, u4=5, u6=6',
     'higher priority first, then in order of joining; negative priority last');
 SELECT is(wl_test.line('show'), 'bob=1, alice=2', 'another resource''s line is not affected');
 
-SELECT ok(waitlist_leave(wl_test.eid('line', 'u5')), 'leave from the middle of the line returns true');
+SELECT ok(waitlist_leave(wl_test.entry_of('line', 'u5')), 'leave from the middle of the line returns true');
 SELECT is(wl_test.line('line'), 'u3=1, u1=2, u2=3, u4=4, u6=5', 'the ones behind move up');
-SELECT row_eq($$SELECT * FROM waitlist_status(wl_test.eid('line', 'u5'))$$,
+SELECT row_eq($$SELECT * FROM waitlist_status(wl_test.entry_of('line', 'u5'))$$,
     ROW('CANCELLED'::text, NULL::bigint, NULL::bigint, NULL::timestamptz),
     'the entry that left is CANCELLED with no position');
-SELECT is(waitlist_leave(wl_test.eid('line', 'u5')), false, 'leaving again returns false');
+SELECT is(waitlist_leave(wl_test.entry_of('line', 'u5')), false, 'leaving again returns false');
 
-SELECT ok(waitlist_leave(wl_test.eid('line', 'u3')), 'the head of the line leaves');
+SELECT ok(waitlist_leave(wl_test.entry_of('line', 'u3')), 'the head of the line leaves');
 SELECT is(wl_test.line('line'), 'u1=1, u2=2, u4=3, u6=4', 'everyone moves up');
 
 SELECT ok(waitlist_join('line', 'u7', 3) IS NOT NULL, 'a late joiner with priority 3');
@@ -155,9 +150,9 @@ SELECT is(wl_test.free_units('line'), 0::bigint, 'no units stay free');
 SELECT is(wl_test.line('line'), 'u2=1, u4=2, u8=3, u6=4', 'the rest of the line moves up');
 SELECT row_eq(
     $$SELECT s.state, s.position, s.offer_id, s.offer_expires_at
-        FROM waitlist_status(wl_test.eid('line', 'u7')) s$$,
+        FROM waitlist_status(wl_test.entry_of('line', 'u7')) s$$,
     (SELECT ROW('OFFERED'::text, NULL::bigint, o.offer_id, now() + interval '15 minutes')
-       FROM waitlist.offer o WHERE o.entry_id = wl_test.eid('line', 'u7')),
+       FROM waitlist.offer o WHERE o.entry_id = wl_test.entry_of('line', 'u7')),
     'an offered entry is OFFERED, without a position, with its offer and a deadline of now() + offer_ttl');
 SELECT is(
     (SELECT count(*)::int FROM waitlist.outbox
@@ -166,7 +161,7 @@ SELECT is(
 SELECT is(
     (SELECT payload->>'user_id' FROM waitlist.outbox
       WHERE resource_id = 'line' AND event_type = 'offer_created'
-        AND entry_id = wl_test.eid('line', 'u1')),
+        AND entry_id = wl_test.entry_of('line', 'u1')),
     'u1', 'the outbox row names the user');
 SELECT is(
     (SELECT string_agg(entity || ':' || coalesce(from_state, '') || '->' || to_state, ', ' ORDER BY transition_id)
@@ -226,7 +221,7 @@ SELECT is(wl_test.join_state('early', 'z'), 'WAITING',
     'the third joiner waits');
 SELECT is(wl_test.line('early'), 'z=1', '... at position 1');
 SELECT is(
-    (SELECT expires_at - created_at FROM waitlist.offer WHERE entry_id = wl_test.eid('early', 'x')),
+    (SELECT expires_at - created_at FROM waitlist.offer WHERE entry_id = wl_test.entry_of('early', 'x')),
     interval '5 minutes', 'the offer lasts the resource''s offer_ttl');
 
 ------------------------------------------------------------------------------
@@ -234,17 +229,17 @@ SELECT is(
 ------------------------------------------------------------------------------
 
 CREATE TEMP TABLE x_offer ON COMMIT DROP AS
-    SELECT offer_id FROM waitlist.offer WHERE entry_id = wl_test.eid('early', 'x');
+    SELECT offer_id FROM waitlist.offer WHERE entry_id = wl_test.entry_of('early', 'x');
 
-SELECT is(waitlist_leave(wl_test.eid('early', 'x')), true, 'an offered fan leaves');
-SELECT row_eq($$SELECT * FROM waitlist_status(wl_test.eid('early', 'x'))$$,
+SELECT is(waitlist_leave(wl_test.entry_of('early', 'x')), true, 'an offered fan leaves');
+SELECT row_eq($$SELECT * FROM waitlist_status(wl_test.entry_of('early', 'x'))$$,
     ROW('CANCELLED'::text, NULL::bigint, NULL::bigint, NULL::timestamptz),
     'the entry is CANCELLED and shows no open offer');
 SELECT is((SELECT state FROM waitlist.offer WHERE offer_id = (SELECT offer_id FROM x_offer)), 'REVOKED',
     'its offer is REVOKED');
 SELECT ok((SELECT decided_at IS NOT NULL FROM waitlist.offer WHERE offer_id = (SELECT offer_id FROM x_offer)),
     '... with decided_at set');
-SELECT is((SELECT state FROM waitlist_status(wl_test.eid('early', 'z'))), 'OFFERED',
+SELECT is((SELECT state FROM waitlist_status(wl_test.entry_of('early', 'z'))), 'OFFERED',
     'the next waiter gets an offer');
 SELECT is(wl_test.offered('early'), 'y, z', 'open offers: y and now z');
 SELECT is(wl_test.free_units('early'), 0::bigint, 'the unit went straight to z');
@@ -254,11 +249,11 @@ SELECT is(
     1, 'an offer_revoked outbox row tells x');
 SELECT is(
     (SELECT count(*)::int FROM waitlist.outbox
-      WHERE event_type = 'offer_created' AND entry_id = wl_test.eid('early', 'z')),
+      WHERE event_type = 'offer_created' AND entry_id = wl_test.entry_of('early', 'z')),
     1, 'an offer_created outbox row tells z');
 SELECT is(
     (SELECT string_agg(coalesce(from_state, '') || '->' || to_state || ' (' || reason || ')', ', ' ORDER BY transition_id)
-       FROM waitlist.transition WHERE entity = 'entry' AND entity_id = wl_test.eid('early', 'x')),
+       FROM waitlist.transition WHERE entity = 'entry' AND entity_id = wl_test.entry_of('early', 'x')),
     '->WAITING (joined), WAITING->OFFERED (promoted), OFFERED->CANCELLED (left while offered)',
     'the audit trail of x''s entry');
 SELECT is(
@@ -266,10 +261,10 @@ SELECT is(
        FROM waitlist.transition WHERE entity = 'offer' AND entity_id = (SELECT offer_id FROM x_offer)),
     '->OPEN (promoted), OPEN->REVOKED (left while offered)',
     'the audit trail of x''s offer');
-SELECT is(waitlist_leave(wl_test.eid('early', 'x')), false, 'leaving again returns false');
+SELECT is(waitlist_leave(wl_test.entry_of('early', 'x')), false, 'leaving again returns false');
 SELECT is(wl_test.offered('early'), 'y, z', '... and changes no offer');
 
-SELECT is(waitlist_leave(wl_test.eid('early', 'y')), true, 'another offered fan leaves, nobody waiting');
+SELECT is(waitlist_leave(wl_test.entry_of('early', 'y')), true, 'another offered fan leaves, nobody waiting');
 SELECT is(wl_test.offered('early'), 'z', 'only z holds an offer');
 SELECT is(wl_test.free_units('early'), 1::bigint, 'the unit is free again');
 SELECT is(wl_test.join_state('early', 'w'), 'OFFERED',
@@ -300,10 +295,10 @@ SELECT is((SELECT max_waiting FROM waitlist.resource WHERE resource_id = 'capped
 SELECT lives_ok($$SELECT waitlist_alter_resource('capped', interval '1 hour')$$, 'changing offer_ttl');
 DO $$ BEGIN PERFORM waitlist_release('capped', 1, 'capped-ev-2'); END $$;
 SELECT is(
-    (SELECT expires_at - created_at FROM waitlist.offer WHERE entry_id = wl_test.eid('capped', 'b')),
+    (SELECT expires_at - created_at FROM waitlist.offer WHERE entry_id = wl_test.entry_of('capped', 'b')),
     interval '1 hour', 'new offers use the new offer_ttl');
 SELECT is(
-    (SELECT expires_at - created_at FROM waitlist.offer WHERE entry_id = wl_test.eid('capped', 'a')),
+    (SELECT expires_at - created_at FROM waitlist.offer WHERE entry_id = wl_test.entry_of('capped', 'a')),
     interval '5 minutes', 'open offers keep the deadline they were made with');
 
 SELECT * FROM finish();

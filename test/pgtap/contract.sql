@@ -18,29 +18,13 @@ BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION waitlist;
+\ir helpers.psql
 -- the releasing transaction promotes (not a promotion worker), so that
 -- offers can be checked right after each call
 SET LOCAL waitlist.promotion_mode = inline;
 
--- helpers for this file only; rolled back with everything else
-CREATE SCHEMA wl_test;
-
--- Run a statement as another role; returns its SQLSTATE ('00000' if it worked).
-CREATE FUNCTION wl_test.sqlstate_as(r name, stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    st text := '00000';
-BEGIN
-    EXECUTE format('SET LOCAL ROLE %I', r);
-    BEGIN
-        EXECUTE stmt;
-    EXCEPTION WHEN OTHERS THEN
-        st := SQLSTATE;
-    END;
-    RESET ROLE;
-    RETURN st;
-END;
-$$;
+-- helpers for this file only (the shared ones, in the same schema wl_test,
+-- come from helpers.psql); rolled back with everything else
 
 -- EXPLAIN output of a query, as one text.
 CREATE FUNCTION wl_test.plan_of(q text) RETURNS text

@@ -30,65 +30,13 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION waitlist;
+\ir helpers.psql
 
--- helpers for this file only; rolled back with everything else
-CREATE SCHEMA wl_offers;
-
--- Row counts and a checksum of every table of the extension, each row's
--- ctid included, so that rewriting a row with the same values counts too.
-CREATE FUNCTION wl_offers.digest() RETURNS text
-LANGUAGE sql AS $$
-    SELECT concat_ws(E'\n',
-        (SELECT format('resource n=%s %s', count(*),
-                       md5(coalesce(string_agg(t.ctid::text || t::text, E'\n' ORDER BY t.resource_id), '')))
-           FROM waitlist.resource t),
-        (SELECT format('entry n=%s %s', count(*),
-                       md5(coalesce(string_agg(t.ctid::text || t::text, E'\n' ORDER BY t.entry_id), '')))
-           FROM waitlist.entry t),
-        (SELECT format('offer n=%s %s', count(*),
-                       md5(coalesce(string_agg(t.ctid::text || t::text, E'\n' ORDER BY t.offer_id), '')))
-           FROM waitlist.offer t),
-        (SELECT format('accept_request n=%s %s', count(*),
-                       md5(coalesce(string_agg(t.ctid::text || t::text, E'\n'
-                                               ORDER BY t.offer_id, t.idempotency_key), '')))
-           FROM waitlist.accept_request t),
-        (SELECT format('capacity_event n=%s %s', count(*),
-                       md5(coalesce(string_agg(t.ctid::text || t::text, E'\n' ORDER BY t.resource_id, t.event_id), '')))
-           FROM waitlist.capacity_event t),
-        (SELECT format('outbox n=%s %s', count(*),
-                       md5(coalesce(string_agg(t.ctid::text || t::text, E'\n' ORDER BY t.outbox_id), '')))
-           FROM waitlist.outbox t),
-        (SELECT format('transition n=%s %s', count(*),
-                       md5(coalesce(string_agg(t.ctid::text || t::text, E'\n' ORDER BY t.transition_id), '')))
-           FROM waitlist.transition t))
-$$;
-
--- Two tests: the statement fails with the SQLSTATE, and no table changed.
-CREATE FUNCTION wl_offers.rejects(stmt text, sqlstate text, what text) RETURNS SETOF text
-LANGUAGE plpgsql AS $$
-DECLARE
-    before text := wl_offers.digest();
-BEGIN
-    RETURN NEXT throws_ok(stmt, sqlstate::char(5), NULL, format('%s raises %s', what, sqlstate));
-    RETURN NEXT is(wl_offers.digest(), before, format('%s changes nothing', what));
-END;
-$$;
-
--- Two tests: the statement returns the expected value, and no table changed.
-CREATE FUNCTION wl_offers.no_change(stmt text, expected text, what text) RETURNS SETOF text
-LANGUAGE plpgsql AS $$
-DECLARE
-    before text := wl_offers.digest();
-    got text;
-BEGIN
-    EXECUTE stmt INTO got;
-    RETURN NEXT is(got, expected, format('%s returns %s', what, coalesce(expected, 'NULL')));
-    RETURN NEXT is(wl_offers.digest(), before, format('%s changes nothing', what));
-END;
-$$;
+-- helpers for this file only (the shared ones, in the same schema wl_test,
+-- come from helpers.psql); rolled back with everything else
 
 -- the resources whose units are not all accounted for
-CREATE FUNCTION wl_offers.unbalanced() RETURNS text
+CREATE FUNCTION wl_test.unbalanced() RETURNS text
 LANGUAGE sql AS $$
     SELECT coalesce(string_agg(r.resource_id, ',' ORDER BY r.resource_id), '')
     FROM waitlist.resource r
@@ -97,20 +45,7 @@ LANGUAGE sql AS $$
            WHERE o.resource_id = r.resource_id AND o.state IN ('OPEN', 'ACCEPTED', 'FAILED'))
 $$;
 
--- the latest offer of a user's latest entry
-CREATE FUNCTION wl_offers.offer_of(r text, u text) RETURNS bigint
-LANGUAGE sql AS $$
-    SELECT max(o.offer_id) FROM waitlist.offer o
-     WHERE o.resource_id = r
-       AND o.entry_id = (SELECT max(entry_id) FROM waitlist.entry WHERE resource_id = r AND user_id = u)
-$$;
-
-CREATE FUNCTION wl_offers.entry_of(r text, u text) RETURNS bigint
-LANGUAGE sql AS $$
-    SELECT max(entry_id) FROM waitlist.entry WHERE resource_id = r AND user_id = u
-$$;
-
-CREATE FUNCTION wl_offers.offer_state(id bigint) RETURNS text
+CREATE FUNCTION wl_test.offer_state(id bigint) RETURNS text
 LANGUAGE sql AS $$
     SELECT o.state || '/' || e.state
     FROM waitlist.offer o JOIN waitlist.entry e USING (resource_id, entry_id)
@@ -121,17 +56,17 @@ $$;
 -- reference, 'taken' raises unique_violation, 'sold out' raises WL004,
 -- 'down' raises connection_failure.  Calls are counted with a sequence,
 -- which a rolled back call still advances.
-CREATE TABLE wl_offers.mode (outcome text NOT NULL);
-INSERT INTO wl_offers.mode VALUES ('book');
-CREATE SEQUENCE wl_offers.calls;
-CREATE FUNCTION wl_offers.calls_made() RETURNS bigint
-LANGUAGE sql AS $$ SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM wl_offers.calls $$;
-CREATE FUNCTION wl_offers.book(p_resource text, p_fan text, p_offer bigint, p_key text) RETURNS text
+CREATE TABLE wl_test.mode (outcome text NOT NULL);
+INSERT INTO wl_test.mode VALUES ('book');
+CREATE SEQUENCE wl_test.calls;
+CREATE FUNCTION wl_test.calls_made() RETURNS bigint
+LANGUAGE sql AS $$ SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM wl_test.calls $$;
+CREATE FUNCTION wl_test.book(p_resource text, p_fan text, p_offer bigint, p_key text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    outcome text := (SELECT m.outcome FROM wl_offers.mode m);
+    outcome text := (SELECT m.outcome FROM wl_test.mode m);
 BEGIN
-    PERFORM nextval('wl_offers.calls');
+    PERFORM nextval('wl_test.calls');
     CASE outcome
         WHEN 'book' THEN RETURN 'ref-' || p_offer;
         WHEN 'taken' THEN RAISE unique_violation USING MESSAGE = 'seat taken';
@@ -140,11 +75,8 @@ BEGIN
     END CASE;
 END;
 $$;
-CREATE FUNCTION wl_offers.book_int_offer(text, text, integer, text) RETURNS text
-LANGUAGE sql AS $$ SELECT 'ref' $$;
-CREATE FUNCTION wl_offers.book_returns_int(text, text, bigint, text) RETURNS integer
-LANGUAGE sql AS $$ SELECT 1 $$;
-CREATE FUNCTION wl_offers.book_five_args(text, text, bigint, text, text) RETURNS text
+-- one more wrong shape (helpers.psql has booking_int_offer and booking_returns_int)
+CREATE FUNCTION wl_test.book_five_args(text, text, bigint, text, text) RETURNS text
 LANGUAGE sql AS $$ SELECT 'ref' $$;
 
 -- Fixture: "plain" (no booking function) with six fans and three offers;
@@ -155,7 +87,7 @@ BEGIN
     PERFORM waitlist_join('plain', 'p' || i) FROM generate_series(1, 6) i;
     PERFORM waitlist_release('plain', 3, 'fixture-1');
     PERFORM waitlist_create_resource('booked', interval '10 minutes',
-                                     booking_function => 'wl_offers.book(text,text,bigint,text)');
+                                     booking_function => 'wl_test.book(text,text,bigint,text)');
     PERFORM waitlist_join('booked', 'b' || i) FROM generate_series(1, 5) i;
     PERFORM waitlist_release('booked', 3, 'fixture-1');
 END
@@ -165,125 +97,125 @@ SELECT plan(117);
 
 SELECT is((SELECT count(*) FROM waitlist.offer WHERE state = 'OPEN'), 6::bigint,
     'the fixture has six open offers');
-SELECT is(wl_offers.unbalanced(), '', 'the fixture is balanced');
+SELECT is(wl_test.unbalanced(), '', 'the fixture is balanced');
 
 ------------------------------------------------------------------------------
 -- Bad input to accept and decline
 ------------------------------------------------------------------------------
 
 -- unknown offers: 42704
-SELECT wl_offers.rejects($$SELECT waitlist_accept(999999, 'k')$$, '42704',
+SELECT wl_test.rejects($$SELECT waitlist_accept(999999, 'k')$$, '42704',
     'waitlist_accept of an unknown offer');
-SELECT wl_offers.rejects($$SELECT waitlist_decline(999999)$$, '42704',
+SELECT wl_test.rejects($$SELECT waitlist_decline(999999)$$, '42704',
     'waitlist_decline of an unknown offer');
-SELECT wl_offers.rejects($$SELECT waitlist_accept(-1, 'k')$$, '42704',
+SELECT wl_test.rejects($$SELECT waitlist_accept(-1, 'k')$$, '42704',
     'waitlist_accept of a negative offer id');
 
 -- NULL offer ids: 22004
-SELECT wl_offers.rejects($$SELECT waitlist_accept(NULL, 'k')$$, '22004',
+SELECT wl_test.rejects($$SELECT waitlist_accept(NULL, 'k')$$, '22004',
     'waitlist_accept with a NULL offer id');
-SELECT wl_offers.rejects($$SELECT waitlist_decline(NULL)$$, '22004',
+SELECT wl_test.rejects($$SELECT waitlist_decline(NULL)$$, '22004',
     'waitlist_decline with a NULL offer id');
 
 -- idempotency keys: NULL 22004, empty 22023, over 200 bytes 22001
-SELECT wl_offers.rejects(format('SELECT waitlist_accept(%s, NULL)', wl_offers.offer_of('plain', 'p1')),
+SELECT wl_test.rejects(format('SELECT waitlist_accept(%s, NULL)', wl_test.offer_of('plain', 'p1')),
     '22004', 'waitlist_accept with a NULL key');
-SELECT wl_offers.rejects(format('SELECT waitlist_accept(%s, %L)', wl_offers.offer_of('plain', 'p1'), ''),
+SELECT wl_test.rejects(format('SELECT waitlist_accept(%s, %L)', wl_test.offer_of('plain', 'p1'), ''),
     '22023', 'waitlist_accept with an empty key');
-SELECT wl_offers.rejects(format('SELECT waitlist_accept(%s, %L)', wl_offers.offer_of('plain', 'p1'), repeat('k', 201)),
+SELECT wl_test.rejects(format('SELECT waitlist_accept(%s, %L)', wl_test.offer_of('plain', 'p1'), repeat('k', 201)),
     '22001', 'waitlist_accept with a 201-byte key');
 -- the limit is in bytes: 101 two-byte characters are too many
-SELECT wl_offers.rejects(format('SELECT waitlist_accept(%s, %L)', wl_offers.offer_of('plain', 'p1'), repeat('é', 101)),
+SELECT wl_test.rejects(format('SELECT waitlist_accept(%s, %L)', wl_test.offer_of('plain', 'p1'), repeat('é', 101)),
     '22001', 'waitlist_accept with a 202-byte key of 101 characters');
 -- the key is checked before the offer is looked up
-SELECT wl_offers.rejects($$SELECT waitlist_accept(999999, '')$$, '22023',
+SELECT wl_test.rejects($$SELECT waitlist_accept(999999, '')$$, '22023',
     'waitlist_accept of an unknown offer with an empty key');
 
 -- a 200-byte key is fine
-SELECT is((SELECT state FROM waitlist_accept(wl_offers.offer_of('plain', 'p1'), repeat('k', 200))),
+SELECT is((SELECT state FROM waitlist_accept(wl_test.offer_of('plain', 'p1'), repeat('k', 200))),
     'ACCEPTED', 'waitlist_accept with a 200-byte key accepts');
-SELECT is((SELECT reservation_ref IS NULL FROM waitlist_accept(wl_offers.offer_of('plain', 'p1'), repeat('k', 200))),
+SELECT is((SELECT reservation_ref IS NULL FROM waitlist_accept(wl_test.offer_of('plain', 'p1'), repeat('k', 200))),
     true, 'without a booking function the reservation reference is NULL');
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('plain', 'p1')), 'ACCEPTED/ACCEPTED',
+SELECT is(wl_test.offer_state(wl_test.offer_of('plain', 'p1')), 'ACCEPTED/ACCEPTED',
     'the offer and the entry are ACCEPTED');
 SELECT is((SELECT count(*) FROM waitlist.outbox
-           WHERE offer_id = wl_offers.offer_of('plain', 'p1') AND event_type = 'offer_accepted'),
+           WHERE offer_id = wl_test.offer_of('plain', 'p1') AND event_type = 'offer_accepted'),
     1::bigint, 'one offer_accepted outbox row');
 -- the same key again returns the same and changes nothing
-SELECT wl_offers.no_change(
-    format('SELECT state FROM waitlist_accept(%s, %L)', wl_offers.offer_of('plain', 'p1'), repeat('k', 200)),
+SELECT wl_test.no_change(
+    format('SELECT state FROM waitlist_accept(%s, %L)', wl_test.offer_of('plain', 'p1'), repeat('k', 200)),
     'ACCEPTED', 'a repeated accept with the same key');
 
 -- an accepted offer cannot be declined: WL003
-SELECT wl_offers.rejects(format('SELECT waitlist_decline(%s)', wl_offers.offer_of('plain', 'p1')),
+SELECT wl_test.rejects(format('SELECT waitlist_decline(%s)', wl_test.offer_of('plain', 'p1')),
     'WL003', 'waitlist_decline of an accepted offer');
 
 -- a declined offer: repeated decline is false, accept is WL003
-SELECT is(waitlist_decline(wl_offers.offer_of('plain', 'p2')), true, 'waitlist_decline declines');
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('plain', 'p2')), 'DECLINED/DECLINED',
+SELECT is(waitlist_decline(wl_test.offer_of('plain', 'p2')), true, 'waitlist_decline declines');
+SELECT is(wl_test.offer_state(wl_test.offer_of('plain', 'p2')), 'DECLINED/DECLINED',
     'the offer and the entry are DECLINED');
-SELECT isnt(wl_offers.offer_of('plain', 'p4'), NULL, 'the unit went to the next in line');
-SELECT wl_offers.no_change(format('SELECT waitlist_decline(%s)', wl_offers.offer_of('plain', 'p2')),
+SELECT isnt(wl_test.offer_of('plain', 'p4'), NULL, 'the unit went to the next in line');
+SELECT wl_test.no_change(format('SELECT waitlist_decline(%s)', wl_test.offer_of('plain', 'p2')),
     'false', 'a repeated decline');
-SELECT wl_offers.rejects(format('SELECT waitlist_accept(%s, %L)', wl_offers.offer_of('plain', 'p2'), 'p2-key'),
+SELECT wl_test.rejects(format('SELECT waitlist_accept(%s, %L)', wl_test.offer_of('plain', 'p2'), 'p2-key'),
     'WL003', 'waitlist_accept of a declined offer');
 
 -- a revoked offer (the fan left): WL003 for accept and decline
-SELECT is(waitlist_leave(wl_offers.entry_of('plain', 'p3')), true, 'leaving while offered');
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('plain', 'p3')), 'REVOKED/CANCELLED',
+SELECT is(waitlist_leave(wl_test.entry_of('plain', 'p3')), true, 'leaving while offered');
+SELECT is(wl_test.offer_state(wl_test.offer_of('plain', 'p3')), 'REVOKED/CANCELLED',
     'the offer is REVOKED and the entry CANCELLED');
-SELECT wl_offers.rejects(format('SELECT waitlist_accept(%s, %L)', wl_offers.offer_of('plain', 'p3'), 'p3-key'),
+SELECT wl_test.rejects(format('SELECT waitlist_accept(%s, %L)', wl_test.offer_of('plain', 'p3'), 'p3-key'),
     'WL003', 'waitlist_accept of a revoked offer');
-SELECT wl_offers.rejects(format('SELECT waitlist_decline(%s)', wl_offers.offer_of('plain', 'p3')),
+SELECT wl_test.rejects(format('SELECT waitlist_decline(%s)', wl_test.offer_of('plain', 'p3')),
     'WL003', 'waitlist_decline of a revoked offer');
 
 -- past the deadline, before any sweep: WL002, and the offer stays OPEN
 UPDATE waitlist.offer SET expires_at = now() - interval '1 second'
-WHERE offer_id = wl_offers.offer_of('plain', 'p4');
-SELECT wl_offers.rejects(format('SELECT waitlist_accept(%s, %L)', wl_offers.offer_of('plain', 'p4'), 'p4-key'),
+WHERE offer_id = wl_test.offer_of('plain', 'p4');
+SELECT wl_test.rejects(format('SELECT waitlist_accept(%s, %L)', wl_test.offer_of('plain', 'p4'), 'p4-key'),
     'WL002', 'waitlist_accept past the deadline');
-SELECT wl_offers.rejects(format('SELECT waitlist_decline(%s)', wl_offers.offer_of('plain', 'p4')),
+SELECT wl_test.rejects(format('SELECT waitlist_decline(%s)', wl_test.offer_of('plain', 'p4')),
     'WL002', 'waitlist_decline past the deadline');
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('plain', 'p4')), 'OPEN/OFFERED',
+SELECT is(wl_test.offer_state(wl_test.offer_of('plain', 'p4')), 'OPEN/OFFERED',
     'an offer past its deadline stays OPEN until the sweep');
 
 -- sweep: max_offers NULL 22004, 0 or negative 22023
-SELECT wl_offers.rejects($$SELECT waitlist_sweep(NULL)$$, '22004', 'waitlist_sweep with NULL max_offers');
-SELECT wl_offers.rejects($$SELECT waitlist_sweep(0)$$, '22023', 'waitlist_sweep with max_offers 0');
-SELECT wl_offers.rejects($$SELECT waitlist_sweep(-5)$$, '22023', 'waitlist_sweep with negative max_offers');
+SELECT wl_test.rejects($$SELECT waitlist_sweep(NULL)$$, '22004', 'waitlist_sweep with NULL max_offers');
+SELECT wl_test.rejects($$SELECT waitlist_sweep(0)$$, '22023', 'waitlist_sweep with max_offers 0');
+SELECT wl_test.rejects($$SELECT waitlist_sweep(-5)$$, '22023', 'waitlist_sweep with negative max_offers');
 
 -- the sweep expires it; an expired offer is WL002 for accept and decline
 SELECT is(waitlist_sweep(), 1, 'waitlist_sweep expires the offer past its deadline');
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('plain', 'p4')), 'EXPIRED/EXPIRED',
+SELECT is(wl_test.offer_state(wl_test.offer_of('plain', 'p4')), 'EXPIRED/EXPIRED',
     'the offer and the entry are EXPIRED');
 SELECT is((SELECT count(*) FROM waitlist.outbox
-           WHERE offer_id = wl_offers.offer_of('plain', 'p4') AND event_type = 'offer_expired'),
+           WHERE offer_id = wl_test.offer_of('plain', 'p4') AND event_type = 'offer_expired'),
     1::bigint, 'one offer_expired outbox row');
-SELECT wl_offers.no_change($$SELECT waitlist_sweep()$$, '0', 'a second sweep');
-SELECT wl_offers.rejects(format('SELECT waitlist_decline(%s)', wl_offers.offer_of('plain', 'p4')),
+SELECT wl_test.no_change($$SELECT waitlist_sweep()$$, '0', 'a second sweep');
+SELECT wl_test.rejects(format('SELECT waitlist_decline(%s)', wl_test.offer_of('plain', 'p4')),
     'WL002', 'waitlist_decline of an expired offer');
-SELECT wl_offers.rejects(format('SELECT waitlist_accept(%s, %L)', wl_offers.offer_of('plain', 'p4'), 'p4-key'),
+SELECT wl_test.rejects(format('SELECT waitlist_accept(%s, %L)', wl_test.offer_of('plain', 'p4'), 'p4-key'),
     'WL002', 'waitlist_accept of an expired offer');
-SELECT is(wl_offers.unbalanced(), '', 'every unit is accounted for after accept, decline, leave and expiry');
+SELECT is(wl_test.unbalanced(), '', 'every unit is accounted for after accept, decline, leave and expiry');
 
 ------------------------------------------------------------------------------
 -- Booking functions of the wrong signature: 42P13 at create and at alter
 ------------------------------------------------------------------------------
 
-SELECT wl_offers.rejects(
-    $$SELECT waitlist_create_resource('wrong', booking_function => 'wl_offers.book_int_offer(text,text,integer,text)')$$,
+SELECT wl_test.rejects(
+    $$SELECT waitlist_create_resource('wrong', booking_function => 'wl_test.booking_int_offer(text,text,integer,text)')$$,
     '42P13', 'waitlist_create_resource with an integer offer id parameter');
-SELECT wl_offers.rejects(
-    $$SELECT waitlist_create_resource('wrong', booking_function => 'wl_offers.book_returns_int(text,text,bigint,text)')$$,
+SELECT wl_test.rejects(
+    $$SELECT waitlist_create_resource('wrong', booking_function => 'wl_test.booking_returns_int(text,text,bigint,text)')$$,
     '42P13', 'waitlist_create_resource with a booking function returning integer');
-SELECT wl_offers.rejects(
-    $$SELECT waitlist_alter_resource('booked', booking_function => 'wl_offers.book_five_args(text,text,bigint,text,text)')$$,
+SELECT wl_test.rejects(
+    $$SELECT waitlist_alter_resource('booked', booking_function => 'wl_test.book_five_args(text,text,bigint,text,text)')$$,
     '42P13', 'waitlist_alter_resource with a five-argument booking function');
-SELECT wl_offers.rejects(
-    $$SELECT waitlist_alter_resource('booked', booking_function => 'wl_offers.book_returns_int(text,text,bigint,text)')$$,
+SELECT wl_test.rejects(
+    $$SELECT waitlist_alter_resource('booked', booking_function => 'wl_test.booking_returns_int(text,text,bigint,text)')$$,
     '42P13', 'waitlist_alter_resource with a booking function returning integer');
 SELECT is((SELECT booking_function::text FROM waitlist.resource WHERE resource_id = 'booked'),
-    'wl_offers.book(text,text,bigint,text)', 'the booking function is still the one set at create');
+    'wl_test.book(text,text,bigint,text)', 'the booking function is still the one set at create');
 
 ------------------------------------------------------------------------------
 -- The booking function's outcomes
@@ -291,83 +223,83 @@ SELECT is((SELECT booking_function::text FROM waitlist.resource WHERE resource_i
 
 -- success: ACCEPTED with the reference, stored on the offer and the request
 SELECT results_eq(
-    format('SELECT state, reservation_ref FROM waitlist_accept(%s, %L)', wl_offers.offer_of('booked', 'b1'), 'b1-key'),
-    format($$VALUES ('ACCEPTED'::text, 'ref-%s'::text)$$, wl_offers.offer_of('booked', 'b1')),
+    format('SELECT state, reservation_ref FROM waitlist_accept(%s, %L)', wl_test.offer_of('booked', 'b1'), 'b1-key'),
+    format($$VALUES ('ACCEPTED'::text, 'ref-%s'::text)$$, wl_test.offer_of('booked', 'b1')),
     'a booking that succeeds: ACCEPTED with its reference');
-SELECT is(wl_offers.calls_made(), 1::bigint, 'the booking function was called once');
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('booked', 'b1')), 'ACCEPTED/ACCEPTED',
+SELECT is(wl_test.calls_made(), 1::bigint, 'the booking function was called once');
+SELECT is(wl_test.offer_state(wl_test.offer_of('booked', 'b1')), 'ACCEPTED/ACCEPTED',
     'the offer and the entry are ACCEPTED');
-SELECT is((SELECT reservation_ref FROM waitlist.offer WHERE offer_id = wl_offers.offer_of('booked', 'b1')),
-    'ref-' || wl_offers.offer_of('booked', 'b1'), 'the offer keeps the reference');
+SELECT is((SELECT reservation_ref FROM waitlist.offer WHERE offer_id = wl_test.offer_of('booked', 'b1')),
+    'ref-' || wl_test.offer_of('booked', 'b1'), 'the offer keeps the reference');
 SELECT is((SELECT payload->>'reservation_ref' FROM waitlist.outbox
-           WHERE offer_id = wl_offers.offer_of('booked', 'b1') AND event_type = 'offer_accepted'),
-    'ref-' || wl_offers.offer_of('booked', 'b1'), 'the offer_accepted row carries the reference');
+           WHERE offer_id = wl_test.offer_of('booked', 'b1') AND event_type = 'offer_accepted'),
+    'ref-' || wl_test.offer_of('booked', 'b1'), 'the offer_accepted row carries the reference');
 -- the same key: the same answer, no second call
-SELECT wl_offers.no_change(
-    format('SELECT reservation_ref FROM waitlist_accept(%s, %L)', wl_offers.offer_of('booked', 'b1'), 'b1-key'),
-    'ref-' || wl_offers.offer_of('booked', 'b1'), 'a repeated accept with the same key');
+SELECT wl_test.no_change(
+    format('SELECT reservation_ref FROM waitlist_accept(%s, %L)', wl_test.offer_of('booked', 'b1'), 'b1-key'),
+    'ref-' || wl_test.offer_of('booked', 'b1'), 'a repeated accept with the same key');
 -- another key: the reservation the offer has, no second call
-SELECT is((SELECT reservation_ref FROM waitlist_accept(wl_offers.offer_of('booked', 'b1'), 'b1-other')),
-    'ref-' || wl_offers.offer_of('booked', 'b1'), 'an accept with another key returns the same reservation');
-SELECT is(wl_offers.calls_made(), 1::bigint, 'the booking function was still called only once');
+SELECT is((SELECT reservation_ref FROM waitlist_accept(wl_test.offer_of('booked', 'b1'), 'b1-other')),
+    'ref-' || wl_test.offer_of('booked', 'b1'), 'an accept with another key returns the same reservation');
+SELECT is(wl_test.calls_made(), 1::bigint, 'the booking function was still called only once');
 SELECT is((SELECT count(*) FROM waitlist.transition
-           WHERE entity = 'offer' AND entity_id = wl_offers.offer_of('booked', 'b1') AND to_state = 'ACCEPTED'),
+           WHERE entity = 'offer' AND entity_id = wl_test.offer_of('booked', 'b1') AND to_state = 'ACCEPTED'),
     1::bigint, 'the offer was accepted once');
 
 -- conflict (unique_violation): FAILED without an error; the unit is retired
 -- and the fan is back in line at their old place (first: b4 and b5 joined later)
-UPDATE wl_offers.mode SET outcome = 'taken';
-SELECT lives_ok(format('SELECT waitlist_accept(%s, %L)', wl_offers.offer_of('booked', 'b2'), 'b2-key'),
+UPDATE wl_test.mode SET outcome = 'taken';
+SELECT lives_ok(format('SELECT waitlist_accept(%s, %L)', wl_test.offer_of('booked', 'b2'), 'b2-key'),
     'a booking conflict is no error');
 SELECT results_eq(
-    format('SELECT state, reservation_ref FROM waitlist_accept(%s, %L)', wl_offers.offer_of('booked', 'b2'), 'b2-key'),
+    format('SELECT state, reservation_ref FROM waitlist_accept(%s, %L)', wl_test.offer_of('booked', 'b2'), 'b2-key'),
     $$VALUES ('FAILED'::text, NULL::text)$$,
     'a booking conflict (23505): FAILED without a reference');
-SELECT is(wl_offers.calls_made(), 2::bigint, 'the booking function was called once more, and not for the repeat');
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('booked', 'b2')), 'FAILED/WAITING',
+SELECT is(wl_test.calls_made(), 2::bigint, 'the booking function was called once more, and not for the repeat');
+SELECT is(wl_test.offer_state(wl_test.offer_of('booked', 'b2')), 'FAILED/WAITING',
     'the offer is FAILED and the entry WAITING again');
-SELECT is((SELECT "position" FROM waitlist_status(wl_offers.entry_of('booked', 'b2'))), 1::bigint,
+SELECT is((SELECT "position" FROM waitlist_status(wl_test.entry_of('booked', 'b2'))), 1::bigint,
     'the fan is first in line again');
 SELECT is((SELECT payload->>'detail' FROM waitlist.outbox
-           WHERE offer_id = wl_offers.offer_of('booked', 'b2') AND event_type = 'offer_failed'),
+           WHERE offer_id = wl_test.offer_of('booked', 'b2') AND event_type = 'offer_failed'),
     'seat taken', 'the offer_failed row carries the booking system''s message');
-SELECT wl_offers.rejects(format('SELECT waitlist_accept(%s, %L)', wl_offers.offer_of('booked', 'b2'), 'b2-other'),
+SELECT wl_test.rejects(format('SELECT waitlist_accept(%s, %L)', wl_test.offer_of('booked', 'b2'), 'b2-other'),
     'WL003', 'waitlist_accept of a FAILED offer with another key');
-SELECT is(wl_offers.unbalanced(), '', 'every unit is accounted for after a conflict');
+SELECT is(wl_test.unbalanced(), '', 'every unit is accounted for after a conflict');
 
 -- conflict (WL004): the same
-UPDATE wl_offers.mode SET outcome = 'sold out';
+UPDATE wl_test.mode SET outcome = 'sold out';
 SELECT results_eq(
-    format('SELECT state, reservation_ref FROM waitlist_accept(%s, %L)', wl_offers.offer_of('booked', 'b3'), 'b3-key'),
+    format('SELECT state, reservation_ref FROM waitlist_accept(%s, %L)', wl_test.offer_of('booked', 'b3'), 'b3-key'),
     $$VALUES ('FAILED'::text, NULL::text)$$,
     'a booking conflict (WL004): FAILED without a reference');
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('booked', 'b3')), 'FAILED/WAITING',
+SELECT is(wl_test.offer_state(wl_test.offer_of('booked', 'b3')), 'FAILED/WAITING',
     'the offer is FAILED and the entry WAITING again');
-SELECT is((SELECT "position" FROM waitlist_status(wl_offers.entry_of('booked', 'b3'))), 2::bigint,
+SELECT is((SELECT "position" FROM waitlist_status(wl_test.entry_of('booked', 'b3'))), 2::bigint,
     'the fan is second in line, behind the earlier fan and ahead of the later ones');
 SELECT is((SELECT free_units FROM waitlist.resource WHERE resource_id = 'booked'), 0::bigint,
     'a retired unit does not come back');
-SELECT is(wl_offers.unbalanced(), '', 'every unit is accounted for after a second conflict');
+SELECT is(wl_test.unbalanced(), '', 'every unit is accounted for after a second conflict');
 
 -- a transient error: raised, nothing changes, the offer stays OPEN; once
 -- the booking system is back, the same key books
 SELECT is(waitlist_release('booked', 1, 'more-1'), true, 'one more unit is released');
-UPDATE wl_offers.mode SET outcome = 'down';
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('booked', 'b2')), 'OPEN/OFFERED',
+UPDATE wl_test.mode SET outcome = 'down';
+SELECT is(wl_test.offer_state(wl_test.offer_of('booked', 'b2')), 'OPEN/OFFERED',
     'the first in line has a new offer');
-SELECT wl_offers.rejects(format('SELECT waitlist_accept(%s, %L)', wl_offers.offer_of('booked', 'b2'), 'b2-retry'),
+SELECT wl_test.rejects(format('SELECT waitlist_accept(%s, %L)', wl_test.offer_of('booked', 'b2'), 'b2-retry'),
     '08006', 'a transient booking error');
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('booked', 'b2')), 'OPEN/OFFERED',
+SELECT is(wl_test.offer_state(wl_test.offer_of('booked', 'b2')), 'OPEN/OFFERED',
     'after a transient error the offer is still OPEN');
-SELECT is(wl_offers.calls_made(), 4::bigint, 'the booking function was called');
-UPDATE wl_offers.mode SET outcome = 'book';
+SELECT is(wl_test.calls_made(), 4::bigint, 'the booking function was called');
+UPDATE wl_test.mode SET outcome = 'book';
 SELECT results_eq(
-    format('SELECT state, reservation_ref FROM waitlist_accept(%s, %L)', wl_offers.offer_of('booked', 'b2'), 'b2-retry'),
-    format($$VALUES ('ACCEPTED'::text, 'ref-%s'::text)$$, wl_offers.offer_of('booked', 'b2')),
+    format('SELECT state, reservation_ref FROM waitlist_accept(%s, %L)', wl_test.offer_of('booked', 'b2'), 'b2-retry'),
+    format($$VALUES ('ACCEPTED'::text, 'ref-%s'::text)$$, wl_test.offer_of('booked', 'b2')),
     'the retry with the same key books');
-SELECT is(wl_offers.offer_state(wl_offers.offer_of('booked', 'b2')), 'ACCEPTED/ACCEPTED',
+SELECT is(wl_test.offer_state(wl_test.offer_of('booked', 'b2')), 'ACCEPTED/ACCEPTED',
     'the offer and the entry are ACCEPTED');
-SELECT is(wl_offers.unbalanced(), '', 'every unit is accounted for after the retry');
+SELECT is(wl_test.unbalanced(), '', 'every unit is accounted for after the retry');
 
 -- no booking function any more: ACCEPTED without a reference, the outbox
 -- asks for the booking (b3, first in line now, gets the next unit)
@@ -377,19 +309,19 @@ SELECT is((SELECT booking_function FROM waitlist.resource WHERE resource_id = 'b
     'clear_booking_function removes it');
 SELECT is(waitlist_release('booked', 1, 'more-2'), true, 'another unit is released');
 SELECT results_eq(
-    format('SELECT state, reservation_ref FROM waitlist_accept(%s, %L)', wl_offers.offer_of('booked', 'b3'), 'b3-again'),
+    format('SELECT state, reservation_ref FROM waitlist_accept(%s, %L)', wl_test.offer_of('booked', 'b3'), 'b3-again'),
     $$VALUES ('ACCEPTED'::text, NULL::text)$$,
     'without a booking function: ACCEPTED without a reference');
 SELECT is((SELECT payload->>'detail' FROM waitlist.outbox
-           WHERE offer_id = wl_offers.offer_of('booked', 'b3') AND event_type = 'offer_accepted'),
+           WHERE offer_id = wl_test.offer_of('booked', 'b3') AND event_type = 'offer_accepted'),
     'booking requested', 'the offer_accepted row asks for the booking');
-SELECT is(wl_offers.calls_made(), 5::bigint, 'the old booking function was not called');
+SELECT is(wl_test.calls_made(), 5::bigint, 'the old booking function was not called');
 
 ------------------------------------------------------------------------------
 -- In the end
 ------------------------------------------------------------------------------
 
-SELECT is(wl_offers.unbalanced(), '', 'every unit released is free, open, accepted or retired');
+SELECT is(wl_test.unbalanced(), '', 'every unit released is free, open, accepted or retired');
 SELECT is((SELECT count(*) FROM waitlist.offer o
            WHERE o.state IS DISTINCT FROM (SELECT t.to_state FROM waitlist.transition t
                                            WHERE t.resource_id = o.resource_id AND t.entity = 'offer'

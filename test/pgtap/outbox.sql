@@ -9,7 +9,7 @@
 --
 -- Then every bad input with its SQLSTATE, and after each rejected call a
 -- digest of every waitlist.* table must be what it was before (the digest
--- helper is bad_input.sql's):
+-- helper is the one in helpers.psql, shared with bad_input.sql):
 --
 --   22004  a NULL where a value is required
 --   22023  an invalid value (empty consumer, user or channel; max_rows
@@ -39,82 +39,13 @@ BEGIN;
 SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION waitlist;
+\ir helpers.psql
 -- the releasing transaction promotes (not a promotion worker), so that
 -- offers and their outbox rows exist right after each call
 SET LOCAL waitlist.promotion_mode = inline;
 
--- helpers for this file only; rolled back with everything else
-CREATE SCHEMA wl_test;
-
--- Row counts, the sum of free_units and a checksum of the contents of every
--- table in schema waitlist (tables added later included).  The checksum
--- covers each row's ctid too, so even rewriting a row with the same values
--- (now() does not move inside one transaction) counts as a change.
-CREATE FUNCTION wl_test.digest() RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    rel record;
-    part text;
-    result text := '';
-BEGIN
-    FOR rel IN
-        SELECT c.oid::regclass AS oid, c.relname
-          FROM pg_catalog.pg_class c
-         WHERE c.relnamespace = 'waitlist'::regnamespace AND c.relkind IN ('r', 'p')
-         ORDER BY c.relname
-    LOOP
-        EXECUTE format(
-            $q$SELECT format('%%s n=%%s %%s', %L, count(*),
-                             md5(coalesce(string_agg(t.ctid::text || t::text, E'\n' ORDER BY t.ctid), '')))
-                 FROM %s t$q$,
-            rel.relname, rel.oid)
-          INTO part;
-        result := result || part || E'\n';
-    END LOOP;
-    RETURN result || 'free_units=' || (SELECT coalesce(sum(free_units), 0) FROM waitlist.resource);
-END;
-$$;
-
--- Two tests: the statement fails with the SQLSTATE, and no table changed.
-CREATE FUNCTION wl_test.rejects(stmt text, sqlstate text, what text) RETURNS SETOF text
-LANGUAGE plpgsql AS $$
-DECLARE
-    before text := wl_test.digest();
-BEGIN
-    RETURN NEXT throws_ok(stmt, sqlstate::char(5), NULL, format('%s raises %s', what, sqlstate));
-    RETURN NEXT is(wl_test.digest(), before, format('%s changes nothing', what));
-END;
-$$;
-
--- Two tests: the statement returns the expected value, and no table changed.
-CREATE FUNCTION wl_test.no_change(stmt text, expected text, what text) RETURNS SETOF text
-LANGUAGE plpgsql AS $$
-DECLARE
-    before text := wl_test.digest();
-    got text;
-BEGIN
-    EXECUTE stmt INTO got;
-    RETURN NEXT is(got, expected, format('%s returns %s', what, coalesce(expected, 'NULL')));
-    RETURN NEXT is(wl_test.digest(), before, format('%s changes nothing', what));
-END;
-$$;
-
--- Run a statement as another role; returns its SQLSTATE ('00000' if it worked).
-CREATE FUNCTION wl_test.sqlstate_as(r name, stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    st text := '00000';
-BEGIN
-    EXECUTE format('SET LOCAL ROLE %I', r);
-    BEGIN
-        EXECUTE stmt;
-    EXCEPTION WHEN OTHERS THEN
-        st := SQLSTATE;
-    END;
-    RESET ROLE;
-    RETURN st;
-END;
-$$;
+-- helpers for this file only (the shared ones, in the same schema wl_test,
+-- come from helpers.psql); rolled back with everything else
 
 -- The output columns of a function, as "name type, ...".
 CREATE FUNCTION wl_test.out_columns(f regprocedure) RETURNS text
