@@ -83,6 +83,7 @@ CREATE TABLE waitlist.offer (
     offer_id        bigint      GENERATED ALWAYS AS IDENTITY,
     entry_id        bigint      NOT NULL,
     resource_id     text        NOT NULL,
+    user_id         text        NOT NULL,
     state           text        NOT NULL DEFAULT 'OPEN',
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     expires_at      timestamptz NOT NULL,
@@ -666,43 +667,54 @@ BEGIN
      * transaction committed.  A transition row of the waiter written by the
      * promoting transaction itself would record a rule that allowed it.
      *
-     * Offers made within fifo_window are checked.  The waiters looked at
-     * are those still waiting ahead of the offered entry (a range of the
-     * line index) and those that left WAITING after the offer was made, so
-     * the cost follows recent activity, not the length of the history.
+     * Promotions made within fifo_window are checked, each against the last
+     * in line it offered to.  The waiters looked at are those still waiting
+     * ahead of it (ranges of the line index) and those that left WAITING
+     * after the promotion began, so the cost follows recent activity (the
+     * number of promotions times the leaves in the window), not the length
+     * of the history.
      */
     RETURN QUERY
     WITH made AS (
         SELECT t.resource_id, t.entity_id AS offer_id, e.entry_id, e.priority, e.seq,
-               t.at AS began, t.transaction_id,
-               CASE WHEN exact_fifo
-                    THEN pg_catalog.pg_xact_commit_timestamp(t.transaction_id::text::xid) END AS committed
+               t.at AS began, t.transaction_id
         FROM waitlist.transition t
         JOIN waitlist.offer o ON o.resource_id = t.resource_id AND o.offer_id = t.entity_id
         JOIN waitlist.entry e ON e.resource_id = o.resource_id AND e.entry_id = o.entry_id
         WHERE t.resource_id = ANY (resources) AND t.entity = 'offer' AND t.from_state IS NULL
           AND t.at >= pg_catalog.now() - fifo_window
+    ), promotions AS MATERIALIZED (
+        -- one row per promoting transaction, with the last in line it offered to
+        SELECT m.resource_id, m.transaction_id, pg_catalog.min(m.began) AS began,
+               CASE WHEN exact_fifo
+                    THEN pg_catalog.pg_xact_commit_timestamp(m.transaction_id::text::xid) END AS committed,
+               (pg_catalog.array_agg(m.offer_id ORDER BY m.priority, m.seq DESC))[1] AS offer_id,
+               (pg_catalog.array_agg(m.entry_id ORDER BY m.priority, m.seq DESC))[1] AS entry_id,
+               (pg_catalog.array_agg(m.priority ORDER BY m.priority, m.seq DESC))[1] AS priority,
+               (pg_catalog.array_agg(m.seq ORDER BY m.priority, m.seq DESC))[1] AS seq
+        FROM made m
+        GROUP BY m.resource_id, m.transaction_id
     ), recently_left AS MATERIALIZED (
         SELECT t.resource_id, t.entity_id AS entry_id, t.at AS left_at
         FROM waitlist.transition t
         WHERE t.resource_id = ANY (resources) AND t.entity = 'entry' AND t.from_state = 'WAITING'
           AND t.at >= pg_catalog.now() - fifo_window
     ), candidates AS (
-        SELECT m.*, w.entry_id AS ahead_id
-        FROM made m
+        SELECT p.*, w.entry_id AS ahead_id
+        FROM promotions p
         CROSS JOIN LATERAL (
             -- two ranges of the line index: higher priority, and same priority earlier
             SELECT a.entry_id FROM waitlist.entry a
-            WHERE a.resource_id = m.resource_id AND a.state = 'WAITING' AND a.priority > m.priority
+            WHERE a.resource_id = p.resource_id AND a.state = 'WAITING' AND a.priority > p.priority
             UNION
             SELECT a.entry_id FROM waitlist.entry a
-            WHERE a.resource_id = m.resource_id AND a.state = 'WAITING'
-              AND a.priority = m.priority AND a.seq < m.seq
+            WHERE a.resource_id = p.resource_id AND a.state = 'WAITING'
+              AND a.priority = p.priority AND a.seq < p.seq
             UNION
             SELECT a.entry_id FROM recently_left r
             JOIN waitlist.entry a ON a.resource_id = r.resource_id AND a.entry_id = r.entry_id
-            WHERE r.resource_id = m.resource_id AND r.left_at > m.began
-              AND (a.priority > m.priority OR (a.priority = m.priority AND a.seq < m.seq))
+            WHERE r.resource_id = p.resource_id AND r.left_at > p.began
+              AND (a.priority > p.priority OR (a.priority = p.priority AND a.seq < p.seq))
         ) w
     )
     SELECT 'fifo_order', c.resource_id, 'offer', c.offer_id,

@@ -45,26 +45,26 @@ static WaitlistPlan settle_plan = {
 	"  SET state = $3, decided_at = pg_catalog.now(),"
 	"      reservation_ref = $6, idempotency_key = $7"
 	"  WHERE o.resource_id = $1 AND o.offer_id = ANY ($2) AND o.state = 'OPEN'"
-	"  RETURNING o.offer_id, o.entry_id, o.expires_at"
+	"  RETURNING o.offer_id, o.entry_id, o.user_id, o.expires_at"
 	"), moved AS ("
+	/* ids as an array: an index lookup whatever the row estimates say */
 	"  UPDATE waitlist.entry e SET state = $4, updated_at = pg_catalog.now()"
-	"  FROM settled s"
-	"  WHERE e.resource_id = $1 AND e.entry_id = s.entry_id AND e.state = 'OFFERED'"
-	"  RETURNING e.entry_id, e.user_id"
+	"  WHERE e.resource_id = $1 AND e.state = 'OFFERED'"
+	"    AND e.entry_id = ANY (ARRAY(SELECT s.entry_id FROM settled s))"
 	"), notified AS ("
 	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, user_id, channel, event_type, payload)"
-	"  SELECT $1, m.entry_id, s.offer_id, m.user_id, ch.channel, $5,"
+	"  SELECT $1, s.entry_id, s.offer_id, s.user_id, ch.channel, $5,"
 	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-	"             'resource_id', $1, 'entry_id', m.entry_id, 'offer_id', s.offer_id,"
-	"             'user_id', m.user_id, 'expires_at', s.expires_at,"
+	"             'resource_id', $1, 'entry_id', s.entry_id, 'offer_id', s.offer_id,"
+	"             'user_id', s.user_id, 'expires_at', s.expires_at,"
 	"             'reservation_ref', $6, 'detail', $8))"
-	"  FROM settled s JOIN moved m ON m.entry_id = s.entry_id"
+	"  FROM settled s"
 	"    CROSS JOIN waitlist.resource r"
 	"    CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
 	"  WHERE r.resource_id = $1"
 	"  ORDER BY s.offer_id, ch.channel"
 	") SELECT pg_catalog.count(*) FROM settled",
-	8, {TEXTOID, INT8ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
+	8, {TEXTOID, INT8ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}, WAITLIST_CUSTOM_PLAN
 };
 
 static WaitlistPlan offer_resource_plan = {
@@ -121,12 +121,14 @@ static WaitlistPlan request_record_plan = {
 
 /*
  * Resources with offers past their deadline, earliest deadlines first; all
- * of them ($2 < 0) or one worker's share.
+ * of them ($2 < 0) or one worker's share.  Deadlines are compared with the
+ * transaction's start, which bounds the scan of the deadline index (and
+ * never expires an offer early).
  */
 static WaitlistPlan due_resources_plan = {
 	"SELECT DISTINCT resource_id FROM ("
 	"  SELECT resource_id FROM waitlist.offer"
-	"  WHERE state = 'OPEN' AND expires_at <= pg_catalog.clock_timestamp()"
+	"  WHERE state = 'OPEN' AND expires_at <= pg_catalog.now()"
 	"    AND ($2 < 0 OR waitlist.resource_worker(resource_id, $3) = $2)"
 	"  ORDER BY expires_at LIMIT $1"
 	") due ORDER BY resource_id",
@@ -136,7 +138,7 @@ static WaitlistPlan due_resources_plan = {
 static WaitlistPlan due_offers_plan = {
 	"SELECT pg_catalog.array_agg(offer_id) FROM ("
 	"  SELECT offer_id FROM waitlist.offer"
-	"  WHERE resource_id = $1 AND state = 'OPEN' AND expires_at <= pg_catalog.clock_timestamp()"
+	"  WHERE resource_id = $1 AND state = 'OPEN' AND expires_at <= pg_catalog.now()"
 	"  ORDER BY expires_at LIMIT $2"
 	"  FOR UPDATE SKIP LOCKED"
 	") due",

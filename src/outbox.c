@@ -98,7 +98,7 @@ static WaitlistPlan claim_plan = {
 	"  FROM chosen c WHERE o.resource_id = c.resource_id AND o.outbox_id = c.outbox_id"
 	"  RETURNING o.outbox_id, o.resource_id, o.user_id, o.channel, o.event_type, o.payload,"
 	"            o.created_at, o.attempts, o.lease_token",
-	4, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID}
+	4, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID}, WAITLIST_CUSTOM_PLAN
 };
 
 static WaitlistPlan lock_row_plan = {

@@ -36,23 +36,24 @@ static WaitlistPlan promote_plan = {
 	"  LIMIT $2"
 	"  FOR UPDATE OF e SKIP LOCKED"
 	"), moved AS ("
+	/* ids as an array: an index lookup whatever the row estimates say */
 	"  UPDATE waitlist.entry e SET state = 'OFFERED', updated_at = pg_catalog.now()"
-	"  FROM picked p"
-	"  WHERE e.resource_id = $1 AND e.entry_id = p.entry_id"
+	"  WHERE e.resource_id = $1"
+	"    AND e.entry_id = ANY (ARRAY(SELECT p.entry_id FROM picked p))"
 	"  RETURNING e.entry_id, e.user_id, e.priority, e.seq"
 	"), made AS ("
-	"  INSERT INTO waitlist.offer (entry_id, resource_id, expires_at)"
-	"  SELECT m.entry_id, $1, pg_catalog.now() + r.offer_ttl"
+	"  INSERT INTO waitlist.offer (entry_id, resource_id, user_id, expires_at)"
+	"  SELECT m.entry_id, $1, m.user_id, pg_catalog.now() + r.offer_ttl"
 	"  FROM moved m, waitlist.resource r"
 	"  WHERE r.resource_id = $1"
 	"  ORDER BY m.priority DESC, m.seq"
-	"  RETURNING offer_id, entry_id, expires_at"
+	"  RETURNING offer_id, entry_id, user_id, expires_at"
 	"), notified AS ("
 	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, user_id, channel, event_type, payload)"
-	"  SELECT $1, o.entry_id, o.offer_id, m.user_id, ch.channel, 'offer_created',"
+	"  SELECT $1, o.entry_id, o.offer_id, o.user_id, ch.channel, 'offer_created',"
 	"         pg_catalog.jsonb_build_object('resource_id', $1, 'entry_id', o.entry_id,"
-	"             'offer_id', o.offer_id, 'user_id', m.user_id, 'expires_at', o.expires_at)"
-	"  FROM made o JOIN moved m ON m.entry_id = o.entry_id"
+	"             'offer_id', o.offer_id, 'user_id', o.user_id, 'expires_at', o.expires_at)"
+	"  FROM made o"
 	"    CROSS JOIN waitlist.resource r"
 	"    CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
 	"  WHERE r.resource_id = $1"
@@ -66,7 +67,7 @@ static WaitlistPlan promote_plan = {
 	"      wave_offers = CASE WHEN $3 THEN c.offers ELSE r.wave_offers + c.offers END"
 	"  FROM counted c WHERE r.resource_id = $1 AND c.offers > 0"
 	") SELECT offers FROM counted",
-	3, {TEXTOID, INT8OID, BOOLOID}
+	3, {TEXTOID, INT8OID, BOOLOID}, WAITLIST_CUSTOM_PLAN
 };
 
 /*
@@ -203,7 +204,8 @@ waitlist_promote_locked(text *resource_id, int64 max_offers)
  *
  * The promotion step on its own, for callers that drive promotion
  * themselves.  Two sessions promoting one resource queue on its lock, so
- * together they never make more offers than there are free units.
+ * together they never make more offers than there are free units.  It takes
+ * the gate exclusively, so that no join committing meanwhile is passed over.
  */
 Datum
 waitlist_promote(PG_FUNCTION_ARGS)
@@ -225,6 +227,8 @@ waitlist_promote(PG_FUNCTION_ARGS)
 	}
 
 	waitlist_api_begin(&call);
+	/* like every promoter that may find units, wait for joins in flight */
+	waitlist_lock_resource_gate(resource_id, true);
 	waitlist_lock_resource(resource_id, &res);
 	offers = waitlist_promote_locked(resource_id, max_offers);
 	waitlist_api_end(&call);

@@ -52,7 +52,7 @@ static WaitlistPlan entry_update_plan = {
 	" AND o.resource_id OPERATOR(pg_catalog.=) n.resource_id "
 	"WHERE o.state OPERATOR(pg_catalog.<>) n.state "
 	"ORDER BY n.priority DESC, n.seq",
-	3, {TEXTOID, TEXTOID, NAMEOID}
+	3, {TEXTOID, TEXTOID, NAMEOID}, WAITLIST_CUSTOM_PLAN
 };
 
 static WaitlistPlan offer_insert_plan = {
@@ -70,7 +70,7 @@ static WaitlistPlan offer_update_plan = {
 	" AND o.resource_id OPERATOR(pg_catalog.=) n.resource_id "
 	"WHERE o.state OPERATOR(pg_catalog.<>) n.state "
 	"ORDER BY n.offer_id",
-	3, {TEXTOID, TEXTOID, NAMEOID}
+	3, {TEXTOID, TEXTOID, NAMEOID}, WAITLIST_CUSTOM_PLAN
 };
 
 /*

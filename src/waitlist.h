@@ -42,8 +42,16 @@ typedef struct WaitlistPlan
 	const char *sql;
 	int			nargs;
 	Oid			argtypes[12];
+	bool		custom_plan;	/* plan each run for its parameters and inputs */
 	SPIPlanPtr	plan;
 } WaitlistPlan;
+
+/*
+ * For statements whose best plan depends on how many rows they handle
+ * (promotions, settlements, the audit trigger's transition tables): a
+ * generic plan made for one row turns a burst of 100,000 quadratic.
+ */
+#define WAITLIST_CUSTOM_PLAN	true
 
 /*
  * State of one API call: who called (recorded as the transition actor), the

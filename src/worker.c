@@ -74,8 +74,9 @@ static WaitlistPlan failed_events_plan = {
 /* milliseconds until the earliest offer deadline, event retry or next wave we own */
 static WaitlistPlan next_deadline_plan = {
 	"SELECT pg_catalog.ceil(pg_catalog.date_part('epoch', LEAST("
-	"  (SELECT pg_catalog.min(expires_at) FROM waitlist.offer"
-	"    WHERE state = 'OPEN' AND waitlist.resource_worker(resource_id, $2) = $1),"
+	"  (SELECT expires_at FROM waitlist.offer"
+	"    WHERE state = 'OPEN' AND waitlist.resource_worker(resource_id, $2) = $1"
+	"    ORDER BY expires_at LIMIT 1),"
 	"  (SELECT pg_catalog.min(next_attempt_at) FROM waitlist.capacity_event"
 	"    WHERE state = 'PENDING' AND waitlist.resource_worker(resource_id, $2) = $1),"
 	"  (SELECT pg_catalog.min(wave_started_at + wave_interval) FROM waitlist.resource"
@@ -328,9 +329,14 @@ run_round(MemoryContext round_cxt, bool look_for_idle_units)
 		(void) run_work(&work);
 		wait_ms = Max(0, Min(work.wait_ms, (int64) waitlist_naptime_ms));
 	}
-	/* a resource we passed over because its gate was held: look again soon */
-	if (busy)
-		wait_ms = Min(wait_ms, BUSY_RETRY_MS);
+	/*
+	 * A resource we passed over because its gate was held: look again soon.
+	 * A deadline already past after this round is one we could not act on
+	 * (an accept in flight holds the offer's resource): look again soon too,
+	 * rather than spin.
+	 */
+	if (busy || wait_ms == 0)
+		wait_ms = busy ? Min(wait_ms, BUSY_RETRY_MS) : BUSY_RETRY_MS;
 	return wait_ms;
 }
 
