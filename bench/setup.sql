@@ -1,0 +1,223 @@
+-- bench/setup.sql: helpers for bench/run, in the schema "bench" of the
+-- benchmark database.  Run once, as a superuser, after CREATE EXTENSION.
+
+CREATE SCHEMA bench;
+
+-- Put n fans in line for a resource in one statement (the entry table fills
+-- identity and seq itself; the statement trigger writes the transition rows,
+-- recorded as "manual").  Much faster than n calls of waitlist_join.
+CREATE FUNCTION bench.add_waiting(resource text, n integer)
+RETURNS bigint LANGUAGE sql AS $$
+    WITH ins AS (
+        INSERT INTO waitlist.entry (resource_id, user_id)
+        SELECT resource, 'w' || g FROM generate_series(1, n) g
+        RETURNING 1)
+    SELECT count(*) FROM ins
+$$;
+
+-- Resources prefix-1 .. prefix-nres, each with per fans waiting.
+CREATE FUNCTION bench.add_resources(prefix text, nres integer, per integer,
+                                    ttl interval DEFAULT '1 day')
+RETURNS bigint LANGUAGE sql AS $$
+    SELECT count(waitlist_create_resource(prefix || '-' || r, ttl))
+    FROM generate_series(1, nres) r;
+    WITH ins AS (
+        INSERT INTO waitlist.entry (resource_id, user_id)
+        SELECT prefix || '-' || r, 'w' || g
+        FROM generate_series(1, per) g, generate_series(1, nres) r
+        ORDER BY g, r
+        RETURNING 1)
+    SELECT count(*) FROM ins
+$$;
+
+-- Wait until the workers have folded every pending capacity event; returns
+-- the seconds waited, or NULL after timeout seconds.
+CREATE FUNCTION bench.wait_drained(timeout double precision)
+RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+BEGIN
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM waitlist.capacity_event WHERE state = 'PENDING') THEN
+            RETURN extract(epoch FROM clock_timestamp() - t0);
+        END IF;
+        IF clock_timestamp() > t0 + timeout * interval '1 second' THEN
+            RETURN NULL;
+        END IF;
+        PERFORM pg_sleep(0.005);
+    END LOOP;
+END
+$$;
+
+-- Wait until a resource has at least n offers; returns the seconds waited,
+-- or NULL after timeout seconds.
+CREATE FUNCTION bench.wait_offers(resource text, n bigint, timeout double precision)
+RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+BEGIN
+    LOOP
+        IF (SELECT count(*) FROM waitlist.offer o WHERE o.resource_id = resource) >= n THEN
+            RETURN extract(epoch FROM clock_timestamp() - t0);
+        END IF;
+        IF clock_timestamp() > t0 + timeout * interval '1 second' THEN
+            RETURN NULL;
+        END IF;
+        PERFORM pg_sleep(0.005);
+    END LOOP;
+END
+$$;
+
+-- Wait until no OPEN offer of the resources matching a LIKE pattern is
+-- left; returns the seconds waited, or NULL after timeout seconds.
+CREATE FUNCTION bench.wait_expired(pattern text, timeout double precision)
+RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+BEGIN
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM waitlist.offer o
+                       WHERE o.state = 'OPEN' AND o.resource_id LIKE pattern) THEN
+            RETURN extract(epoch FROM clock_timestamp() - t0);
+        END IF;
+        IF clock_timestamp() > t0 + timeout * interval '1 second' THEN
+            RETURN NULL;
+        END IF;
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END
+$$;
+
+-- Give the OPEN offers of the resources matching a LIKE pattern deadlines
+-- spread evenly (in random order) over [now + lead, now + lead + spread].
+-- The UPDATE changes no state, so it writes no transition rows.
+CREATE FUNCTION bench.stagger_deadlines(pattern text, lead interval, spread interval)
+RETURNS bigint LANGUAGE sql AS $$
+    WITH o AS (
+        SELECT resource_id, offer_id,
+               row_number() OVER (ORDER BY random()) AS k,
+               count(*) OVER () AS n
+        FROM waitlist.offer
+        WHERE state = 'OPEN' AND resource_id LIKE pattern),
+    upd AS (
+        UPDATE waitlist.offer x
+        SET expires_at = clock_timestamp() + lead + spread * ((o.k - 1)::float8 / greatest(o.n - 1, 1))
+        FROM o
+        WHERE x.resource_id = o.resource_id AND x.offer_id = o.offer_id
+        RETURNING 1)
+    SELECT count(*) FROM upd
+$$;
+
+-- Delay from each offer's deadline to its EXPIRED transition, for the
+-- resources matching a LIKE pattern: "at" is the expiring transaction's
+-- start (now()), "committed" its commit (track_commit_timestamp).
+CREATE FUNCTION bench.expiry_delays(pattern text,
+                                    OUT offer_id bigint, OUT at_delay_s double precision,
+                                    OUT commit_delay_s double precision)
+RETURNS SETOF record LANGUAGE sql AS $$
+    SELECT o.offer_id,
+           extract(epoch FROM t.at - o.expires_at)::float8,
+           extract(epoch FROM pg_xact_commit_timestamp(t.xmin) - o.expires_at)::float8
+    FROM waitlist.offer o
+    JOIN waitlist.transition t
+      ON t.resource_id = o.resource_id AND t.entity = 'offer' AND t.entity_id = o.offer_id
+     AND t.to_state = 'EXPIRED'
+    WHERE o.resource_id LIKE pattern AND o.state = 'EXPIRED'
+$$;
+
+-- Scenario 1 baseline: a table with the same columns, defaults and indexes
+-- as waitlist.entry (no triggers, no API).
+CREATE TABLE bench.join_base (LIKE waitlist.entry INCLUDING DEFAULTS INCLUDING IDENTITY
+                              INCLUDING CONSTRAINTS INCLUDING INDEXES);
+
+-- Scenario 3 baseline: the textbook queue, same shapes and indexes as the
+-- extension's entry and offer tables, without triggers, outbox or audit.
+CREATE TABLE bench.base_entry (LIKE waitlist.entry INCLUDING DEFAULTS INCLUDING IDENTITY
+                               INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench.base_offer (LIKE waitlist.offer INCLUDING DEFAULTS INCLUDING IDENTITY
+                               INCLUDING CONSTRAINTS INCLUDING INDEXES);
+
+-- Pop one WAITING row with FOR UPDATE SKIP LOCKED, mark it offered and
+-- insert its offer; one transaction per offer.  Returns nothing; the
+-- caller times the CALL.
+CREATE PROCEDURE bench.textbook_promote(resource text, n integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    e bigint;
+    u text;
+BEGIN
+    FOR i IN 1 .. n LOOP
+        SELECT entry_id, user_id INTO e, u
+        FROM bench.base_entry
+        WHERE resource_id = resource AND state = 'WAITING'
+        ORDER BY priority DESC, seq
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED;
+        EXIT WHEN e IS NULL;
+        UPDATE bench.base_entry SET state = 'OFFERED', updated_at = now()
+        WHERE resource_id = resource AND entry_id = e;
+        INSERT INTO bench.base_offer (entry_id, resource_id, user_id, expires_at)
+        VALUES (e, resource, u, now() + interval '1 day');
+        COMMIT;
+    END LOOP;
+END
+$$;
+
+-- Scenario 4: the commit of each release, by transaction id.
+CREATE TABLE bench.lag_release (
+    resource_id text NOT NULL,
+    event_id    text NOT NULL,
+    xid         xid8 NOT NULL
+);
+
+-- Promotion lag per release: from the commit of the release to the commit
+-- of the worker transaction that folded its event and made its offer (the
+-- capacity_event row's xmin after the fold; offers made in the same
+-- transaction become visible with it).  made_offer says whether that
+-- transaction made an offer for the resource.
+CREATE FUNCTION bench.promotion_lags(OUT resource_id text, OUT lag_ms double precision,
+                                     OUT made_offer boolean)
+RETURNS SETOF record LANGUAGE sql AS $$
+    SELECT l.resource_id,
+           extract(epoch FROM pg_xact_commit_timestamp(ce.xmin)
+                            - pg_xact_commit_timestamp(l.xid::text::xid))::float8 * 1000,
+           EXISTS (SELECT 1 FROM waitlist.offer o
+                   WHERE o.resource_id = ce.resource_id AND o.xmin = ce.xmin)
+    FROM bench.lag_release l
+    JOIN waitlist.capacity_event ce
+      ON ce.resource_id = l.resource_id AND ce.event_id = l.event_id
+    WHERE ce.state = 'PROCESSED'
+$$;
+
+-- Scenario 6: the open offers each accept script takes, in order.
+CREATE TABLE bench.accept_queue (
+    kind     text    NOT NULL,
+    n        bigint  NOT NULL,
+    offer_id bigint  NOT NULL,
+    PRIMARY KEY (kind, n)
+);
+CREATE SEQUENCE bench.accept_single_seq;
+CREATE SEQUENCE bench.accept_double_seq;
+
+-- Waiting depth over time of the resources matching a LIKE pattern, from
+-- the audit trail (no sampling during the run): one row per bucket of
+-- "step" seconds from t0 to t1, with the depth at the bucket's end (t_s
+-- seconds after t0).  "at" is the changing transaction's start.
+CREATE FUNCTION bench.depth_series(pattern text, t0 timestamptz, t1 timestamptz,
+                                   step double precision,
+                                   OUT t_s double precision, OUT waiting bigint)
+RETURNS SETOF record LANGUAGE sql AS $$
+    WITH per AS MATERIALIZED (
+        SELECT greatest(-1, floor(extract(epoch FROM at - t0) / step))::int AS b,
+               sum((to_state = 'WAITING')::int
+                   - (from_state IS NOT DISTINCT FROM 'WAITING')::int) AS d
+        FROM waitlist.transition
+        WHERE entity = 'entry' AND resource_id LIKE pattern AND at <= t1
+        GROUP BY 1),
+    tot AS MATERIALIZED (
+        SELECT b, sum(d) OVER (ORDER BY b) AS depth FROM per)
+    SELECT (g + 1) * step,
+           coalesce((SELECT tot.depth FROM tot WHERE tot.b <= g ORDER BY tot.b DESC LIMIT 1), 0)::bigint
+    FROM generate_series(0, floor(extract(epoch FROM t1 - t0) / step)::int) g
+    ORDER BY 1
+$$;
