@@ -372,16 +372,16 @@ SELECT throws_ok(
 -- each valid offer state, each on its own entry; decided_at is set exactly
 -- when the offer is no longer OPEN
 SELECT lives_ok(
-    format($$INSERT INTO waitlist.offer (entry_id, resource_id, state, expires_at, decided_at)
-             SELECT entry_id, 'contract-states', %L, now() + interval '1 minute', %s
+    format($$INSERT INTO waitlist.offer (entry_id, resource_id, user_id, state, expires_at, decided_at)
+             SELECT entry_id, 'contract-states', user_id, %L, now() + interval '1 minute', %s
                FROM waitlist.entry WHERE resource_id = 'contract-states' AND user_id = 'ok-OFFERED'$$,
            s, CASE WHEN s = 'OPEN' THEN 'NULL' ELSE 'now()' END),
     format('offer state %s is accepted', s))
   FROM unnest(ARRAY['OPEN', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'REVOKED', 'FAILED']) AS s;
 
 SELECT throws_ok(
-    format($$INSERT INTO waitlist.offer (entry_id, resource_id, state, expires_at, decided_at)
-             SELECT entry_id, 'contract-states', %L, now() + interval '1 minute', now()
+    format($$INSERT INTO waitlist.offer (entry_id, resource_id, user_id, state, expires_at, decided_at)
+             SELECT entry_id, 'contract-states', user_id, %L, now() + interval '1 minute', now()
                FROM waitlist.entry WHERE resource_id = 'contract-states' AND user_id = 'ok-OFFERED'$$, s),
     '23514', NULL, format('offer state %L is rejected (23514)', s))
   FROM unnest(ARRAY['WAITING', 'CANCELLED', 'open', 'CLOSED', 'PENDING', '']) AS s;
