@@ -10,8 +10,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use WaitlistTest;
 
 my $node = PostgreSQL::Test::Cluster->new('restart');
+use_node($node);
 $node->init;
 # The nap starts at an hour, so that only commits wake the workers until the
 # reload below shortens it.
@@ -25,25 +29,6 @@ waitlist.naptime = '1h'
 restart_after_crash = on
 });
 $node->start;
-
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query);
-}
-
-sub wait_until
-{
-	my ($query, $expected, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	ok($node->poll_query_until('postgres', $query, $expected), $what);
-}
-
-sub entry_state
-{
-	my ($entry_id) = @_;
-	return "SELECT state FROM waitlist_status($entry_id)";
-}
 
 my $workers_running =
   "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'waitlist worker'";

@@ -9,10 +9,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use WaitlistTest;
 
 my $max_attempts = 3;
 
 my $node = PostgreSQL::Test::Cluster->new('poison');
+use_node($node);
 $node->init;
 $node->append_conf(
 	'postgresql.conf', qq{
@@ -22,25 +26,6 @@ waitlist.promotion_mode = 'worker'
 waitlist.max_event_attempts = $max_attempts
 });
 $node->start;
-
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query);
-}
-
-sub wait_until
-{
-	my ($query, $expected, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	ok($node->poll_query_until('postgres', $query, $expected), $what);
-}
-
-sub entry_state
-{
-	my ($entry_id) = @_;
-	return "SELECT state FROM waitlist_status($entry_id)";
-}
 
 ok( $node->poll_query_until(
 		'postgres',

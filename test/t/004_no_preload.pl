@@ -9,8 +9,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use WaitlistTest qw(use_node sql);
 
 my $node = PostgreSQL::Test::Cluster->new('no_preload');
+use_node($node);
 $node->init;
 $node->append_conf(
 	'postgresql.conf', qq{
@@ -18,12 +22,6 @@ waitlist.database = 'postgres'
 waitlist.promotion_mode = 'worker'
 });
 $node->start;
-
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query);
-}
 
 sub entry_state
 {

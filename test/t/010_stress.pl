@@ -17,6 +17,9 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use WaitlistTest qw(use_node sql wait_until);
 
 my $stress_dir = dirname(__FILE__) . '/../stress';
 my $duration = 15;
@@ -24,6 +27,7 @@ my $clients = 8;
 my $rate = 4000;
 
 my $node = PostgreSQL::Test::Cluster->new('stress');
+use_node($node);
 $node->init;
 my $pkglibdir = $node->config_data('--pkglibdir');
 my $preload = -e "$pkglibdir/pg_cron.so" ? 'pg_cron,waitlist' : 'waitlist';
@@ -42,19 +46,6 @@ max_connections = 40
 log_statement = none
 });
 $node->start;
-
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query);
-}
-
-sub wait_until
-{
-	my ($query, $expected, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	ok($node->poll_query_until('postgres', $query, $expected), $what);
-}
 
 # waitlist_check()'s rows, one per line; empty when every invariant holds
 my $violations = q{SELECT invariant || ' ' || coalesce(resource_id, '') || ' '

@@ -13,10 +13,14 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use WaitlistTest qw(use_node sql wait_until);
 
 my $stress_dir = dirname(__FILE__) . '/../stress';
 
 my $node = PostgreSQL::Test::Cluster->new('crash');
+use_node($node);
 $node->init;
 $node->append_conf(
 	'postgresql.conf', qq{
@@ -31,19 +35,6 @@ log_statement = none
 restart_after_crash = on
 });
 $node->start;
-
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query);
-}
-
-sub wait_until
-{
-	my ($query, $expected, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	ok($node->poll_query_until('postgres', $query, $expected), $what);
-}
 
 my $workers_running =
   "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'waitlist worker'";

@@ -13,10 +13,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use WaitlistTest;
 use POSIX ();
 use Time::HiRes qw(usleep);
 
 my $node = PostgreSQL::Test::Cluster->new('booking_faults');
+use_node($node);
 $node->init;
 # one worker, so that it owns every resource here
 $node->append_conf(
@@ -29,25 +33,6 @@ waitlist.naptime = '200ms'
 track_commit_timestamp = on
 });
 $node->start;
-
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query);
-}
-
-sub wait_until
-{
-	my ($query, $expected, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	ok($node->poll_query_until('postgres', $query, $expected), $what);
-}
-
-sub entry_state
-{
-	my ($entry_id) = @_;
-	return "SELECT state FROM waitlist_status($entry_id)";
-}
 
 sub offer_of
 {

@@ -19,6 +19,9 @@ use Time::HiRes qw(time usleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use WaitlistTest qw(use_node sql);
 
 my $secret = 'relay-test-secret';
 $ENV{WAITLIST_RELAY_SECRET} = $secret;
@@ -29,6 +32,7 @@ BAIL_OUT('waitlist-relay is not installed (make install)') unless $relay_dir;
 my $relay_bin = "$relay_dir/waitlist-relay";
 
 my $node = PostgreSQL::Test::Cluster->new('relay');
+use_node($node);
 $node->init;
 $node->append_conf(
 	'postgresql.conf', qq{
@@ -38,12 +42,6 @@ waitlist.outbox_retry_base = '50ms'
 waitlist.outbox_max_attempts = 3
 });
 $node->start;
-
-sub sql
-{
-	my ($query) = @_;
-	return $node->safe_psql('postgres', $query);
-}
 
 sql('CREATE EXTENSION waitlist');
 

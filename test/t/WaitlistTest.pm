@@ -1,0 +1,46 @@
+# WaitlistTest: the small helpers every TAP test of waitlist uses, bound to
+# the test's node with use_node().
+
+package WaitlistTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use Test::More;
+
+our @EXPORT = qw(use_node sql wait_until entry_state);
+
+my $node;
+
+# The node the other helpers talk to (database postgres).
+sub use_node
+{
+	($node) = @_;
+	return;
+}
+
+# Run SQL, fail the test on error, return its output.
+sub sql
+{
+	my ($query) = @_;
+	return $node->safe_psql('postgres', $query);
+}
+
+# Pass once the query returns the expected value, fail at the poll timeout.
+sub wait_until
+{
+	my ($query, $expected, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	ok($node->poll_query_until('postgres', $query, $expected), $what);
+	return;
+}
+
+# The query that reads an entry's state, for wait_until().
+sub entry_state
+{
+	my ($entry_id) = @_;
+	return "SELECT state FROM waitlist_status($entry_id)";
+}
+
+1;
