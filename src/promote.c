@@ -157,18 +157,20 @@ waitlist_promote_idle(int32 max_resources)
 		if (!waitlist_try_lock_resource_gate(resource_id))
 			continue;
 		waitlist_lock_resource(resource_id, &res);
-		offers += waitlist_promote_locked(resource_id, -1);
+		offers += waitlist_promote_locked(resource_id, -1, &res);
 	}
 	return offers;
 }
 
 /*
  * Offer up to max_offers (all, if negative) of the resource's free units to
- * the next waiters.  The caller holds the resource's lock.  Returns the
- * number of offers made.
+ * the next waiters.  The caller holds the resource's lock; "locked" is what
+ * taking it read, or NULL if the caller has changed the row since (the row
+ * is then read again).  Returns the number of offers made.
  */
 int64
-waitlist_promote_locked(text *resource_id, int64 max_offers)
+waitlist_promote_locked(text *resource_id, int64 max_offers,
+						const WaitlistResource *locked)
 {
 	WaitlistResource res;
 	int64		wanted;
@@ -176,7 +178,10 @@ waitlist_promote_locked(text *resource_id, int64 max_offers)
 	Datum		values[3];
 	bool		isnull;
 
-	waitlist_read_resource(resource_id, &res);
+	if (locked != NULL)
+		res = *locked;
+	else
+		waitlist_read_resource(resource_id, &res);
 	wanted = res.free_units;
 	if (max_offers >= 0 && max_offers < wanted)
 		wanted = max_offers;
@@ -230,7 +235,7 @@ waitlist_promote(PG_FUNCTION_ARGS)
 	/* like every promoter that may find units, wait for joins in flight */
 	waitlist_lock_resource_gate(resource_id, true);
 	waitlist_lock_resource(resource_id, &res);
-	offers = waitlist_promote_locked(resource_id, max_offers);
+	offers = waitlist_promote_locked(resource_id, max_offers, &res);
 	waitlist_api_end(&call);
 
 	PG_RETURN_INT32((int32) offers);
@@ -270,7 +275,7 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 	waitlist_execute(&release_plan, values, NULL, false, 0, NULL);
 	if (SPI_processed == 0)
 		return false;
-	(void) waitlist_promote_locked(resource_id, -1);
+	(void) waitlist_promote_locked(resource_id, -1, NULL);
 	return true;
 }
 
@@ -300,7 +305,7 @@ waitlist_fold_and_promote(text *resource_id, int64 *offers, bool wait_for_gate)
 	if (SPI_processed > 0)
 		events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));
-	*offers = waitlist_promote_locked(resource_id, -1);
+	*offers = waitlist_promote_locked(resource_id, -1, NULL);
 	return events;
 }
 
@@ -324,7 +329,7 @@ waitlist_promote_if_free(text *resource_id)
 		return;
 	}
 	waitlist_lock_resource(resource_id, &res);
-	(void) waitlist_promote_locked(resource_id, -1);
+	(void) waitlist_promote_locked(resource_id, -1, &res);
 }
 
 void

@@ -223,7 +223,7 @@ waitlist_give_back_units(text *resource_id, int64 units)
 	if (waitlist_defer_to_worker())
 		waitlist_wake_owner_at_commit(resource_id);
 	else
-		(void) waitlist_promote_locked(resource_id, -1);
+		(void) waitlist_promote_locked(resource_id, -1, NULL);
 }
 
 static WaitlistPlan count_owned_plan = {

@@ -129,7 +129,8 @@ extern int64 waitlist_count_owned_resources(int index, int nworkers);
 extern void waitlist_check_channels(Datum channels);
 
 /* promote.c */
-extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers);
+extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers,
+									 const WaitlistResource *locked);
 extern void waitlist_promote_if_free(text *resource_id);
 extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers,
 										bool wait_for_gate);
