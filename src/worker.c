@@ -92,13 +92,15 @@ typedef enum WorkKind
 	WORK_IDLE_UNITS,			/* promote a resource's idle free units */
 	WORK_EXPIRY,				/* expire due offers of our share */
 	WORK_LIST,					/* list resources for one of the above */
-	WORK_DEADLINE				/* when to wake next */
+	WORK_DEADLINE,				/* when to wake next */
+	WORK_FAILURE				/* count a failed attempt at a resource's events */
 } WorkKind;
 
 typedef struct Work
 {
 	WorkKind	kind;
 	text	   *resource_id;
+	const char *error;			/* in, WORK_FAILURE */
 	WaitlistPlan *list_plan;
 	List	   *resources;		/* out, WORK_LIST, in the round's context */
 	int64		events;
@@ -123,6 +125,8 @@ work_activity(WorkKind kind)
 			return "waitlist: looking for work";
 		case WORK_DEADLINE:
 			return "waitlist: computing next deadline";
+		case WORK_FAILURE:
+			return "waitlist: recording a failed promotion";
 	}
 	return "waitlist";
 }
@@ -153,6 +157,15 @@ do_work(Work *work)
 
 				work->resources = lappend(work->resources, DatumGetTextPCopy(d));
 				MemoryContextSwitchTo(old);
+			}
+			break;
+		case WORK_FAILURE:
+			{
+				Datum		values[3] = {PointerGetDatum(work->resource_id),
+					CStringGetTextDatum(work->error),
+				Int32GetDatum(waitlist_max_event_attempts)};
+
+				waitlist_execute(&failed_events_plan, values, NULL, false, 0, NULL);
 			}
 			break;
 		case WORK_DEADLINE:
@@ -206,28 +219,6 @@ run_work(Work *work)
 	MemoryContextSwitchTo(work->round_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return error;
-}
-
-/* Count a failed attempt at the resource's due events, in a new transaction. */
-static void
-record_failure(Work *work, const char *error)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	{
-		WaitlistApiCall call;
-		Datum		values[3] = {PointerGetDatum(work->resource_id),
-			CStringGetTextDatum(error),
-		Int32GetDatum(waitlist_max_event_attempts)};
-
-		waitlist_api_begin(&call);
-		waitlist_execute(&failed_events_plan, values, NULL, false, 0, NULL);
-		waitlist_api_end(&call);
-	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(work->round_cxt);
 }
 
 /* List resources to work on; NIL if the listing failed. */
@@ -285,7 +276,10 @@ run_round(MemoryContext round_cxt, bool look_for_idle_units)
 		error = run_work(&work);
 		if (error != NULL)
 		{
-			record_failure(&work, error);
+			Work		failure = {.kind = WORK_FAILURE,.resource_id = work.resource_id,
+			.error = error,.round_cxt = round_cxt};
+
+			(void) run_work(&failure);
 			waitlist_worker_report(worker_index, 0, 0, 0, error);
 		}
 		else if (work.events < 0)
