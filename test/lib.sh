@@ -5,7 +5,10 @@
 # Everything lives in one temporary directory (WL_TMP) that an EXIT trap
 # removes after stopping every server started under it.
 
-PG_BINDIR=/usr/lib/postgresql/15/bin
+# WL_PG_BINDIR points the tests at another (relocated) PostgreSQL 15
+# installation, so that two checkouts can be tested at once without sharing
+# the installed extension.
+PG_BINDIR=${WL_PG_BINDIR:-/usr/lib/postgresql/15/bin}
 PG_CONFIG=$PG_BINDIR/pg_config
 export PG_CONFIG
 
