@@ -92,6 +92,11 @@ extern void waitlist_worker_attach(int index);
 extern void waitlist_worker_report(int index, int64 events, int64 offers,
 								   int64 expired, const char *error);
 
+/* version.c: the schema version of this database (1.0 -> 100, 1.1 -> 101) */
+#define WAITLIST_SCHEMA_1_1		101
+extern int	waitlist_schema_version(void);
+extern void waitlist_require_schema_version(int version, const char *what);
+
 /* api.c */
 extern void waitlist_api_begin(WaitlistApiCall *call);
 extern void waitlist_api_end(WaitlistApiCall *call);
