@@ -180,6 +180,32 @@ SELECT (SELECT count(*) FROM waitlist.transition WHERE at < '2001-01-01') AS fak
                                                OR decided_at < '2001-01-01') AS fake_offer_times;
 
 --
+-- Temporary tables named like the extension's tables, CTEs and transition
+-- tables change nothing: pg_temp is searched last, and every relation the
+-- extension's SQL names is schema-qualified or its own
+--
+CREATE TEMP TABLE resource (resource_id text, free_units bigint);
+CREATE TEMP TABLE entry (resource_id text, entry_id bigint, state text);
+CREATE TEMP TABLE offer (resource_id text, offer_id bigint, state text);
+CREATE TEMP TABLE accept_request (resource_id text, offer_id bigint, state text);
+CREATE TEMP TABLE transition (resource_id text);
+CREATE TEMP TABLE new_rows (resource_id text);
+CREATE TEMP TABLE settled (offer_id bigint);
+INSERT INTO resource VALUES ('sec-temp', 1000);
+INSERT INTO offer VALUES ('sec-temp', 1, 'ACCEPTED');
+SELECT waitlist_create_resource('sec-temp', '5 minutes');
+SELECT waitlist_join('sec-temp', 't1') AS t1 \gset
+SELECT waitlist_release('sec-temp', 1, 'ev-1') AS released;
+SELECT state, offer_id IS NOT NULL AS has_offer FROM waitlist_status(:t1);
+SELECT state FROM waitlist_accept((SELECT offer_id FROM waitlist_status(:t1)), 'k');
+SELECT (SELECT count(*) FROM waitlist.transition WHERE resource_id = 'sec-temp') AS transitions,
+       (SELECT count(*) FROM pg_temp.transition) AS temp_transitions,
+       (SELECT count(*) FROM pg_temp.offer) AS temp_offers,
+       (SELECT free_units FROM waitlist.resource WHERE resource_id = 'sec-temp') AS free_units;
+DROP TABLE pg_temp.resource, pg_temp.entry, pg_temp.offer, pg_temp.accept_request,
+    pg_temp.transition, pg_temp.new_rows, pg_temp.settled;
+
+--
 -- The booking function cannot escalate: a non-superuser's booking function
 -- changes search_path (a plain SET, set_config(..., false), or a trigger on
 -- its own table), so that the rest of waitlist_accept, which runs as the
