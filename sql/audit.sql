@@ -218,6 +218,12 @@ CREATE TRIGGER keep_quiet BEFORE INSERT ON waitlist.transition
     FOR EACH ROW EXECUTE FUNCTION pg_temp.keep_quiet();
 CREATE RULE keep_quiet AS ON INSERT TO waitlist.transition DO INSTEAD NOTHING;
 CREATE RULE keep_quiet AS ON UPDATE TO waitlist.offer DO INSTEAD NOTHING;
+CREATE OR REPLACE TRIGGER entry_update_audit AFTER UPDATE ON waitlist.entry
+    FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.keep_quiet();
+CREATE OR REPLACE FUNCTION waitlist.record_transitions() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE OR REPLACE FUNCTION waitlist.transition_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
 CREATE TABLE pg_temp.more_transitions () INHERITS (waitlist.transition);
 ALTER EXTENSION waitlist DROP TABLE waitlist.transition;
 \set VERBOSITY terse
@@ -236,7 +242,10 @@ ALTER TABLE waitlist.entry ALTER COLUMN user_id SET STATISTICS 500;
 CREATE FUNCTION pg_temp.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
 CREATE TRIGGER my_offer_trigger AFTER INSERT ON waitlist.offer
     FOR EACH ROW EXECUTE FUNCTION pg_temp.noop();
+CREATE OR REPLACE TRIGGER my_offer_trigger AFTER INSERT ON waitlist.offer
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.noop();
 DROP TRIGGER my_offer_trigger ON waitlist.offer;
+CREATE OR REPLACE FUNCTION pg_temp.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 -- and DDL elsewhere is none of its business
 CREATE TABLE pg_temp.elsewhere (a int);
 ALTER TABLE pg_temp.elsewhere DISABLE TRIGGER ALL;

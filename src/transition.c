@@ -37,6 +37,8 @@
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
+#include "parser/parse_func.h"
+#include "parser/parse_type.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -321,6 +323,40 @@ alter_table_cmd_allowed(AlterTableCmd *cmd)
 	}
 }
 
+/*
+ * The function CREATE OR REPLACE FUNCTION would replace, if it exists and
+ * is one of the extension's: replacing record_transitions() or
+ * transition_append_only() with a function that does nothing would leave
+ * every trigger in place and silence it.
+ */
+static bool
+replaces_extension_function(CreateFunctionStmt *stmt, Oid extoid)
+{
+	Oid			argtypes[FUNC_MAX_ARGS];
+	int			nargs = 0;
+	ListCell   *lc;
+	Oid			funcid;
+
+	if (!stmt->replace)
+		return false;
+	foreach(lc, stmt->parameters)
+	{
+		FunctionParameter *fp = lfirst_node(FunctionParameter, lc);
+
+		if (fp->mode == FUNC_PARAM_OUT || fp->mode == FUNC_PARAM_TABLE)
+			continue;
+		if (nargs >= FUNC_MAX_ARGS)
+			return false;
+		argtypes[nargs] = LookupTypeNameOid(NULL, fp->argType, true);
+		if (!OidIsValid(argtypes[nargs]))
+			return false;		/* no such type, so no such function */
+		nargs++;
+	}
+	funcid = LookupFuncName(stmt->funcname, nargs, argtypes, true);
+	return OidIsValid(funcid) &&
+		getExtensionOfObject(ProcedureRelationId, funcid) == extoid;
+}
+
 static void
 audit_ddl_refused(const char *what) pg_attribute_noreturn();
 
@@ -387,9 +423,22 @@ waitlist_audit_ddl_guard(PG_FUNCTION_ARGS)
 			}
 			break;
 		case T_CreateTrigStmt:
-			/* a BEFORE trigger could rewrite or drop rows of the log */
-			if (is_transition_rangevar(((CreateTrigStmt *) stmt)->relation))
-				audit_ddl_refused("a trigger on waitlist.transition");
+			{
+				CreateTrigStmt *cts = (CreateTrigStmt *) stmt;
+
+				/* a BEFORE trigger could rewrite or drop rows of the log */
+				if (is_transition_rangevar(cts->relation))
+					audit_ddl_refused("a trigger on waitlist.transition");
+				/* CREATE OR REPLACE TRIGGER could swap an audit trigger's function */
+				if (cts->replace && is_audited_rangevar(cts->relation) &&
+					is_extension_trigger(RangeVarGetRelid(cts->relation, NoLock, true),
+										 cts->trigname, extoid))
+					audit_ddl_refused("replacing a trigger of the audit trail");
+			}
+			break;
+		case T_CreateFunctionStmt:
+			if (replaces_extension_function((CreateFunctionStmt *) stmt, extoid))
+				audit_ddl_refused("replacing a function of extension waitlist");
 			break;
 		case T_RuleStmt:
 			if (is_audited_rangevar(((RuleStmt *) stmt)->relation))
