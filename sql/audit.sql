@@ -145,5 +145,111 @@ WHERE o.state IS DISTINCT FROM (SELECT t.to_state FROM waitlist.transition t
                                   AND t.entity_id = o.offer_id
                                 ORDER BY t.transition_id DESC LIMIT 1);
 
+--
+-- Rows of the log come only from the audit trigger: a role that may INSERT
+-- into it (as one that changes states by hand must) cannot forge a row,
+-- with any actor or time (42501).  A superuser may: that is how a restore
+-- brings the trail back.
+--
+SELECT count(*) AS transitions FROM waitlist.transition \gset
+SET ROLE regress_waitlist_dba;
+INSERT INTO waitlist.transition (entity, entity_id, resource_id, to_state, reason, rule_version, actor, at)
+VALUES ('entry', 1, 'audit-1', 'ACCEPTED', 'forged', 'x', 'someone_else', '2000-01-01');
+INSERT INTO waitlist.transition (entity, entity_id, resource_id, to_state, reason, rule_version, actor)
+SELECT entity, entity_id, resource_id, to_state, reason, rule_version, actor
+FROM waitlist.transition WHERE resource_id = 'audit-1' LIMIT 1;
+RESET ROLE;
+BEGIN;
+INSERT INTO waitlist.transition (entity, entity_id, resource_id, to_state, reason, rule_version, actor)
+VALUES ('entry', 1, 'audit-1', 'ACCEPTED', 'restored', 'x', 'someone_else');
+SELECT count(*) - :transitions AS superuser_rows FROM waitlist.transition;
+ROLLBACK;
+SELECT count(*) - :transitions AS new_rows FROM waitlist.transition;
+
+--
+-- session_replication_role = replica does not silence the guards: the log
+-- stays append-only, and API calls write their rows.  A superuser's change
+-- by hand in replica mode (a restore, a replication apply) writes none, its
+-- rows come with their trail; anyone else's change is recorded as usual.
+--
+SET session_replication_role = replica;
+UPDATE waitlist.transition SET reason = 'rewritten' WHERE resource_id = 'audit-1';
+DELETE FROM waitlist.transition WHERE resource_id = 'audit-1';
+TRUNCATE waitlist.transition;
+SELECT waitlist_join('audit-1', 'zoe') AS zoe \gset
+UPDATE waitlist.entry SET state = 'CANCELLED' WHERE entry_id = :zoe;
+RESET session_replication_role;
+GRANT SET ON PARAMETER session_replication_role TO regress_waitlist_dba;
+SET ROLE regress_waitlist_dba;
+SET session_replication_role = replica;
+UPDATE waitlist.entry SET state = 'WAITING' WHERE entry_id = :zoe;
+RESET session_replication_role;
+RESET ROLE;
+REVOKE SET ON PARAMETER session_replication_role FROM regress_waitlist_dba;
+SELECT count(*) - :transitions AS new_rows,
+       count(*) FILTER (WHERE reason = 'rewritten') AS rewritten
+FROM waitlist.transition;
+SELECT entity, user_id, from_state, to_state, reason, actor
+FROM audit WHERE resource_id = 'audit-1' AND user_id = 'zoe';
+
+--
+-- DDL that would switch the guards off or rewrite the log is refused, even
+-- for a superuser (42501): disabling or re-enabling triggers, changing or
+-- dropping columns, dropping the guards' triggers, triggers or rules on the
+-- log, renames, inheriting from the audited tables, taking the tables out
+-- of the extension
+--
+ALTER TABLE waitlist.transition DISABLE TRIGGER ALL;
+ALTER TABLE waitlist.transition DISABLE TRIGGER transition_no_update_delete;
+ALTER TABLE waitlist.entry DISABLE TRIGGER USER;
+ALTER TABLE waitlist.offer DISABLE TRIGGER offer_update_audit;
+ALTER TABLE waitlist.entry ENABLE REPLICA TRIGGER entry_update_audit;
+ALTER TABLE waitlist.transition ALTER COLUMN actor TYPE name USING 'someone_else';
+ALTER TABLE waitlist.transition ALTER COLUMN at SET DEFAULT '2000-01-01';
+ALTER TABLE waitlist.transition DROP COLUMN reason;
+ALTER TABLE waitlist.transition SET UNLOGGED;
+ALTER TABLE waitlist.transition RENAME COLUMN actor TO actor_was;
+ALTER TABLE waitlist.transition RENAME TO transition_was;
+DROP TRIGGER transition_no_truncate ON waitlist.transition;
+DROP TRIGGER transition_insert_guard ON waitlist.transition;
+DROP TRIGGER entry_update_audit ON waitlist.entry;
+CREATE FUNCTION pg_temp.keep_quiet() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER keep_quiet BEFORE INSERT ON waitlist.transition
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.keep_quiet();
+CREATE RULE keep_quiet AS ON INSERT TO waitlist.transition DO INSTEAD NOTHING;
+CREATE RULE keep_quiet AS ON UPDATE TO waitlist.offer DO INSTEAD NOTHING;
+CREATE OR REPLACE TRIGGER entry_update_audit AFTER UPDATE ON waitlist.entry
+    FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.keep_quiet();
+CREATE OR REPLACE FUNCTION waitlist.record_transitions() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE OR REPLACE FUNCTION waitlist.transition_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TABLE pg_temp.more_transitions () INHERITS (waitlist.transition);
+ALTER EXTENSION waitlist DROP TABLE waitlist.transition;
+\set VERBOSITY terse
+ALTER TABLE waitlist.transition DISABLE TRIGGER ALL;
+\set VERBOSITY sqlstate
+SELECT c.relname, t.tgname, t.tgenabled
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+WHERE c.relnamespace = 'waitlist'::regnamespace AND NOT t.tgisinternal
+ORDER BY 1, 2;
+SELECT evtname, evtevent, evtenabled FROM pg_event_trigger WHERE evtname LIKE 'waitlist%';
+-- what stays allowed: storage and statistics settings, and triggers of
+-- one's own on entries and offers
+ALTER TABLE waitlist.transition SET (autovacuum_vacuum_scale_factor = 0.05);
+ALTER TABLE waitlist.transition RESET (autovacuum_vacuum_scale_factor);
+ALTER TABLE waitlist.entry ALTER COLUMN user_id SET STATISTICS 500;
+CREATE FUNCTION pg_temp.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER my_offer_trigger AFTER INSERT ON waitlist.offer
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.noop();
+CREATE OR REPLACE TRIGGER my_offer_trigger AFTER INSERT ON waitlist.offer
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.noop();
+DROP TRIGGER my_offer_trigger ON waitlist.offer;
+CREATE OR REPLACE FUNCTION pg_temp.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+-- and DDL elsewhere is none of its business
+CREATE TABLE pg_temp.elsewhere (a int);
+ALTER TABLE pg_temp.elsewhere DISABLE TRIGGER ALL;
+DROP TABLE pg_temp.elsewhere;
+
 DROP OWNED BY regress_waitlist_dba;
 DROP ROLE regress_waitlist_dba;

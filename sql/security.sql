@@ -12,6 +12,8 @@ CREATE EXTENSION waitlist;
 DROP SCHEMA IF EXISTS regress_evil CASCADE;
 DROP ROLE IF EXISTS regress_waitlist_app;
 DROP ROLE IF EXISTS regress_waitlist_nobody;
+DROP SCHEMA IF EXISTS regress_trap CASCADE;
+DROP ROLE IF EXISTS regress_attacker;
 RESET client_min_messages;
 
 CREATE TEMP VIEW audit AS
@@ -177,7 +179,152 @@ SELECT (SELECT count(*) FROM waitlist.transition WHERE at < '2001-01-01') AS fak
        (SELECT count(*) FROM waitlist.offer WHERE created_at < '2001-01-01' OR expires_at < '2001-01-01'
                                                OR decided_at < '2001-01-01') AS fake_offer_times;
 
+--
+-- Temporary tables named like the extension's tables, CTEs and transition
+-- tables change nothing: pg_temp is searched last, and every relation the
+-- extension's SQL names is schema-qualified or its own
+--
+CREATE TEMP TABLE resource (resource_id text, free_units bigint);
+CREATE TEMP TABLE entry (resource_id text, entry_id bigint, state text);
+CREATE TEMP TABLE offer (resource_id text, offer_id bigint, state text);
+CREATE TEMP TABLE accept_request (resource_id text, offer_id bigint, state text);
+CREATE TEMP TABLE transition (resource_id text);
+CREATE TEMP TABLE new_rows (resource_id text);
+CREATE TEMP TABLE settled (offer_id bigint);
+INSERT INTO resource VALUES ('sec-temp', 1000);
+INSERT INTO offer VALUES ('sec-temp', 1, 'ACCEPTED');
+SELECT waitlist_create_resource('sec-temp', '5 minutes');
+SELECT waitlist_join('sec-temp', 't1') AS t1 \gset
+SELECT waitlist_release('sec-temp', 1, 'ev-1') AS released;
+SELECT state, offer_id IS NOT NULL AS has_offer FROM waitlist_status(:t1);
+SELECT state FROM waitlist_accept((SELECT offer_id FROM waitlist_status(:t1)), 'k');
+SELECT (SELECT count(*) FROM waitlist.transition WHERE resource_id = 'sec-temp') AS transitions,
+       (SELECT count(*) FROM pg_temp.transition) AS temp_transitions,
+       (SELECT count(*) FROM pg_temp.offer) AS temp_offers,
+       (SELECT free_units FROM waitlist.resource WHERE resource_id = 'sec-temp') AS free_units;
+DROP TABLE pg_temp.resource, pg_temp.entry, pg_temp.offer, pg_temp.accept_request,
+    pg_temp.transition, pg_temp.new_rows, pg_temp.settled;
+
+--
+-- The booking function cannot escalate: a non-superuser's booking function
+-- changes search_path (a plain SET, set_config(..., false), or a trigger on
+-- its own table), so that the rest of waitlist_accept, which runs as the
+-- owner (here a superuser), would resolve "=" to the attacker's operator.
+-- The operator tries ALTER ROLE ... SUPERUSER and logs who runs it.  The
+-- settings are thrown away when the function returns: the operator only
+-- ever runs as the attacker, who gains nothing.
+--
+CREATE ROLE regress_attacker;
+CREATE SCHEMA regress_trap AUTHORIZATION regress_attacker;
+GRANT EXECUTE ON FUNCTION waitlist_accept(bigint, text) TO regress_attacker;
+SET ROLE regress_attacker;
+CREATE TABLE regress_trap.log (who name, path text);
+CREATE TABLE regress_trap.bookings (offer_id bigint);
+CREATE FUNCTION regress_trap.eq(a text, b text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO regress_trap.log VALUES (current_user, pg_catalog.current_setting('search_path'));
+    BEGIN
+        EXECUTE 'ALTER ROLE regress_attacker SUPERUSER';
+    EXCEPTION WHEN insufficient_privilege THEN NULL;
+    END;
+    RETURN pg_catalog.texteq(a, b);
+END;
+$$;
+CREATE OPERATOR regress_trap.= (LEFTARG = text, RIGHTARG = text, FUNCTION = regress_trap.eq);
+-- (a) a plain SET
+CREATE FUNCTION regress_trap.book_set(text, text, bigint, text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    SET search_path = regress_trap, pg_catalog;
+    RETURN 'set';
+END;
+$$;
+-- (b) set_config(..., false)
+CREATE FUNCTION regress_trap.book_set_config(text, text, bigint, text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'regress_trap, pg_catalog', false);
+    RETURN 'set_config';
+END;
+$$;
+-- (c) from a trigger its INSERT fires
+CREATE FUNCTION regress_trap.bookings_trigger() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    SET search_path = regress_trap, pg_catalog;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER bookings_trigger BEFORE INSERT ON regress_trap.bookings
+    FOR EACH ROW EXECUTE FUNCTION regress_trap.bookings_trigger();
+CREATE FUNCTION regress_trap.book_trigger(text, text, p_offer bigint, text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO regress_trap.bookings VALUES (p_offer);
+    RETURN 'trigger';
+END;
+$$;
+-- SET ROLE and SET SESSION AUTHORIZATION are refused inside it (42501)
+CREATE FUNCTION regress_trap.book_set_role(text, text, bigint, text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    SET ROLE regress_attacker;
+    RETURN 'set role';
+END;
+$$;
+CREATE FUNCTION regress_trap.book_session_auth(text, text, bigint, text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE 'SET SESSION AUTHORIZATION ' || pg_catalog.quote_ident(session_user);
+    RETURN 'session authorization';
+END;
+$$;
+RESET ROLE;
+
+CREATE FUNCTION pg_temp.attack(p_resource text, p_booking regprocedure) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM waitlist_create_resource(p_resource, booking_function => p_booking);
+    PERFORM waitlist_join(p_resource, 'fan-' || p_resource);
+    PERFORM waitlist_release(p_resource, 1, 'ev-' || p_resource);
+    RETURN (SELECT o.offer_id FROM waitlist.offer o WHERE o.resource_id = p_resource);
+END;
+$$;
+SELECT pg_temp.attack('trap-set', 'regress_trap.book_set(text,text,bigint,text)') AS offer_set,
+       pg_temp.attack('trap-set-config', 'regress_trap.book_set_config(text,text,bigint,text)') AS offer_set_config,
+       pg_temp.attack('trap-trigger', 'regress_trap.book_trigger(text,text,bigint,text)') AS offer_trigger,
+       pg_temp.attack('trap-set-role', 'regress_trap.book_set_role(text,text,bigint,text)') AS offer_set_role,
+       pg_temp.attack('trap-session-auth', 'regress_trap.book_session_auth(text,text,bigint,text)') AS offer_session_auth
+\gset
+
+SET ROLE regress_attacker;
+SET search_path = public;
+SELECT * FROM waitlist_accept(:offer_set, 'k');
+SELECT current_user, current_setting('search_path') AS search_path;
+SELECT * FROM waitlist_accept(:offer_set_config, 'k');
+SELECT current_user, current_setting('search_path') AS search_path;
+SELECT * FROM waitlist_accept(:offer_trigger, 'k');
+SELECT current_user, current_setting('search_path') AS search_path;
+-- 42501, and the offers stay open
+SELECT * FROM waitlist_accept(:offer_set_role, 'k');
+SELECT * FROM waitlist_accept(:offer_session_auth, 'k');
+SELECT current_user, session_user = current_user AS session_user_changed,
+       current_setting('search_path') AS search_path;
+RESET ROLE;
+RESET search_path;
+-- the attacker gained nothing, and the operator never ran as anyone else
+SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_attacker';
+SELECT count(*) AS operator_runs_not_as_attacker FROM regress_trap.log
+WHERE who <> 'regress_attacker';
+SELECT resource_id, state, reservation_ref FROM waitlist.offer
+WHERE resource_id LIKE 'trap-%' ORDER BY resource_id;
+SELECT count(*) AS violations FROM waitlist_check();
+
 SET client_min_messages = warning;
+DROP SCHEMA regress_trap CASCADE;
+DROP OWNED BY regress_attacker;
+DROP ROLE regress_attacker;
 DROP SCHEMA regress_evil CASCADE;
 DROP OWNED BY regress_waitlist_app;
 DROP OWNED BY regress_waitlist_nobody;

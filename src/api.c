@@ -55,6 +55,13 @@ static SubTransactionId call_subxid[WAITLIST_MAX_CALL_DEPTH];
 static int	call_depth = 0;
 
 /*
+ * The subtransaction a booking function runs in, while it runs; invalid
+ * otherwise.  The API is not re-entered from it (see waitlist_api_begin()),
+ * so there is at most one.
+ */
+static SubTransactionId booking_subxid = InvalidSubTransactionId;
+
+/*
  * Owner of the "waitlist" schema, which the install script creates: the
  * role the API's own SQL runs as.
  */
@@ -82,12 +89,29 @@ waitlist_owner(void)
  * Enter an API call: remember the caller, become the extension owner, pin
  * search_path to pg_catalog so that no object the caller can create changes
  * what our SQL does, and connect to SPI.
+ *
+ * Not from inside a booking function: waitlist_accept holds the offer, its
+ * accept request and the resource's gate while the function runs, and its
+ * decision rests on them.  An accept of the same offer would find its own
+ * undecided request, a decline or leave would settle the offer under it (one
+ * unit, two holders), a release or promotion would hand out units in the
+ * middle of a decision.  Rather than weigh each call, every one is refused:
+ * the booking system books, and the application calls the API after
+ * waitlist_accept returns.
  */
 void
 waitlist_api_begin(WaitlistApiCall *call)
 {
-	Oid			owner = waitlist_owner();
+	Oid			owner;
 
+	if (booking_subxid != InvalidSubTransactionId)
+		ereport(ERROR,
+				(errcode(ERRCODE_WAITLIST_REENTERED),
+				 errmsg("the waitlist API cannot be called from a booking function"),
+				 errdetail("A booking function runs inside waitlist_accept(), which holds the offer until the function returns."),
+				 errhint("Call the waitlist API after waitlist_accept() returns; to refuse the booking, raise an error in the booking function.")));
+
+	owner = waitlist_owner();
 	if (call_depth >= WAITLIST_MAX_CALL_DEPTH)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -116,6 +140,9 @@ waitlist_api_begin(WaitlistApiCall *call)
 /*
  * Leave an API call normally.  On error, transaction abort restores the
  * role, the settings and SPI, and waitlist_api_reset_on_abort() the stack.
+ *
+ * Settings made inside the call are discarded, not kept: none of ours
+ * outlives the call, and nothing user code might have set inside it should.
  */
 void
 waitlist_api_end(WaitlistApiCall *call)
@@ -123,7 +150,7 @@ waitlist_api_end(WaitlistApiCall *call)
 	Assert(call_depth > 0 && call_stack[call_depth - 1] == call);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
-	AtEOXact_GUC(true, call->guc_nestlevel);
+	AtEOXact_GUC(false, call->guc_nestlevel);
 	SetUserIdAndSecContext(call->caller, call->caller_sec_context);
 	call_depth--;
 }
@@ -144,6 +171,21 @@ waitlist_api_reset_on_abort(SubTransactionId subxid)
 	while (call_depth > 0 &&
 		   (subxid == InvalidSubTransactionId || call_subxid[call_depth - 1] >= subxid))
 		call_depth--;
+	if (subxid == InvalidSubTransactionId || booking_subxid >= subxid)
+		booking_subxid = InvalidSubTransactionId;
+}
+
+/*
+ * A booking function starts (subxid: the subtransaction it runs in) or ends
+ * normally (InvalidSubTransactionId).  An abort ends it through
+ * waitlist_api_reset_on_abort().
+ */
+void
+waitlist_api_booking(SubTransactionId subxid)
+{
+	Assert(subxid == InvalidSubTransactionId ||
+		   booking_subxid == InvalidSubTransactionId);
+	booking_subxid = subxid;
 }
 
 /* Prepare a statement on first use and keep it for the life of the backend. */

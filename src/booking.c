@@ -7,7 +7,9 @@
  *
  * The booking system owns inventory truth.  Its function runs as if the
  * application had called it directly, so the extension's owner rights and
- * pinned search_path never leak into user code.
+ * pinned search_path never leak into user code; and it runs sealed, so that
+ * nothing it does leaks back into the rest of the accept: not its settings,
+ * not a role change, not a call of the API itself.
  *
  * IDENTIFICATION
  *	  src/booking.c
@@ -107,16 +109,27 @@ waitlist_call_booking(Oid funcid, text *resource_id, text *user_id,
 		int			nestlevel;
 		char	   *ref;
 
+		/*
+		 * As core runs code it does not trust (index expressions, REFRESH
+		 * MATERIALIZED VIEW, autovacuum): a security-restricted operation, in
+		 * which PostgreSQL itself refuses SET ROLE and SET SESSION
+		 * AUTHORIZATION, and a GUC nest level whose settings are all thrown
+		 * away afterwards, even those made with a plain SET.  Whatever the
+		 * function sets, the rest of waitlist_accept runs as it began.
+		 */
 		GetUserIdAndSecContext(&owner, &owner_sec_context);
-		SetUserIdAndSecContext(call->caller, call->caller_sec_context);
+		SetUserIdAndSecContext(call->caller,
+							   call->caller_sec_context | SECURITY_RESTRICTED_OPERATION);
 		nestlevel = NewGUCNestLevel();
 		(void) set_config_option("search_path", call->caller_search_path,
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
+		waitlist_api_booking(GetCurrentSubTransactionId());
 
 		ref = invoke_booking(funcid, resource_id, user_id, offer_id, idempotency_key);
 
-		AtEOXact_GUC(true, nestlevel);
+		waitlist_api_booking(InvalidSubTransactionId);
+		AtEOXact_GUC(false, nestlevel);
 		SetUserIdAndSecContext(owner, owner_sec_context);
 
 		ReleaseCurrentSubTransaction();
@@ -128,7 +141,10 @@ waitlist_call_booking(Oid funcid, text *resource_id, text *user_id,
 	{
 		ErrorData  *edata;
 
-		/* the subtransaction's abort restores our role and settings */
+		/*
+		 * The subtransaction's abort restores our role and settings and ends
+		 * the booking function's run (waitlist_api_reset_on_abort()).
+		 */
 		MemoryContextSwitchTo(callercxt);
 		edata = CopyErrorData();
 		FlushErrorState();

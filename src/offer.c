@@ -44,13 +44,16 @@ static WaitlistPlan settle_plan = {
 	"  UPDATE waitlist.offer o"
 	"  SET state = $3, decided_at = pg_catalog.now(),"
 	"      reservation_ref = $6, idempotency_key = $7"
-	"  WHERE o.resource_id = $1 AND o.offer_id = ANY ($2) AND o.state = 'OPEN'"
+	"  WHERE o.resource_id OPERATOR(pg_catalog.=) $1"
+	"    AND o.offer_id OPERATOR(pg_catalog.=) ANY ($2)"
+	"    AND o.state OPERATOR(pg_catalog.=) 'OPEN'"
 	"  RETURNING o.offer_id, o.entry_id, o.user_id, o.expires_at"
 	"), moved AS ("
 	/* ids as an array: an index lookup whatever the row estimates say */
 	"  UPDATE waitlist.entry e SET state = $4, updated_at = pg_catalog.now()"
-	"  WHERE e.resource_id = $1 AND e.state = 'OFFERED'"
-	"    AND e.entry_id = ANY (ARRAY(SELECT s.entry_id FROM settled s))"
+	"  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+	"    AND e.state OPERATOR(pg_catalog.=) 'OFFERED'"
+	"    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.entry_id FROM settled s))"
 	"), notified AS ("
 	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, user_id, channel, event_type, payload)"
 	"  SELECT $1, s.entry_id, s.offer_id, s.user_id, ch.channel, $5,"
@@ -61,7 +64,7 @@ static WaitlistPlan settle_plan = {
 	"  FROM settled s"
 	"    CROSS JOIN waitlist.resource r"
 	"    CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
-	"  WHERE r.resource_id = $1"
+	"  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
 	"  ORDER BY s.offer_id, ch.channel"
 	") SELECT pg_catalog.count(*) FROM settled",
 	8, {TEXTOID, INT8ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}, WAITLIST_CUSTOM_PLAN
@@ -76,20 +79,22 @@ static WaitlistPlan offer_resource_plan = {
 static WaitlistPlan offer_and_request_plan = {
 	"SELECT o.resource_id, a.state, a.reservation_ref FROM waitlist.offer o"
 	" LEFT JOIN waitlist.accept_request a"
-	"   ON a.resource_id = o.resource_id AND a.offer_id = o.offer_id"
-	"  AND a.idempotency_key = $2"
-	" WHERE o.offer_id = $1",
+	"   ON a.resource_id OPERATOR(pg_catalog.=) o.resource_id"
+	"  AND a.offer_id OPERATOR(pg_catalog.=) o.offer_id"
+	"  AND a.idempotency_key OPERATOR(pg_catalog.=) $2"
+	" WHERE o.offer_id OPERATOR(pg_catalog.=) $1",
 	2, {INT8OID, TEXTOID}
 };
 
 /* the offer, locked, with what deciding it needs */
 static WaitlistPlan lock_offer_plan = {
-	"SELECT o.state, o.expires_at <= pg_catalog.clock_timestamp(), o.reservation_ref,"
-	"       e.user_id, r.booking_function "
+	"SELECT o.state, o.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(),"
+	"       o.reservation_ref, e.user_id, r.booking_function "
 	"FROM waitlist.offer o"
-	"  JOIN waitlist.entry e ON e.resource_id = o.resource_id AND e.entry_id = o.entry_id"
-	"  JOIN waitlist.resource r ON r.resource_id = o.resource_id "
-	"WHERE o.resource_id = $1 AND o.offer_id = $2 "
+	"  JOIN waitlist.entry e ON e.resource_id OPERATOR(pg_catalog.=) o.resource_id"
+	"                      AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id"
+	"  JOIN waitlist.resource r ON r.resource_id OPERATOR(pg_catalog.=) o.resource_id "
+	"WHERE o.resource_id OPERATOR(pg_catalog.=) $1 AND o.offer_id OPERATOR(pg_catalog.=) $2 "
 	"FOR UPDATE OF o",
 	2, {TEXTOID, INT8OID}
 };
@@ -109,13 +114,15 @@ static WaitlistPlan request_insert_plan = {
 
 static WaitlistPlan request_read_plan = {
 	"SELECT state, reservation_ref FROM waitlist.accept_request "
-	"WHERE resource_id = $1 AND offer_id = $2 AND idempotency_key = $3",
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND offer_id OPERATOR(pg_catalog.=) $2"
+	"  AND idempotency_key OPERATOR(pg_catalog.=) $3",
 	3, {TEXTOID, INT8OID, TEXTOID}
 };
 
 static WaitlistPlan request_record_plan = {
 	"UPDATE waitlist.accept_request SET state = $4, reservation_ref = $5 "
-	"WHERE resource_id = $1 AND offer_id = $2 AND idempotency_key = $3",
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND offer_id OPERATOR(pg_catalog.=) $2"
+	"  AND idempotency_key OPERATOR(pg_catalog.=) $3",
 	5, {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID}
 };
 
@@ -265,6 +272,27 @@ offer_not_open(int64 offer_id, const LockedOffer *offer)
 }
 
 /*
+ * The offer an accept holds locked was no longer OPEN when the accept came
+ * to settle it.  The API cannot do that (it is not re-entered from a
+ * booking function), but a booking function run by a role that may write
+ * waitlist.offer can, by hand.  The accept reports only what its own UPDATE
+ * did, so it fails, and the booking goes with it.
+ */
+static void
+offer_settled_under_accept(text *resource_id, int64 offer_id)
+{
+	LockedOffer offer;
+
+	lock_offer(resource_id, offer_id, &offer);
+	ereport(ERROR,
+			(errcode(ERRCODE_WAITLIST_OFFER_NOT_OPEN),
+			 errmsg("waitlist offer %lld was settled while it was being accepted",
+					(long long) offer_id),
+			 errdetail("The offer is %s; the accept and its booking are rolled back.",
+					   offer.state)));
+}
+
+/*
  * Decide a new accept request (its accept_request row is inserted and
  * locks out the same key): book, settle the offer and record the outcome.
  * Returns the outcome; *reservation_ref gets the reference, if any.
@@ -295,18 +323,20 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 	{
 		/* the seat is gone: the unit is retired, the fan keeps their place */
 		outcome = "FAILED";
-		settle_offers(resource_id, one_offer_id(offer_id), "FAILED", "WAITING",
-					  "offer_failed", NULL, idempotency_key,
-					  conflict_message, "booking conflict");
+		if (settle_offers(resource_id, one_offer_id(offer_id), "FAILED", "WAITING",
+						  "offer_failed", NULL, idempotency_key,
+						  conflict_message, "booking conflict") == 0)
+			offer_settled_under_accept(resource_id, offer_id);
 		waitlist_promote_if_free(resource_id);
 	}
 	else
 	{
 		outcome = "ACCEPTED";
-		settle_offers(resource_id, one_offer_id(offer_id), "ACCEPTED", "ACCEPTED",
-					  "offer_accepted", *reservation_ref, idempotency_key,
-					  OidIsValid(offer.booking_function) ? "booked" : "booking requested",
-					  "accepted");
+		if (settle_offers(resource_id, one_offer_id(offer_id), "ACCEPTED", "ACCEPTED",
+						  "offer_accepted", *reservation_ref, idempotency_key,
+						  OidIsValid(offer.booking_function) ? "booked" : "booking requested",
+						  "accepted") == 0)
+			offer_settled_under_accept(resource_id, offer_id);
 	}
 
 	request[0] = PointerGetDatum(resource_id);
@@ -376,6 +406,9 @@ waitlist_accept(PG_FUNCTION_ARGS)
 				elog(ERROR, "accept request vanished after a conflicting insert");
 			outcome = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 			reservation_ref = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+			/* undecided only within the deciding transaction, which is not us */
+			if (outcome == NULL)
+				elog(ERROR, "accept request of offer %lld is undecided", (long long) offer_id);
 		}
 		else
 			outcome = decide_accept(resource_id, offer_id, idempotency_key, &reservation_ref);

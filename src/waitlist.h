@@ -31,6 +31,7 @@
 #define ERRCODE_WAITLIST_OFFER_NOT_OPEN	MAKE_SQLSTATE('W','L','0','0','3')
 #define ERRCODE_WAITLIST_SEAT_CONFLICT	MAKE_SQLSTATE('W','L','0','0','4')
 #define ERRCODE_WAITLIST_STALE_LEASE	MAKE_SQLSTATE('W','L','0','0','5')
+#define ERRCODE_WAITLIST_REENTERED		MAKE_SQLSTATE('W','L','0','0','6')
 
 /*
  * A statement prepared on first use and kept for the life of the backend.
@@ -102,6 +103,7 @@ extern void waitlist_api_begin(WaitlistApiCall *call);
 extern void waitlist_api_end(WaitlistApiCall *call);
 extern WaitlistApiCall *waitlist_current_call(void);
 extern void waitlist_api_reset_on_abort(SubTransactionId subxid);
+extern void waitlist_api_booking(SubTransactionId subxid);
 extern SPIPlanPtr waitlist_plan(WaitlistPlan *plan);
 extern int	waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
 							 bool read_only, long count, const char *reason);
