@@ -176,6 +176,19 @@ $node->command_ok(['pg_dump', '-Fc', '-f', $dump, '-d', 'fresh'], 'fresh: pg_dum
 restore('fresh_restored', 'pg_restore', '--single-transaction', '-d', 'fresh_restored', $dump);
 check_round_trip('fresh', 'fresh_restored', 'a', "email 100 1000\nsms 2.5 20");
 
+# what lets the restore bring the rates back replaces only a channel still
+# as the install script made it, never a configured one
+my ($rc, $out, $err) = $node->psql('fresh_restored',
+	"INSERT INTO waitlist.channel (channel, rate_per_second) VALUES ('sms', 1)");
+like($err, qr/duplicate key value violates unique constraint "channel_pkey"/,
+	'a configured channel is not replaced by an insert');
+is(db_sql('fresh_restored',
+		"INSERT INTO waitlist.channel (channel, rate_per_second, burst) VALUES ('push', 7, 7);"
+		  . " SELECT string_agg(channel || ' ' || coalesce(rate_per_second::text, '-'), ',' ORDER BY channel)"
+		  . " FROM waitlist.channel"),
+	'email 100,push 7,sms 2.5,webhook -',
+	'an inserted row replaces a channel still at its defaults');
+
 #
 # A database created at 1.0, with a rate set then, updated with ALTER
 # EXTENSION and used on; plain dump restored with psql
