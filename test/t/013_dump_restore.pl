@@ -57,7 +57,10 @@ sub scenario
 	my ($db, $prefix) = @_;
 	db_sql(
 		$db, qq{
-SELECT waitlist_create_resource('$prefix-hall', '1 hour');
+CREATE FUNCTION public.${prefix}_book(resource_id text, user_id text, offer_id bigint, idempotency_key text)
+RETURNS text LANGUAGE sql AS \$\$SELECT 'seat-' || offer_id\$\$;
+SELECT waitlist_create_resource('$prefix-hall', '1 hour',
+    booking_function => 'public.${prefix}_book(text, text, bigint, text)');
 SELECT waitlist_create_resource('$prefix-club', '1 second');
 SELECT count(waitlist_join('$prefix-hall', 'fan' || i)) FROM generate_series(1, 8) i;
 SELECT count(waitlist_join('$prefix-club', 'fan' || i)) FROM generate_series(1, 3) i;
@@ -100,6 +103,8 @@ SELECT string_agg(DISTINCT e.state, ',' ORDER BY e.state) || ' / '
 FROM waitlist.entry e}),
 		'ACCEPTED,CANCELLED,DECLINED,EXPIRED,OFFERED,WAITING / ACCEPTED,DECLINED,EXPIRED,OPEN / DELIVERED,PENDING / 2 events, 1 accept requests',
 		"$what: the dumped database is mid-scenario");
+	like(db_sql($db, "SELECT reservation_ref FROM waitlist.offer WHERE state = 'ACCEPTED'"),
+		qr/^seat-\d+$/, "$what: the accepted offer was booked by the booking function");
 	return;
 }
 
@@ -152,6 +157,9 @@ SELECT (SELECT seq FROM waitlist.entry WHERE entry_id = $new_entry) || ' '
 	cmp_ok($new_entry, '>', $entry, "$target: a new entry id follows the restored ones");
 	cmp_ok($new_seq, '>', $seq, "$target: a new join is behind everyone in line");
 	is($offers_after, 3, "$target: the release after the restore made its offers");
+	my $offer_id = db_sql($target, "SELECT min(offer_id) FROM waitlist.offer WHERE offer_id > $offer");
+	is(db_sql($target, "SELECT state || ' ' || reservation_ref FROM waitlist_accept($offer_id, 'after')"),
+		"ACCEPTED seat-$offer_id", "$target: the restored booking function books a new offer");
 	cmp_ok($new_offer, '>', $offer, "$target: new offer ids follow the restored ones");
 	cmp_ok($new_outbox, '>', $outbox, "$target: new outbox ids follow the restored ones");
 	cmp_ok($new_transition, '>', $transition,
