@@ -203,6 +203,129 @@ SELECT waitlist_capacity_trigger();
 SELECT * FROM offered;
 SELECT * FROM capacity;
 
+--
+-- The booking system's own writes fail only for a configuration error or a
+-- waitlisted resource's quantity that cannot be released; a second
+-- waitlisted concert keeps these releases apart from the ones above
+--
+SELECT waitlist_create_resource('concert-2', '10 minutes');
+SELECT count(waitlist_join('concert-2', 'fan' || i)) AS joined FROM generate_series(1, 30) i;
+CREATE TEMP VIEW events_2 AS
+SELECT event_id, quantity FROM waitlist.capacity_event WHERE resource_id = 'concert-2'
+ORDER BY received_at, event_id;
+
+-- a numeric quantity column: whole numbers release, whatever the scale
+-- (1.0 failed every cancellation and delete with 22P02)
+CREATE TABLE box.orders (order_id bigint PRIMARY KEY, concert text, seats numeric(10,2), status text);
+CREATE TRIGGER orders_waitlist AFTER UPDATE OR DELETE ON box.orders
+    FOR EACH ROW EXECUTE FUNCTION waitlist_capacity_trigger('concert', 'seats', 'status', 'cancelled');
+INSERT INTO box.orders VALUES (1, 'concert-2', 2, 'active'), (2, 'concert-2', 1.5, 'active'),
+    (3, 'elsewhere', 2.5, 'active'), (4, 'elsewhere', 5000000, 'active'), (5, 'concert-2', 1, 'active');
+UPDATE box.orders SET status = 'cancelled' WHERE order_id = 1;
+DELETE FROM box.orders WHERE order_id = 5;
+SELECT * FROM events_2;
+-- a fraction of a seat of a waitlisted resource cannot be released: 22023,
+-- and the statement is undone
+UPDATE box.orders SET status = 'cancelled' WHERE order_id = 2;
+\set VERBOSITY default
+DELETE FROM box.orders WHERE order_id = 2;
+\set VERBOSITY sqlstate
+-- rows of resources without a waitlist never fail, whatever their quantity
+-- (1.0: 22P02 for 2.5 and 22023 for 5,000,000)
+UPDATE box.orders SET status = 'cancelled' WHERE order_id IN (3, 4);
+DELETE FROM box.orders WHERE order_id IN (3, 4);
+UPDATE box.reservations SET concert = 'elsewhere' WHERE reservation_id IN (9, 10);
+DELETE FROM box.reservations WHERE reservation_id IN (9, 10);
+SELECT order_id, status FROM box.orders ORDER BY order_id;
+SELECT count(*) AS reservations_9_10 FROM box.reservations WHERE reservation_id IN (9, 10);
+
+-- other column types: a smallint domain, double precision and digits in
+-- text for the quantity; a char(12) status, whose value prints padded
+-- (1.0 never matched it), and a boolean one given as 'true'
+CREATE DOMAIN box.seat_count AS smallint CHECK (VALUE >= 0);
+CREATE TABLE box.typed (id integer PRIMARY KEY, concert varchar(40), small box.seat_count,
+                        dbl double precision, txt text, status char(12));
+INSERT INTO box.typed VALUES (1, 'concert-2', 1, 1.0, '1', 'active'), (2, 'concert-2', 1, 1.0, '1', 'active'),
+    (3, 'concert-2', 1, 1.0, '1', 'active'), (4, 'concert-2', 1, 0.5, 'one', 'active');
+CREATE TRIGGER typed_small AFTER UPDATE OR DELETE ON box.typed
+    FOR EACH ROW EXECUTE FUNCTION waitlist_capacity_trigger('concert', 'small', 'status', 'cancelled');
+UPDATE box.typed SET status = 'cancelled' WHERE id = 1;
+DROP TRIGGER typed_small ON box.typed;
+CREATE TRIGGER typed_dbl AFTER UPDATE OR DELETE ON box.typed
+    FOR EACH ROW EXECUTE FUNCTION waitlist_capacity_trigger('concert', 'dbl', 'status', 'cancelled');
+UPDATE box.typed SET status = 'cancelled' WHERE id = 2;
+UPDATE box.typed SET status = 'cancelled' WHERE id = 4;
+DROP TRIGGER typed_dbl ON box.typed;
+CREATE TRIGGER typed_txt AFTER UPDATE OR DELETE ON box.typed
+    FOR EACH ROW EXECUTE FUNCTION waitlist_capacity_trigger('concert', 'txt', 'status', 'cancelled');
+UPDATE box.typed SET status = 'cancelled' WHERE id = 3;
+UPDATE box.typed SET status = 'cancelled' WHERE id = 4;
+DROP TRIGGER typed_txt ON box.typed;
+CREATE TABLE box.flags (id integer PRIMARY KEY, concert text, seats integer, refunded boolean);
+CREATE TRIGGER flags_waitlist AFTER UPDATE OR DELETE ON box.flags
+    FOR EACH ROW EXECUTE FUNCTION waitlist_capacity_trigger('concert', 'seats', 'refunded', 'true');
+INSERT INTO box.flags VALUES (1, 'concert-2', 1, false);
+UPDATE box.flags SET refunded = true;
+SELECT * FROM events_2;
+-- a status value the column's type cannot hold is a configuration error
+CREATE TRIGGER flags_bad AFTER UPDATE ON box.flags
+    FOR EACH ROW EXECUTE FUNCTION waitlist_capacity_trigger('concert', 'seats', 'refunded', 'cancelled');
+UPDATE box.flags SET refunded = false;
+DROP TRIGGER flags_bad ON box.flags;
+
+-- composite keys whose values hold commas or quotes give distinct event ids
+-- (1.0 joined them with bare commas: both rows became 'box.pairs:x,y,z' and
+-- the second release was dropped as a duplicate)
+CREATE TABLE box.pairs (a text, b text, concert text, status text, PRIMARY KEY (a, b));
+CREATE TRIGGER pairs_waitlist AFTER UPDATE OR DELETE ON box.pairs
+    FOR EACH ROW EXECUTE FUNCTION waitlist_capacity_trigger('concert', '1', 'status', 'gone');
+INSERT INTO box.pairs VALUES ('x,y', 'z', 'concert-2', 'ok'), ('x', 'y,z', 'concert-2', 'ok'),
+    ('say "hi"', '', 'concert-2', 'ok'), ('', '', 'concert-2', 'ok');
+DELETE FROM box.pairs;
+SELECT * FROM events_2 WHERE event_id LIKE 'box.pairs:%';
+-- a key too long for an event id is hashed, with the table, to a fixed form
+-- that no unhashed id can take; distinct long keys stay distinct
+INSERT INTO box.pairs VALUES (repeat('k', 250) || '1', 'x', 'concert-2', 'ok'),
+                             (repeat('k', 250) || '2', 'x', 'concert-2', 'ok');
+UPDATE box.pairs SET status = 'gone';
+SELECT event_id ~ '^sha256:[0-9a-f]{64}$' AS hashed, count(*)
+FROM waitlist.capacity_event WHERE resource_id = 'concert-2' AND event_id NOT LIKE 'box.%'
+GROUP BY 1;
+
+-- a partitioned booking table: moving a row to another partition is an
+-- UPDATE, which PostgreSQL runs as a DELETE on the old partition; it
+-- releases nothing (1.0 released the row's seats).  The event id names the
+-- partitioned table, so a row keeps its identity wherever it lives.
+CREATE TABLE box.booked (id integer, region text, concert text, seats integer, status text,
+                         PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE box.booked_eu PARTITION OF box.booked FOR VALUES IN ('eu');
+CREATE TABLE box.booked_us PARTITION OF box.booked FOR VALUES IN ('us');
+CREATE TRIGGER booked_waitlist AFTER UPDATE OR DELETE ON box.booked
+    FOR EACH ROW EXECUTE FUNCTION waitlist_capacity_trigger('concert', 'seats', 'status', 'cancelled');
+INSERT INTO box.booked VALUES (1, 'eu', 'concert-2', 3, 'active'), (2, 'eu', 'concert-2', 1, 'active');
+UPDATE box.booked SET region = 'us' WHERE id = 1;
+SELECT tableoid::regclass, id, region FROM box.booked ORDER BY id;
+SELECT * FROM events_2 WHERE event_id LIKE 'box.booked%';
+-- cancelling and deleting in a partition release as anywhere else
+UPDATE box.booked SET status = 'cancelled' WHERE id = 1;
+DELETE FROM box.booked_eu WHERE id = 2;
+DELETE FROM box.booked WHERE id = 1;
+SELECT * FROM events_2 WHERE event_id LIKE 'box.booked%';
+
+-- schema and table names are quoted as identifiers in the event id
+CREATE SCHEMA "Box Office";
+CREATE TABLE "Box Office"."Seats.Sold" (id integer PRIMARY KEY, concert text, status text);
+CREATE TRIGGER seats_waitlist AFTER UPDATE OR DELETE ON "Box Office"."Seats.Sold"
+    FOR EACH ROW EXECUTE FUNCTION waitlist_capacity_trigger('concert', '1', 'status', 'cancelled');
+INSERT INTO "Box Office"."Seats.Sold" VALUES (1, 'concert-2', 'active');
+DELETE FROM "Box Office"."Seats.Sold";
+SELECT * FROM events_2 WHERE event_id LIKE '"Box%';
+
+-- every unit went to the line, and concert-2 holds together
+SELECT * FROM capacity WHERE resource_id = 'concert-2';
+SELECT invariant, resource_id, detail FROM waitlist_check('concert-2');
+
 SET client_min_messages = warning;
 DROP SCHEMA box CASCADE;
+DROP SCHEMA "Box Office" CASCADE;
 RESET client_min_messages;

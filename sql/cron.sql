@@ -15,6 +15,7 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS waitlist CASCADE;
 DROP EXTENSION IF EXISTS pg_cron;
 DROP ROLE IF EXISTS regress_cron_app;
+DROP ROLE IF EXISTS regress_cron_other;
 CREATE EXTENSION waitlist;
 RESET client_min_messages;
 
@@ -67,11 +68,37 @@ SELECT cron.schedule('someone-else', '0 3 * * *', 'SELECT 1') > 0 AS scheduled;
 -- a NULL schedule is refused (22004)
 SELECT waitlist_schedule_sweep(NULL);
 SELECT * FROM sweep_job;
--- unscheduling removes the job, once
+-- another role's job of the same name, in this database (pg_cron keys
+-- names by role), is not ours: unscheduling leaves it alone
+CREATE ROLE regress_cron_other LOGIN;
+SELECT cron.schedule_in_database('waitlist-sweep', '0 4 * * *', 'SELECT 1',
+                                 current_database(), 'regress_cron_other') > 0 AS scheduled;
+-- unscheduling removes our job, once
 SELECT waitlist_unschedule_sweep();
 SELECT waitlist_unschedule_sweep();
 SELECT * FROM sweep_job;
 SELECT cron.unschedule('someone-else');
+-- the owner's job of that name for another database, or running another
+-- command here, is not ours either: scheduling refuses to take it over
+-- (42710) and unscheduling leaves it alone
+SELECT cron.schedule_in_database('waitlist-sweep', '0 5 * * *', 'SELECT public.waitlist_sweep()',
+                                 'postgres') AS other_db_job \gset
+SELECT waitlist_schedule_sweep();
+SELECT waitlist_unschedule_sweep();
+SELECT * FROM sweep_job;
+\set VERBOSITY default
+SELECT waitlist_schedule_sweep();
+\set VERBOSITY sqlstate
+SELECT cron.alter_job(:other_db_job, database := current_database(), command := 'SELECT 2');
+SELECT waitlist_schedule_sweep();
+SELECT waitlist_unschedule_sweep();
+SELECT * FROM sweep_job;
+SELECT cron.unschedule(:other_db_job);
+SELECT cron.unschedule(jobid) FROM cron.job WHERE username = 'regress_cron_other';
+-- with those gone, the sweep is scheduled and unscheduled as before
+SELECT waitlist_schedule_sweep() > 0 AS scheduled;
+SELECT waitlist_unschedule_sweep();
+SELECT * FROM sweep_job;
 
 --
 -- The command names the schema the extension was created in, quoted
@@ -104,5 +131,6 @@ DROP SCHEMA "Wait List";
 DROP EXTENSION pg_cron;
 DROP OWNED BY regress_cron_app;
 DROP ROLE regress_cron_app;
+DROP ROLE regress_cron_other;
 CREATE EXTENSION waitlist;
 RESET client_min_messages;

@@ -53,6 +53,61 @@ REVOKE ALL ON FUNCTION waitlist.audit_ddl_guard() FROM PUBLIC;
 
 /* ---- backups: tables and sequences that pg_dump must keep ---- */
 
+/*
+ * pg_dump skips the contents of an extension's tables and sequences unless
+ * they are registered here, so a dump and restore of 1.0 gave back empty
+ * tables.  Every table is dumped whole; every sequence (the identity ones
+ * included, through pg_get_serial_sequence) keeps its position, so ids keep
+ * growing after a restore.
+ */
+SELECT pg_catalog.pg_extension_config_dump('waitlist.resource', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist.entry', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist.offer', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist.accept_request', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist.capacity_event', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist.channel', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist.transition', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist.entry_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist.lease_token_seq', '');
+-- one call per statement: each call rewrites the extension's catalog row
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('waitlist.entry', 'entry_id')::pg_catalog.regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('waitlist.offer', 'offer_id')::pg_catalog.regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('waitlist.outbox', 'outbox_id')::pg_catalog.regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('waitlist.transition', 'transition_id')::pg_catalog.regclass, '');
+
+/*
+ * waitlist.channel is dumped whole, but CREATE EXTENSION, which a restore
+ * runs first, has already inserted the four channels: the restored rows
+ * would collide with them and the restore would lose the rates set with
+ * waitlist_set_channel_rate.  An inserted channel row therefore replaces a
+ * row of that channel still as the install script made it (no rate, no
+ * burst); a configured channel is never replaced, and inserting it again
+ * is still a duplicate key.
+ */
+CREATE FUNCTION waitlist.channel_replace_default()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM waitlist.channel c
+    WHERE c.channel OPERATOR(pg_catalog.=) NEW.channel
+      AND c.rate_per_second IS NULL AND c.burst IS NULL;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION waitlist.channel_replace_default() FROM PUBLIC;
+CREATE TRIGGER channel_replace_default
+    BEFORE INSERT ON waitlist.channel
+    FOR EACH ROW EXECUTE FUNCTION waitlist.channel_replace_default();
+-- a restore runs with session_replication_role = replica (see README)
+ALTER TABLE waitlist.channel ENABLE ALWAYS TRIGGER channel_replace_default;
+
 
 /* ---- settings: bounds checked when a value is set ---- */
 
@@ -64,6 +119,8 @@ REVOKE ALL ON FUNCTION waitlist.audit_ddl_guard() FROM PUBLIC;
 
 
 /* ---- pg_cron scheduling ---- */
+
+COMMENT ON FUNCTION waitlist_unschedule_sweep() IS 'removes this database''s pg_cron job "waitlist-sweep" (its owner, database and command), no other job of that name; false if there was none';
 
 
 /* ---- promotion workers and capacity events ---- */

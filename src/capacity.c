@@ -16,6 +16,12 @@
  * table and the row's primary key, so a replayed or repeated cancellation of
  * one row releases nothing twice.
  *
+ * The trigger runs inside the booking system's own statement, so it fails
+ * that statement only for a configuration error (how the trigger is
+ * attached, its arguments, the table's columns and key) or for a row of a
+ * waitlisted resource whose quantity cannot be released; any other row the
+ * waitlist cannot use is the booking system's business and is ignored.
+ *
  * IDENTIFICATION
  *	  src/capacity.c
  *
@@ -23,10 +29,12 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/relation.h"
-#include "catalog/index.h"
+#include "catalog/partition.h"
 #include "commands/trigger.h"
-#include "common/md5.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -66,13 +74,112 @@ is_number(const char *s)
 }
 
 /*
- * "schema.table:key1,key2", the row's identity; hashed when it would be
- * longer than an event id may be.
+ * A quantity as the column's type prints it: an integer, or a whole number
+ * with zeros after the point (numeric(10,2) prints 2 as "2.00").  Works alike
+ * for every integer, numeric and floating-point type and their domains, and
+ * for text holding digits as 1.0 accepted.  False for anything else: a
+ * fraction, NaN, an exponent, or a value beyond bigint.
+ */
+static bool
+parse_quantity(const char *s, int64 *quantity)
+{
+	bool		negative = false;
+	uint64		value = 0;
+	const char *digits;
+
+	if (*s == '-')
+	{
+		negative = true;
+		s++;
+	}
+	digits = s;
+	for (; *s >= '0' && *s <= '9'; s++)
+	{
+		if (value > (PG_UINT64_MAX - 9) / 10)
+			return false;
+		value = value * 10 + (*s - '0');
+	}
+	if (s == digits || value > (uint64) PG_INT64_MAX)
+		return false;
+	if (*s == '.')
+		for (s++; *s == '0'; s++)
+			;
+	if (*s != '\0')
+		return false;
+	*quantity = negative ? -(int64) value : (int64) value;
+	return true;
+}
+
+/*
+ * The status value that means cancelled, in the form the status column's
+ * type prints it, so that 'cancelled' matches a char(12) column's padded
+ * value and 'true' a boolean's "t".  A value the type cannot hold is a
+ * configuration error, raised by the type's input function.
+ */
+static char *
+cancelled_value(TupleDesc tupdesc, int attnum, const char *value)
+{
+	Form_pg_attribute att = TupleDescAttr(tupdesc, attnum - 1);
+	Oid			input,
+				ioparam,
+				output;
+	bool		varlena;
+	Datum		datum;
+
+	getTypeInputInfo(att->atttypid, &input, &ioparam);
+	datum = OidInputFunctionCall(input, (char *) value, ioparam, att->atttypmod);
+	getTypeOutputInfo(att->atttypid, &output, &varlena);
+	return OidOutputFunctionCall(output, datum);
+}
+
+static bool
+status_is(HeapTuple row, TupleDesc tupdesc, int attnum, const char *value)
+{
+	char	   *status = SPI_getvalue(row, tupdesc, attnum);
+
+	return status != NULL && strcmp(status, value) == 0;
+}
+
+/*
+ * One key value of an event id: as it prints when that cannot be confused
+ * with a separator or a quoted value, otherwise double-quoted with quotes
+ * doubled, so that distinct keys never give the same id (1.0 joined the
+ * values with bare commas: ('a,b', 'c') and ('a', 'b,c') collided).
+ */
+static void
+append_key_value(StringInfo buf, const char *value)
+{
+	const char *p;
+
+	if (value == NULL)
+		return;					/* a NULL is the only bare empty value */
+	if (*value != '\0' && strpbrk(value, ",\"") == NULL)
+	{
+		appendStringInfoString(buf, value);
+		return;
+	}
+	appendStringInfoChar(buf, '"');
+	for (p = value; *p; p++)
+	{
+		if (*p == '"')
+			appendStringInfoChar(buf, '"');
+		appendStringInfoChar(buf, *p);
+	}
+	appendStringInfoChar(buf, '"');
+}
+
+/*
+ * The row's identity, "schema.table:key1,key2": the names quoted as SQL
+ * identifiers, the table being the partitioned table a partition belongs to
+ * (a row keeps its identity wherever it lives).  An id longer than an event
+ * id may be is replaced by "sha256:" and the hash of the whole, which no
+ * unhashed id can equal (an unquoted identifier is followed by a dot).
  */
 static text *
 row_event_id(Relation rel, HeapTuple row)
 {
 	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	Oid			table = RelationGetRelid(rel);
 	Relation	index;
 	StringInfoData buf;
 	int			i;
@@ -83,48 +190,39 @@ row_event_id(Relation rel, HeapTuple row)
 				 errmsg("relation \"%s\" has no primary key", RelationGetRelationName(rel)),
 				 errdetail("waitlist_capacity_trigger derives each release's event id from the row's primary key.")));
 
+	if (rel->rd_rel->relispartition)
+		table = llast_oid(get_partition_ancestors(table));
+
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "%s.%s:",
-					 get_namespace_name(RelationGetNamespace(rel)),
-					 RelationGetRelationName(rel));
+	appendStringInfo(&buf, "%s:",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(table)),
+												get_rel_name(table)));
 	index = relation_open(pkey, AccessShareLock);
 	for (i = 0; i < index->rd_index->indnkeyatts; i++)
 	{
-		char	   *value = SPI_getvalue(row, RelationGetDescr(rel),
-										 index->rd_index->indkey.values[i]);
-
 		if (i > 0)
 			appendStringInfoChar(&buf, ',');
-		appendStringInfoString(&buf, value ? value : "");
+		append_key_value(&buf, SPI_getvalue(row, RelationGetDescr(rel),
+											index->rd_index->indkey.values[i]));
 	}
 	relation_close(index, AccessShareLock);
 
 	if (buf.len > WAITLIST_MAX_ID_BYTES)
 	{
-		char		hex[33];
-		const char *errstr = NULL;
+		pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+		uint8		digest[PG_SHA256_DIGEST_LENGTH];
+		char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 1];
 
-		if (!pg_md5_hash(buf.data, buf.len, hex, &errstr))
-			elog(ERROR, "could not compute MD5 hash: %s", errstr);
+		if (pg_cryptohash_init(ctx) < 0 ||
+			pg_cryptohash_update(ctx, (uint8 *) buf.data, buf.len) < 0 ||
+			pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+			elog(ERROR, "could not compute SHA-256 hash: %s", pg_cryptohash_error(ctx));
+		pg_cryptohash_free(ctx);
+		hex[hex_encode((char *) digest, sizeof(digest), hex)] = '\0';
 		resetStringInfo(&buf);
-		appendStringInfo(&buf, "%s.%s:md5:%s",
-						 get_namespace_name(RelationGetNamespace(rel)),
-						 RelationGetRelationName(rel), hex);
-		if (buf.len > WAITLIST_MAX_ID_BYTES)
-		{
-			resetStringInfo(&buf);
-			appendStringInfo(&buf, "%u:md5:%s", RelationGetRelid(rel), hex);
-		}
+		appendStringInfo(&buf, "sha256:%s", hex);
 	}
 	return cstring_to_text_with_len(buf.data, buf.len);
-}
-
-static bool
-status_is(HeapTuple row, TupleDesc tupdesc, int attnum, const char *value)
-{
-	char	   *status = SPI_getvalue(row, tupdesc, attnum);
-
-	return status != NULL && strcmp(status, value) == 0;
 }
 
 Datum
@@ -137,10 +235,14 @@ waitlist_capacity_trigger(PG_FUNCTION_ARGS)
 	int			resource_att;
 	int			quantity_att = 0;
 	int64		quantity = 0;
+	bool		quantity_ok = true;
+	char	   *quantity_text = NULL;
 	int			status_att;
 	const char *cancelled;
 	HeapTuple	row;
 	char	   *resource;
+	text	   *resource_id;
+	WaitlistResource res;
 	WaitlistApiCall call;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
@@ -167,7 +269,7 @@ waitlist_capacity_trigger(PG_FUNCTION_ARGS)
 	else
 		quantity_att = column_number(rel, args[1]);
 	status_att = column_number(rel, args[2]);
-	cancelled = args[3];
+	cancelled = cancelled_value(tupdesc, status_att, args[3]);
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
@@ -179,31 +281,53 @@ waitlist_capacity_trigger(PG_FUNCTION_ARGS)
 	}
 	else
 	{
+		/*
+		 * An UPDATE that moves a row to another partition fires AFTER DELETE
+		 * on the old partition (and AFTER INSERT on the new one, never AFTER
+		 * UPDATE); the old version then carries the moved-partitions mark
+		 * instead of a successor's address.  The reservation still exists.
+		 */
+		if (HeapTupleHeaderIndicatesMovedPartitions(trigdata->tg_trigtuple->t_data))
+			return PointerGetDatum(NULL);
 		/* deleting a reservation cancelled before releases nothing more */
 		if (status_is(trigdata->tg_trigtuple, tupdesc, status_att, cancelled))
 			return PointerGetDatum(NULL);
 		row = trigdata->tg_trigtuple;
 	}
 
-	/* rows of resources that have no waitlist are none of our business */
+	/* no waitlist can have such an id: none of our business */
 	resource = SPI_getvalue(row, tupdesc, resource_att);
 	if (resource == NULL || *resource == '\0' || strlen(resource) > WAITLIST_MAX_ID_BYTES)
 		return PointerGetDatum(NULL);
 	if (quantity_att > 0)
 	{
-		char	   *value = SPI_getvalue(row, tupdesc, quantity_att);
-
-		if (value == NULL)
+		quantity_text = SPI_getvalue(row, tupdesc, quantity_att);
+		if (quantity_text == NULL)
 			return PointerGetDatum(NULL);
-		quantity = DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(value)));
+		quantity_ok = parse_quantity(quantity_text, &quantity);
 	}
-	if (quantity == 0)
+	if (quantity_ok && quantity == 0)
 		return PointerGetDatum(NULL);
-	waitlist_check_release_quantity(quantity);
 
+	resource_id = cstring_to_text(resource);
 	waitlist_api_begin(&call);
-	(void) waitlist_release_units(cstring_to_text(resource), (int32) quantity,
-								  row_event_id(rel, row), true);
+
+	/*
+	 * Rows of resources that have no waitlist are ignored whatever their
+	 * quantity; only a waitlisted resource's release is held to the bounds.
+	 */
+	if (waitlist_read_resource_ext(resource_id, &res, true))
+	{
+		if (!quantity_ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("quantity %s is not a whole number of units", quantity_text),
+					 errdetail("A release must return between 1 and %d units.",
+							   WAITLIST_MAX_RELEASE_QUANTITY)));
+		waitlist_check_release_quantity(quantity);
+		(void) waitlist_release_units(resource_id, (int32) quantity,
+									  row_event_id(rel, row), true);
+	}
 	waitlist_api_end(&call);
 
 	return PointerGetDatum(NULL);
