@@ -44,16 +44,41 @@ PG_FUNCTION_INFO_V1(waitlist_offer_seen);
 static bool notified_this_xact = false;
 
 /*
+ * Rate limits: from one row per 11.6 days to a million per second, bursts of
+ * up to a million rows.  Within these bounds (CHECK constraints from 1.1 on)
+ * no refill arithmetic can overflow or underflow.
+ */
+#define WAITLIST_MIN_CHANNEL_RATE	0.000001
+#define WAITLIST_MAX_CHANNEL_RATE	1000000.0
+#define WAITLIST_MAX_CHANNEL_BURST	1000000
+
+/* the longest lease a claim may take */
+#define WAITLIST_MAX_LEASE			"1 day"
+
+/*
+ * A channel's rate and burst as the refill uses them: clamped to the bounds,
+ * for a 1.0 database whose rows were never checked against them.
+ */
+#define CHANNEL_RATE \
+	"LEAST(GREATEST(b.rate_per_second, " CppAsString2(WAITLIST_MIN_CHANNEL_RATE) ")," \
+	" " CppAsString2(WAITLIST_MAX_CHANNEL_RATE) ")"
+#define CHANNEL_BURST \
+	"LEAST(coalesce(b.burst, 1), " CppAsString2(WAITLIST_MAX_CHANNEL_BURST) ")::float8"
+
+/*
  * Refill the rate-limited buckets for the time since their last refill, and
- * lock them: claims serialize only where a rate limit makes them share.
+ * lock them: claims serialize only where a rate limit makes them share.  The
+ * time counted is at most what fills the bucket, and refilled_at is taken as
+ * no later than now, so that no stored value can make the arithmetic fail.
  */
 static WaitlistPlan refill_plan = {
-	"UPDATE waitlist.channel SET"
-	"  tokens = CASE WHEN rate_per_second IS NULL THEN 0"
-	"    ELSE LEAST(burst::float8, tokens + rate_per_second *"
-	"         pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - refilled_at)) END,"
+	"UPDATE waitlist.channel b SET"
+	"  tokens = LEAST(" CHANNEL_BURST ", GREATEST(b.tokens, 0) + " CHANNEL_RATE " *"
+	"    pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() -"
+	"      GREATEST(LEAST(b.refilled_at, pg_catalog.clock_timestamp()),"
+	"               pg_catalog.clock_timestamp() - interval '1 second' * (" CHANNEL_BURST " / " CHANNEL_RATE ")))),"
 	"  refilled_at = pg_catalog.clock_timestamp()"
-	" WHERE rate_per_second IS NOT NULL",
+	" WHERE b.rate_per_second IS NOT NULL",
 	0, {0}
 };
 
@@ -170,7 +195,9 @@ static WaitlistPlan inbox_plan = {
 	"           o.seen_at, b.created_at, b.payload, b.outbox_id"
 	"    FROM waitlist.outbox b"
 	"    LEFT JOIN waitlist.offer o ON o.resource_id = b.resource_id AND o.offer_id = b.offer_id"
-	"    WHERE b.user_id = $1 AND b.created_at >= pg_catalog.now() - $2"
+	/* a window longer than any history is all of it: no now() - $2 overflow */
+	"    WHERE b.user_id = $1 AND b.created_at >= pg_catalog.now()"
+	"          - LEAST(GREATEST($2, interval '0'), interval '100 years')"
 	"    ORDER BY b.resource_id, b.offer_id, b.event_type, b.outbox_id"
 	"  ) events"
 	") inbox "
@@ -282,6 +309,16 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lease must be positive")));
+	if (DatumGetBool(DirectFunctionCall2(interval_gt, PG_GETARG_DATUM(2),
+										 DirectFunctionCall3(interval_in,
+															 CStringGetDatum(WAITLIST_MAX_LEASE),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must not exceed %s", WAITLIST_MAX_LEASE),
+				 errdetail("A relay that dies holds its rows until its lease runs out; the longest lease allowed is %s.",
+						   WAITLIST_MAX_LEASE)));
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -421,12 +458,25 @@ waitlist_set_channel_rate(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("rate_per_second must be positive"),
 					 errhint("Pass NULL for a channel without a rate limit.")));
+		if (rate < WAITLIST_MIN_CHANNEL_RATE || rate > WAITLIST_MAX_CHANNEL_RATE)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("rate_per_second %g is out of range", rate),
+					 errdetail("A channel's rate must be between %g and %g rows per second.",
+							   WAITLIST_MIN_CHANNEL_RATE, WAITLIST_MAX_CHANNEL_RATE),
+					 errhint("Pass NULL for a channel without a rate limit.")));
 		if (PG_ARGISNULL(2))
-			burst = rate >= 1 ? (int32) ceil(Min(rate, (float8) PG_INT32_MAX)) : 1;
+			burst = rate >= 1 ? (int32) ceil(rate) : 1;
 		else if ((burst = PG_GETARG_INT32(2)) <= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("burst must be positive")));
+		else if (burst > WAITLIST_MAX_CHANNEL_BURST)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("burst must not exceed %d", WAITLIST_MAX_CHANNEL_BURST),
+					 errdetail("A channel's bucket holds at most %d rows.",
+							   WAITLIST_MAX_CHANNEL_BURST)));
 		values[1] = Float8GetDatum(rate);
 		values[2] = Int32GetDatum(burst);
 		nulls[1] = nulls[2] = ' ';
