@@ -402,6 +402,42 @@ UPDATE waitlist.channel SET burst = NULL WHERE channel = 'sms';
 SELECT waitlist_set_channel_rate('sms', NULL);
 
 --
+-- Each channel is claimed within its own tokens, then the channels are
+-- merged oldest first: 500 sms rows behind a bucket of one token do not
+-- crowd out 10 webhook rows written after them.  Only the buckets of the
+-- channels claimed are refilled.
+--
+SELECT waitlist_create_resource('flood', '10 minutes', channels => '{sms}');
+SELECT count(waitlist_join('flood', 'f' || i)) AS joined FROM generate_series(1, 500) i;
+SELECT waitlist_release('flood', 500, 'flood-1');
+SELECT waitlist_create_resource('hook', '10 minutes', channels => '{webhook}');
+SELECT count(waitlist_join('hook', 'h' || i)) AS joined FROM generate_series(1, 10) i;
+SELECT waitlist_release('hook', 10, 'hook-1');
+SELECT waitlist_set_channel_rate('sms', 0.001, 1);
+SELECT waitlist_set_channel_rate('push', 0.001, 3);
+UPDATE waitlist.channel SET refilled_at = clock_timestamp() - interval '1 hour'
+WHERE channel IN ('sms', 'push');
+SELECT pg_temp.claim('flood-1');
+SELECT pg_temp.claim('flood-2');
+-- the sms bucket was refilled (and spent), the push bucket, with no pending
+-- row, was not touched
+SELECT channel, floor(tokens) AS whole_tokens, refilled_at > clock_timestamp() - interval '1 minute' AS refilled
+FROM waitlist.channel WHERE channel IN ('sms', 'push') ORDER BY channel;
+-- max_rows still caps the merge, oldest first: 3 of the next webhook rows
+SELECT count(waitlist_join('hook', 'k' || i)) AS joined FROM generate_series(1, 5) i;
+SELECT waitlist_release('hook', 5, 'hook-2');
+SELECT pg_temp.claim('flood-3', 3);
+SELECT string_agg(user_id, ',' ORDER BY outbox_id) AS flood_3_got FROM claims WHERE relay = 'flood-3';
+-- a relay for sms only, with a bucket big enough, takes the rest of them
+SELECT waitlist_set_channel_rate('sms', 1000, 1000);
+SELECT pg_temp.claim('flood-4', 1000, channels => '{sms}');
+SELECT pg_temp.ack_all('flood-1') + pg_temp.ack_all('flood-2') + pg_temp.ack_all('flood-3')
+       + pg_temp.ack_all('flood-4') AS flood_acks;
+SELECT waitlist_set_channel_rate('sms', NULL);
+SELECT waitlist_set_channel_rate('push', NULL);
+SELECT pg_temp.drain() AS drained;
+
+--
 -- A relay for some channels only: a claim may name the channels it takes
 --
 SELECT waitlist_create_resource('multi', '10 minutes', channels => '{email,sms,push,webhook}');

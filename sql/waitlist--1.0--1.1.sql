@@ -67,6 +67,10 @@ ALTER TABLE waitlist.channel
 
 /* ---- outbox: claims fair across channels ---- */
 
+-- each channel's pending rows in claim order: a claim scans every channel on its own
+CREATE INDEX outbox_pending_channel_idx ON waitlist.outbox (channel, outbox_id) INCLUDE (resource_id)
+    WHERE state = 'PENDING';
+
 
 /* ---- capacity trigger ---- */
 

@@ -5,7 +5,10 @@
 --          non-positive offer_ttl, max_waiting <= 0, negative max_offers,
 --          setting and clearing one setting at once, notification channels
 --          that are not a non-empty subset of email, sms, push, webhook,
---          wave_size and wave_interval not positive or not given together)
+--          wave_size and wave_interval not positive or not given together;
+--          offer_ttl or wave_interval over 1 year, max_waiting over
+--          1000000000, wave_size over 1000000)
+--   23514  a resource row written by hand with a setting out of bounds
 --   22001  an id over 200 bytes
 --   42704  unknown resource, entry or offer
 --   42710  duplicate resource

@@ -13,8 +13,10 @@
 --
 --   22004  a NULL where a value is required
 --   22023  an invalid value (empty consumer, user or channel; max_rows
---          outside 1..10000; a lease that is not positive; an unknown
---          channel; a rate or burst that is not positive)
+--          outside 1..10000; a lease that is not positive or over 1 day;
+--          an unknown channel; a rate not positive or outside
+--          0.000001..1000000, a burst not positive or over 1000000)
+--   23514  a channel row written by hand out of those bounds
 --   22001  a consumer or user id over 200 bytes
 --   42704  unknown outbox row or offer
 --   WL005  a lease token that is not the row's (never claimed, made up)
