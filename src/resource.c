@@ -104,7 +104,7 @@ check_interval_setting(Datum value, const char *name, const char *detail)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be positive", name),
-				 errdetail_internal("%s", detail)));
+				 errdetail("%s", detail)));
 	if (DatumGetBool(DirectFunctionCall2(interval_gt, value, max)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
