@@ -515,8 +515,10 @@ SELECT wl_test.rejects(format('SELECT * FROM waitlist_accept(%s, %L)', wl_test.o
 SELECT is((SELECT state FROM waitlist.offer WHERE offer_id = wl_test.offer_of('bad', 'fan-3')), 'OPEN',
     'the declined unit went to fan-3');
 
--- fan-3's offer runs out before anyone sweeps it
-UPDATE waitlist.offer SET expires_at = clock_timestamp() - interval '1 second'
+-- fan-3's offer runs out before anyone sweeps it (before this transaction
+-- began, so that the sweep, which compares with now(), sees it past however
+-- long the file took to get here)
+UPDATE waitlist.offer SET expires_at = now() - interval '1 second'
  WHERE offer_id = wl_test.offer_of('bad', 'fan-3');
 SELECT wl_test.rejects(format('SELECT * FROM waitlist_accept(%s, %L)', wl_test.offer_of('bad', 'fan-3'), 'key-fan-3'),
     'WL002', 'waitlist_accept of an offer past its deadline, not yet swept');
