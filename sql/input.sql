@@ -54,6 +54,15 @@ SELECT waitlist_alter_resource('input-1', clear_max_waiting => NULL);
 SELECT waitlist_alter_resource('input-1', clear_booking_function => NULL);
 SELECT waitlist_alter_resource('input-1', booking_function => 'lower(text)'::regprocedure);
 SELECT waitlist_alter_resource('input-none', offer_ttl => '1 minute');
+-- bounded when set: offer_ttl and wave_interval at most 1 year, max_waiting
+-- at most 1000000000, wave_size at most 1000000
+SELECT waitlist_create_resource('input-2', '100000000 years');
+SELECT waitlist_create_resource('input-2', '1 minute', 1000000001);
+SELECT waitlist_create_resource('input-2', wave_size => 1000001, wave_interval => '1 minute');
+SELECT waitlist_create_resource('input-2', wave_size => 1, wave_interval => '100000000 years');
+SELECT waitlist_alter_resource('input-1', offer_ttl => '13 months');
+SELECT waitlist_alter_resource('input-1', max_waiting => 9223372036854775807);
+SELECT waitlist_alter_resource('input-1', wave_size => 1, wave_interval => '1 year 1 second');
 
 -- none of that changed anything
 SELECT left(resource_id, 8) AS resource_id, octet_length(resource_id) AS id_bytes,

@@ -384,7 +384,58 @@ SELECT waitlist_set_channel_rate('sms', 'NaN');
 SELECT waitlist_set_channel_rate('sms', 'Infinity');
 SELECT waitlist_set_channel_rate('sms', 1, 0);
 SELECT waitlist_set_channel_rate('sms', 1, -5);
+-- rates from 0.000001 to 1000000 per second, bursts up to 1000000
+SELECT waitlist_set_channel_rate('sms', 1e308);
+SELECT waitlist_set_channel_rate('sms', 1000000.5);
+SELECT waitlist_set_channel_rate('sms', 0.0000009);
+SELECT waitlist_set_channel_rate('sms', 1e-320);
+SELECT waitlist_set_channel_rate('sms', 1, 1000001);
 SELECT channel, rate_per_second, burst FROM waitlist.channel ORDER BY channel;
+SELECT waitlist_set_channel_rate('sms', 1000000);
+SELECT rate_per_second, burst FROM waitlist.channel WHERE channel = 'sms';
+SELECT waitlist_set_channel_rate('sms', 0.000001, 1000000);
+SELECT rate_per_second, burst FROM waitlist.channel WHERE channel = 'sms';
+-- the table holds them too, for rows written by hand (23514)
+UPDATE waitlist.channel SET rate_per_second = 1e308 WHERE channel = 'sms';
+UPDATE waitlist.channel SET burst = 2000000 WHERE channel = 'sms';
+UPDATE waitlist.channel SET burst = NULL WHERE channel = 'sms';
+SELECT waitlist_set_channel_rate('sms', NULL);
+
+--
+-- Each channel is claimed within its own tokens, then the channels are
+-- merged oldest first: 500 sms rows behind a bucket of one token do not
+-- crowd out 10 webhook rows written after them.  Only the buckets of the
+-- channels claimed are refilled.
+--
+SELECT waitlist_create_resource('flood', '10 minutes', channels => '{sms}');
+SELECT count(waitlist_join('flood', 'f' || i)) AS joined FROM generate_series(1, 500) i;
+SELECT waitlist_release('flood', 500, 'flood-1');
+SELECT waitlist_create_resource('hook', '10 minutes', channels => '{webhook}');
+SELECT count(waitlist_join('hook', 'h' || i)) AS joined FROM generate_series(1, 10) i;
+SELECT waitlist_release('hook', 10, 'hook-1');
+SELECT waitlist_set_channel_rate('sms', 0.001, 1);
+SELECT waitlist_set_channel_rate('push', 0.001, 3);
+UPDATE waitlist.channel SET refilled_at = clock_timestamp() - interval '1 hour'
+WHERE channel IN ('sms', 'push');
+SELECT pg_temp.claim('flood-1');
+SELECT pg_temp.claim('flood-2');
+-- the sms bucket was refilled (and spent), the push bucket, with no pending
+-- row, was not touched
+SELECT channel, floor(tokens) AS whole_tokens, refilled_at > clock_timestamp() - interval '1 minute' AS refilled
+FROM waitlist.channel WHERE channel IN ('sms', 'push') ORDER BY channel;
+-- max_rows still caps the merge, oldest first: 3 of the next webhook rows
+SELECT count(waitlist_join('hook', 'k' || i)) AS joined FROM generate_series(1, 5) i;
+SELECT waitlist_release('hook', 5, 'hook-2');
+SELECT pg_temp.claim('flood-3', 3);
+SELECT string_agg(user_id, ',' ORDER BY outbox_id) AS flood_3_got FROM claims WHERE relay = 'flood-3';
+-- a relay for sms only, with a bucket big enough, takes the rest of them
+SELECT waitlist_set_channel_rate('sms', 1000, 1000);
+SELECT pg_temp.claim('flood-4', 1000, channels => '{sms}');
+SELECT pg_temp.ack_all('flood-1') + pg_temp.ack_all('flood-2') + pg_temp.ack_all('flood-3')
+       + pg_temp.ack_all('flood-4') AS flood_acks;
+SELECT waitlist_set_channel_rate('sms', NULL);
+SELECT waitlist_set_channel_rate('push', NULL);
+SELECT pg_temp.drain() AS drained;
 
 --
 -- A relay for some channels only: a claim may name the channels it takes
@@ -477,7 +528,8 @@ FROM waitlist.offer_outcomes WHERE resource_id IN ('club', 'tour') ORDER BY reso
 --
 SELECT pg_temp.drain() AS drained;
 -- claim: 22004 for NULLs, 22023 for an empty consumer, max_rows outside
--- 1..10000 or a lease that is not positive, 22001 for an overlong consumer
+-- 1..10000 or a lease that is not positive or over a day, 22001 for an
+-- overlong consumer
 SELECT * FROM waitlist_outbox_claim(NULL);
 SELECT * FROM waitlist_outbox_claim('');
 SELECT * FROM waitlist_outbox_claim(repeat('r', 201));
@@ -489,8 +541,11 @@ SELECT * FROM waitlist_outbox_claim('relay', 10, NULL);
 SELECT * FROM waitlist_outbox_claim('relay', 10, '0');
 SELECT * FROM waitlist_outbox_claim('relay', 10, '-1 second');
 SELECT * FROM waitlist_outbox_claim('relay', 10, '1 day -24 hours');
+SELECT * FROM waitlist_outbox_claim('relay', 10, '1 day 1 microsecond');
+SELECT * FROM waitlist_outbox_claim('relay', 10, '100000000 years');
 -- the limits themselves are fine
 SELECT count(*) FROM waitlist_outbox_claim('relay', 10000, '1 microsecond');
+SELECT count(*) FROM waitlist_outbox_claim('relay', 1, '1 day');
 -- ack, fail, retry: 22004 for NULLs, 42704 for unknown rows
 SELECT waitlist_outbox_ack(NULL, 1);
 SELECT waitlist_outbox_ack(1, NULL);
@@ -506,6 +561,8 @@ SELECT * FROM waitlist_inbox(NULL);
 SELECT * FROM waitlist_inbox('ivy', NULL);
 SELECT * FROM waitlist_inbox('');
 SELECT * FROM waitlist_inbox(repeat('u', 201));
+-- a window longer than any history is all of it, not an error
+SELECT count(*) AS ivy_events FROM waitlist_inbox('ivy', '100000000 years');
 -- settings: the NOTIFY channel must fit in a name
 SHOW waitlist.notify_channel;
 SET waitlist.notify_channel = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';

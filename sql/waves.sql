@@ -193,4 +193,72 @@ SELECT waitlist_alter_resource('drop', wave_interval => '1 minute');
 -- NULL for clear_waves: 22004; an unknown resource: 42704
 SELECT waitlist_alter_resource('flash', clear_waves => NULL);
 SELECT waitlist_alter_resource('no-such-resource', wave_size => 2, wave_interval => '1 minute');
+-- bounded: wave_size at most 1000000, wave_interval at most 1 year
+SELECT waitlist_create_resource('bad-waves', wave_size => 1000001, wave_interval => '1 minute');
+SELECT waitlist_create_resource('bad-waves', wave_size => 2, wave_interval => '100000000 years');
+SELECT waitlist_create_resource('bad-waves', wave_size => 2, wave_interval => '1 year 1 microsecond');
+SELECT waitlist_alter_resource('flash', wave_size => 2147483647);
+SELECT waitlist_alter_resource('flash', wave_interval => '100000000 years');
+SELECT waitlist_alter_resource('flash', wave_size => 3, wave_interval => '13 months');
 SELECT resource_id, wave_size, wave_interval FROM waitlist.resource ORDER BY resource_id;
+-- the bounds themselves are fine
+SELECT waitlist_create_resource('long-waves', wave_size => 1000000, wave_interval => '1 year');
+SELECT waitlist_alter_resource('long-waves', wave_size => 1, wave_interval => '12 months');
+SELECT resource_id, wave_size, wave_interval FROM waitlist.resource WHERE resource_id = 'long-waves';
+
+--
+-- Rows written by hand.  The table holds the bounds too (23514), and a wave
+-- whose end would not be a timestamp cannot be written (22008)
+--
+UPDATE waitlist.resource SET wave_interval = '100000000 years' WHERE resource_id = 'flash';
+UPDATE waitlist.resource SET wave_size = 2000000000 WHERE resource_id = 'flash';
+UPDATE waitlist.resource SET offer_ttl = '300000 years' WHERE resource_id = 'flash';
+UPDATE waitlist.resource SET max_waiting = 9000000000000000000 WHERE resource_id = 'flash';
+UPDATE waitlist.resource SET wave_started_at = '294276-06-01', wave_interval = '1 year'
+WHERE resource_id = 'flash';
+-- a wave that started later than now (by hand) is taken as started now: the
+-- sweep and waitlist_check() agree that it is still on
+UPDATE waitlist.resource SET wave_started_at = now() + interval '1 day', wave_offers = wave_size,
+       wave_interval = '1 hour'
+WHERE resource_id = 'flash';
+SELECT count(waitlist_join('flash', 'late' || i)) AS joined FROM generate_series(1, 2) i;
+SELECT waitlist_release('flash', 1, 'flash-late');
+SELECT waitlist_sweep();
+SELECT * FROM wave WHERE resource_id = 'flash';
+SELECT * FROM waitlist_check();
+
+--
+-- A 1.0 database on this library, with rows 1.0 let through: a wave of a
+-- hundred million years (1.0 accepted any positive interval), an sms rate
+-- of 1e308 (1.0 accepted any finite one).  Under 1.0's library every sweep
+-- and every outbox claim failed for all resources; now both go on for the
+-- others.  waitlist_check() is 1.0's until ALTER EXTENSION UPDATE, which
+-- clamps the values to the bounds.
+--
+SET client_min_messages = warning;
+DROP EXTENSION waitlist CASCADE;
+CREATE EXTENSION waitlist VERSION '1.0';
+RESET client_min_messages;
+SELECT waitlist_create_resource('huge', '10 minutes', wave_size => 1, wave_interval => '1 minute');
+SELECT count(waitlist_join('huge', 'h' || i)) AS joined FROM generate_series(1, 3) i;
+SELECT waitlist_release('huge', 2, 'huge-1');
+UPDATE waitlist.resource SET wave_interval = '100000000 years' WHERE resource_id = 'huge';
+UPDATE waitlist.channel SET rate_per_second = 1e308, burst = 2147483647, tokens = 0,
+       refilled_at = clock_timestamp() - interval '1 hour'
+WHERE channel = 'sms';
+SELECT waitlist_create_resource('sane', '10 minutes', channels => '{sms,webhook}');
+SELECT count(waitlist_join('sane', 's' || i)) AS joined FROM generate_series(1, 2) i;
+SELECT waitlist_release('sane', 1, 'sane-1');
+-- s1's offer is past its deadline: the sweep expires it and offers to s2
+UPDATE waitlist.offer SET expires_at = now() - interval '1 second' WHERE resource_id = 'sane';
+SELECT waitlist_sweep();
+SELECT resource_id, user_id, state FROM waitlist.offer ORDER BY offer_id;
+SELECT channel, count(*) FROM waitlist_outbox_claim('relay') GROUP BY channel ORDER BY channel;
+SELECT * FROM waitlist_check();
+SET client_min_messages = warning;
+ALTER EXTENSION waitlist UPDATE;
+RESET client_min_messages;
+SELECT resource_id, wave_size, wave_interval FROM waitlist.resource ORDER BY resource_id;
+SELECT channel, rate_per_second, burst, tokens BETWEEN 0 AND burst AS tokens_in_bucket
+FROM waitlist.channel ORDER BY channel;
+SELECT * FROM waitlist_check();

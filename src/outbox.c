@@ -44,49 +44,107 @@ PG_FUNCTION_INFO_V1(waitlist_offer_seen);
 static bool notified_this_xact = false;
 
 /*
- * Refill the rate-limited buckets for the time since their last refill, and
- * lock them: claims serialize only where a rate limit makes them share.
+ * Rate limits: from one row per 11.6 days to a million per second, bursts of
+ * up to a million rows.  Within these bounds (CHECK constraints from 1.1 on)
+ * no refill arithmetic can overflow or underflow.
+ */
+#define WAITLIST_MIN_CHANNEL_RATE	0.000001
+#define WAITLIST_MAX_CHANNEL_RATE	1000000.0
+#define WAITLIST_MAX_CHANNEL_BURST	1000000
+
+/* the longest lease a claim may take */
+#define WAITLIST_MAX_LEASE			"1 day"
+
+/*
+ * Rows a claim may hand out: pending, not leased (or the lease ran out), not
+ * backing off, of channel ch, and the oldest pending row of their user on
+ * their channel.  The channel is a literal, so that the planner sees how
+ * many rows it has: a range scan of outbox_pending_channel_idx (from 1.1 on)
+ * that stops at its LIMIT, however many rows other channels have.
+ */
+#define DELIVERABLE_ROWS(ch) \
+	"SELECT o.resource_id, o.outbox_id, o.channel FROM waitlist.outbox o" \
+	" WHERE o.channel = '" ch "' AND o.state = 'PENDING'" \
+	"   AND o.next_attempt_at <= pg_catalog.clock_timestamp()" \
+	"   AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= pg_catalog.clock_timestamp())" \
+	"   AND NOT EXISTS (SELECT 1 FROM waitlist.outbox p" \
+	"                   WHERE p.user_id = o.user_id AND p.channel = o.channel" \
+	"                     AND p.outbox_id < o.outbox_id AND p.state = 'PENDING')" \
+	" ORDER BY o.outbox_id"
+
+/*
+ * How many rows of channel ch a claim may hand out: none if the claim names
+ * other channels, its whole tokens if it is rate-limited, else max_rows ($2).
+ */
+#define CHANNEL_QUOTA(ch) \
+	"coalesce((SELECT CASE WHEN $4::text[] IS NOT NULL AND NOT '" ch "' = ANY ($4) THEN 0" \
+	"                      WHEN b.rate_per_second IS NULL THEN $2" \
+	"                      ELSE LEAST(GREATEST(pg_catalog.floor(b.tokens), 0), $2)::integer END" \
+	"          FROM waitlist.channel b WHERE b.channel = '" ch "'), 0)"
+
+/* the oldest rows of ch the claim may hand out (unlocked) */
+#define CHANNEL_CANDIDATES(ch) \
+	"SELECT * FROM (" DELIVERABLE_ROWS(ch) " LIMIT " CHANNEL_QUOTA(ch) ") AS " ch "_candidates"
+
+/* as many of them as "taken" leaves to ch, locked, passing over rows another claim holds */
+#define CHANNEL_CHOSEN(ch) \
+	"SELECT * FROM (" DELIVERABLE_ROWS(ch) \
+	"  LIMIT coalesce((SELECT t.n FROM taken t WHERE t.channel = '" ch "'), 0)" \
+	"  FOR UPDATE OF o SKIP LOCKED) AS " ch "_chosen"
+
+/* the channels of the 1.0 contract (outbox_channel_valid), one branch each */
+#define FOR_EACH_CHANNEL(branch) \
+	branch("email") " UNION ALL " branch("push") " UNION ALL " \
+	branch("sms") " UNION ALL " branch("webhook")
+
+/*
+ * A channel's rate and burst as the refill uses them: clamped to the bounds,
+ * for a 1.0 database whose rows were never checked against them.
+ */
+#define CHANNEL_RATE \
+	"LEAST(GREATEST(b.rate_per_second, " CppAsString2(WAITLIST_MIN_CHANNEL_RATE) ")," \
+	" " CppAsString2(WAITLIST_MAX_CHANNEL_RATE) ")"
+#define CHANNEL_BURST \
+	"LEAST(coalesce(b.burst, 1), " CppAsString2(WAITLIST_MAX_CHANNEL_BURST) ")::float8"
+
+/*
+ * Refill the buckets of the rate-limited channels being claimed (those asked
+ * for that have pending rows) for the time since their last refill, and lock
+ * them: claims serialize only where a rate limit makes them share.  The time
+ * counted is at most what fills the bucket, and refilled_at is taken as no
+ * later than now, so that no stored value can make the arithmetic fail.
  */
 static WaitlistPlan refill_plan = {
-	"UPDATE waitlist.channel SET"
-	"  tokens = CASE WHEN rate_per_second IS NULL THEN 0"
-	"    ELSE LEAST(burst::float8, tokens + rate_per_second *"
-	"         pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - refilled_at)) END,"
+	"UPDATE waitlist.channel b SET"
+	"  tokens = LEAST(" CHANNEL_BURST ", GREATEST(b.tokens, 0) + " CHANNEL_RATE " *"
+	"    pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() -"
+	"      GREATEST(LEAST(b.refilled_at, pg_catalog.clock_timestamp()),"
+	"               pg_catalog.clock_timestamp() - interval '1 second' * (" CHANNEL_BURST " / " CHANNEL_RATE ")))),"
 	"  refilled_at = pg_catalog.clock_timestamp()"
-	" WHERE rate_per_second IS NOT NULL",
-	0, {0}
+	" WHERE b.rate_per_second IS NOT NULL AND ($1::text[] IS NULL OR b.channel = ANY ($1))"
+	"   AND EXISTS (SELECT 1 FROM waitlist.outbox o"
+	"               WHERE o.channel = b.channel AND o.state = 'PENDING')",
+	1, {TEXTARRAYOID}
 };
 
 /*
- * Lease the oldest deliverable rows: pending, not leased (or the lease ran
- * out), not backing off, and the oldest pending row of their user on their
- * channel; within each rate-limited channel no more than its whole tokens.
+ * Lease the oldest deliverable rows, within each rate-limited channel no
+ * more than its whole tokens.  Each channel is scanned on its own, so rows a
+ * channel may not hand out now never take the place of another channel's:
+ * "taken" merges the channels' candidates oldest first up to max_rows and
+ * counts what that leaves to each channel; "chosen" locks that many of each
+ * channel's deliverable rows, passing over rows another claim holds, so that
+ * only leased rows are locked.  A channel the claim does not name, or whose
+ * bucket is empty, is not scanned at all (LIMIT 0).
  */
 static WaitlistPlan claim_plan = {
-	"WITH candidates AS ("
-	"  SELECT o.resource_id, o.outbox_id, o.channel FROM waitlist.outbox o"
-	"  WHERE o.state = 'PENDING' AND o.next_attempt_at <= pg_catalog.clock_timestamp()"
-	"    AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= pg_catalog.clock_timestamp())"
-	"    AND ($4::text[] IS NULL OR o.channel = ANY ($4))"
-	"    AND NOT EXISTS (SELECT 1 FROM waitlist.outbox p"
-	"                    WHERE p.user_id = o.user_id AND p.channel = o.channel"
-	"                      AND p.outbox_id < o.outbox_id AND p.state = 'PENDING')"
-	"  ORDER BY o.outbox_id"
-	"  LIMIT $2 * 4"
-	"), allowed AS ("
-	"  SELECT r.resource_id, r.outbox_id FROM ("
-	"    SELECT c.*, pg_catalog.row_number() OVER (PARTITION BY c.channel ORDER BY c.outbox_id) AS n"
-	"    FROM candidates c) r"
-	"  JOIN waitlist.channel b ON b.channel = r.channel"
-	"  WHERE b.rate_per_second IS NULL OR r.n <= pg_catalog.floor(b.tokens)"
+	"WITH taken AS MATERIALIZED ("
+	"  SELECT c.channel, pg_catalog.count(*)::integer AS n FROM ("
+	FOR_EACH_CHANNEL(CHANNEL_CANDIDATES)
+	"    ORDER BY outbox_id LIMIT $2) c"
+	"  GROUP BY c.channel"
 	"), chosen AS ("
-	/* lock only what is leased; a row another claim holds is passed over */
-	"  SELECT o.resource_id, o.outbox_id, o.channel FROM waitlist.outbox o"
-	"  WHERE (o.resource_id, o.outbox_id) IN (SELECT resource_id, outbox_id FROM allowed)"
-	"    AND o.state = 'PENDING'"
-	"    AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= pg_catalog.clock_timestamp())"
-	"  ORDER BY o.outbox_id LIMIT $2"
-	"  FOR UPDATE OF o SKIP LOCKED"
+	FOR_EACH_CHANNEL(CHANNEL_CHOSEN)
 	"), spent AS ("
 	"  UPDATE waitlist.channel b SET tokens = b.tokens - x.n"
 	"  FROM (SELECT channel, pg_catalog.count(*) AS n FROM chosen GROUP BY channel) x"
@@ -96,6 +154,8 @@ static WaitlistPlan claim_plan = {
 	"      lease_token = (SELECT pg_catalog.nextval('waitlist.lease_token_seq')),"
 	"      lease_expires_at = pg_catalog.clock_timestamp() + $3"
 	"  FROM chosen c WHERE o.resource_id = c.resource_id AND o.outbox_id = c.outbox_id"
+	/* ids as an array: an index lookup whatever the row estimates say */
+	"    AND o.outbox_id = ANY (ARRAY(SELECT c2.outbox_id FROM chosen c2))"
 	"  RETURNING o.outbox_id, o.resource_id, o.user_id, o.channel, o.event_type, o.payload,"
 	"            o.created_at, o.attempts, o.lease_token",
 	4, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID}, WAITLIST_CUSTOM_PLAN
@@ -170,7 +230,9 @@ static WaitlistPlan inbox_plan = {
 	"           o.seen_at, b.created_at, b.payload, b.outbox_id"
 	"    FROM waitlist.outbox b"
 	"    LEFT JOIN waitlist.offer o ON o.resource_id = b.resource_id AND o.offer_id = b.offer_id"
-	"    WHERE b.user_id = $1 AND b.created_at >= pg_catalog.now() - $2"
+	/* a window longer than any history is all of it: no now() - $2 overflow */
+	"    WHERE b.user_id = $1 AND b.created_at >= pg_catalog.now()"
+	"          - LEAST(GREATEST($2, interval '0'), interval '100 years')"
 	"    ORDER BY b.resource_id, b.offer_id, b.event_type, b.outbox_id"
 	"  ) events"
 	") inbox "
@@ -282,6 +344,16 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lease must be positive")));
+	if (DatumGetBool(DirectFunctionCall2(interval_gt, PG_GETARG_DATUM(2),
+										 DirectFunctionCall3(interval_in,
+															 CStringGetDatum(WAITLIST_MAX_LEASE),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must not exceed %s", WAITLIST_MAX_LEASE),
+				 errdetail("A relay that dies holds its rows until its lease runs out; the longest lease allowed is %s.",
+						   WAITLIST_MAX_LEASE)));
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -294,7 +366,7 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 	nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&refill_plan, NULL, NULL, false, 0, NULL);
+	waitlist_execute(&refill_plan, &values[3], &nulls[3], false, 0, NULL);
 	waitlist_execute(&claim_plan, values, nulls, false, 0, NULL);
 	waitlist_spi_rows_to_tuplestore(fcinfo);
 	waitlist_api_end(&call);
@@ -421,12 +493,25 @@ waitlist_set_channel_rate(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("rate_per_second must be positive"),
 					 errhint("Pass NULL for a channel without a rate limit.")));
+		if (rate < WAITLIST_MIN_CHANNEL_RATE || rate > WAITLIST_MAX_CHANNEL_RATE)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("rate_per_second %g is out of range", rate),
+					 errdetail("A channel's rate must be between %g and %g rows per second.",
+							   WAITLIST_MIN_CHANNEL_RATE, WAITLIST_MAX_CHANNEL_RATE),
+					 errhint("Pass NULL for a channel without a rate limit.")));
 		if (PG_ARGISNULL(2))
-			burst = rate >= 1 ? (int32) ceil(Min(rate, (float8) PG_INT32_MAX)) : 1;
+			burst = rate >= 1 ? (int32) ceil(rate) : 1;
 		else if ((burst = PG_GETARG_INT32(2)) <= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("burst must be positive")));
+		else if (burst > WAITLIST_MAX_CHANNEL_BURST)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("burst must not exceed %d", WAITLIST_MAX_CHANNEL_BURST),
+					 errdetail("A channel's bucket holds at most %d rows.",
+							   WAITLIST_MAX_CHANNEL_BURST)));
 		values[1] = Float8GetDatum(rate);
 		values[2] = Int32GetDatum(burst);
 		nulls[1] = nulls[2] = ' ';

@@ -43,7 +43,9 @@ static WaitlistPlan promote_plan = {
 	"  RETURNING e.entry_id, e.user_id, e.priority, e.seq"
 	"), made AS ("
 	"  INSERT INTO waitlist.offer (entry_id, resource_id, user_id, expires_at)"
-	"  SELECT m.entry_id, $1, m.user_id, pg_catalog.now() + r.offer_ttl"
+	/* clamped as the setting is bounded: no stored offer_ttl can overflow */
+	"  SELECT m.entry_id, $1, m.user_id, pg_catalog.now() + LEAST(r.offer_ttl,"
+	"                                        interval '" WAITLIST_MAX_SETTING_INTERVAL "')"
 	"  FROM moved m, waitlist.resource r"
 	"  WHERE r.resource_id = $1"
 	"  ORDER BY m.priority DESC, m.seq"
@@ -126,7 +128,7 @@ WaitlistPlan waitlist_idle_resources_plan = {
 	" WHERE r.free_units > 0"
 	"   AND ($1 < 0 OR waitlist.resource_worker(r.resource_id, $2) = $1)"
 	"   AND (r.wave_size IS NULL OR r.wave_offers < r.wave_size"
-	"        OR r.wave_started_at + r.wave_interval <= pg_catalog.now())"
+	"        OR " WAITLIST_WAVE_END_SQL " <= pg_catalog.now())"
 	"   AND EXISTS (SELECT 1 FROM waitlist.entry e"
 	"               WHERE e.resource_id = r.resource_id AND e.state = 'WAITING')"
 	" LIMIT $3",

@@ -59,14 +59,18 @@ static WaitlistPlan alter_resource_plan = {
 	TEXTARRAYOID, INT4OID, INTERVALOID, BOOLOID}
 };
 
-/* wave_budget: -1 without waves, else what the current (or a new) wave may still offer */
+/*
+ * wave_budget: -1 without waves, else what the current (or a new) wave may
+ * still offer.  The wave's end is clamped (WAITLIST_WAVE_END_SQL), so a bad
+ * row fails no statement.
+ */
 #define RESOURCE_COLUMNS \
 	"SELECT free_units, max_waiting, booking_function," \
 	"  CASE WHEN wave_size IS NULL THEN -1" \
-	"       WHEN wave_started_at IS NULL OR wave_started_at + wave_interval <= pg_catalog.now() THEN wave_size" \
+	"       WHEN wave_started_at IS NULL OR " WAITLIST_WAVE_END_SQL " <= pg_catalog.now() THEN wave_size" \
 	"       ELSE GREATEST(wave_size - wave_offers, 0) END," \
-	"  wave_size IS NOT NULL AND (wave_started_at IS NULL OR wave_started_at + wave_interval <= pg_catalog.now())" \
-	" FROM waitlist.resource WHERE resource_id = $1"
+	"  wave_size IS NOT NULL AND (wave_started_at IS NULL OR " WAITLIST_WAVE_END_SQL " <= pg_catalog.now())" \
+	" FROM waitlist.resource r WHERE resource_id = $1"
 
 static WaitlistPlan read_resource_plan = {
 	RESOURCE_COLUMNS, 1, {TEXTOID}
@@ -82,24 +86,37 @@ static WaitlistPlan give_back_plan = {
 	2, {TEXTOID, INT8OID}
 };
 
-/* An offer window is minutes to days; a year is already absurd. */
+/*
+ * An interval setting: positive, and at most WAITLIST_MAX_SETTING_INTERVAL
+ * (an offer window or a wave is minutes to days; a year is already absurd),
+ * so that now() plus it can never leave the timestamp range.
+ */
+static void
+check_interval_setting(Datum value, const char *name, const char *detail)
+{
+	Interval   *zero = palloc0(sizeof(Interval));
+	Datum		max = DirectFunctionCall3(interval_in,
+										  CStringGetDatum(WAITLIST_MAX_SETTING_INTERVAL),
+										  ObjectIdGetDatum(InvalidOid),
+										  Int32GetDatum(-1));
+
+	if (!DatumGetBool(DirectFunctionCall2(interval_gt, value, IntervalPGetDatum(zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be positive", name),
+				 errdetail("%s", detail)));
+	if (DatumGetBool(DirectFunctionCall2(interval_gt, value, max)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not exceed %s", name, WAITLIST_MAX_SETTING_INTERVAL),
+				 errdetail("The longest %s allowed is %s.", name, WAITLIST_MAX_SETTING_INTERVAL)));
+}
+
 static void
 check_offer_ttl(Datum ttl)
 {
-	Interval   *zero = palloc0(sizeof(Interval));
-	Interval   *year = palloc0(sizeof(Interval));
-
-	year->month = MONTHS_PER_YEAR;
-	if (!DatumGetBool(DirectFunctionCall2(interval_gt, ttl, IntervalPGetDatum(zero))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("offer_ttl must be positive"),
-				 errdetail("An offer must stay open for some time before it expires.")));
-	if (DatumGetBool(DirectFunctionCall2(interval_gt, ttl, IntervalPGetDatum(year))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("offer_ttl must not exceed 1 year"),
-				 errdetail("An offer holds a unit of capacity until it is answered or expires.")));
+	check_interval_setting(ttl, "offer_ttl",
+						   "An offer must stay open for some time before it expires.");
 }
 
 static void
@@ -109,6 +126,12 @@ check_max_waiting(int64 max_waiting)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_waiting must be positive"),
+				 errhint("Pass NULL for a waitlist without a cap.")));
+	if (max_waiting > WAITLIST_MAX_WAITING)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_waiting must not exceed " INT64_FORMAT, WAITLIST_MAX_WAITING),
+				 errdetail("The largest cap allowed is " INT64_FORMAT " entries.", WAITLIST_MAX_WAITING),
 				 errhint("Pass NULL for a waitlist without a cap.")));
 }
 
@@ -283,11 +306,10 @@ waitlist_check_channels(Datum channels)
 	}
 }
 
-/* Waves: a positive size and a positive interval, given together. */
+/* Waves: a size and an interval within their bounds, given together. */
 static void
 check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool altering)
 {
-	Interval   *zero = palloc0(sizeof(Interval));
 	bool		has_size = !PG_ARGISNULL(size_arg);
 	bool		has_interval = !PG_ARGISNULL(interval_arg);
 
@@ -299,12 +321,14 @@ check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool alteri
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("wave_size must be positive")));
-	if (has_interval &&
-		!DatumGetBool(DirectFunctionCall2(interval_gt, PG_GETARG_DATUM(interval_arg),
-										  IntervalPGetDatum(zero))))
+	if (has_size && PG_GETARG_INT32(size_arg) > WAITLIST_MAX_WAVE_SIZE)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("wave_interval must be positive")));
+				 errmsg("wave_size must not exceed %d", WAITLIST_MAX_WAVE_SIZE),
+				 errdetail("A wave offers at most %d units.", WAITLIST_MAX_WAVE_SIZE)));
+	if (has_interval)
+		check_interval_setting(PG_GETARG_DATUM(interval_arg), "wave_interval",
+							   "A wave must last for some time before the next one starts.");
 }
 
 /*

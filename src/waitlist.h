@@ -19,6 +19,28 @@
 #define WAITLIST_MAX_ID_BYTES			200
 #define WAITLIST_MAX_RELEASE_QUANTITY	1000000
 
+/*
+ * Bounds on resource settings, checked when they are set and by CHECK
+ * constraints from 1.1 on.  Intervals are bounded so that no timestamp
+ * arithmetic with them can leave the timestamp range.
+ */
+#define WAITLIST_MAX_SETTING_INTERVAL	"1 year"	/* offer_ttl, wave_interval */
+#define WAITLIST_MAX_WAITING			INT64CONST(1000000000)
+#define WAITLIST_MAX_WAVE_SIZE			1000000
+
+/*
+ * When a resource's current wave ends, as SQL over its row (alias "r").
+ * Clamped, as the settings are bounded, so that a row whatever its values
+ * (a 1.0 row not yet updated, one written by hand) cannot make the
+ * statement fail for every resource: a wave starts no later than now and
+ * lasts at most the longest wave_interval allowed.  NULL without a wave.
+ */
+#define WAITLIST_WAVE_END_SQL \
+	"(CASE WHEN r.wave_started_at > pg_catalog.now() THEN pg_catalog.now()" \
+	"      ELSE r.wave_started_at END" \
+	" + CASE WHEN r.wave_interval > interval '" WAITLIST_MAX_SETTING_INTERVAL "'" \
+	"        THEN interval '" WAITLIST_MAX_SETTING_INTERVAL "' ELSE r.wave_interval END)"
+
 /* Version of the ordering and offer rules, recorded on every transition. */
 #define WAITLIST_RULE_VERSION	"priority-fifo/1"
 

@@ -79,7 +79,7 @@ static WaitlistPlan next_deadline_plan = {
 	"    ORDER BY expires_at LIMIT 1),"
 	"  (SELECT pg_catalog.min(next_attempt_at) FROM waitlist.capacity_event"
 	"    WHERE state = 'PENDING' AND waitlist.resource_worker(resource_id, $2) = $1),"
-	"  (SELECT pg_catalog.min(wave_started_at + wave_interval) FROM waitlist.resource"
+	"  (SELECT pg_catalog.min(" WAITLIST_WAVE_END_SQL ") FROM waitlist.resource r"
 	"    WHERE free_units > 0 AND wave_size IS NOT NULL"
 	"      AND waitlist.resource_worker(resource_id, $2) = $1)"
 	") - pg_catalog.clock_timestamp()) * 1000)::bigint",

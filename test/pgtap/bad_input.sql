@@ -5,7 +5,10 @@
 --          non-positive offer_ttl, max_waiting <= 0, negative max_offers,
 --          setting and clearing one setting at once, notification channels
 --          that are not a non-empty subset of email, sms, push, webhook,
---          wave_size and wave_interval not positive or not given together)
+--          wave_size and wave_interval not positive or not given together;
+--          offer_ttl or wave_interval over 1 year, max_waiting over
+--          1000000000, wave_size over 1000000)
+--   23514  a resource row written by hand with a setting out of bounds
 --   22001  an id over 200 bytes
 --   42704  unknown resource, entry or offer
 --   42710  duplicate resource
@@ -67,7 +70,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(304);
+SELECT plan(334);
 
 SELECT is(wl_test.digest() ~ '(^|\n)entry n=5 ' AND wl_test.digest() ~ '(^|\n)offer n=2 ' AND wl_test.digest() ~ '(^|\n)capacity_event n=1 ',
     true, 'the fixture has entries, offers and a capacity event');
@@ -247,6 +250,64 @@ SELECT wl_test.rejects($$SELECT waitlist_promote('bad', -1)$$, '22023',
     'waitlist_promote with max_offers -1');
 SELECT wl_test.no_change($$SELECT waitlist_promote('bad', 0)$$, '0',
     'waitlist_promote with max_offers 0');
+
+------------------------------------------------------------------------------
+-- Every setting bounded when set: offer_ttl and wave_interval at most 1 year,
+-- max_waiting at most 1000000000, wave_size at most 1000000 (22023); the
+-- table holds the same bounds for rows written by hand (23514)
+------------------------------------------------------------------------------
+
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-big', interval '1 year 1 microsecond')$$, '22023',
+    'waitlist_create_resource with offer_ttl just over 1 year');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-big', interval '100000000 years')$$, '22023',
+    'waitlist_create_resource with offer_ttl 100000000 years');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', interval '2 years')$$, '22023',
+    'waitlist_alter_resource with offer_ttl 2 years');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-big', interval '1 minute', 1000000001)$$, '22023',
+    'waitlist_create_resource with max_waiting 1000000001');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', max_waiting => 9223372036854775807)$$, '22023',
+    'waitlist_alter_resource with max_waiting 9223372036854775807');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-big', wave_size => 1000001, wave_interval => interval '1 minute')$$, '22023',
+    'waitlist_create_resource with wave_size 1000001');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-big', wave_size => 2, wave_interval => interval '100000000 years')$$, '22023',
+    'waitlist_create_resource with wave_interval 100000000 years');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-big', wave_size => 2, wave_interval => interval '1 year 1 microsecond')$$, '22023',
+    'waitlist_create_resource with wave_interval just over 1 year');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', wave_size => 2147483647, wave_interval => interval '1 minute')$$, '22023',
+    'waitlist_alter_resource with wave_size 2147483647');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad', wave_size => 2, wave_interval => interval '100000000 years')$$, '22023',
+    'waitlist_alter_resource with wave_interval 100000000 years');
+SELECT lives_ok($$SELECT waitlist_create_resource('bad-big-ok', interval '1 year', 1000000000, NULL, NULL, 1000000, interval '1 year')$$,
+    'every bound itself is accepted');
+SELECT row_eq($$SELECT offer_ttl, max_waiting, wave_size, wave_interval FROM waitlist.resource WHERE resource_id = 'bad-big-ok'$$,
+    ROW(interval '1 year', 1000000000::bigint, 1000000, interval '1 year'), '... and stored');
+
+SELECT throws_ok($$UPDATE waitlist.resource SET offer_ttl = interval '100000000 years' WHERE resource_id = 'bad-big-ok'$$,
+    '23514', NULL, 'an offer_ttl over 1 year written by hand is rejected (23514)');
+SELECT throws_ok($$UPDATE waitlist.resource SET wave_interval = interval '100000000 years' WHERE resource_id = 'bad-big-ok'$$,
+    '23514', NULL, 'a wave_interval over 1 year written by hand is rejected (23514)');
+SELECT throws_ok($$UPDATE waitlist.resource SET max_waiting = 1000000001 WHERE resource_id = 'bad-big-ok'$$,
+    '23514', NULL, 'a max_waiting over 1000000000 written by hand is rejected (23514)');
+SELECT throws_ok($$UPDATE waitlist.resource SET wave_size = 1000001 WHERE resource_id = 'bad-big-ok'$$,
+    '23514', NULL, 'a wave_size over 1000000 written by hand is rejected (23514)');
+SELECT throws_ok($$UPDATE waitlist.resource SET wave_started_at = '294276-12-01' WHERE resource_id = 'bad-big-ok'$$,
+    '22008', NULL, 'a wave that would end after the last timestamp cannot be written (22008)');
+
+-- the settings' own bounds
+SELECT results_eq(
+    $$SELECT name, min_val, max_val FROM pg_catalog.pg_settings
+       WHERE name IN ('waitlist.naptime', 'waitlist.max_event_attempts',
+                      'waitlist.outbox_max_attempts', 'waitlist.outbox_retry_base')
+       ORDER BY name$$,
+    $$VALUES ('waitlist.max_event_attempts'::text, '1'::text, '100'::text),
+             ('waitlist.naptime', '10', '3600000'),
+             ('waitlist.outbox_max_attempts', '1', '1000'),
+             ('waitlist.outbox_retry_base', '1', '3600000')$$,
+    'every numeric waitlist setting has a minimum and a maximum');
+SELECT throws_ok($$SET LOCAL waitlist.outbox_max_attempts = 1001$$, '22023', NULL,
+    'waitlist.outbox_max_attempts over 1000 is refused (22023)');
+SELECT throws_ok($$SET LOCAL waitlist.outbox_retry_base = '2h'$$, '22023', NULL,
+    'waitlist.outbox_retry_base over 1 hour is refused (22023)');
 
 ------------------------------------------------------------------------------
 -- Notification channels: a non-empty subset of email, sms, push, webhook
@@ -454,8 +515,10 @@ SELECT wl_test.rejects(format('SELECT * FROM waitlist_accept(%s, %L)', wl_test.o
 SELECT is((SELECT state FROM waitlist.offer WHERE offer_id = wl_test.offer_of('bad', 'fan-3')), 'OPEN',
     'the declined unit went to fan-3');
 
--- fan-3's offer runs out before anyone sweeps it
-UPDATE waitlist.offer SET expires_at = clock_timestamp() - interval '1 second'
+-- fan-3's offer runs out before anyone sweeps it (before this transaction
+-- began, so that the sweep, which compares with now(), sees it past however
+-- long the file took to get here)
+UPDATE waitlist.offer SET expires_at = now() - interval '1 second'
  WHERE offer_id = wl_test.offer_of('bad', 'fan-3');
 SELECT wl_test.rejects(format('SELECT * FROM waitlist_accept(%s, %L)', wl_test.offer_of('bad', 'fan-3'), 'key-fan-3'),
     'WL002', 'waitlist_accept of an offer past its deadline, not yet swept');
@@ -475,13 +538,24 @@ SELECT wl_test.rejects(format('SELECT waitlist_decline(%s)', wl_test.offer_of('b
 -- after it never run.  psql prints each expected error on stderr.
 ------------------------------------------------------------------------------
 
--- a resource whose offers would end after the last representable timestamp
--- (set by hand, whatever waitlist_create_resource accepts)
+-- a resource whose promotions fail: a trigger of this file's own refuses its
+-- offers (an offer_ttl past the last representable timestamp did, until
+-- settings were bounded in the table too)
+CREATE FUNCTION wl_test.refuse_far_offer() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.resource_id = 'bad-far' THEN
+        RAISE EXCEPTION 'no offers for bad-far' USING ERRCODE = '22008';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER wl_test_refuse_far_offer BEFORE INSERT ON waitlist.offer
+    FOR EACH ROW EXECUTE FUNCTION wl_test.refuse_far_offer();
 DO $$
 BEGIN
     PERFORM waitlist_create_resource('bad-far');
     PERFORM waitlist_join('bad-far', 'fan-far');
-    UPDATE waitlist.resource SET offer_ttl = interval '300000 years' WHERE resource_id = 'bad-far';
 END
 $$;
 
@@ -643,7 +717,7 @@ SAVEPOINT probe;
 SELECT waitlist_release('bad-far', 1, 'e-probe');
 \set probe_state :SQLSTATE
 ROLLBACK TO SAVEPOINT probe;
-SELECT is(:'probe_state'::text, '22008', 'a release whose promotion fails (deadline out of range), as a plain statement, raises 22008');
+SELECT is(:'probe_state'::text, '22008', 'a release whose promotion fails (an offer trigger raises 22008), as a plain statement, raises 22008');
 SELECT is(wl_test.digest(), :'probe_before', '... and the session goes on with nothing changed');
 
 \set VERBOSITY default

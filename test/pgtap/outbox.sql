@@ -13,8 +13,10 @@
 --
 --   22004  a NULL where a value is required
 --   22023  an invalid value (empty consumer, user or channel; max_rows
---          outside 1..10000; a lease that is not positive; an unknown
---          channel; a rate or burst that is not positive)
+--          outside 1..10000; a lease that is not positive or over 1 day;
+--          an unknown channel; a rate not positive or outside
+--          0.000001..1000000, a burst not positive or over 1000000)
+--   23514  a channel row written by hand out of those bounds
 --   22001  a consumer or user id over 200 bytes
 --   42704  unknown outbox row or offer
 --   WL005  a lease token that is not the row's (never claimed, made up)
@@ -109,7 +111,7 @@ LANGUAGE sql AS $$ SELECT lease_token FROM wl_test.fixture WHERE name = n $$;
 
 CREATE ROLE wl_test_outsider NOLOGIN;
 
-SELECT plan(213);
+SELECT plan(237);
 
 SELECT results_eq(
     $$SELECT f.name, b.state FROM wl_test.fixture f JOIN waitlist.outbox b USING (outbox_id) ORDER BY f.name$$,
@@ -346,6 +348,15 @@ SELECT throws_ok(
 SELECT throws_ok(
     $$UPDATE waitlist.channel SET rate_per_second = 0 WHERE channel = 'sms'$$,
     '23514', NULL, 'a channel rate of 0 is rejected (23514)');
+SELECT throws_ok(
+    $$UPDATE waitlist.channel SET rate_per_second = 1e308, burst = 1 WHERE channel = 'sms'$$,
+    '23514', NULL, 'a channel rate of 1e308 is rejected (23514)');
+SELECT throws_ok(
+    $$UPDATE waitlist.channel SET burst = 1000001 WHERE channel = 'push'$$,
+    '23514', NULL, 'a burst over 1000000 is rejected (23514)');
+SELECT throws_ok(
+    $$UPDATE waitlist.channel SET burst = NULL WHERE channel = 'push'$$,
+    '23514', NULL, 'a rate without a burst is rejected (23514)');
 
 ------------------------------------------------------------------------------
 -- waitlist_outbox_claim: 22004, 22023, 22001
@@ -357,6 +368,10 @@ SELECT wl_test.rejects($$SELECT * FROM waitlist_outbox_claim('relay', NULL)$$, '
     'waitlist_outbox_claim with NULL max_rows');
 SELECT wl_test.rejects($$SELECT * FROM waitlist_outbox_claim('relay', 10, NULL)$$, '22004',
     'waitlist_outbox_claim with NULL lease');
+SELECT wl_test.rejects($$SELECT * FROM waitlist_outbox_claim('relay', 10, interval '1 day 1 microsecond')$$, '22023',
+    'waitlist_outbox_claim with a lease just over a day');
+SELECT wl_test.rejects($$SELECT * FROM waitlist_outbox_claim('relay', 10, interval '100000000 years')$$, '22023',
+    'waitlist_outbox_claim with a lease of 100000000 years');
 SELECT wl_test.rejects($$SELECT * FROM waitlist_outbox_claim('')$$, '22023',
     'waitlist_outbox_claim with an empty consumer');
 SELECT wl_test.rejects($$SELECT * FROM waitlist_outbox_claim(repeat('r', 201))$$, '22001',
@@ -496,6 +511,23 @@ SELECT wl_test.rejects($$SELECT waitlist_set_channel_rate('sms', 1, 0)$$, '22023
     'waitlist_set_channel_rate with burst 0');
 SELECT wl_test.rejects($$SELECT waitlist_set_channel_rate('push', 1, -1)$$, '22023',
     'waitlist_set_channel_rate with burst -1');
+SELECT wl_test.rejects($$SELECT waitlist_set_channel_rate('sms', 1e308)$$, '22023',
+    'waitlist_set_channel_rate with rate 1e308');
+SELECT wl_test.rejects($$SELECT waitlist_set_channel_rate('sms', 1000000.5)$$, '22023',
+    'waitlist_set_channel_rate with rate just over 1000000');
+SELECT wl_test.rejects($$SELECT waitlist_set_channel_rate('sms', 0.0000009)$$, '22023',
+    'waitlist_set_channel_rate with rate just under 0.000001');
+SELECT wl_test.rejects($$SELECT waitlist_set_channel_rate('sms', 1e-320)$$, '22023',
+    'waitlist_set_channel_rate with rate 1e-320');
+SELECT wl_test.rejects($$SELECT waitlist_set_channel_rate('sms', 1, 1000001)$$, '22023',
+    'waitlist_set_channel_rate with burst 1000001');
+SELECT lives_ok($$SELECT waitlist_set_channel_rate('sms', 1000000), waitlist_set_channel_rate('email', 0.000001, 1000000)$$,
+    'the bounds themselves are accepted');
+SELECT results_eq($$SELECT channel, rate_per_second, burst FROM waitlist.channel WHERE channel IN ('email', 'sms') ORDER BY channel$$,
+    $$VALUES ('email'::text, 0.000001::float8, 1000000), ('sms', 1000000, 1000000)$$,
+    '... and stored');
+SELECT lives_ok($$SELECT waitlist_set_channel_rate('sms', NULL), waitlist_set_channel_rate('email', NULL)$$,
+    'both channels unlimited again');
 
 ------------------------------------------------------------------------------
 -- waitlist_inbox: 22004, 22023, 22001; reading changes nothing
@@ -513,6 +545,10 @@ SELECT wl_test.no_change($$SELECT string_agg(kind, ',' ORDER BY kind) FROM waitl
     'offer_created,open_offer', 'waitlist_inbox of a user with an open offer');
 SELECT wl_test.no_change($$SELECT count(*) FROM waitlist_inbox('nobody')$$, '0',
     'waitlist_inbox of a user without rows');
+SELECT wl_test.no_change($$SELECT count(*) = (SELECT count(*) FROM waitlist_inbox('u1')) FROM waitlist_inbox('u1', interval '100000000 years')$$,
+    'true', 'waitlist_inbox since 100000000 years: all of the history, not an error');
+SELECT wl_test.no_change($$SELECT count(*) = (SELECT count(*) FROM waitlist_inbox('u1', interval '0')) FROM waitlist_inbox('u1', interval '-100000000 years')$$,
+    'true', 'waitlist_inbox since -100000000 years: as since 0, not an error');
 
 ------------------------------------------------------------------------------
 -- waitlist_offer_seen: 22004, 42704; a second sighting changes nothing
