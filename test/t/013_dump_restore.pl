@@ -187,7 +187,7 @@ check_round_trip('fresh', 'fresh_restored', 'a', "email 100 1000\nsms 2.5 20");
 # what lets the restore bring the rates back replaces only a channel still
 # as the install script made it, never a configured one
 my ($rc, $out, $err) = $node->psql('fresh_restored',
-	"INSERT INTO waitlist.channel (channel, rate_per_second) VALUES ('sms', 1)");
+	"INSERT INTO waitlist.channel (channel, rate_per_second, burst) VALUES ('sms', 1, 1)");
 like($err, qr/duplicate key value violates unique constraint "channel_pkey"/,
 	'a configured channel is not replaced by an insert');
 is(db_sql('fresh_restored',
