@@ -244,6 +244,22 @@ ok( $standby->poll_query_until(
 is($standby->safe_psql('postgres', $workers_running),
 	'0', 'still no promotion worker on the standby');
 
+# the read-only API works on the standby, the rest is refused
+is( $standby->safe_psql(
+		'postgres',
+		"SELECT count(*) > 0 FROM waitlist.entry e, waitlist_status(e.entry_id) s"
+		  . " WHERE e.resource_id = 'hot-1' AND s.state IS NOT NULL"),
+	't', 'waitlist_status() works on the standby');
+is($standby->safe_psql('postgres', "SELECT count(*) >= 0 FROM waitlist_check('hot-1')"),
+	't', 'waitlist_check() works on the standby');
+{
+	my ($stdout, $stderr);
+	$standby->psql(
+		'postgres', "\\set VERBOSITY verbose\nSELECT waitlist_join('hot-1', 'on-the-standby')",
+		stdout => \$stdout, stderr => \$stderr);
+	like($stderr, qr/ERROR:  25006: cannot execute/, 'a join on the standby is refused with 25006');
+}
+
 # Work left for after the failover.  A join to 'held' left uncommitted holds
 # the resource's gate, so the worker passes the resource over and its
 # released units stay PENDING events.  The 'short' resource's offers are
