@@ -14,11 +14,13 @@ use warnings;
 
 use File::Basename qw(dirname);
 use IPC::Run;
-use Time::HiRes qw(time usleep);
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use WaitlistTest qw(slurp wait_for);
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
@@ -88,29 +90,6 @@ my $secret = 'standby-test-secret';
 $ENV{WAITLIST_RELAY_SECRET} = $secret;
 my ($relay_dir) = grep { -x "$_/waitlist-relay" } split /:/, $ENV{PATH};
 BAIL_OUT('waitlist-relay is not installed (make install)') unless $relay_dir;
-
-sub slurp
-{
-	my ($file) = @_;
-	open(my $fh, '<', $file) or return '';
-	local $/;
-	my $text = <$fh>;
-	close $fh;
-	return $text // '';
-}
-
-# Poll a condition for up to $secs seconds.
-sub wait_for
-{
-	my ($cond, $secs) = @_;
-	my $deadline = time + $secs;
-	while (time < $deadline)
-	{
-		return 1 if $cond->();
-		usleep(100_000);
-	}
-	return 0;
-}
 
 my $control = "$tmp/control";
 my $received = "$tmp/received.log";
