@@ -21,7 +21,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
 use lib $FindBin::RealBin;
-use WaitlistTest qw(use_node sql);
+use WaitlistTest qw(use_node sql slurp wait_for);
 
 my $secret = 'relay-test-secret';
 $ENV{WAITLIST_RELAY_SECRET} = $secret;
@@ -48,29 +48,6 @@ sql('CREATE EXTENSION waitlist');
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $control = "$tmp/control";
 my $received = "$tmp/received.log";
-
-# Poll a condition for up to $secs seconds.
-sub wait_for
-{
-	my ($cond, $secs) = @_;
-	my $deadline = time + ($secs // 20);
-	while (time < $deadline)
-	{
-		return 1 if $cond->();
-		usleep(50_000);
-	}
-	return 0;
-}
-
-sub slurp
-{
-	my ($file) = @_;
-	open(my $fh, '<', $file) or return '';
-	local $/;
-	my $text = <$fh>;
-	close $fh;
-	return $text // '';
-}
 
 # --- the receiver -----------------------------------------------------------
 

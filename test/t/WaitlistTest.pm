@@ -8,8 +8,10 @@ use warnings;
 
 use Exporter 'import';
 use Test::More;
+use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(use_node sql wait_until entry_state);
+our @EXPORT_OK = qw(slurp wait_for);
 
 my $node;
 
@@ -41,6 +43,31 @@ sub entry_state
 {
 	my ($entry_id) = @_;
 	return "SELECT state FROM waitlist_status($entry_id)";
+}
+
+# A file's contents; empty if it does not exist (yet).
+sub slurp
+{
+	my ($file) = @_;
+	open(my $fh, '<', $file) or return '';
+	local $/;
+	my $text = <$fh>;
+	close $fh;
+	return $text // '';
+}
+
+# Poll a condition (a code reference) for up to $secs seconds (20 by
+# default); whether it came true.
+sub wait_for
+{
+	my ($cond, $secs) = @_;
+	my $deadline = time + ($secs // 20);
+	while (time < $deadline)
+	{
+		return 1 if $cond->();
+		usleep(50_000);
+	}
+	return 0;
 }
 
 1;
