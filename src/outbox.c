@@ -64,12 +64,16 @@ static bool notified_this_xact = false;
  */
 #define DELIVERABLE_ROWS(ch) \
 	"SELECT o.resource_id, o.outbox_id, o.channel FROM waitlist.outbox o" \
-	" WHERE o.channel = '" ch "' AND o.state = 'PENDING'" \
-	"   AND o.next_attempt_at <= pg_catalog.clock_timestamp()" \
-	"   AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= pg_catalog.clock_timestamp())" \
+	" WHERE o.channel OPERATOR(pg_catalog.=) '" ch "'" \
+	"   AND o.state OPERATOR(pg_catalog.=) 'PENDING'" \
+	"   AND o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()" \
+	"   AND (o.lease_expires_at IS NULL" \
+	"        OR o.lease_expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp())" \
 	"   AND NOT EXISTS (SELECT 1 FROM waitlist.outbox p" \
-	"                   WHERE p.user_id = o.user_id AND p.channel = o.channel" \
-	"                     AND p.outbox_id < o.outbox_id AND p.state = 'PENDING')" \
+	"                   WHERE p.user_id OPERATOR(pg_catalog.=) o.user_id" \
+	"                     AND p.channel OPERATOR(pg_catalog.=) o.channel" \
+	"                     AND p.outbox_id OPERATOR(pg_catalog.<) o.outbox_id" \
+	"                     AND p.state OPERATOR(pg_catalog.=) 'PENDING')" \
 	" ORDER BY o.outbox_id"
 
 /*
@@ -77,10 +81,11 @@ static bool notified_this_xact = false;
  * other channels, its whole tokens if it is rate-limited, else max_rows ($2).
  */
 #define CHANNEL_QUOTA(ch) \
-	"coalesce((SELECT CASE WHEN $4::text[] IS NOT NULL AND NOT '" ch "' = ANY ($4) THEN 0" \
+	"coalesce((SELECT CASE WHEN $4::pg_catalog.text[] IS NOT NULL" \
+	"                       AND NOT '" ch "' OPERATOR(pg_catalog.=) ANY ($4) THEN 0" \
 	"                      WHEN b.rate_per_second IS NULL THEN $2" \
 	"                      ELSE LEAST(GREATEST(pg_catalog.floor(b.tokens), 0), $2)::integer END" \
-	"          FROM waitlist.channel b WHERE b.channel = '" ch "'), 0)"
+	"          FROM waitlist.channel b WHERE b.channel OPERATOR(pg_catalog.=) '" ch "'), 0)"
 
 /* the oldest rows of ch the claim may hand out (unlocked) */
 #define CHANNEL_CANDIDATES(ch) \
@@ -89,7 +94,7 @@ static bool notified_this_xact = false;
 /* as many of them as "taken" leaves to ch, locked, passing over rows another claim holds */
 #define CHANNEL_CHOSEN(ch) \
 	"SELECT * FROM (" DELIVERABLE_ROWS(ch) \
-	"  LIMIT coalesce((SELECT t.n FROM taken t WHERE t.channel = '" ch "'), 0)" \
+	"  LIMIT coalesce((SELECT t.n FROM taken t WHERE t.channel OPERATOR(pg_catalog.=) '" ch "'), 0)" \
 	"  FOR UPDATE OF o SKIP LOCKED) AS " ch "_chosen"
 
 /* the channels of the 1.0 contract (outbox_channel_valid), one branch each */
@@ -105,7 +110,7 @@ static bool notified_this_xact = false;
 	"LEAST(GREATEST(b.rate_per_second, " CppAsString2(WAITLIST_MIN_CHANNEL_RATE) ")," \
 	" " CppAsString2(WAITLIST_MAX_CHANNEL_RATE) ")"
 #define CHANNEL_BURST \
-	"LEAST(coalesce(b.burst, 1), " CppAsString2(WAITLIST_MAX_CHANNEL_BURST) ")::float8"
+	"LEAST(coalesce(b.burst, 1), " CppAsString2(WAITLIST_MAX_CHANNEL_BURST) ")::pg_catalog.float8"
 
 /*
  * Refill the buckets of the rate-limited channels being claimed (those asked
@@ -116,14 +121,17 @@ static bool notified_this_xact = false;
  */
 static WaitlistPlan refill_plan = {
 	"UPDATE waitlist.channel b SET"
-	"  tokens = LEAST(" CHANNEL_BURST ", GREATEST(b.tokens, 0) + " CHANNEL_RATE " *"
-	"    pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() -"
-	"      GREATEST(LEAST(b.refilled_at, pg_catalog.clock_timestamp()),"
-	"               pg_catalog.clock_timestamp() - interval '1 second' * (" CHANNEL_BURST " / " CHANNEL_RATE ")))),"
+	"  tokens = LEAST(" CHANNEL_BURST ", GREATEST(b.tokens, 0) OPERATOR(pg_catalog.+) (" CHANNEL_RATE
+	"    OPERATOR(pg_catalog.*) pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()"
+	"      OPERATOR(pg_catalog.-) GREATEST(LEAST(b.refilled_at, pg_catalog.clock_timestamp()),"
+	"               pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) (interval '1 second'"
+	"                 OPERATOR(pg_catalog.*) (" CHANNEL_BURST " OPERATOR(pg_catalog./) " CHANNEL_RATE ")))))),"
 	"  refilled_at = pg_catalog.clock_timestamp()"
-	" WHERE b.rate_per_second IS NOT NULL AND ($1::text[] IS NULL OR b.channel = ANY ($1))"
+	" WHERE b.rate_per_second IS NOT NULL"
+	"   AND ($1::pg_catalog.text[] IS NULL OR b.channel OPERATOR(pg_catalog.=) ANY ($1))"
 	"   AND EXISTS (SELECT 1 FROM waitlist.outbox o"
-	"               WHERE o.channel = b.channel AND o.state = 'PENDING')",
+	"               WHERE o.channel OPERATOR(pg_catalog.=) b.channel"
+	"                 AND o.state OPERATOR(pg_catalog.=) 'PENDING')",
 	1, {TEXTARRAYOID}
 };
 
@@ -146,30 +154,32 @@ static WaitlistPlan claim_plan = {
 	"), chosen AS ("
 	FOR_EACH_CHANNEL(CHANNEL_CHOSEN)
 	"), spent AS ("
-	"  UPDATE waitlist.channel b SET tokens = b.tokens - x.n"
+	"  UPDATE waitlist.channel b SET tokens = b.tokens OPERATOR(pg_catalog.-) x.n"
 	"  FROM (SELECT channel, pg_catalog.count(*) AS n FROM chosen GROUP BY channel) x"
-	"  WHERE b.channel = x.channel AND b.rate_per_second IS NOT NULL"
+	"  WHERE b.channel OPERATOR(pg_catalog.=) x.channel AND b.rate_per_second IS NOT NULL"
 	") UPDATE waitlist.outbox o"
 	"  SET lease_owner = $1,"
 	"      lease_token = (SELECT pg_catalog.nextval('waitlist.lease_token_seq')),"
-	"      lease_expires_at = pg_catalog.clock_timestamp() + $3"
-	"  FROM chosen c WHERE o.resource_id = c.resource_id AND o.outbox_id = c.outbox_id"
+	"      lease_expires_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $3"
+	"  FROM chosen c WHERE o.resource_id OPERATOR(pg_catalog.=) c.resource_id"
+	"    AND o.outbox_id OPERATOR(pg_catalog.=) c.outbox_id"
 	/* ids as an array: an index lookup whatever the row estimates say */
-	"    AND o.outbox_id = ANY (ARRAY(SELECT c2.outbox_id FROM chosen c2))"
+	"    AND o.outbox_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c2.outbox_id FROM chosen c2))"
 	"  RETURNING o.outbox_id, o.resource_id, o.user_id, o.channel, o.event_type, o.payload,"
 	"            o.created_at, o.attempts, o.lease_token",
 	4, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID}, WAITLIST_CUSTOM_PLAN
 };
 
 static WaitlistPlan lock_row_plan = {
-	"SELECT state, lease_token, attempts FROM waitlist.outbox WHERE outbox_id = $1 FOR UPDATE",
+	"SELECT state, lease_token, attempts FROM waitlist.outbox"
+	" WHERE outbox_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 	1, {INT8OID}
 };
 
 static WaitlistPlan ack_plan = {
 	"UPDATE waitlist.outbox SET state = 'DELIVERED', delivered_at = pg_catalog.now(),"
 	"  lease_expires_at = NULL, last_error = NULL"
-	" WHERE outbox_id = $1",
+	" WHERE outbox_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
 };
 
@@ -179,15 +189,18 @@ static WaitlistPlan ack_plan = {
  */
 static WaitlistPlan fail_plan = {
 	"UPDATE waitlist.outbox SET"
-	"  attempts = attempts + 1,"
+	"  attempts = attempts OPERATOR(pg_catalog.+) 1,"
 	"  last_error = $2,"
 	"  lease_token = NULL, lease_expires_at = NULL,"
-	"  state = CASE WHEN attempts + 1 >= $3 THEN 'DEAD' ELSE 'PENDING' END,"
-	"  next_attempt_at = pg_catalog.clock_timestamp() + LEAST("
-	"      interval '1 millisecond' * $4 * (2 ^ LEAST(attempts, 30)) * (0.5 + pg_catalog.random()),"
+	"  state = CASE WHEN (attempts OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) $3"
+	"               THEN 'DEAD' ELSE 'PENDING' END,"
+	"  next_attempt_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) LEAST("
+	"      interval '1 millisecond' OPERATOR(pg_catalog.*) $4"
+	"        OPERATOR(pg_catalog.*) (2 OPERATOR(pg_catalog.^) LEAST(attempts, 30))"
+	"        OPERATOR(pg_catalog.*) (0.5 OPERATOR(pg_catalog.+) pg_catalog.random()),"
 	"      interval '1 hour')"
-	" WHERE outbox_id = $1"
-	" RETURNING state = 'DEAD'",
+	" WHERE outbox_id OPERATOR(pg_catalog.=) $1"
+	" RETURNING state OPERATOR(pg_catalog.=) 'DEAD'",
 	4, {INT8OID, TEXTOID, INT4OID, INT4OID}
 };
 
@@ -195,19 +208,19 @@ static WaitlistPlan retry_plan = {
 	"UPDATE waitlist.outbox SET state = 'PENDING', attempts = 0, last_error = NULL,"
 	"  next_attempt_at = pg_catalog.now(), lease_owner = NULL, lease_token = NULL,"
 	"  lease_expires_at = NULL"
-	" WHERE outbox_id = $1 AND state = 'DEAD'",
+	" WHERE outbox_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'DEAD'",
 	1, {INT8OID}
 };
 
 static WaitlistPlan outbox_exists_plan = {
-	"SELECT 1 FROM waitlist.outbox WHERE outbox_id = $1",
+	"SELECT 1 FROM waitlist.outbox WHERE outbox_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
 };
 
 static WaitlistPlan set_rate_plan = {
 	"UPDATE waitlist.channel SET rate_per_second = $2, burst = $3,"
 	"  tokens = coalesce($3, 0), refilled_at = pg_catalog.clock_timestamp()"
-	" WHERE channel = $1",
+	" WHERE channel OPERATOR(pg_catalog.=) $1",
 	3, {TEXTOID, FLOAT8OID, INT4OID}
 };
 
@@ -217,37 +230,44 @@ static WaitlistPlan set_rate_plan = {
  */
 static WaitlistPlan inbox_plan = {
 	"SELECT resource_id, entry_id, offer_id, kind, state, expires_at, seen_at, at, payload FROM ("
-	"  SELECT DISTINCT 0 AS part, o.resource_id, o.entry_id, o.offer_id, 'open_offer'::text AS kind,"
-	"         o.state, o.expires_at, o.seen_at, o.created_at AS at, NULL::jsonb AS payload,"
+	"  SELECT DISTINCT 0 AS part, o.resource_id, o.entry_id, o.offer_id,"
+	"         'open_offer'::pg_catalog.text AS kind,"
+	"         o.state, o.expires_at, o.seen_at, o.created_at AS at, NULL::pg_catalog.jsonb AS payload,"
 	"         0::bigint AS outbox_id"
 	"  FROM waitlist.outbox b"
-	"  JOIN waitlist.offer o ON o.resource_id = b.resource_id AND o.offer_id = b.offer_id"
-	"  WHERE b.user_id = $1 AND b.event_type = 'offer_created' AND o.state = 'OPEN'"
+	"  JOIN waitlist.offer o ON o.resource_id OPERATOR(pg_catalog.=) b.resource_id"
+	"                        AND o.offer_id OPERATOR(pg_catalog.=) b.offer_id"
+	"  WHERE b.user_id OPERATOR(pg_catalog.=) $1"
+	"    AND b.event_type OPERATOR(pg_catalog.=) 'offer_created'"
+	"    AND o.state OPERATOR(pg_catalog.=) 'OPEN'"
 	"  UNION ALL"
 	"  SELECT * FROM ("
 	"    SELECT DISTINCT ON (b.resource_id, b.offer_id, b.event_type)"
 	"           1, b.resource_id, b.entry_id, b.offer_id, b.event_type, o.state, o.expires_at,"
 	"           o.seen_at, b.created_at, b.payload, b.outbox_id"
 	"    FROM waitlist.outbox b"
-	"    LEFT JOIN waitlist.offer o ON o.resource_id = b.resource_id AND o.offer_id = b.offer_id"
+	"    LEFT JOIN waitlist.offer o ON o.resource_id OPERATOR(pg_catalog.=) b.resource_id"
+	"                              AND o.offer_id OPERATOR(pg_catalog.=) b.offer_id"
 	/* a window longer than any history is all of it: no now() - $2 overflow */
-	"    WHERE b.user_id = $1 AND b.created_at >= pg_catalog.now()"
-	"          - LEAST(GREATEST($2, interval '0'), interval '100 years')"
+	"    WHERE b.user_id OPERATOR(pg_catalog.=) $1"
+	"      AND b.created_at OPERATOR(pg_catalog.>=) (pg_catalog.now()"
+	"          OPERATOR(pg_catalog.-) LEAST(GREATEST($2, interval '0'), interval '100 years'))"
 	"    ORDER BY b.resource_id, b.offer_id, b.event_type, b.outbox_id"
 	"  ) events"
 	") inbox "
-	"ORDER BY part, CASE WHEN part = 0 THEN expires_at END, at DESC, outbox_id DESC, offer_id",
+	"ORDER BY part, CASE WHEN part OPERATOR(pg_catalog.=) 0 THEN expires_at END,"
+	" at DESC, outbox_id DESC, offer_id",
 	2, {TEXTOID, INTERVALOID}
 };
 
 static WaitlistPlan offer_seen_plan = {
 	"UPDATE waitlist.offer SET seen_at = pg_catalog.now()"
-	" WHERE offer_id = $1 AND seen_at IS NULL",
+	" WHERE offer_id OPERATOR(pg_catalog.=) $1 AND seen_at IS NULL",
 	1, {INT8OID}
 };
 
 static WaitlistPlan offer_exists_plan = {
-	"SELECT 1 FROM waitlist.offer WHERE offer_id = $1",
+	"SELECT 1 FROM waitlist.offer WHERE offer_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
 };
 

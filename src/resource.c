@@ -33,7 +33,7 @@ PG_FUNCTION_INFO_V1(waitlist_alter_resource);
 /* a channel list without repeats, in the order given */
 #define DEDUPED_CHANNELS(param) \
 	"(SELECT pg_catalog.array_agg(c ORDER BY n) FROM" \
-	" (SELECT c, pg_catalog.min(n) AS n FROM pg_catalog.unnest(" param "::text[]) WITH ORDINALITY u(c, n)" \
+	" (SELECT c, pg_catalog.min(n) AS n FROM pg_catalog.unnest(" param "::pg_catalog.text[]) WITH ORDINALITY u(c, n)" \
 	"  GROUP BY c) d)"
 
 static WaitlistPlan insert_resource_plan = {
@@ -54,7 +54,7 @@ static WaitlistPlan alter_resource_plan = {
 	"  wave_size = CASE WHEN $10 THEN NULL ELSE coalesce($8, wave_size) END, "
 	"  wave_interval = CASE WHEN $10 THEN NULL ELSE coalesce($9, wave_interval) END, "
 	"  updated_at = pg_catalog.now() "
-	"WHERE resource_id = $1",
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1",
 	10, {TEXTOID, INTERVALOID, INT8OID, BOOLOID, REGPROCEDUREOID, BOOLOID,
 	TEXTARRAYOID, INT4OID, INTERVALOID, BOOLOID}
 };
@@ -67,10 +67,12 @@ static WaitlistPlan alter_resource_plan = {
 #define RESOURCE_COLUMNS \
 	"SELECT free_units, max_waiting, booking_function," \
 	"  CASE WHEN wave_size IS NULL THEN -1" \
-	"       WHEN wave_started_at IS NULL OR " WAITLIST_WAVE_END_SQL " <= pg_catalog.now() THEN wave_size" \
-	"       ELSE GREATEST(wave_size - wave_offers, 0) END," \
-	"  wave_size IS NOT NULL AND (wave_started_at IS NULL OR " WAITLIST_WAVE_END_SQL " <= pg_catalog.now())" \
-	" FROM waitlist.resource r WHERE resource_id = $1"
+	"       WHEN wave_started_at IS NULL" \
+	"         OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now() THEN wave_size" \
+	"       ELSE GREATEST(wave_size OPERATOR(pg_catalog.-) wave_offers, 0) END," \
+	"  wave_size IS NOT NULL AND (wave_started_at IS NULL" \
+	"    OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now())" \
+	" FROM waitlist.resource r WHERE resource_id OPERATOR(pg_catalog.=) $1"
 
 static WaitlistPlan read_resource_plan = {
 	RESOURCE_COLUMNS, 1, {TEXTOID}
@@ -81,8 +83,9 @@ static WaitlistPlan lock_resource_plan = {
 };
 
 static WaitlistPlan give_back_plan = {
-	"UPDATE waitlist.resource SET free_units = free_units + $2, updated_at = pg_catalog.now() "
-	"WHERE resource_id = $1",
+	"UPDATE waitlist.resource"
+	"   SET free_units = free_units OPERATOR(pg_catalog.+) $2, updated_at = pg_catalog.now() "
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1",
 	2, {TEXTOID, INT8OID}
 };
 
@@ -251,7 +254,7 @@ waitlist_give_back_units(text *resource_id, int64 units)
 
 static WaitlistPlan count_owned_plan = {
 	"SELECT pg_catalog.count(*) FROM waitlist.resource "
-	"WHERE waitlist.resource_worker(resource_id, $2) = $1",
+	"WHERE waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1",
 	2, {INT4OID, INT4OID}
 };
 

@@ -36,9 +36,10 @@
  * lasts at most the longest wave_interval allowed.  NULL without a wave.
  */
 #define WAITLIST_WAVE_END_SQL \
-	"(CASE WHEN r.wave_started_at > pg_catalog.now() THEN pg_catalog.now()" \
+	"(CASE WHEN r.wave_started_at OPERATOR(pg_catalog.>) pg_catalog.now() THEN pg_catalog.now()" \
 	"      ELSE r.wave_started_at END" \
-	" + CASE WHEN r.wave_interval > interval '" WAITLIST_MAX_SETTING_INTERVAL "'" \
+	" OPERATOR(pg_catalog.+)" \
+	" CASE WHEN r.wave_interval OPERATOR(pg_catalog.>) interval '" WAITLIST_MAX_SETTING_INTERVAL "'" \
 	"        THEN interval '" WAITLIST_MAX_SETTING_INTERVAL "' ELSE r.wave_interval END)"
 
 /* Version of the ordering and offer rules, recorded on every transition. */
