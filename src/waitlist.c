@@ -28,7 +28,8 @@ char	   *waitlist_database = NULL;
 int			waitlist_worker_count = 1;
 int			waitlist_naptime_ms = 1000;
 int			waitlist_promotion_mode = WAITLIST_PROMOTION_INLINE;
-int			waitlist_max_event_attempts = 5;
+int			waitlist_max_event_attempts = 15;
+int			waitlist_event_retry_base_ms = 1000;
 char	   *waitlist_notify_channel = NULL;
 int			waitlist_outbox_max_attempts = 10;
 int			waitlist_outbox_retry_base_ms = 1000;
@@ -133,11 +134,20 @@ _PG_init(void)
 
 	DefineCustomIntVariable("waitlist.max_event_attempts",
 							"Sets how often a worker tries a capacity event before marking it dead.",
-							NULL,
+							"Transient failures (lock and statement timeouts, deadlocks, serialization failures, cancels, lack of resources) are retried without counting.",
 							&waitlist_max_event_attempts,
-							5, 1, 100,
+							15, 1, 100,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("waitlist.event_retry_base",
+							"Sets the first backoff after a failed attempt at a capacity event; it doubles with each attempt, up to 10 minutes.",
+							NULL,
+							&waitlist_event_retry_base_ms,
+							1000, 10, 600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("waitlist.notify_channel",

@@ -9,7 +9,7 @@ use warnings;
 use Exporter 'import';
 use Test::More;
 
-our @EXPORT = qw(use_node sql wait_until entry_state);
+our @EXPORT = qw(use_node sql wait_until wait_within entry_state);
 
 my $node;
 
@@ -33,6 +33,24 @@ sub wait_until
 	my ($query, $expected, $what) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	ok($node->poll_query_until('postgres', $query, $expected), $what);
+	return;
+}
+
+# Pass once the query returns the expected value within $seconds, fail
+# after that: for what must happen promptly, not just eventually.
+sub wait_within
+{
+	my ($query, $expected, $seconds, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $deadline = time() + $seconds;
+	my $got;
+	while (1)
+	{
+		$got = $node->safe_psql('postgres', $query);
+		last if $got eq $expected || time() >= $deadline;
+		select(undef, undef, undef, 0.1);
+	}
+	is($got, $expected, $what);
 	return;
 }
 
