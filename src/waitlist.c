@@ -40,15 +40,29 @@ static const struct config_enum_entry promotion_mode_options[] = {
 	{NULL, 0, false}
 };
 
-/* An aborted transaction takes its API frames and its wake-ups with it. */
+/*
+ * An aborted transaction takes its API frames and its wake-ups with it.  The
+ * relays' NOTIFY is queued only at pre-commit, so a transaction that writes
+ * outbox rows can still be prepared; a prepared transaction sends neither
+ * NOTIFY nor wake-ups (its work is found by the relays' and workers' polls
+ * once COMMIT PREPARED makes it visible), and nothing it noted leaks into
+ * the session's next transaction.
+ */
 static void
 waitlist_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			waitlist_outbox_at_pre_commit();
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			waitlist_wakes_at_xact_end(true);
+			waitlist_outbox_at_xact_end();
+			break;
+		case XACT_EVENT_PREPARE:
+			waitlist_wakes_at_xact_end(false);
 			waitlist_outbox_at_xact_end();
 			break;
 		case XACT_EVENT_ABORT:
@@ -62,15 +76,17 @@ waitlist_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * An aborted subtransaction's outbox rows are gone, but the NOTIFY flag is
+ * kept: a NOTIFY too many costs a relay one empty claim, one too few leaves
+ * rows waiting for its poll.
+ */
 static void
 waitlist_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
 		waitlist_api_reset_on_abort(mySubid);
-		waitlist_outbox_at_xact_end();
-	}
 }
 
 /* A NOTIFY channel is an identifier: it must fit in NAMEDATALEN. */

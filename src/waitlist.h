@@ -155,6 +155,7 @@ extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
 
 /* outbox.c */
 extern void waitlist_outbox_written(void);
+extern void waitlist_outbox_at_pre_commit(void);
 extern void waitlist_outbox_at_xact_end(void);
 
 /* booking.c */
