@@ -57,6 +57,7 @@ typedef struct WaitlistWorkerSlot
 	pid_t		pid;
 	Latch	   *latch;
 	TimestampTz last_wake;
+	int64		rounds;			/* times the worker looked for work */
 	int64		events_processed;
 	int64		offers_made;
 	int64		offers_expired;
@@ -332,6 +333,18 @@ waitlist_worker_attach(int index)
 	before_shmem_exit(worker_detach, Int32GetDatum(index));
 }
 
+/* A worker starts a round. */
+void
+waitlist_worker_round(int index)
+{
+	WaitlistWorkerSlot *slot = &shared->slots[index];
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot->last_wake = GetCurrentTimestamp();
+	slot->rounds++;
+	LWLockRelease(shared->lock);
+}
+
 void
 waitlist_worker_report(int index, int64 events, int64 offers, int64 expired,
 					   const char *error)
@@ -367,7 +380,8 @@ waitlist_resource_worker(PG_FUNCTION_ARGS)
 /*
  * waitlist_worker_status() RETURNS SETOF record: per worker its pid (NULL
  * while not running), the number of resources it owns, when it last woke,
- * and its counters since the server started.
+ * and its counters since the server started.  Schema 1.1 added the rounds
+ * column; a 1.0 database asks for the first nine only.
  */
 Datum
 waitlist_worker_status(PG_FUNCTION_ARGS)
@@ -381,8 +395,8 @@ waitlist_worker_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < shared->nworkers; i++)
 	{
 		WaitlistWorkerSlot slot;
-		Datum		values[9];
-		bool		nulls[9] = {0};
+		Datum		values[10];
+		bool		nulls[10] = {0};
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		slot = shared->slots[i];
@@ -401,6 +415,8 @@ waitlist_worker_status(PG_FUNCTION_ARGS)
 		nulls[7] = slot.last_error[0] == '\0';
 		values[8] = TimestampTzGetDatum(slot.last_error_at);
 		nulls[8] = slot.last_error_at == 0;
+		values[9] = Int64GetDatum(slot.rounds);
+		Assert(rsinfo->setDesc->natts <= lengthof(values));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

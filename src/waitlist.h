@@ -92,6 +92,7 @@ extern void waitlist_wake_owner_at_commit(const text *resource_id);
 extern void waitlist_wakes_at_xact_end(bool commit);
 extern void waitlist_worker_attach(int index);
 extern List *waitlist_worker_take_wakes(int index, bool *overflowed);
+extern void waitlist_worker_round(int index);
 extern void waitlist_worker_report(int index, int64 events, int64 offers,
 								   int64 expired, const char *error);
 

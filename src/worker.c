@@ -640,7 +640,7 @@ waitlist_worker_main(Datum main_arg)
 		if (idle_scan_due)
 			last_idle_scan = now;
 
-		waitlist_worker_report(worker_index, 0, 0, 0, NULL);
+		waitlist_worker_round(worker_index);
 		wait_ms = run_round(round_cxt, woken, idle_scan_due, &wave_wait_ms);
 		now = GetCurrentTimestamp();
 		next_wave = wave_wait_ms < 0 ? 0 : TimestampTzPlusMilliseconds(now, wave_wait_ms);

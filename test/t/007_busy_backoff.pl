@@ -33,6 +33,8 @@ wait_until(
 sql('CREATE EXTENSION waitlist');
 my $pid = sql("SELECT pid FROM waitlist_worker_status()");
 
+my $rounds = "SELECT rounds FROM waitlist_worker_status()";
+
 # CPU time (user + system) of the worker so far, in seconds
 sub worker_cpu
 {
@@ -68,6 +70,7 @@ sub held_gate
 		  . " AND state = 'OPEN' AND expires_at < now() - interval '200 milliseconds'",
 		'1', "$what: the offer is past its deadline");
 	my $cpu0 = worker_cpu();
+	my $rounds0 = sql($rounds);
 	my $t0 = time();
 
 	my $other = sql("SELECT waitlist_join('$o', 'other')");
@@ -77,8 +80,12 @@ sub held_gate
 	sleep($hold - (time() - $t0)) if time() - $t0 < $hold;
 
 	my $cpu = worker_cpu() - $cpu0;
+	my $n = sql($rounds) - $rounds0;
 	my $elapsed = time() - $t0;
-	note("$what: the worker used ${cpu}s of CPU in ${elapsed}s");
+	note("$what: the worker ran $n rounds and used ${cpu}s of CPU in ${elapsed}s");
+	# retrying every 20 ms would be 50 rounds a second
+	cmp_ok($n, '<', 5 * $elapsed,
+		"$what: the worker retries the busy resource only now and then");
 	cmp_ok($cpu, '<', 0.1 * $elapsed,
 		"$what: the worker does not spin on the busy resource");
 	is(sql(entry_state($first)), 'OFFERED',
