@@ -1,7 +1,8 @@
 # Wake-ups carry their work: in worker mode a decline, a leave while
 # offered, an expiry by the sweep and a join to a resource with free units
 # each hand the resource to its worker at commit, which promotes it at once
-# rather than at its next idle scan (with a nap of a minute here).  A
+# rather than at its next idle scan (with a nap of a minute here); so is
+# the next wave of a resource with waves, when its interval is over.  A
 # transaction that changes more resources than a wake-up queue holds makes
 # the worker scan its whole share instead.
 
@@ -93,6 +94,16 @@ wait_within(
 	"SELECT count(*) FROM waitlist.offer WHERE resource_id LIKE 'many-%' AND state = 'OPEN'",
 	$n, $prompt,
 	"one transaction joining $n resources with free units: all offered within seconds");
+
+# --- the next wave of a resource with waves ----------------------------------
+
+sql("SELECT waitlist_create_resource('waves', '1 hour', wave_size => 1, wave_interval => '2 seconds')");
+my @w = map { sql("SELECT waitlist_join('waves', 'w$_')") } 1 .. 3;
+sql("SELECT waitlist_release('waves', 3, 'ev-waves')");
+wait_within(entry_state($w[0]), 'OFFERED', $prompt, 'the first wave is offered at once');
+is(sql(entry_state($w[1])), 'WAITING', 'one offer per wave');
+wait_within(entry_state($w[1]), 'OFFERED', 2 + $prompt,
+	'the next wave is offered when its interval has passed, not at the next nap');
 
 is(sql("SELECT count(*) FROM waitlist_check()"), '0', 'waitlist_check() is clean');
 

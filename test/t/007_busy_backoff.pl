@@ -2,7 +2,8 @@
 # transaction, then by a prepared one) while its offer is past its deadline:
 # the worker backs off from it instead of retrying it in a tight loop, goes
 # on serving the other resources promptly meanwhile, and expires the offer
-# soon after the gate is free again.
+# soon after the gate is free again.  Nor does a spent wave with nobody
+# waiting keep the worker busy.
 
 use strict;
 use warnings;
@@ -100,6 +101,19 @@ sub held_gate
 
 held_gate('idle in transaction', undef, 'COMMIT');
 held_gate('prepared', "PREPARE TRANSACTION 'held'", "COMMIT PREPARED 'held'");
+
+# A spent wave whose interval is over, with a free unit but nobody waiting:
+# nothing to do, so nothing to retry.
+sql("SELECT waitlist_create_resource('wave', '1 hour', wave_size => 1, wave_interval => '1 second')");
+my $fan = sql("SELECT waitlist_join('wave', 'fan')");
+sql("SELECT waitlist_release('wave', 2, 'ev-wave')");
+wait_until(entry_state($fan), 'OFFERED', 'the wave offered its one unit');
+sleep(2);
+my $r0 = sql($rounds);
+sleep(3);
+my $n = sql($rounds) - $r0;
+note("idle wave: the worker ran $n rounds in 3s");
+cmp_ok($n, '<', 5, 'a spent wave with nobody waiting does not keep the worker busy');
 
 is(sql("SELECT count(*) FROM waitlist_check()"), '0', 'waitlist_check() is clean');
 
