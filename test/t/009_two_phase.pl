@@ -49,6 +49,14 @@ my $listener = $node->background_psql('postgres');
 $listener->query_safe('LISTEN waitlist_outbox');
 my $session = $node->background_psql('postgres', on_error_stop => 0);
 
+# the worker is idle from here on: nothing below may wake it before COMMIT
+# PREPARED, not even the preparing session's next transactions (a psql
+# script's empty statement after PREPARE is one)
+my $last_wake =
+  "SELECT last_wake FROM waitlist_worker_status() WHERE worker = 0";
+sleep(1);
+my $before = sql($last_wake);
+
 # --- a decline and a release, prepared ----------------------------------------
 
 $session->query(
@@ -65,10 +73,6 @@ like($listener->query_safe('SELECT 1'), qr/^1$/,
 # The session's next transaction: one that writes outbox rows itself
 # (inline) must send its own NOTIFY; one that wakes nobody must not wake the
 # worker with the prepared transaction's resource.
-my $last_wake =
-  "SELECT last_wake FROM waitlist_worker_status() WHERE worker = 0";
-sleep(1);
-my $before = sql($last_wake);
 $session->query_safe('SELECT 1');
 $session->query_safe(
 	qq{SET waitlist.promotion_mode = 'inline';
