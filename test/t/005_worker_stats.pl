@@ -12,22 +12,10 @@ use FindBin;
 use lib $FindBin::RealBin;
 use WaitlistTest;
 
-my $node = PostgreSQL::Test::Cluster->new('worker_stats');
-use_node($node);
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'waitlist'
-waitlist.database = 'postgres'
-waitlist.promotion_mode = 'worker'
+my $node = worker_node(
+	'worker_stats', qq{
 waitlist.naptime = '60s'
 });
-$node->start;
-
-wait_until(
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'waitlist worker'",
-	'1', 'the worker runs');
-sql('CREATE EXTENSION waitlist');
 
 my $inserted =
   "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'waitlist.offer'::regclass";

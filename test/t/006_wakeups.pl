@@ -19,22 +19,10 @@ use WaitlistTest;
 # far below the nap: the worker must not be waiting for its idle scan
 my $prompt = 10;
 
-my $node = PostgreSQL::Test::Cluster->new('wakeups');
-use_node($node);
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'waitlist'
-waitlist.database = 'postgres'
-waitlist.promotion_mode = 'worker'
+my $node = worker_node(
+	'wakeups', qq{
 waitlist.naptime = '60s'
 });
-$node->start;
-
-wait_until(
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'waitlist worker'",
-	'1', 'the worker runs');
-sql('CREATE EXTENSION waitlist');
 
 # let the worker's first idle scan (at start-up) pass
 sleep(1);

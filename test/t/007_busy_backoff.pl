@@ -15,23 +15,11 @@ use FindBin;
 use lib $FindBin::RealBin;
 use WaitlistTest;
 
-my $node = PostgreSQL::Test::Cluster->new('busy_backoff');
-use_node($node);
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'waitlist'
-waitlist.database = 'postgres'
-waitlist.promotion_mode = 'worker'
+my $node = worker_node(
+	'busy_backoff', qq{
 waitlist.naptime = '60s'
 max_prepared_transactions = 5
 });
-$node->start;
-
-wait_until(
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'waitlist worker'",
-	'1', 'the worker runs');
-sql('CREATE EXTENSION waitlist');
 my $pid = sql("SELECT pid FROM waitlist_worker_status()");
 
 my $rounds = "SELECT rounds FROM waitlist_worker_status()";

@@ -18,24 +18,12 @@ use WaitlistTest;
 
 my $max_attempts = 3;
 
-my $node = PostgreSQL::Test::Cluster->new('event_failures');
-use_node($node);
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'waitlist'
-waitlist.database = 'postgres'
-waitlist.promotion_mode = 'worker'
+my $node = worker_node(
+	'event_failures', qq{
 waitlist.naptime = '1s'
 waitlist.max_event_attempts = $max_attempts
 waitlist.event_retry_base = '100ms'
 });
-$node->start;
-
-wait_until(
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'waitlist worker'",
-	'1', 'the worker runs');
-sql('CREATE EXTENSION waitlist');
 my $pid = sql("SELECT pid FROM waitlist_worker_status()");
 
 # How offers of a resource fail: with the SQLSTATE in "fail", or by

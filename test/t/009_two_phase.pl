@@ -15,24 +15,12 @@ use FindBin;
 use lib $FindBin::RealBin;
 use WaitlistTest;
 
-my $node = PostgreSQL::Test::Cluster->new('two_phase');
-use_node($node);
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'waitlist'
-waitlist.database = 'postgres'
-waitlist.promotion_mode = 'worker'
+my $node = worker_node(
+	'two_phase', qq{
 waitlist.naptime = '60s'
 waitlist.notify_channel = 'waitlist_outbox'
 max_prepared_transactions = 5
 });
-$node->start;
-
-wait_until(
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'waitlist worker'",
-	'1', 'the worker runs');
-sql('CREATE EXTENSION waitlist');
 
 sql("SELECT waitlist_create_resource('r', '1 hour')");
 my $w1 = sql("SELECT waitlist_join('r', 'w1')");

@@ -7,9 +7,10 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use PostgreSQL::Test::Cluster;
 use Test::More;
 
-our @EXPORT = qw(use_node sql wait_until wait_within entry_state);
+our @EXPORT = qw(use_node worker_node sql wait_until wait_within entry_state);
 
 my $node;
 
@@ -18,6 +19,30 @@ sub use_node
 {
 	($node) = @_;
 	return;
+}
+
+# A started node in worker mode with one promotion worker serving database
+# postgres, more settings from $conf, and the extension created; the other
+# helpers use it.
+sub worker_node
+{
+	my ($name, $conf) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $new = PostgreSQL::Test::Cluster->new($name);
+	use_node($new);
+	$new->init;
+	$new->append_conf(
+		'postgresql.conf', qq{
+shared_preload_libraries = 'waitlist'
+waitlist.database = 'postgres'
+waitlist.promotion_mode = 'worker'
+$conf});
+	$new->start;
+	wait_until(
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'waitlist worker'",
+		'1', 'the worker runs');
+	sql('CREATE EXTENSION waitlist');
+	return $new;
 }
 
 # Run SQL, fail the test on error, return its output.
