@@ -426,9 +426,12 @@ extension_installed(void)
 {
 	bool		installed;
 
+	/* outside run_work()'s error handling, a cancel would end the worker */
+	HOLD_CANCEL_INTERRUPTS();
 	StartTransactionCommand();
 	installed = OidIsValid(get_namespace_oid("waitlist", true));
 	CommitTransactionCommand();
+	RESUME_CANCEL_INTERRUPTS();
 	return installed;
 }
 
