@@ -21,7 +21,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
-#include "common/hashfn.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
@@ -295,8 +294,7 @@ static bool
 lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode, bool dont_wait)
 {
 	LOCKTAG		tag;
-	uint32		hash = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(resource_id),
-											   VARSIZE_ANY_EXHDR(resource_id)));
+	uint32		hash = waitlist_resource_hash(resource_id);
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, hash, which, WAITLIST_LOCKTAG_FIELD4);
 	return LockAcquire(&tag, mode, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;

@@ -40,8 +40,11 @@ PG_FUNCTION_INFO_V1(waitlist_offer_seen);
 #define WAITLIST_MAX_CLAIM_ROWS		10000
 #define WAITLIST_MAX_ERROR_CHARS	1000
 
-/* whether this transaction already queued its NOTIFY */
-static bool notified_this_xact = false;
+/*
+ * The channel this transaction's NOTIFY goes to once it commits (empty: no
+ * NOTIFY), as set when it wrote its first outbox row.
+ */
+static char notify_at_commit[NAMEDATALEN] = "";
 
 /*
  * Rate limits: from one row per 11.6 days to a million per second, bursts of
@@ -273,24 +276,36 @@ static WaitlistPlan offer_exists_plan = {
 
 /*
  * Called after a statement wrote outbox rows: with waitlist.notify_channel
- * set, queue one NOTIFY for the transaction.  NOTIFY takes a global lock at
- * commit, so it is off by default and sent once however many rows.
+ * set, the transaction will send one NOTIFY, however many rows.  NOTIFY
+ * takes a global lock at commit, so it is off by default.  It is queued
+ * only at pre-commit: PREPARE TRANSACTION refuses a transaction that has
+ * queued one.
  */
 void
 waitlist_outbox_written(void)
 {
-	if (notified_this_xact || waitlist_notify_channel == NULL ||
-		waitlist_notify_channel[0] == '\0')
+	if (notify_at_commit[0] != '\0' || waitlist_notify_channel == NULL)
 		return;
-	Async_Notify(waitlist_notify_channel, NULL);
-	notified_this_xact = true;
+	strlcpy(notify_at_commit, waitlist_notify_channel, sizeof(notify_at_commit));
 }
 
-/* (Sub)transaction end: a NOTIFY queued in an aborted part is gone. */
+/* Pre-commit of a transaction that wrote outbox rows: queue its NOTIFY. */
+void
+waitlist_outbox_at_pre_commit(void)
+{
+	if (notify_at_commit[0] != '\0')
+		Async_Notify(notify_at_commit, NULL);
+	notify_at_commit[0] = '\0';
+}
+
+/*
+ * Transaction end, PREPARE included: a prepared transaction's rows reach
+ * the relays through their polls.
+ */
 void
 waitlist_outbox_at_xact_end(void)
 {
-	notified_this_xact = false;
+	notify_at_commit[0] = '\0';
 }
 
 static void

@@ -6,9 +6,12 @@
  *	  committing transaction sends to the worker owning what it changed.
  *
  * A transaction that gives capacity back (or joins a resource with free
- * units) in worker mode only notes which workers to wake; the latches are
- * set from the commit callback, after the transaction became visible, so an
- * aborted release wakes nobody and a woken worker always finds the work.
+ * units) in worker mode only notes which resources it changed; at commit,
+ * after the transaction became visible, they go into the owning workers'
+ * wake-up queues and the latches are set, so an aborted release wakes
+ * nobody and a woken worker knows which resources to promote.  A queue that
+ * fills up turns into an overflow flag, which makes its worker scan its
+ * whole share instead: a wake-up is never lost, only made less precise.
  *
  * IDENTIFICATION
  *	  src/shmem.c
@@ -22,6 +25,7 @@
 #include "common/hashfn.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -34,16 +38,35 @@
 PG_FUNCTION_INFO_V1(waitlist_worker_status);
 PG_FUNCTION_INFO_V1(waitlist_resource_worker);
 
+/*
+ * One resource a committed transaction changed.  Ids are bounded by
+ * WAITLIST_MAX_ID_BYTES wherever they come from; a longer one (which cannot
+ * be queued) overflows the queue instead.
+ */
+#define WAITLIST_WAKE_QUEUE_SIZE	64
+
+typedef struct WaitlistWake
+{
+	uint32		hash;
+	int			len;
+	char		id[WAITLIST_MAX_ID_BYTES];
+} WaitlistWake;
+
 typedef struct WaitlistWorkerSlot
 {
 	pid_t		pid;
 	Latch	   *latch;
 	TimestampTz last_wake;
+	int64		rounds;			/* times the worker looked for work */
 	int64		events_processed;
 	int64		offers_made;
 	int64		offers_expired;
 	TimestampTz last_error_at;
 	char		last_error[256];
+	/* resources to promote, filled at commit, drained by the worker */
+	bool		wakes_overflowed;
+	int			nwakes;
+	WaitlistWake wakes[WAITLIST_WAKE_QUEUE_SIZE];
 } WaitlistWorkerSlot;
 
 typedef struct WaitlistShared
@@ -58,8 +81,14 @@ static WaitlistShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* workers to wake when the current transaction commits, one bit each */
-static uint64 wake_at_commit = 0;
+/*
+ * What the current transaction will hand to the workers when it commits:
+ * the resources it changed, and the workers whose whole share it changed
+ * too much of to list (one bit each).
+ */
+static WaitlistWake pending_wakes[WAITLIST_WAKE_QUEUE_SIZE];
+static int	npending_wakes = 0;
+static uint64 overflow_at_commit = 0;
 
 /* set in the workers themselves, which promote rather than defer */
 bool		waitlist_am_worker = false;
@@ -143,14 +172,28 @@ waitlist_defer_to_worker(void)
 	return served_db == MyDatabaseId;
 }
 
+/*
+ * The one hash of a resource id: it picks the owning worker, keys the
+ * resource's advisory locks and identifies queued wake-ups.
+ */
+uint32
+waitlist_resource_hash(const text *resource_id)
+{
+	return DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(resource_id),
+								   VARSIZE_ANY_EXHDR(resource_id)));
+}
+
+static int
+owner_of_hash(uint32 hash, int nworkers)
+{
+	return nworkers > 0 ? (int) (hash % (uint32) nworkers) : 0;
+}
+
 /* The worker (0 .. nworkers-1) that owns a resource: a hash share. */
 int
 waitlist_resource_owner(const text *resource_id, int nworkers)
 {
-	uint32		hash = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(resource_id),
-											   VARSIZE_ANY_EXHDR(resource_id)));
-
-	return nworkers > 0 ? (int) (hash % (uint32) nworkers) : 0;
+	return owner_of_hash(waitlist_resource_hash(resource_id), nworkers);
 }
 
 int
@@ -159,32 +202,112 @@ waitlist_running_worker_count(void)
 	return shared ? shared->nworkers : 0;
 }
 
-/* Wake the resource's owner when the current transaction commits. */
-void
-waitlist_wake_owner_at_commit(const text *resource_id)
-{
-	if (shared == NULL || shared->nworkers == 0)
-		return;
-	wake_at_commit |= UINT64CONST(1) << waitlist_resource_owner(resource_id, shared->nworkers);
-}
-
-/* Transaction end: set the noted latches on commit, forget them either way. */
-void
-waitlist_wakes_at_xact_end(bool commit)
+/*
+ * Add a resource to a wake-up queue of WAITLIST_WAKE_QUEUE_SIZE entries
+ * unless it is there already.  False if the queue is full.
+ */
+static bool
+queue_wake(WaitlistWake *queue, int *nqueued, uint32 hash, const char *id, int len)
 {
 	int			i;
 
-	if (wake_at_commit == 0)
+	for (i = 0; i < *nqueued; i++)
+		if (queue[i].hash == hash && queue[i].len == len &&
+			memcmp(queue[i].id, id, len) == 0)
+			return true;
+	if (*nqueued >= WAITLIST_WAKE_QUEUE_SIZE)
+		return false;
+	queue[*nqueued].hash = hash;
+	queue[*nqueued].len = len;
+	memcpy(queue[*nqueued].id, id, len);
+	(*nqueued)++;
+	return true;
+}
+
+/*
+ * Have the resource's owner promote it once the current transaction
+ * commits.  Subtransactions are not tracked: a wake-up left over from an
+ * aborted one only makes the worker look at a resource with nothing to do.
+ */
+void
+waitlist_wake_owner_at_commit(const text *resource_id)
+{
+	uint32		hash;
+	int			len = VARSIZE_ANY_EXHDR(resource_id);
+
+	if (shared == NULL || shared->nworkers == 0)
+		return;
+	hash = waitlist_resource_hash(resource_id);
+	if (len > WAITLIST_MAX_ID_BYTES ||
+		!queue_wake(pending_wakes, &npending_wakes, hash, VARDATA_ANY(resource_id), len))
+		overflow_at_commit |= UINT64CONST(1) << owner_of_hash(hash, shared->nworkers);
+}
+
+/*
+ * Transaction end.  On commit, queue the noted resources for their owners
+ * and set the owners' latches; on abort or PREPARE, forget them: a prepared
+ * transaction's work becomes visible only at COMMIT PREPARED, perhaps in
+ * another session, and is found there by the workers' scans.
+ */
+void
+waitlist_wakes_at_xact_end(bool commit)
+{
+	uint64		wake = overflow_at_commit;
+	int			i;
+
+	if (npending_wakes == 0 && overflow_at_commit == 0)
 		return;
 	if (commit && shared != NULL)
 	{
-		LWLockAcquire(shared->lock, LW_SHARED);
+		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		for (i = 0; i < npending_wakes; i++)
+		{
+			WaitlistWake *w = &pending_wakes[i];
+			int			owner = owner_of_hash(w->hash, shared->nworkers);
+			WaitlistWorkerSlot *slot = &shared->slots[owner];
+
+			if (!queue_wake(slot->wakes, &slot->nwakes, w->hash, w->id, w->len))
+				slot->wakes_overflowed = true;
+			wake |= UINT64CONST(1) << owner;
+		}
 		for (i = 0; i < shared->nworkers; i++)
-			if ((wake_at_commit & (UINT64CONST(1) << i)) && shared->slots[i].latch != NULL)
+		{
+			if ((overflow_at_commit & (UINT64CONST(1) << i)) != 0)
+				shared->slots[i].wakes_overflowed = true;
+			if ((wake & (UINT64CONST(1) << i)) && shared->slots[i].latch != NULL)
 				SetLatch(shared->slots[i].latch);
+		}
 		LWLockRelease(shared->lock);
 	}
-	wake_at_commit = 0;
+	npending_wakes = 0;
+	overflow_at_commit = 0;
+}
+
+/*
+ * The worker takes its queued wake-ups: the resources (as text, allocated
+ * in the current memory context), and whether the queue overflowed, in
+ * which case the worker must look at its whole share.
+ */
+List *
+waitlist_worker_take_wakes(int index, bool *overflowed)
+{
+	WaitlistWorkerSlot *slot = &shared->slots[index];
+	WaitlistWake queue[WAITLIST_WAKE_QUEUE_SIZE];
+	int			n;
+	int			i;
+	List	   *resources = NIL;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	n = slot->nwakes;
+	memcpy(queue, slot->wakes, n * sizeof(WaitlistWake));
+	*overflowed = slot->wakes_overflowed;
+	slot->nwakes = 0;
+	slot->wakes_overflowed = false;
+	LWLockRelease(shared->lock);
+
+	for (i = 0; i < n; i++)
+		resources = lappend(resources, cstring_to_text_with_len(queue[i].id, queue[i].len));
+	return resources;
 }
 
 static void
@@ -208,6 +331,18 @@ waitlist_worker_attach(int index)
 	shared->slots[index].latch = MyLatch;
 	LWLockRelease(shared->lock);
 	before_shmem_exit(worker_detach, Int32GetDatum(index));
+}
+
+/* A worker starts a round. */
+void
+waitlist_worker_round(int index)
+{
+	WaitlistWorkerSlot *slot = &shared->slots[index];
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot->last_wake = GetCurrentTimestamp();
+	slot->rounds++;
+	LWLockRelease(shared->lock);
 }
 
 void
@@ -245,7 +380,8 @@ waitlist_resource_worker(PG_FUNCTION_ARGS)
 /*
  * waitlist_worker_status() RETURNS SETOF record: per worker its pid (NULL
  * while not running), the number of resources it owns, when it last woke,
- * and its counters since the server started.
+ * and its counters since the server started.  Schema 1.1 added the rounds
+ * column; a 1.0 database asks for the first nine only.
  */
 Datum
 waitlist_worker_status(PG_FUNCTION_ARGS)
@@ -259,8 +395,8 @@ waitlist_worker_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < shared->nworkers; i++)
 	{
 		WaitlistWorkerSlot slot;
-		Datum		values[9];
-		bool		nulls[9] = {0};
+		Datum		values[10];
+		bool		nulls[10] = {0};
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		slot = shared->slots[i];
@@ -279,6 +415,8 @@ waitlist_worker_status(PG_FUNCTION_ARGS)
 		nulls[7] = slot.last_error[0] == '\0';
 		values[8] = TimestampTzGetDatum(slot.last_error_at);
 		nulls[8] = slot.last_error_at == 0;
+		values[9] = Int64GetDatum(slot.rounds);
+		Assert(rsinfo->setDesc->natts <= lengthof(values));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

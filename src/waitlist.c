@@ -28,7 +28,8 @@ char	   *waitlist_database = NULL;
 int			waitlist_worker_count = 1;
 int			waitlist_naptime_ms = 1000;
 int			waitlist_promotion_mode = WAITLIST_PROMOTION_INLINE;
-int			waitlist_max_event_attempts = 5;
+int			waitlist_max_event_attempts = 15;
+int			waitlist_event_retry_base_ms = 1000;
 char	   *waitlist_notify_channel = NULL;
 int			waitlist_outbox_max_attempts = 10;
 int			waitlist_outbox_retry_base_ms = 1000;
@@ -39,15 +40,29 @@ static const struct config_enum_entry promotion_mode_options[] = {
 	{NULL, 0, false}
 };
 
-/* An aborted transaction takes its API frames and its wake-ups with it. */
+/*
+ * An aborted transaction takes its API frames and its wake-ups with it.  The
+ * relays' NOTIFY is queued only at pre-commit, so a transaction that writes
+ * outbox rows can still be prepared; a prepared transaction sends neither
+ * NOTIFY nor wake-ups (its work is found by the relays' and workers' polls
+ * once COMMIT PREPARED makes it visible), and nothing it noted leaks into
+ * the session's next transaction.
+ */
 static void
 waitlist_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			waitlist_outbox_at_pre_commit();
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			waitlist_wakes_at_xact_end(true);
+			waitlist_outbox_at_xact_end();
+			break;
+		case XACT_EVENT_PREPARE:
+			waitlist_wakes_at_xact_end(false);
 			waitlist_outbox_at_xact_end();
 			break;
 		case XACT_EVENT_ABORT:
@@ -61,15 +76,17 @@ waitlist_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * An aborted subtransaction's outbox rows are gone, but the NOTIFY flag is
+ * kept: a NOTIFY too many costs a relay one empty claim, one too few leaves
+ * rows waiting for its poll.
+ */
 static void
 waitlist_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
 		waitlist_api_reset_on_abort(mySubid);
-		waitlist_outbox_at_xact_end();
-	}
 }
 
 /* A NOTIFY channel is an identifier: it must fit in NAMEDATALEN. */
@@ -133,11 +150,20 @@ _PG_init(void)
 
 	DefineCustomIntVariable("waitlist.max_event_attempts",
 							"Sets how often a worker tries a capacity event before marking it dead.",
-							NULL,
+							"Transient failures (lock and statement timeouts, deadlocks, serialization failures, cancels, lack of resources) are retried without counting.",
 							&waitlist_max_event_attempts,
-							5, 1, 100,
+							15, 1, 100,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("waitlist.event_retry_base",
+							"Sets the first backoff after a failed attempt at a capacity event; it doubles with each attempt, up to 10 minutes.",
+							NULL,
+							&waitlist_event_retry_base_ms,
+							1000, 10, 600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("waitlist.notify_channel",

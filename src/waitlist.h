@@ -100,6 +100,7 @@ extern int	waitlist_worker_count;
 extern int	waitlist_naptime_ms;
 extern int	waitlist_promotion_mode;
 extern int	waitlist_max_event_attempts;
+extern int	waitlist_event_retry_base_ms;
 extern char *waitlist_notify_channel;
 extern int	waitlist_outbox_max_attempts;
 extern int	waitlist_outbox_retry_base_ms;
@@ -108,11 +109,14 @@ extern int	waitlist_outbox_retry_base_ms;
 extern bool waitlist_am_worker;
 extern void waitlist_shmem_init(void);
 extern bool waitlist_defer_to_worker(void);
+extern uint32 waitlist_resource_hash(const text *resource_id);
 extern int	waitlist_resource_owner(const text *resource_id, int nworkers);
 extern int	waitlist_running_worker_count(void);
 extern void waitlist_wake_owner_at_commit(const text *resource_id);
 extern void waitlist_wakes_at_xact_end(bool commit);
 extern void waitlist_worker_attach(int index);
+extern List *waitlist_worker_take_wakes(int index, bool *overflowed);
+extern void waitlist_worker_round(int index);
 extern void waitlist_worker_report(int index, int64 events, int64 offers,
 								   int64 expired, const char *error);
 
@@ -177,6 +181,7 @@ extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
 
 /* outbox.c */
 extern void waitlist_outbox_written(void);
+extern void waitlist_outbox_at_pre_commit(void);
 extern void waitlist_outbox_at_xact_end(void);
 
 /* booking.c */

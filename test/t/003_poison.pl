@@ -1,7 +1,9 @@
 # Poison capacity events: a resource whose promotion fails every time has
-# its event retried a bounded number of times and then marked DEAD with the
-# error, while the worker goes on promoting other resources;
+# its event retried a bounded number of times, backing off from
+# waitlist.event_retry_base (1 s) and doubling, and then marked DEAD with
+# the error, while the worker goes on promoting other resources;
 # waitlist_retry_event() revives the event once the cause is gone.
+# Transient failures, which count no attempt, are in 008_event_failures.pl.
 
 use strict;
 use warnings;
@@ -84,9 +86,15 @@ is( sql(
 is(sql("SELECT count(*) FROM waitlist.offer WHERE resource_id = 'poison'"),
 	'0', 'no poison offer exists');
 
-my $failures = () =
-  slurp_file($node->logfile) =~ /ERROR:\s+\Q$message\E/g;
-is($failures, $max_attempts, 'the worker tried exactly max_event_attempts times');
+my @tries =
+  slurp_file($node->logfile) =~ /^\S+ (\d+):(\d+):([\d.]+) \S+ \[\d+\] ERROR:\s+\Q$message\E/mg;
+my @at;
+push @at, $tries[$_] * 3600 + $tries[ $_ + 1 ] * 60 + $tries[ $_ + 2 ]
+  for grep { $_ % 3 == 0 } 0 .. $#tries;
+is(scalar(@at), $max_attempts, 'the worker tried exactly max_event_attempts times');
+# the default backoff: 1 s, then 2 s, each with 10 % jitter
+cmp_ok($at[1] - $at[0], '>=', 0.85, 'the second try came after about a second');
+cmp_ok($at[2] - $at[1], '>=', 1.75, 'the third after about two seconds more');
 
 is( sql(
 		"SELECT position('$message' IN last_error) > 0 FROM waitlist_worker_status()"),
