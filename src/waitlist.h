@@ -156,6 +156,12 @@ extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
 extern void waitlist_outbox_written(void);
 extern void waitlist_outbox_at_xact_end(void);
 
+/* archive.c */
+extern void waitlist_check_archive_age(Interval *older_than);
+
+/* transition.c */
+extern int64 waitlist_move_transitions(WaitlistPlan *plan, Datum *values, const char *nulls);
+
 /* booking.c */
 typedef enum WaitlistBookingOutcome
 {
