@@ -64,18 +64,20 @@ static WaitlistPlan candidates_plan = {
 };
 
 /*
- * Lock the outbox rows of the candidates' offers, waiting for a retry
- * (DEAD -> PENDING) in flight; a row locked after a change committed comes
- * back with its new state, so a revived row keeps its entry hot.
+ * Lock every outbox row of the candidates' offers, waiting for a retry
+ * (DEAD -> PENDING) in flight.  A row locked after a change committed
+ * comes back as it is now, so a revived row keeps its entry hot; the state
+ * is filtered on here, after locking, because a condition on it would be
+ * evaluated against the snapshot's (dead) version and skip the row
+ * unlocked.
  */
 static WaitlistPlan lock_outbox_plan = {
-	"SELECT c.resource_id, c.entry_id FROM"
+	"SELECT c.resource_id, c.entry_id, b.state FROM"
 	"  ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.int8[])) AS c(resource_id, entry_id)"
 	"  JOIN waitlist.offer o ON o.resource_id OPERATOR(pg_catalog.=) c.resource_id"
 	"   AND o.entry_id OPERATOR(pg_catalog.=) c.entry_id"
 	"  JOIN waitlist.outbox b ON b.resource_id OPERATOR(pg_catalog.=) o.resource_id"
 	"   AND b.offer_id OPERATOR(pg_catalog.=) o.offer_id"
-	" WHERE b.state OPERATOR(pg_catalog.=) 'PENDING'"
 	" FOR UPDATE OF b",
 	2, {TEXTARRAYOID, INT8ARRAYOID}
 };
@@ -233,7 +235,7 @@ lock_batch(Datum *args, Datum *arrays, int *count)
 		batch[0] = PointerGetDatum(construct_array(resources, n, TEXTOID, -1, false, TYPALIGN_INT));
 		batch[1] = PointerGetDatum(construct_array(entries, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		waitlist_execute(&lock_outbox_plan, batch, NULL, false, 0, NULL);
-		/* rare (a retry raced us): drop those entries, by a linear search */
+		/* a retry raced us (rare): drop those entries, by a linear search */
 		for (row = 0; row < SPI_processed; row++)
 		{
 			bool		isnull;
@@ -241,6 +243,8 @@ lock_batch(Datum *args, Datum *arrays, int *count)
 			int64		entry = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
 															 SPI_tuptable->tupdesc, 2, &isnull));
 
+			if (strcmp(text_to_cstring(waitlist_spi_text(SPI_tuptable, row, 3)), "PENDING") != 0)
+				continue;
 			for (i = 0; i < n; i++)
 				if (keep[i] && DatumGetInt64(entries[i]) == entry &&
 					VARSIZE_ANY_EXHDR(DatumGetTextPP(resources[i])) == VARSIZE_ANY_EXHDR(resource) &&
