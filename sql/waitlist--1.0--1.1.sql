@@ -255,7 +255,11 @@ CREATE INDEX capacity_event_processed_idx ON waitlist.capacity_event (processed_
 /*
  * An event id counts once per resource also after its event was archived:
  * a repeated delivery is skipped here, before ON CONFLICT would look only
- * at the hot table.  Not ALWAYS: a restore brings its events as they were.
+ * at the hot table.  The hot row is locked first: while it is there, the
+ * archive passes over it (SKIP LOCKED) and ON CONFLICT finds it; while an
+ * archive is moving it, the lock waits for that to commit, and the next
+ * statement (a new snapshot) finds the archived row.  Not ALWAYS: a
+ * restore brings its events as they were.
  */
 CREATE FUNCTION waitlist.capacity_event_archived()
 RETURNS trigger
@@ -264,6 +268,13 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM FROM waitlist.capacity_event h
+    WHERE h.resource_id OPERATOR(pg_catalog.=) NEW.resource_id
+      AND h.event_id OPERATOR(pg_catalog.=) NEW.event_id
+    FOR KEY SHARE;
+    IF FOUND THEN
+        RETURN NEW;
+    END IF;
     IF EXISTS (SELECT 1 FROM waitlist_archive.capacity_event a
                WHERE a.resource_id OPERATOR(pg_catalog.=) NEW.resource_id
                  AND a.event_id OPERATOR(pg_catalog.=) NEW.event_id) THEN
