@@ -174,6 +174,16 @@ SELECT waitlist_archive('30 days') AS moved;
 SELECT * FROM where_entries_are;
 SELECT * FROM waitlist_check();
 
+-- and it still sees what is wrong: units out of balance with the archive's
+-- counts, a state changed by hand without its audit row (replica mode)
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE waitlist.resource SET free_units = free_units + 1 WHERE resource_id = 'arch-2';
+UPDATE waitlist.resource SET units_released = units_released + 5 WHERE resource_id = 'arch-1';
+UPDATE waitlist.entry SET state = 'WAITING' WHERE user_id = 'fay';
+SELECT invariant, resource_id, entity, detail FROM waitlist_check() ORDER BY 1, 2, 3;
+ROLLBACK;
+
 --
 -- A capacity event counts once also after it was archived
 --

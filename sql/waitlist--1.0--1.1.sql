@@ -431,51 +431,51 @@ BEGIN
     SELECT 'event_not_dead', ev.resource_id, 'capacity_event', NULL::bigint,
            pg_catalog.format('event %s is DEAD after %s attempts: %s', ev.event_id, ev.attempts, ev.last_error)
     FROM waitlist.capacity_event ev
-    WHERE ev.resource_id = ANY (resources) AND ev.state = 'DEAD';
+    WHERE ev.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND ev.state OPERATOR(pg_catalog.=) 'DEAD';
 
     -- offers and entries agree
     RETURN QUERY
     SELECT 'one_open_offer_per_entry', o.resource_id, 'entry', o.entry_id,
            pg_catalog.format('%s open offers', pg_catalog.count(*))
     FROM waitlist.offer o
-    WHERE o.resource_id = ANY (resources) AND o.state = 'OPEN'
-    GROUP BY o.resource_id, o.entry_id HAVING pg_catalog.count(*) > 1;
+    WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND o.state OPERATOR(pg_catalog.=) 'OPEN'
+    GROUP BY o.resource_id, o.entry_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
 
     RETURN QUERY
     SELECT 'offered_entry_has_open_offer', e.resource_id, 'entry', e.entry_id,
            'entry is OFFERED without an open offer'
     FROM waitlist.entry e
-    WHERE e.resource_id = ANY (resources) AND e.state = 'OFFERED'
+    WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND e.state OPERATOR(pg_catalog.=) 'OFFERED'
       AND NOT EXISTS (SELECT 1 FROM waitlist.offer o
-                      WHERE o.resource_id = e.resource_id AND o.entry_id = e.entry_id AND o.state = 'OPEN');
+                      WHERE o.resource_id OPERATOR(pg_catalog.=) e.resource_id AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id AND o.state OPERATOR(pg_catalog.=) 'OPEN');
 
     RETURN QUERY
     SELECT 'offer_matches_entry', o.resource_id, 'offer', o.offer_id,
            pg_catalog.format('offer is %s but its entry %s is %s', o.state, e.entry_id, e.state)
     FROM waitlist.offer o
-    JOIN waitlist.entry e ON e.resource_id = o.resource_id AND e.entry_id = o.entry_id
-    WHERE o.resource_id = ANY (resources)
-      AND ((o.state = 'OPEN' AND e.state <> 'OFFERED')
-        OR (o.state = 'ACCEPTED' AND e.state <> 'ACCEPTED')
-        OR (o.state = 'DECLINED' AND e.state <> 'DECLINED')
-        OR (o.state = 'EXPIRED' AND e.state <> 'EXPIRED')
-        OR (o.state = 'REVOKED' AND e.state <> 'CANCELLED'));
+    JOIN waitlist.entry e ON e.resource_id OPERATOR(pg_catalog.=) o.resource_id AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id
+    WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources)
+      AND ((o.state OPERATOR(pg_catalog.=) 'OPEN' AND e.state OPERATOR(pg_catalog.<>) 'OFFERED')
+        OR (o.state OPERATOR(pg_catalog.=) 'ACCEPTED' AND e.state OPERATOR(pg_catalog.<>) 'ACCEPTED')
+        OR (o.state OPERATOR(pg_catalog.=) 'DECLINED' AND e.state OPERATOR(pg_catalog.<>) 'DECLINED')
+        OR (o.state OPERATOR(pg_catalog.=) 'EXPIRED' AND e.state OPERATOR(pg_catalog.<>) 'EXPIRED')
+        OR (o.state OPERATOR(pg_catalog.=) 'REVOKED' AND e.state OPERATOR(pg_catalog.<>) 'CANCELLED'));
 
     RETURN QUERY
     SELECT 'one_active_entry_per_user', e.resource_id, 'entry', pg_catalog.min(e.entry_id),
            pg_catalog.format('user %s has %s active entries', e.user_id, pg_catalog.count(*))
     FROM waitlist.entry e
-    WHERE e.resource_id = ANY (resources) AND e.state IN ('WAITING', 'OFFERED')
-    GROUP BY e.resource_id, e.user_id HAVING pg_catalog.count(*) > 1;
+    WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND e.state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'OFFERED'])
+    GROUP BY e.resource_id, e.user_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
 
     -- the audit trail explains every current state
     RETURN QUERY
     WITH states AS (
         SELECT 'entry'::text AS entity, e.resource_id, e.entry_id AS entity_id, e.state, 'WAITING'::text AS initial
-        FROM waitlist.entry e WHERE e.resource_id = ANY (resources)
+        FROM waitlist.entry e WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources)
         UNION ALL
         SELECT 'offer', o.resource_id, o.offer_id, o.state, 'OPEN'
-        FROM waitlist.offer o WHERE o.resource_id = ANY (resources)
+        FROM waitlist.offer o WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources)
     ), chains AS (
         SELECT s.*, t.transition_id, t.from_state, t.to_state,
                pg_catalog.lag(t.to_state) OVER w AS previous_to,
@@ -484,7 +484,7 @@ BEGIN
                                              ORDER BY t.transition_id DESC) AS n_from_end
         FROM states s
         LEFT JOIN waitlist.transition t
-          ON t.resource_id = s.resource_id AND t.entity = s.entity AND t.entity_id = s.entity_id
+          ON t.resource_id OPERATOR(pg_catalog.=) s.resource_id AND t.entity OPERATOR(pg_catalog.=) s.entity AND t.entity_id OPERATOR(pg_catalog.=) s.entity_id
         WINDOW w AS (PARTITION BY s.entity, s.resource_id, s.entity_id ORDER BY t.transition_id)
     )
     SELECT v.invariant, c.resource_id, c.entity, c.entity_id, v.detail
@@ -493,13 +493,13 @@ BEGIN
         ('state_has_audit_trail', c.transition_id IS NULL,
          pg_catalog.format('%s has no transition rows', c.state)),
         ('audit_starts_at_initial_state',
-         c.n = 1 AND c.transition_id IS NOT NULL AND (c.from_state IS NOT NULL OR c.to_state <> c.initial),
+         c.n OPERATOR(pg_catalog.=) 1 AND c.transition_id IS NOT NULL AND (c.from_state IS NOT NULL OR c.to_state OPERATOR(pg_catalog.<>) c.initial),
          pg_catalog.format('first transition is %s -> %s', coalesce(c.from_state, 'NULL'), c.to_state)),
         ('audit_chain_continuous',
-         c.n > 1 AND c.from_state IS DISTINCT FROM c.previous_to,
+         c.n OPERATOR(pg_catalog.>) 1 AND ((c.from_state IS NULL) OPERATOR(pg_catalog.<>) (c.previous_to IS NULL) OR c.from_state OPERATOR(pg_catalog.<>) c.previous_to),
          pg_catalog.format('transition %s starts at %s after %s', c.transition_id, c.from_state, c.previous_to)),
         ('state_matches_audit',
-         c.n_from_end = 1 AND c.transition_id IS NOT NULL AND c.to_state <> c.state,
+         c.n_from_end OPERATOR(pg_catalog.=) 1 AND c.transition_id IS NOT NULL AND c.to_state OPERATOR(pg_catalog.<>) c.state,
          pg_catalog.format('state %s, last transition to %s', c.state, c.to_state))
     ) AS v(invariant, violated, detail)
     WHERE v.violated;
@@ -508,23 +508,23 @@ BEGIN
     RETURN QUERY
     SELECT 'offer_has_outbox_row', o.resource_id, 'offer', o.offer_id, 'no offer_created outbox row'
     FROM waitlist.offer o
-    WHERE o.resource_id = ANY (resources)
+    WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources)
       AND NOT EXISTS (SELECT 1 FROM waitlist.outbox b
-                      WHERE b.resource_id = o.resource_id AND b.offer_id = o.offer_id
-                        AND b.event_type = 'offer_created');
+                      WHERE b.resource_id OPERATOR(pg_catalog.=) o.resource_id AND b.offer_id OPERATOR(pg_catalog.=) o.offer_id
+                        AND b.event_type OPERATOR(pg_catalog.=) 'offer_created');
 
     -- liveness: no unit sits free while someone waits
     RETURN QUERY
     SELECT 'idle_unit_while_waiting', r.resource_id, 'resource', NULL::bigint,
            pg_catalog.format('%s free units and %s waiting', r.free_units,
                              (SELECT pg_catalog.count(*) FROM waitlist.entry e
-                              WHERE e.resource_id = r.resource_id AND e.state = 'WAITING'))
+                              WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id AND e.state OPERATOR(pg_catalog.=) 'WAITING'))
     FROM waitlist.resource r
-    WHERE r.resource_id = ANY (resources) AND r.free_units > 0
+    WHERE r.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND r.free_units OPERATOR(pg_catalog.>) 0
       -- a resource waiting for its next wave is throttled, not idle
-      AND NOT (r.wave_size IS NOT NULL AND r.wave_offers >= r.wave_size
-               AND r.wave_started_at + r.wave_interval > pg_catalog.now())
-      AND EXISTS (SELECT 1 FROM waitlist.entry e WHERE e.resource_id = r.resource_id AND e.state = 'WAITING');
+      AND NOT (r.wave_size IS NOT NULL AND r.wave_offers OPERATOR(pg_catalog.>=) r.wave_size
+               AND (r.wave_started_at OPERATOR(pg_catalog.+) r.wave_interval) OPERATOR(pg_catalog.>) pg_catalog.now())
+      AND EXISTS (SELECT 1 FROM waitlist.entry e WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id AND e.state OPERATOR(pg_catalog.=) 'WAITING');
 
     /*
      * FIFO fairness: no offer went to an entry while an entry ahead of it in
@@ -546,10 +546,10 @@ BEGIN
         SELECT t.resource_id, t.entity_id AS offer_id, e.entry_id, e.priority, e.seq,
                t.at AS began, t.transaction_id
         FROM waitlist.transition t
-        JOIN waitlist.offer o ON o.resource_id = t.resource_id AND o.offer_id = t.entity_id
-        JOIN waitlist.entry e ON e.resource_id = o.resource_id AND e.entry_id = o.entry_id
-        WHERE t.resource_id = ANY (resources) AND t.entity = 'offer' AND t.from_state IS NULL
-          AND t.at >= pg_catalog.now() - fifo_window
+        JOIN waitlist.offer o ON o.resource_id OPERATOR(pg_catalog.=) t.resource_id AND o.offer_id OPERATOR(pg_catalog.=) t.entity_id
+        JOIN waitlist.entry e ON e.resource_id OPERATOR(pg_catalog.=) o.resource_id AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id
+        WHERE t.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND t.entity OPERATOR(pg_catalog.=) 'offer' AND t.from_state IS NULL
+          AND t.at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) fifo_window)
     ), promotions AS MATERIALIZED (
         -- one row per promoting transaction, with the last in line it offered to
         SELECT m.resource_id, m.transaction_id, pg_catalog.min(m.began) AS began,
@@ -564,24 +564,24 @@ BEGIN
     ), recently_left AS MATERIALIZED (
         SELECT t.resource_id, t.entity_id AS entry_id, t.at AS left_at
         FROM waitlist.transition t
-        WHERE t.resource_id = ANY (resources) AND t.entity = 'entry' AND t.from_state = 'WAITING'
-          AND t.at >= pg_catalog.now() - fifo_window
+        WHERE t.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND t.entity OPERATOR(pg_catalog.=) 'entry' AND t.from_state OPERATOR(pg_catalog.=) 'WAITING'
+          AND t.at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) fifo_window)
     ), candidates AS (
         SELECT p.*, w.entry_id AS ahead_id
         FROM promotions p
         CROSS JOIN LATERAL (
             -- two ranges of the line index: higher priority, and same priority earlier
             SELECT a.entry_id FROM waitlist.entry a
-            WHERE a.resource_id = p.resource_id AND a.state = 'WAITING' AND a.priority > p.priority
+            WHERE a.resource_id OPERATOR(pg_catalog.=) p.resource_id AND a.state OPERATOR(pg_catalog.=) 'WAITING' AND a.priority OPERATOR(pg_catalog.>) p.priority
             UNION
             SELECT a.entry_id FROM waitlist.entry a
-            WHERE a.resource_id = p.resource_id AND a.state = 'WAITING'
-              AND a.priority = p.priority AND a.seq < p.seq
+            WHERE a.resource_id OPERATOR(pg_catalog.=) p.resource_id AND a.state OPERATOR(pg_catalog.=) 'WAITING'
+              AND a.priority OPERATOR(pg_catalog.=) p.priority AND a.seq OPERATOR(pg_catalog.<) p.seq
             UNION
             SELECT a.entry_id FROM recently_left r
-            JOIN waitlist.entry a ON a.resource_id = r.resource_id AND a.entry_id = r.entry_id
-            WHERE r.resource_id = p.resource_id AND r.left_at > p.began
-              AND (a.priority > p.priority OR (a.priority = p.priority AND a.seq < p.seq))
+            JOIN waitlist.entry a ON a.resource_id OPERATOR(pg_catalog.=) r.resource_id AND a.entry_id OPERATOR(pg_catalog.=) r.entry_id
+            WHERE r.resource_id OPERATOR(pg_catalog.=) p.resource_id AND r.left_at OPERATOR(pg_catalog.>) p.began
+              AND (a.priority OPERATOR(pg_catalog.>) p.priority OR (a.priority OPERATOR(pg_catalog.=) p.priority AND a.seq OPERATOR(pg_catalog.<) p.seq))
         ) w
     )
     SELECT 'fifo_order', c.resource_id, 'offer', c.offer_id,
@@ -592,23 +592,23 @@ BEGIN
         -- the waiter's last move to WAITING before the promotion, and its next move
         SELECT t.at AS began, t.transaction_id,
                (SELECT n.at FROM waitlist.transition n
-                WHERE n.resource_id = t.resource_id AND n.entity = 'entry' AND n.entity_id = t.entity_id
-                  AND n.transition_id > t.transition_id
+                WHERE n.resource_id OPERATOR(pg_catalog.=) t.resource_id AND n.entity OPERATOR(pg_catalog.=) 'entry' AND n.entity_id OPERATOR(pg_catalog.=) t.entity_id
+                  AND n.transition_id OPERATOR(pg_catalog.>) t.transition_id
                 ORDER BY n.transition_id LIMIT 1) AS left_at
         FROM waitlist.transition t
-        WHERE t.resource_id = c.resource_id AND t.entity = 'entry' AND t.entity_id = c.ahead_id
-          AND t.to_state = 'WAITING' AND t.at <= c.began
+        WHERE t.resource_id OPERATOR(pg_catalog.=) c.resource_id AND t.entity OPERATOR(pg_catalog.=) 'entry' AND t.entity_id OPERATOR(pg_catalog.=) c.ahead_id
+          AND t.to_state OPERATOR(pg_catalog.=) 'WAITING' AND t.at OPERATOR(pg_catalog.<=) c.began
         ORDER BY t.transition_id DESC LIMIT 1
     ) w
     WHERE CASE WHEN exact_fifo AND c.committed IS NOT NULL
                     AND pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) IS NOT NULL
-               THEN pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) < c.began
-                    AND (w.left_at IS NULL OR w.left_at > c.committed)
-               ELSE w.began + interval '1 second' < c.began
-                    AND (w.left_at IS NULL OR w.left_at > c.began + interval '1 second')
+               THEN pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) OPERATOR(pg_catalog.<) c.began
+                    AND (w.left_at IS NULL OR w.left_at OPERATOR(pg_catalog.>) c.committed)
+               ELSE (w.began OPERATOR(pg_catalog.+) interval '1 second') OPERATOR(pg_catalog.<) c.began
+                    AND (w.left_at IS NULL OR w.left_at OPERATOR(pg_catalog.>) (c.began OPERATOR(pg_catalog.+) interval '1 second'))
           END
       AND NOT EXISTS (SELECT 1 FROM waitlist.transition x
-                      WHERE x.resource_id = c.resource_id AND x.entity = 'entry'
-                        AND x.entity_id = c.ahead_id AND x.transaction_id = c.transaction_id);
+                      WHERE x.resource_id OPERATOR(pg_catalog.=) c.resource_id AND x.entity OPERATOR(pg_catalog.=) 'entry'
+                        AND x.entity_id OPERATOR(pg_catalog.=) c.ahead_id AND x.transaction_id OPERATOR(pg_catalog.=) c.transaction_id);
 END
 $check$;
