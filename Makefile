@@ -16,6 +16,7 @@ OBJS = \
 	src/booking.o \
 	src/capacity.o \
 	src/cron.o \
+	src/archive.o \
 	src/shmem.o \
 	src/worker.o \
 	src/outbox.o

@@ -229,10 +229,11 @@ ALTER EXTENSION waitlist DROP TABLE waitlist.transition;
 \set VERBOSITY terse
 ALTER TABLE waitlist.transition DISABLE TRIGGER ALL;
 \set VERBOSITY sqlstate
-SELECT c.relname, t.tgname, t.tgenabled
+SELECT c.relnamespace::regnamespace AS schema, c.relname, t.tgname, t.tgenabled
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-WHERE c.relnamespace = 'waitlist'::regnamespace AND NOT t.tgisinternal
-ORDER BY 1, 2;
+WHERE c.relnamespace IN ('waitlist'::regnamespace, 'waitlist_archive'::regnamespace)
+  AND c.relname IN ('entry', 'offer', 'transition') AND NOT t.tgisinternal
+ORDER BY 1, 2, 3;
 SELECT evtname, evtevent, evtenabled FROM pg_event_trigger WHERE evtname LIKE 'waitlist%';
 -- what stays allowed: storage and statistics settings, and triggers of
 -- one's own on entries and offers

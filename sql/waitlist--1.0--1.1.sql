@@ -230,3 +230,487 @@ $upgrade$;
 
 /* ---- gate protocol and isolation levels ---- */
 
+
+/* ---- retention: the archive ---- */
+
+/*
+ * Terminal entries, with their offers, outbox rows, accept requests and
+ * transitions, and processed capacity events move to schema
+ * waitlist_archive (waitlist_archive()), so the hot tables hold what is
+ * alive plus a retention window.  The archive tables are the hot ones'
+ * columns (LIKE, so this section stays the last one: columns other
+ * sections add come along) and archived_at; they keep the hot keys.
+ */
+CREATE SCHEMA waitlist_archive;
+REVOKE ALL ON SCHEMA waitlist_archive FROM PUBLIC;
+COMMENT ON SCHEMA waitlist_archive IS 'rows waitlist_archive() moved out of the hot tables of schema waitlist';
+
+CREATE TABLE waitlist_archive.entry (
+    LIKE waitlist.entry,
+    archived_at timestamptz NOT NULL,
+    CONSTRAINT entry_pkey PRIMARY KEY (resource_id, entry_id)
+);
+CREATE INDEX entry_entry_id_idx ON waitlist_archive.entry (entry_id);
+CREATE INDEX entry_user_idx ON waitlist_archive.entry (resource_id, user_id);
+
+CREATE TABLE waitlist_archive.offer (
+    LIKE waitlist.offer,
+    archived_at timestamptz NOT NULL,
+    CONSTRAINT offer_pkey PRIMARY KEY (resource_id, offer_id)
+);
+CREATE INDEX offer_offer_id_idx ON waitlist_archive.offer (offer_id);
+CREATE INDEX offer_entry_idx ON waitlist_archive.offer (resource_id, entry_id);
+
+CREATE TABLE waitlist_archive.accept_request (
+    LIKE waitlist.accept_request,
+    archived_at timestamptz NOT NULL,
+    CONSTRAINT accept_request_pkey PRIMARY KEY (resource_id, offer_id, idempotency_key)
+);
+
+CREATE TABLE waitlist_archive.capacity_event (
+    LIKE waitlist.capacity_event,
+    archived_at timestamptz NOT NULL,
+    CONSTRAINT capacity_event_pkey PRIMARY KEY (resource_id, event_id)
+);
+
+CREATE TABLE waitlist_archive.outbox (
+    LIKE waitlist.outbox,
+    archived_at timestamptz NOT NULL,
+    CONSTRAINT outbox_pkey PRIMARY KEY (resource_id, outbox_id)
+);
+CREATE INDEX outbox_offer_idx ON waitlist_archive.outbox (resource_id, offer_id);
+
+CREATE TABLE waitlist_archive.transition (
+    LIKE waitlist.transition,
+    archived_at timestamptz NOT NULL,
+    CONSTRAINT transition_pkey PRIMARY KEY (resource_id, transition_id)
+);
+CREATE INDEX transition_entity_idx ON waitlist_archive.transition (resource_id, entity, entity_id, transition_id);
+
+/*
+ * What the archived rows counted, per resource, so that waitlist_check()
+ * balances a resource's units without reading its archive.
+ */
+CREATE TABLE waitlist_archive.resource_totals (
+    resource_id      text   NOT NULL,
+    entries          bigint NOT NULL DEFAULT 0,
+    offers_accepted  bigint NOT NULL DEFAULT 0,
+    offers_failed    bigint NOT NULL DEFAULT 0,
+    events           bigint NOT NULL DEFAULT 0,
+    units_released   bigint NOT NULL DEFAULT 0,
+    CONSTRAINT resource_totals_pkey PRIMARY KEY (resource_id)
+);
+COMMENT ON TABLE waitlist_archive.resource_totals IS 'per resource: archived entries, ACCEPTED and FAILED offers, and processed capacity events with their units';
+
+/* The archived audit trail is append-only too; rows come only from waitlist_archive(). */
+CREATE TRIGGER transition_no_update_delete
+    BEFORE UPDATE OR DELETE ON waitlist_archive.transition
+    FOR EACH ROW EXECUTE FUNCTION waitlist.transition_append_only('archive');
+CREATE TRIGGER transition_no_truncate
+    BEFORE TRUNCATE ON waitlist_archive.transition
+    FOR EACH STATEMENT EXECUTE FUNCTION waitlist.transition_append_only('archive');
+CREATE TRIGGER transition_insert_guard
+    BEFORE INSERT ON waitlist_archive.transition
+    FOR EACH STATEMENT EXECUTE FUNCTION waitlist.transition_insert_guard('archive');
+ALTER TABLE waitlist_archive.transition ENABLE ALWAYS TRIGGER transition_no_update_delete;
+ALTER TABLE waitlist_archive.transition ENABLE ALWAYS TRIGGER transition_no_truncate;
+ALTER TABLE waitlist_archive.transition ENABLE ALWAYS TRIGGER transition_insert_guard;
+
+/* Hot and archived rows together, for history and explanations. */
+CREATE VIEW waitlist_archive.transition_all AS
+SELECT t.*, NULL::pg_catalog.timestamptz AS archived_at FROM waitlist.transition t
+UNION ALL
+SELECT a.* FROM waitlist_archive.transition a;
+COMMENT ON VIEW waitlist_archive.transition_all IS 'every transition, hot and archived (archived_at NULL while hot)';
+CREATE VIEW waitlist_archive.entry_all AS
+SELECT e.*, NULL::pg_catalog.timestamptz AS archived_at FROM waitlist.entry e
+UNION ALL
+SELECT a.* FROM waitlist_archive.entry a;
+COMMENT ON VIEW waitlist_archive.entry_all IS 'every entry, hot and archived (archived_at NULL while hot)';
+CREATE VIEW waitlist_archive.offer_all AS
+SELECT o.*, NULL::pg_catalog.timestamptz AS archived_at FROM waitlist.offer o
+UNION ALL
+SELECT a.* FROM waitlist_archive.offer a;
+COMMENT ON VIEW waitlist_archive.offer_all IS 'every offer, hot and archived (archived_at NULL while hot)';
+
+SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.entry', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.offer', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.accept_request', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.capacity_event', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.transition', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.resource_totals', '');
+
+/*
+ * What waitlist_archive() looks rows up by: terminal entries by age, an
+ * entry's offers (also what the foreign key checks when an entry is
+ * deleted: without it every archived entry scanned waitlist.offer), and
+ * processed events by age.  None holds a column the claim or promotion
+ * UPDATEs change without also changing state.
+ */
+CREATE INDEX entry_terminal_idx ON waitlist.entry (updated_at)
+    WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['ACCEPTED', 'DECLINED', 'EXPIRED', 'CANCELLED']);
+CREATE INDEX offer_entry_idx ON waitlist.offer (resource_id, entry_id);
+CREATE INDEX capacity_event_processed_idx ON waitlist.capacity_event (processed_at)
+    WHERE state OPERATOR(pg_catalog.=) 'PROCESSED';
+
+/*
+ * An event id counts once per resource also after its event was archived:
+ * a repeated delivery is skipped here, before ON CONFLICT would look only
+ * at the hot table.  The hot row is locked first: while it is there, the
+ * archive passes over it (SKIP LOCKED) and ON CONFLICT finds it; while an
+ * archive is moving it, the lock waits for that to commit, and the next
+ * statement (a new snapshot) finds the archived row.  Not ALWAYS: a
+ * restore brings its events as they were.
+ */
+CREATE FUNCTION waitlist.capacity_event_archived()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM FROM waitlist.capacity_event h
+    WHERE h.resource_id OPERATOR(pg_catalog.=) NEW.resource_id
+      AND h.event_id OPERATOR(pg_catalog.=) NEW.event_id
+    FOR KEY SHARE;
+    IF FOUND THEN
+        RETURN NEW;
+    END IF;
+    IF EXISTS (SELECT 1 FROM waitlist_archive.capacity_event a
+               WHERE a.resource_id OPERATOR(pg_catalog.=) NEW.resource_id
+                 AND a.event_id OPERATOR(pg_catalog.=) NEW.event_id) THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION waitlist.capacity_event_archived() FROM PUBLIC;
+CREATE TRIGGER capacity_event_archived
+    BEFORE INSERT ON waitlist.capacity_event
+    FOR EACH ROW EXECUTE FUNCTION waitlist.capacity_event_archived();
+
+CREATE FUNCTION waitlist_archive(older_than interval DEFAULT '30 days',
+                                 batch integer DEFAULT 10000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'waitlist_archive'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_archive(interval, integer) IS 'moves up to batch terminal entries (with their offers, delivered or dead outbox rows, accept requests and transitions) and up to batch processed capacity events, last changed more than older_than ago, to schema waitlist_archive; returns the number of entries and events moved, 0 when nothing is left';
+
+/*
+ * A function runs in its caller's transaction; this procedure commits
+ * after each batch, so a large backlog never holds its locks or its
+ * snapshot long.  No SET clause (a procedure with one cannot commit):
+ * every name and operator is qualified instead.
+ */
+CREATE PROCEDURE waitlist_archive_all(older_than interval DEFAULT '30 days',
+                                      batch integer DEFAULT 10000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    moved pg_catalog.int8;
+BEGIN
+    LOOP
+        moved := @extschema@.waitlist_archive(older_than, batch);
+        EXIT WHEN moved OPERATOR(pg_catalog.=) 0;
+        COMMIT;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE waitlist_archive_all(interval, integer) IS 'calls waitlist_archive() until nothing is left, committing after each batch';
+
+CREATE FUNCTION waitlist_schedule_archive(schedule text DEFAULT '17 3 * * *',
+                                          older_than interval DEFAULT '30 days')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'waitlist_schedule_archive'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_schedule_archive(text, interval) IS 'registers CALL waitlist_archive_all(older_than) as this database''s pg_cron job "waitlist-archive"; returns the job id';
+
+CREATE FUNCTION waitlist_unschedule_archive()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_unschedule_archive'
+LANGUAGE C;
+COMMENT ON FUNCTION waitlist_unschedule_archive() IS 'removes this database''s pg_cron job "waitlist-archive" (its owner, database and command), no other job of that name; false if there was none';
+
+REVOKE ALL ON FUNCTION waitlist_archive(interval, integer) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE waitlist_archive_all(interval, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_schedule_archive(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION waitlist_unschedule_archive() FROM PUBLIC;
+
+/*
+ * Storage of the hot tables.  The outbox claim (lease columns only) and
+ * marking an offer seen change no indexed column, so they are HOT updates
+ * when the page has room.  A relay claims the oldest rows, which share
+ * pages, in one transaction, so a page needs room for a new version of
+ * each of its rows: the outbox keeps half of each page free (claims were
+ * 40 % HOT at fillfactor 70, 94 % at 50; test/t/017_hot_updates.pl).
+ * State changes of entries and offers, and free_units changes of a
+ * resource, change columns of partial index predicates and can never be
+ * HOT; fillfactor does not help them, vacuum does.  The queues (outbox, capacity_event) and the
+ * line (entry, offer) are vacuumed after 2 % of their rows changed, not
+ * 20 %, so dead tuples and archived rows' space are reused soon; the
+ * append-mostly log is vacuumed after inserts too, keeping its visibility
+ * map current for index-only scans.
+ */
+ALTER TABLE waitlist.outbox SET (fillfactor = 50,
+    autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05);
+ALTER TABLE waitlist.entry SET (
+    autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05);
+ALTER TABLE waitlist.offer SET (
+    autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05);
+ALTER TABLE waitlist.capacity_event SET (
+    autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05);
+ALTER TABLE waitlist.accept_request SET (autovacuum_vacuum_scale_factor = 0.05);
+ALTER TABLE waitlist.transition SET (
+    autovacuum_vacuum_scale_factor = 0.05, autovacuum_vacuum_insert_scale_factor = 0.05);
+
+/*
+ * waitlist_check() counts what was archived: the units of archived
+ * ACCEPTED and FAILED offers and of archived processed events, from
+ * waitlist_archive.resource_totals.  Every other invariant reads entries,
+ * offers, outbox rows and transitions that move together, so an archived
+ * entry takes all it is checked against with it.
+ */
+CREATE OR REPLACE FUNCTION waitlist_check(for_resource text DEFAULT NULL,
+                               fifo_window interval DEFAULT '1 hour',
+                               OUT invariant text,
+                               OUT resource_id text,
+                               OUT entity text,
+                               OUT entity_id bigint,
+                               OUT detail text)
+RETURNS SETOF record
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $check$
+#variable_conflict use_column
+DECLARE
+    resources text[];
+    exact_fifo boolean := pg_catalog.current_setting('track_commit_timestamp')::boolean;
+BEGIN
+    IF for_resource IS NULL THEN
+        SELECT pg_catalog.array_agg(r.resource_id) INTO resources FROM waitlist.resource r;
+    ELSE
+        resources := ARRAY[for_resource];
+    END IF;
+    resources := coalesce(resources, '{}');
+
+    -- capacity: every released unit is free, held, consumed or retired
+    RETURN QUERY
+    SELECT 'capacity_conserved', r.resource_id, 'resource', NULL::bigint,
+           pg_catalog.format('released %s <> free %s + open %s + accepted %s + failed %s',
+                             r.units_released, r.free_units, c.open, c.accepted, c.failed)
+    FROM waitlist.resource r
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'OPEN') AS open,
+               (pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'ACCEPTED'))
+                 OPERATOR(pg_catalog.+) coalesce((SELECT a.offers_accepted FROM waitlist_archive.resource_totals a
+                                                  WHERE a.resource_id OPERATOR(pg_catalog.=) r.resource_id), 0) AS accepted,
+               (pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'FAILED'))
+                 OPERATOR(pg_catalog.+) coalesce((SELECT a.offers_failed FROM waitlist_archive.resource_totals a
+                                                  WHERE a.resource_id OPERATOR(pg_catalog.=) r.resource_id), 0) AS failed
+        FROM waitlist.offer o WHERE o.resource_id OPERATOR(pg_catalog.=) r.resource_id) c
+    WHERE r.resource_id OPERATOR(pg_catalog.=) ANY (resources)
+      AND (r.units_released OPERATOR(pg_catalog.<>) (r.free_units OPERATOR(pg_catalog.+) c.open
+               OPERATOR(pg_catalog.+) c.accepted OPERATOR(pg_catalog.+) c.failed)
+           OR r.free_units OPERATOR(pg_catalog.<) 0);
+
+    -- every released unit was counted once: processed events add up
+    RETURN QUERY
+    SELECT 'events_accounted', r.resource_id, 'resource', NULL::bigint,
+           pg_catalog.format('units_released %s <> processed events %s', r.units_released, e.units)
+    FROM waitlist.resource r
+    CROSS JOIN LATERAL (
+        SELECT coalesce(pg_catalog.sum(ev.quantity), 0)
+                 OPERATOR(pg_catalog.+) coalesce((SELECT a.units_released FROM waitlist_archive.resource_totals a
+                                                  WHERE a.resource_id OPERATOR(pg_catalog.=) r.resource_id), 0) AS units
+        FROM waitlist.capacity_event ev
+        WHERE ev.resource_id OPERATOR(pg_catalog.=) r.resource_id AND ev.state OPERATOR(pg_catalog.=) 'PROCESSED') e
+    WHERE r.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND r.units_released OPERATOR(pg_catalog.<>) e.units;
+
+    RETURN QUERY
+    SELECT 'event_not_dead', ev.resource_id, 'capacity_event', NULL::bigint,
+           pg_catalog.format('event %s is DEAD after %s attempts: %s', ev.event_id, ev.attempts, ev.last_error)
+    FROM waitlist.capacity_event ev
+    WHERE ev.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND ev.state OPERATOR(pg_catalog.=) 'DEAD';
+
+    -- offers and entries agree
+    RETURN QUERY
+    SELECT 'one_open_offer_per_entry', o.resource_id, 'entry', o.entry_id,
+           pg_catalog.format('%s open offers', pg_catalog.count(*))
+    FROM waitlist.offer o
+    WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND o.state OPERATOR(pg_catalog.=) 'OPEN'
+    GROUP BY o.resource_id, o.entry_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
+
+    RETURN QUERY
+    SELECT 'offered_entry_has_open_offer', e.resource_id, 'entry', e.entry_id,
+           'entry is OFFERED without an open offer'
+    FROM waitlist.entry e
+    WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND e.state OPERATOR(pg_catalog.=) 'OFFERED'
+      AND NOT EXISTS (SELECT 1 FROM waitlist.offer o
+                      WHERE o.resource_id OPERATOR(pg_catalog.=) e.resource_id AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id AND o.state OPERATOR(pg_catalog.=) 'OPEN');
+
+    RETURN QUERY
+    SELECT 'offer_matches_entry', o.resource_id, 'offer', o.offer_id,
+           pg_catalog.format('offer is %s but its entry %s is %s', o.state, e.entry_id, e.state)
+    FROM waitlist.offer o
+    JOIN waitlist.entry e ON e.resource_id OPERATOR(pg_catalog.=) o.resource_id AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id
+    WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources)
+      AND ((o.state OPERATOR(pg_catalog.=) 'OPEN' AND e.state OPERATOR(pg_catalog.<>) 'OFFERED')
+        OR (o.state OPERATOR(pg_catalog.=) 'ACCEPTED' AND e.state OPERATOR(pg_catalog.<>) 'ACCEPTED')
+        OR (o.state OPERATOR(pg_catalog.=) 'DECLINED' AND e.state OPERATOR(pg_catalog.<>) 'DECLINED')
+        OR (o.state OPERATOR(pg_catalog.=) 'EXPIRED' AND e.state OPERATOR(pg_catalog.<>) 'EXPIRED')
+        OR (o.state OPERATOR(pg_catalog.=) 'REVOKED' AND e.state OPERATOR(pg_catalog.<>) 'CANCELLED'));
+
+    RETURN QUERY
+    SELECT 'one_active_entry_per_user', e.resource_id, 'entry', pg_catalog.min(e.entry_id),
+           pg_catalog.format('user %s has %s active entries', e.user_id, pg_catalog.count(*))
+    FROM waitlist.entry e
+    WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND e.state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'OFFERED'])
+    GROUP BY e.resource_id, e.user_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
+
+    -- the audit trail explains every current state
+    RETURN QUERY
+    WITH states AS (
+        SELECT 'entry'::text AS entity, e.resource_id, e.entry_id AS entity_id, e.state, 'WAITING'::text AS initial
+        FROM waitlist.entry e WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources)
+        UNION ALL
+        SELECT 'offer', o.resource_id, o.offer_id, o.state, 'OPEN'
+        FROM waitlist.offer o WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources)
+    ), chains AS (
+        SELECT s.*, t.transition_id, t.from_state, t.to_state,
+               pg_catalog.lag(t.to_state) OVER w AS previous_to,
+               pg_catalog.row_number() OVER w AS n,
+               pg_catalog.row_number() OVER (PARTITION BY s.entity, s.resource_id, s.entity_id
+                                             ORDER BY t.transition_id DESC) AS n_from_end
+        FROM states s
+        LEFT JOIN waitlist.transition t
+          ON t.resource_id OPERATOR(pg_catalog.=) s.resource_id AND t.entity OPERATOR(pg_catalog.=) s.entity AND t.entity_id OPERATOR(pg_catalog.=) s.entity_id
+        WINDOW w AS (PARTITION BY s.entity, s.resource_id, s.entity_id ORDER BY t.transition_id)
+    )
+    SELECT v.invariant, c.resource_id, c.entity, c.entity_id, v.detail
+    FROM chains c
+    CROSS JOIN LATERAL (VALUES
+        ('state_has_audit_trail', c.transition_id IS NULL,
+         pg_catalog.format('%s has no transition rows', c.state)),
+        ('audit_starts_at_initial_state',
+         c.n OPERATOR(pg_catalog.=) 1 AND c.transition_id IS NOT NULL AND (c.from_state IS NOT NULL OR c.to_state OPERATOR(pg_catalog.<>) c.initial),
+         pg_catalog.format('first transition is %s -> %s', coalesce(c.from_state, 'NULL'), c.to_state)),
+        ('audit_chain_continuous',
+         c.n OPERATOR(pg_catalog.>) 1 AND ((c.from_state IS NULL) OPERATOR(pg_catalog.<>) (c.previous_to IS NULL) OR c.from_state OPERATOR(pg_catalog.<>) c.previous_to),
+         pg_catalog.format('transition %s starts at %s after %s', c.transition_id, c.from_state, c.previous_to)),
+        ('state_matches_audit',
+         c.n_from_end OPERATOR(pg_catalog.=) 1 AND c.transition_id IS NOT NULL AND c.to_state OPERATOR(pg_catalog.<>) c.state,
+         pg_catalog.format('state %s, last transition to %s', c.state, c.to_state))
+    ) AS v(invariant, violated, detail)
+    WHERE v.violated;
+
+    -- every offer was handed to the notifier
+    RETURN QUERY
+    SELECT 'offer_has_outbox_row', o.resource_id, 'offer', o.offer_id, 'no offer_created outbox row'
+    FROM waitlist.offer o
+    WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources)
+      AND NOT EXISTS (SELECT 1 FROM waitlist.outbox b
+                      WHERE b.resource_id OPERATOR(pg_catalog.=) o.resource_id AND b.offer_id OPERATOR(pg_catalog.=) o.offer_id
+                        AND b.event_type OPERATOR(pg_catalog.=) 'offer_created');
+
+    -- liveness: no unit sits free while someone waits
+    RETURN QUERY
+    SELECT 'idle_unit_while_waiting', r.resource_id, 'resource', NULL::bigint,
+           pg_catalog.format('%s free units and %s waiting', r.free_units,
+                             (SELECT pg_catalog.count(*) FROM waitlist.entry e
+                              WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id AND e.state OPERATOR(pg_catalog.=) 'WAITING'))
+    FROM waitlist.resource r
+    WHERE r.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND r.free_units OPERATOR(pg_catalog.>) 0
+      -- a resource waiting for its next wave is throttled, not idle
+      AND NOT (r.wave_size IS NOT NULL AND r.wave_offers OPERATOR(pg_catalog.>=) r.wave_size
+               AND (r.wave_started_at OPERATOR(pg_catalog.+) r.wave_interval) OPERATOR(pg_catalog.>) pg_catalog.now())
+      AND EXISTS (SELECT 1 FROM waitlist.entry e WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id AND e.state OPERATOR(pg_catalog.=) 'WAITING');
+
+    /*
+     * FIFO fairness: no offer went to an entry while an entry ahead of it in
+     * line (priority DESC, seq) was waiting and visible to the promotion:
+     * the waiter's move to WAITING committed before the promoting
+     * transaction began, and its move out of WAITING began after that
+     * transaction committed.  A transition row of the waiter written by the
+     * promoting transaction itself would record a rule that allowed it.
+     *
+     * Promotions made within fifo_window are checked, each against the last
+     * in line it offered to.  The waiters looked at are those still waiting
+     * ahead of it (ranges of the line index) and those that left WAITING
+     * after the promotion began, so the cost follows recent activity (the
+     * number of promotions times the leaves in the window), not the length
+     * of the history.
+     */
+    RETURN QUERY
+    WITH made AS (
+        SELECT t.resource_id, t.entity_id AS offer_id, e.entry_id, e.priority, e.seq,
+               t.at AS began, t.transaction_id
+        FROM waitlist.transition t
+        JOIN waitlist.offer o ON o.resource_id OPERATOR(pg_catalog.=) t.resource_id AND o.offer_id OPERATOR(pg_catalog.=) t.entity_id
+        JOIN waitlist.entry e ON e.resource_id OPERATOR(pg_catalog.=) o.resource_id AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id
+        WHERE t.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND t.entity OPERATOR(pg_catalog.=) 'offer' AND t.from_state IS NULL
+          AND t.at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) fifo_window)
+    ), promotions AS MATERIALIZED (
+        -- one row per promoting transaction, with the last in line it offered to
+        SELECT m.resource_id, m.transaction_id, pg_catalog.min(m.began) AS began,
+               CASE WHEN exact_fifo
+                    THEN pg_catalog.pg_xact_commit_timestamp(m.transaction_id::text::xid) END AS committed,
+               (pg_catalog.array_agg(m.offer_id ORDER BY m.priority, m.seq DESC))[1] AS offer_id,
+               (pg_catalog.array_agg(m.entry_id ORDER BY m.priority, m.seq DESC))[1] AS entry_id,
+               (pg_catalog.array_agg(m.priority ORDER BY m.priority, m.seq DESC))[1] AS priority,
+               (pg_catalog.array_agg(m.seq ORDER BY m.priority, m.seq DESC))[1] AS seq
+        FROM made m
+        GROUP BY m.resource_id, m.transaction_id
+    ), recently_left AS MATERIALIZED (
+        SELECT t.resource_id, t.entity_id AS entry_id, t.at AS left_at
+        FROM waitlist.transition t
+        WHERE t.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND t.entity OPERATOR(pg_catalog.=) 'entry' AND t.from_state OPERATOR(pg_catalog.=) 'WAITING'
+          AND t.at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) fifo_window)
+    ), candidates AS (
+        SELECT p.*, w.entry_id AS ahead_id
+        FROM promotions p
+        CROSS JOIN LATERAL (
+            -- two ranges of the line index: higher priority, and same priority earlier
+            SELECT a.entry_id FROM waitlist.entry a
+            WHERE a.resource_id OPERATOR(pg_catalog.=) p.resource_id AND a.state OPERATOR(pg_catalog.=) 'WAITING' AND a.priority OPERATOR(pg_catalog.>) p.priority
+            UNION
+            SELECT a.entry_id FROM waitlist.entry a
+            WHERE a.resource_id OPERATOR(pg_catalog.=) p.resource_id AND a.state OPERATOR(pg_catalog.=) 'WAITING'
+              AND a.priority OPERATOR(pg_catalog.=) p.priority AND a.seq OPERATOR(pg_catalog.<) p.seq
+            UNION
+            SELECT a.entry_id FROM recently_left r
+            JOIN waitlist.entry a ON a.resource_id OPERATOR(pg_catalog.=) r.resource_id AND a.entry_id OPERATOR(pg_catalog.=) r.entry_id
+            WHERE r.resource_id OPERATOR(pg_catalog.=) p.resource_id AND r.left_at OPERATOR(pg_catalog.>) p.began
+              AND (a.priority OPERATOR(pg_catalog.>) p.priority OR (a.priority OPERATOR(pg_catalog.=) p.priority AND a.seq OPERATOR(pg_catalog.<) p.seq))
+        ) w
+    )
+    SELECT 'fifo_order', c.resource_id, 'offer', c.offer_id,
+           pg_catalog.format('offered to entry %s while entry %s, ahead of it, was waiting',
+                             c.entry_id, c.ahead_id)
+    FROM candidates c
+    CROSS JOIN LATERAL (
+        -- the waiter's last move to WAITING before the promotion, and its next move
+        SELECT t.at AS began, t.transaction_id,
+               (SELECT n.at FROM waitlist.transition n
+                WHERE n.resource_id OPERATOR(pg_catalog.=) t.resource_id AND n.entity OPERATOR(pg_catalog.=) 'entry' AND n.entity_id OPERATOR(pg_catalog.=) t.entity_id
+                  AND n.transition_id OPERATOR(pg_catalog.>) t.transition_id
+                ORDER BY n.transition_id LIMIT 1) AS left_at
+        FROM waitlist.transition t
+        WHERE t.resource_id OPERATOR(pg_catalog.=) c.resource_id AND t.entity OPERATOR(pg_catalog.=) 'entry' AND t.entity_id OPERATOR(pg_catalog.=) c.ahead_id
+          AND t.to_state OPERATOR(pg_catalog.=) 'WAITING' AND t.at OPERATOR(pg_catalog.<=) c.began
+        ORDER BY t.transition_id DESC LIMIT 1
+    ) w
+    WHERE CASE WHEN exact_fifo AND c.committed IS NOT NULL
+                    AND pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) IS NOT NULL
+               THEN pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) OPERATOR(pg_catalog.<) c.began
+                    AND (w.left_at IS NULL OR w.left_at OPERATOR(pg_catalog.>) c.committed)
+               ELSE (w.began OPERATOR(pg_catalog.+) interval '1 second') OPERATOR(pg_catalog.<) c.began
+                    AND (w.left_at IS NULL OR w.left_at OPERATOR(pg_catalog.>) (c.began OPERATOR(pg_catalog.+) interval '1 second'))
+          END
+      AND NOT EXISTS (SELECT 1 FROM waitlist.transition x
+                      WHERE x.resource_id OPERATOR(pg_catalog.=) c.resource_id AND x.entity OPERATOR(pg_catalog.=) 'entry'
+                        AND x.entity_id OPERATOR(pg_catalog.=) c.ahead_id AND x.transaction_id OPERATOR(pg_catalog.=) c.transaction_id);
+END
+$check$;

@@ -60,6 +60,13 @@ PG_FUNCTION_INFO_V1(waitlist_audit_ddl_guard);
 static int	recording_depth = 0;
 
 /*
+ * Set while waitlist_move_transitions() runs its one statement: the only
+ * DELETE of waitlist.transition the append-only trigger lets through, and
+ * the only INSERT into waitlist_archive.transition its insert guard does.
+ */
+static int	archiving_depth = 0;
+
+/*
  * One statement per (table, event).  Within a statement, entries are logged
  * in line order and offers in creation order, so the log reads as the
  * promotion happened.  Operators are schema-qualified, and search_path is
@@ -190,7 +197,45 @@ waitlist_record_transitions(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE trigger on waitlist.transition. */
+/*
+ * Whether a trigger of the audit trail fires on the archived log
+ * (waitlist_archive.transition, trigger argument "archive", 1.1) rather
+ * than the hot one (no argument, as 1.0 created them).
+ */
+static bool
+fired_on_archive(TriggerData *trigdata)
+{
+	return trigdata->tg_trigger->tgnargs == 1 &&
+		strcmp(trigdata->tg_trigger->tgargs[0], "archive") == 0;
+}
+
+/*
+ * Run the one statement of waitlist_archive() that moves rows of
+ * waitlist.transition to waitlist_archive.transition: its DELETE is the
+ * only one the append-only trigger allows, its INSERT the only one into the
+ * archive.  The statement touches no other table, so no trigger but ours
+ * (the DDL guard refuses others on both logs) runs while it is allowed.
+ */
+int64
+waitlist_move_transitions(WaitlistPlan *plan, Datum *values, const char *nulls)
+{
+	archiving_depth++;
+	PG_TRY();
+	{
+		(void) waitlist_execute(plan, values, nulls, false, 0, NULL);
+	}
+	PG_FINALLY();
+	{
+		archiving_depth--;
+	}
+	PG_END_TRY();
+	return (int64) SPI_processed;
+}
+
+/*
+ * BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE trigger on
+ * waitlist.transition and (1.1) waitlist_archive.transition.
+ */
 Datum
 waitlist_transition_append_only(PG_FUNCTION_ARGS)
 {
@@ -203,13 +248,21 @@ waitlist_transition_append_only(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		op = "UPDATE";
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		/* waitlist_archive() moving hot rows to the archive */
+		if (archiving_depth > 0 && !fired_on_archive(trigdata) &&
+			TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+			return PointerGetDatum(trigdata->tg_trigtuple);
 		op = "DELETE";
+	}
 	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
 		op = "TRUNCATE";
 
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("waitlist.transition is append-only"),
+			 errmsg("%s.%s is append-only",
+					get_namespace_name(RelationGetNamespace(trigdata->tg_relation)),
+					RelationGetRelationName(trigdata->tg_relation)),
 			 errdetail("%s would rewrite the audit trail.", op)));
 	PG_RETURN_NULL();
 }
@@ -230,7 +283,8 @@ waitlist_transition_insert_guard(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		elog(ERROR, "waitlist_transition_insert_guard: must be fired by INSERT");
 
-	if (recording_depth == 0 && !superuser())
+	if ((fired_on_archive(trigdata) ? archiving_depth : recording_depth) == 0 &&
+		!superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("rows of waitlist.transition are written only by the extension"),
@@ -239,19 +293,29 @@ waitlist_transition_insert_guard(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* The tables whose rows the audit trail vouches for. */
+/*
+ * The tables whose rows the audit trail vouches for, and (1.1) the
+ * archived log.
+ */
 static bool
 is_audited_relation(Oid relid)
 {
 	Oid			nspid = get_namespace_oid("waitlist", true);
+	Oid			archive_nspid = get_namespace_oid("waitlist_archive", true);
+	Oid			relnsp;
 	char	   *name;
 
-	if (!OidIsValid(relid) || !OidIsValid(nspid) || get_rel_namespace(relid) != nspid)
+	if (!OidIsValid(relid))
 		return false;
+	relnsp = get_rel_namespace(relid);
 	name = get_rel_name(relid);
-	return name != NULL &&
-		(strcmp(name, "entry") == 0 || strcmp(name, "offer") == 0 ||
-		 strcmp(name, "transition") == 0);
+	if (name == NULL)
+		return false;
+	if (OidIsValid(nspid) && relnsp == nspid)
+		return strcmp(name, "entry") == 0 || strcmp(name, "offer") == 0 ||
+			strcmp(name, "transition") == 0;
+	return OidIsValid(archive_nspid) && relnsp == archive_nspid &&
+		strcmp(name, "transition") == 0;
 }
 
 static bool
@@ -366,7 +430,7 @@ audit_ddl_refused(const char *what)
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("%s would weaken the waitlist audit trail", what),
-			 errdetail("waitlist.entry, waitlist.offer and waitlist.transition are audited; their guards and logged values are changed only by the extension's own scripts."),
+			 errdetail("waitlist.entry, waitlist.offer, waitlist.transition and waitlist_archive.transition are audited; their guards and logged values are changed only by the extension's own scripts."),
 			 errhint("ALTER EXTENSION waitlist UPDATE changes them; storage, statistics and clustering settings may be changed at any time.")));
 }
 

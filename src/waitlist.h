@@ -184,6 +184,12 @@ extern void waitlist_outbox_written(void);
 extern void waitlist_outbox_at_pre_commit(void);
 extern void waitlist_outbox_at_xact_end(void);
 
+/* archive.c */
+extern void waitlist_check_archive_age(Interval *older_than);
+
+/* transition.c */
+extern int64 waitlist_move_transitions(WaitlistPlan *plan, Datum *values, const char *nulls);
+
 /* booking.c */
 typedef enum WaitlistBookingOutcome
 {

@@ -1,0 +1,339 @@
+/*-------------------------------------------------------------------------
+ *
+ * archive.c
+ *	  Retention: moving what is over (terminal entries with everything that
+ *	  belongs to them, processed capacity events) from the hot tables of
+ *	  schema waitlist to the tables of schema waitlist_archive.
+ *
+ * One call of waitlist_archive() moves one batch in the caller's
+ * transaction, so the locks it takes (rows nobody else changes any more,
+ * and the resource_totals rows of the resources concerned) last one batch;
+ * the procedure waitlist_archive_all() commits between batches.  An entry
+ * moves together with its offers, their outbox rows, accept requests and
+ * the transitions of the entry and its offers, so every invariant
+ * waitlist_check() reads either finds all of them hot or none; the units
+ * they counted go to waitlist_archive.resource_totals in the same
+ * statement.
+ *
+ * An entry stays hot while any outbox row of its offers is undelivered
+ * (PENDING), while it has an OPEN offer, or while another transaction holds
+ * it: never is a row the relay or the API may still act on archived.
+ *
+ * IDENTIFICATION
+ *	  src/archive.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "waitlist.h"
+
+PG_FUNCTION_INFO_V1(waitlist_archive);
+
+/* Bounds of waitlist_archive()'s arguments (README "Retention"). */
+#define WAITLIST_MAX_ARCHIVE_BATCH	100000
+#define WAITLIST_MIN_ARCHIVE_AGE_SECS	3600
+
+#define TERMINAL_ENTRY_STATES "ARRAY['ACCEPTED', 'DECLINED', 'EXPIRED', 'CANCELLED']"
+
+/*
+ * Terminal entries last changed before the cutoff, oldest first, with no
+ * open offer and no undelivered outbox row; entries another transaction
+ * holds are left for a later batch.  The state condition is
+ * entry_terminal_idx's predicate, word for word.
+ */
+static WaitlistPlan candidates_plan = {
+	"SELECT e.resource_id, e.entry_id FROM waitlist.entry e"
+	" WHERE e.state OPERATOR(pg_catalog.=) ANY (" TERMINAL_ENTRY_STATES ")"
+	"   AND e.updated_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"   AND NOT EXISTS (SELECT 1 FROM waitlist.offer o"
+	"       LEFT JOIN waitlist.outbox b ON b.resource_id OPERATOR(pg_catalog.=) o.resource_id"
+	"            AND b.offer_id OPERATOR(pg_catalog.=) o.offer_id"
+	"            AND b.state OPERATOR(pg_catalog.=) 'PENDING'"
+	"       WHERE o.resource_id OPERATOR(pg_catalog.=) e.resource_id"
+	"         AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id"
+	"         AND (o.state OPERATOR(pg_catalog.=) 'OPEN' OR b.outbox_id IS NOT NULL))"
+	" ORDER BY e.updated_at LIMIT $2"
+	" FOR UPDATE OF e SKIP LOCKED",
+	2, {INTERVALOID, INT4OID}
+};
+
+/*
+ * Lock every outbox row of the candidates' offers, waiting for a retry
+ * (DEAD -> PENDING) in flight.  A row locked after a change committed
+ * comes back as it is now, so a revived row keeps its entry hot; the state
+ * is filtered on here, after locking, because a condition on it would be
+ * evaluated against the snapshot's (dead) version and skip the row
+ * unlocked.
+ */
+static WaitlistPlan lock_outbox_plan = {
+	"SELECT c.resource_id, c.entry_id, b.state FROM"
+	"  ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.int8[])) AS c(resource_id, entry_id)"
+	"  JOIN waitlist.offer o ON o.resource_id OPERATOR(pg_catalog.=) c.resource_id"
+	"   AND o.entry_id OPERATOR(pg_catalog.=) c.entry_id"
+	"  JOIN waitlist.outbox b ON b.resource_id OPERATOR(pg_catalog.=) o.resource_id"
+	"   AND b.offer_id OPERATOR(pg_catalog.=) o.offer_id"
+	" FOR UPDATE OF b",
+	2, {TEXTARRAYOID, INT8ARRAYOID}
+};
+
+#define BATCH_CTE \
+	"WITH c AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.int8[]))" \
+	"           AS c(resource_id, entry_id)) "
+
+/* Run by waitlist_move_transitions(): nothing but the two logs in it. */
+static WaitlistPlan move_transitions_plan = {
+	BATCH_CTE
+	", ids AS ("
+	"  SELECT c.resource_id, 'entry'::pg_catalog.text AS entity, c.entry_id AS entity_id FROM c"
+	"  UNION ALL"
+	"  SELECT o.resource_id, 'offer', o.offer_id FROM c"
+	"  JOIN waitlist.offer o ON o.resource_id OPERATOR(pg_catalog.=) c.resource_id"
+	"   AND o.entry_id OPERATOR(pg_catalog.=) c.entry_id"
+	"), moved AS ("
+	"  DELETE FROM waitlist.transition t USING ids i"
+	"  WHERE t.resource_id OPERATOR(pg_catalog.=) i.resource_id"
+	"    AND t.entity OPERATOR(pg_catalog.=) i.entity"
+	"    AND t.entity_id OPERATOR(pg_catalog.=) i.entity_id"
+	"  RETURNING t.*"
+	") INSERT INTO waitlist_archive.transition SELECT m.*, pg_catalog.now() FROM moved m",
+	2, {TEXTARRAYOID, INT8ARRAYOID}, WAITLIST_CUSTOM_PLAN
+};
+
+/*
+ * The entries and what hangs off their offers, in one statement (the
+ * foreign key from offer to entry is checked at its end, when both are
+ * gone), and what they counted added to resource_totals.
+ */
+static WaitlistPlan move_entries_plan = {
+	BATCH_CTE
+	", o AS ("
+	"  DELETE FROM waitlist.offer o USING c"
+	"  WHERE o.resource_id OPERATOR(pg_catalog.=) c.resource_id"
+	"    AND o.entry_id OPERATOR(pg_catalog.=) c.entry_id"
+	"  RETURNING o.*"
+	"), oa AS ("
+	"  INSERT INTO waitlist_archive.offer SELECT o.*, pg_catalog.now() FROM o"
+	"), b AS ("
+	"  DELETE FROM waitlist.outbox b USING o"
+	"  WHERE b.resource_id OPERATOR(pg_catalog.=) o.resource_id"
+	"    AND b.offer_id OPERATOR(pg_catalog.=) o.offer_id"
+	"  RETURNING b.*"
+	"), ba AS ("
+	"  INSERT INTO waitlist_archive.outbox SELECT b.*, pg_catalog.now() FROM b"
+	"), r AS ("
+	"  DELETE FROM waitlist.accept_request r USING o"
+	"  WHERE r.resource_id OPERATOR(pg_catalog.=) o.resource_id"
+	"    AND r.offer_id OPERATOR(pg_catalog.=) o.offer_id"
+	"  RETURNING r.*"
+	"), ra AS ("
+	"  INSERT INTO waitlist_archive.accept_request SELECT r.*, pg_catalog.now() FROM r"
+	"), e AS ("
+	"  DELETE FROM waitlist.entry e USING c"
+	"  WHERE e.resource_id OPERATOR(pg_catalog.=) c.resource_id"
+	"    AND e.entry_id OPERATOR(pg_catalog.=) c.entry_id"
+	"  RETURNING e.*"
+	"), ea AS ("
+	"  INSERT INTO waitlist_archive.entry SELECT e.*, pg_catalog.now() FROM e"
+	"), totals AS ("
+	"  INSERT INTO waitlist_archive.resource_totals AS t"
+	"    (resource_id, entries, offers_accepted, offers_failed)"
+	"  SELECT x.resource_id, pg_catalog.sum(x.entries), pg_catalog.sum(x.accepted),"
+	"         pg_catalog.sum(x.failed)"
+	"  FROM (SELECT e.resource_id, 1 AS entries, 0 AS accepted, 0 AS failed FROM e"
+	"        UNION ALL"
+	"        SELECT o.resource_id, 0,"
+	"               (o.state OPERATOR(pg_catalog.=) 'ACCEPTED')::pg_catalog.int4,"
+	"               (o.state OPERATOR(pg_catalog.=) 'FAILED')::pg_catalog.int4 FROM o) x"
+	"  GROUP BY x.resource_id"
+	"  ON CONFLICT (resource_id) DO UPDATE"
+	"  SET entries = t.entries OPERATOR(pg_catalog.+) excluded.entries,"
+	"      offers_accepted = t.offers_accepted OPERATOR(pg_catalog.+) excluded.offers_accepted,"
+	"      offers_failed = t.offers_failed OPERATOR(pg_catalog.+) excluded.offers_failed"
+	") SELECT pg_catalog.count(*) FROM e",
+	2, {TEXTARRAYOID, INT8ARRAYOID}, WAITLIST_CUSTOM_PLAN
+};
+
+/*
+ * Processed capacity events: nothing changes them any more, and their
+ * units are what resource_totals.units_released keeps.  A DEAD or PENDING
+ * event stays.
+ */
+static WaitlistPlan move_events_plan = {
+	"WITH ev AS ("
+	"  SELECT x.resource_id, x.event_id FROM waitlist.capacity_event x"
+	"  WHERE x.state OPERATOR(pg_catalog.=) 'PROCESSED'"
+	"    AND x.processed_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) $1)"
+	"  ORDER BY x.processed_at LIMIT $2"
+	"  FOR UPDATE SKIP LOCKED"
+	"), d AS ("
+	"  DELETE FROM waitlist.capacity_event x USING ev"
+	"  WHERE x.resource_id OPERATOR(pg_catalog.=) ev.resource_id"
+	"    AND x.event_id OPERATOR(pg_catalog.=) ev.event_id"
+	"  RETURNING x.*"
+	"), a AS ("
+	"  INSERT INTO waitlist_archive.capacity_event SELECT d.*, pg_catalog.now() FROM d"
+	"), totals AS ("
+	"  INSERT INTO waitlist_archive.resource_totals AS t (resource_id, events, units_released)"
+	"  SELECT d.resource_id, pg_catalog.count(*), pg_catalog.sum(d.quantity) FROM d"
+	"  GROUP BY d.resource_id"
+	"  ON CONFLICT (resource_id) DO UPDATE"
+	"  SET events = t.events OPERATOR(pg_catalog.+) excluded.events,"
+	"      units_released = t.units_released OPERATOR(pg_catalog.+) excluded.units_released"
+	") SELECT pg_catalog.count(*) FROM d",
+	2, {INTERVALOID, INT4OID}, WAITLIST_CUSTOM_PLAN
+};
+
+static int64
+count_result(void)
+{
+	bool		isnull;
+	Datum		n = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(n);
+}
+
+/*
+ * Lock a batch of candidate entries and return it as two arrays (resource
+ * ids, entry ids), without the entries whose outbox became undelivered
+ * meanwhile; *count is the number left.
+ */
+static void
+lock_batch(Datum *args, Datum *arrays, int *count)
+{
+	int			n;
+	Datum	   *resources;
+	Datum	   *entries;
+	bool	   *keep;
+	int			kept = 0;
+	int			i;
+
+	waitlist_execute(&candidates_plan, args, NULL, false, 0, NULL);
+	n = (int) SPI_processed;
+	resources = palloc(Max(n, 1) * sizeof(Datum));
+	entries = palloc(Max(n, 1) * sizeof(Datum));
+	keep = palloc(Max(n, 1) * sizeof(bool));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		resources[i] = PointerGetDatum(waitlist_spi_text(SPI_tuptable, i, 1));
+		entries[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		keep[i] = true;
+	}
+
+	if (n > 0)
+	{
+		Datum		batch[2];
+		uint64		row;
+
+		batch[0] = PointerGetDatum(construct_array(resources, n, TEXTOID, -1, false, TYPALIGN_INT));
+		batch[1] = PointerGetDatum(construct_array(entries, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		waitlist_execute(&lock_outbox_plan, batch, NULL, false, 0, NULL);
+		/* a retry raced us (rare): drop those entries, by a linear search */
+		for (row = 0; row < SPI_processed; row++)
+		{
+			bool		isnull;
+			text	   *resource = waitlist_spi_text(SPI_tuptable, row, 1);
+			int64		entry = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+															 SPI_tuptable->tupdesc, 2, &isnull));
+
+			if (strcmp(text_to_cstring(waitlist_spi_text(SPI_tuptable, row, 3)), "PENDING") != 0)
+				continue;
+			for (i = 0; i < n; i++)
+				if (keep[i] && DatumGetInt64(entries[i]) == entry &&
+					VARSIZE_ANY_EXHDR(DatumGetTextPP(resources[i])) == VARSIZE_ANY_EXHDR(resource) &&
+					memcmp(VARDATA_ANY(DatumGetTextPP(resources[i])), VARDATA_ANY(resource),
+						   VARSIZE_ANY_EXHDR(resource)) == 0)
+					keep[i] = false;
+		}
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		if (!keep[i])
+			continue;
+		resources[kept] = resources[i];
+		entries[kept] = entries[i];
+		kept++;
+	}
+	arrays[0] = PointerGetDatum(construct_array(resources, kept, TEXTOID, -1, false, TYPALIGN_INT));
+	arrays[1] = PointerGetDatum(construct_array(entries, kept, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	*count = kept;
+}
+
+/*
+ * The age bound of waitlist_archive() and its pg_cron job.  A fan polls the
+ * status of an entry that just ended, a client retries its accept with the
+ * same key, fifo_order looks an hour back: none of that should find its
+ * rows gone.
+ */
+void
+waitlist_check_archive_age(Interval *older_than)
+{
+	Interval	min_age;
+
+	memset(&min_age, 0, sizeof(min_age));
+	min_age.time = (int64) WAITLIST_MIN_ARCHIVE_AGE_SECS * USECS_PER_SEC;
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(older_than),
+										 IntervalPGetDatum(&min_age))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("older_than must be at least 1 hour"),
+				 errdetail("Entries that ended more recently may still be read by status polls, accept retries and waitlist_check().")));
+}
+
+/*
+ * waitlist_archive(older_than interval, batch integer) RETURNS bigint
+ *
+ * Moves up to batch terminal entries and up to batch processed capacity
+ * events whose last change is older than older_than; returns how many
+ * entries and events it moved (0: nothing is left to move).
+ */
+Datum
+waitlist_archive(PG_FUNCTION_ARGS)
+{
+	Interval   *older_than;
+	int32		batch;
+	Datum		args[2];
+	Datum		arrays[2];
+	int			count;
+	int64		moved = 0;
+	WaitlistApiCall call;
+
+	waitlist_check_not_null(fcinfo, 0, "older_than");
+	waitlist_check_not_null(fcinfo, 1, "batch");
+	older_than = PG_GETARG_INTERVAL_P(0);
+	batch = PG_GETARG_INT32(1);
+
+	waitlist_check_archive_age(older_than);
+	if (batch < 1 || batch > WAITLIST_MAX_ARCHIVE_BATCH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch must be between 1 and %d", WAITLIST_MAX_ARCHIVE_BATCH)));
+
+	args[0] = IntervalPGetDatum(older_than);
+	args[1] = Int32GetDatum(batch);
+
+	waitlist_api_begin(&call);
+
+	lock_batch(args, arrays, &count);
+	if (count > 0)
+	{
+		(void) waitlist_move_transitions(&move_transitions_plan, arrays, NULL);
+		waitlist_execute(&move_entries_plan, arrays, NULL, false, 0, NULL);
+		moved += count_result();
+	}
+
+	waitlist_execute(&move_events_plan, args, NULL, false, 0, NULL);
+	moved += count_result();
+
+	waitlist_api_end(&call);
+
+	PG_RETURN_INT64(moved);
+}
