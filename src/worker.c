@@ -406,6 +406,27 @@ backoff_array(TimestampTz now)
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/*
+ * The resources whose retry has come, as a list of text in the current
+ * context.  A resource goes into the backoff because its work could not be
+ * done, not because a query will find it again: free units beside waiters
+ * (a commit woke us while its transaction still held the gate) have no
+ * event or deadline that would bring it back before the idle scan.
+ */
+static List *
+backoff_due(TimestampTz now)
+{
+	HASH_SEQ_STATUS seq;
+	BackoffEntry *entry;
+	List	   *due = NIL;
+
+	hash_seq_init(&seq, backoff);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		if (entry->retry_at != 0 && entry->retry_at <= now)
+			due = lappend(due, cstring_to_text(entry->resource_id));
+	return due;
+}
+
 /* List resources to work on; NIL if the listing failed. */
 static List *
 list_resources(WaitlistPlan *plan, Datum skipped, MemoryContext round_cxt)
@@ -505,6 +526,10 @@ run_round(MemoryContext round_cxt, List *woken, bool look_for_idle_units,
 
 	/* what commits asked for, even if in the backoff: a commit is news */
 	foreach(lc, woken)
+		(void) promote_resource(lfirst(lc), &tried, round_cxt);
+
+	/* what could not be done before and whose retry has come */
+	foreach(lc, backoff_due(now))
 		(void) promote_resource(lfirst(lc), &tried, round_cxt);
 
 	n = 0;
