@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 
@@ -135,9 +136,12 @@ WaitlistPlan waitlist_idle_resources_plan = {
 
 /*
  * Promote the idle free units of up to max_resources resources in the
- * caller's transaction, passing over resources whose gate is busy.  For the
- * sweep, which continues waves and mends skipped units where no worker
- * runs.  Returns the number of offers made.
+ * caller's transaction, passing over resources that another transaction
+ * has locked.  For the sweep, which continues waves and picks up units
+ * handed on by releases and declines (waitlist_promote_added_units()) where
+ * no worker runs.  It adds no units, so it needs no gate: a join in flight
+ * either saw these units and promotes itself, or its entry is promoted by
+ * a later pass.  Returns the number of offers made.
  */
 int64
 waitlist_promote_idle(int32 max_resources)
@@ -154,9 +158,8 @@ waitlist_promote_idle(int32 max_resources)
 		text	   *resource_id = waitlist_spi_text(idle, i, 1);
 		WaitlistResource res;
 
-		if (!waitlist_try_lock_resource_gate(resource_id))
+		if (!waitlist_try_lock_resource(resource_id, &res))
 			continue;
-		waitlist_lock_resource(resource_id, &res);
 		offers += waitlist_promote_locked(resource_id, -1, &res);
 	}
 	return offers;
@@ -209,8 +212,8 @@ waitlist_promote_locked(text *resource_id, int64 max_offers,
  *
  * The promotion step on its own, for callers that drive promotion
  * themselves.  Two sessions promoting one resource queue on its lock, so
- * together they never make more offers than there are free units.  It takes
- * the gate exclusively, so that no join committing meanwhile is passed over.
+ * together they never make more offers than there are free units.  Like the
+ * sweep it adds no units and so takes no gate (see waitlist_promote_idle()).
  */
 Datum
 waitlist_promote(PG_FUNCTION_ARGS)
@@ -231,9 +234,8 @@ waitlist_promote(PG_FUNCTION_ARGS)
 					 errhint("Pass NULL to offer every free unit.")));
 	}
 
+	waitlist_require_read_committed("waitlist_promote()");
 	waitlist_api_begin(&call);
-	/* like every promoter that may find units, wait for joins in flight */
-	waitlist_lock_resource_gate(resource_id, true);
 	waitlist_lock_resource(resource_id, &res);
 	offers = waitlist_promote_locked(resource_id, max_offers, &res);
 	waitlist_api_end(&call);
@@ -244,10 +246,13 @@ waitlist_promote(PG_FUNCTION_ARGS)
 /*
  * Record a CapacityReleased event once per (resource, event id), in the
  * caller's transaction and API frame.  Inline, its units are added and
- * promoted at once; in worker mode the event waits, pending, for the
- * resource's worker, woken when this transaction commits, and no
- * per-resource lock is taken.  Returns false for a repeated event, and for
- * an unknown resource if missing_ok.
+ * promoted at once (or handed on, see waitlist_promote_added_units()); in
+ * worker mode, and under a transaction snapshot (REPEATABLE READ,
+ * SERIALIZABLE: the booking system's own transaction, through the capacity
+ * trigger), the event waits, pending, for the resource's worker, woken when
+ * this transaction commits, or for the sweep, and no per-resource lock is
+ * taken.  Returns false for a repeated event, and for an unknown resource
+ * if missing_ok.
  */
 bool
 waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool missing_ok)
@@ -261,7 +266,7 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = PointerGetDatum(event_id);
 	values[2] = Int32GetDatum(quantity);
-	if (waitlist_defer_to_worker())
+	if (waitlist_defer_to_worker() || IsolationUsesXactSnapshot())
 	{
 		waitlist_execute(&record_event_plan, values, NULL, false, 0, NULL);
 		if (SPI_processed == 0)
@@ -270,13 +275,82 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 		return true;
 	}
 
-	waitlist_lock_resource_gate(resource_id, true);
 	waitlist_lock_resource(resource_id, &res);
 	waitlist_execute(&release_plan, values, NULL, false, 0, NULL);
 	if (SPI_processed == 0)
 		return false;
-	(void) waitlist_promote_locked(resource_id, -1, NULL);
+	waitlist_promote_added_units(resource_id);
 	return true;
+}
+
+/*
+ * Units were just added to the resource's free_units (a release, a decline,
+ * an expiry, a revocation; the caller holds the resource's lock): offer them
+ * now if that passes nobody over, else hand them to the resource's worker,
+ * woken at commit, or to the next sweep, which both look for free units
+ * with people waiting.
+ *
+ * Offering now needs the gate exclusively, so that no join is in flight,
+ * and statements that see every commit before them (READ COMMITTED).  The
+ * gate is only tried: waiting for it would queue behind a slow booking
+ * function or an idle transaction, and every later join behind us.  If it
+ * is busy, its holder is a join, leave or failed accept in flight (the
+ * units then wait for it to commit and the next pass), or a promoter that
+ * has yet to lock the resource row and so will see our units.  Once
+ * nothing is left free the gate is given back at once: no later join can
+ * miss a unit then, and a transaction left open after a release or a
+ * decline does not hold up the resource's joins.
+ */
+void
+waitlist_promote_added_units(text *resource_id)
+{
+	WaitlistResource res;
+	int64		offers;
+
+	if (waitlist_defer_to_worker() || IsolationUsesXactSnapshot() ||
+		!waitlist_try_lock_resource_gate(resource_id))
+	{
+		waitlist_wake_owner_at_commit(resource_id);
+		return;
+	}
+	waitlist_read_resource(resource_id, &res);
+	offers = waitlist_promote_locked(resource_id, -1, &res);
+	if (offers >= res.free_units)
+		waitlist_unlock_resource_gate(resource_id);
+}
+
+/* resources whose pending events are due, for the sweep where no worker runs */
+static WaitlistPlan pending_resources_plan = {
+	"SELECT DISTINCT resource_id FROM waitlist.capacity_event"
+	" WHERE state = 'PENDING' AND next_attempt_at <= pg_catalog.now()"
+	" LIMIT $1",
+	1, {INT4OID}
+};
+
+/*
+ * Fold the due pending events of up to max_resources resources and promote,
+ * passing over resources whose gate is busy: for the sweep, which picks up
+ * the releases recorded under a transaction snapshot (and those left behind
+ * by a switch from worker mode).  Returns the number of offers made.
+ */
+int64
+waitlist_fold_pending(int32 max_resources)
+{
+	Datum		args[1] = {Int32GetDatum(max_resources)};
+	SPITupleTable *pending;
+	int64		offers = 0;
+	uint64		i;
+
+	waitlist_execute(&pending_resources_plan, args, NULL, false, 0, NULL);
+	pending = SPI_tuptable;
+	for (i = 0; i < pending->numvals; i++)
+	{
+		int64		made;
+
+		if (waitlist_fold_and_promote(waitlist_spi_text(pending, i, 1), &made, false) >= 0)
+			offers += made;
+	}
+	return offers;
 }
 
 /*
@@ -313,15 +387,23 @@ waitlist_fold_and_promote(text *resource_id, int64 *offers, bool wait_for_gate)
  * After a new WAITING entry appeared (a join, a fan put back in line), make
  * sure no free unit stays idle.  The caller holds the resource's gate
  * shared, so a unit added concurrently is either seen here or promoted by
- * the adder after this transaction commits.
+ * the adder, its worker or the sweep after this transaction commits.  Under
+ * a transaction snapshot what is read here may be stale: the worker or the
+ * sweep, in a snapshot of their own, decide.
  */
 void
 waitlist_promote_if_free(text *resource_id)
 {
 	WaitlistResource res;
 
+	if (IsolationUsesXactSnapshot())
+	{
+		waitlist_wake_owner_at_commit(resource_id);
+		return;
+	}
 	waitlist_read_resource(resource_id, &res);
-	if (res.free_units <= 0)
+	/* a spent wave offers nothing: no need to queue on the resource row */
+	if (res.free_units <= 0 || res.wave_budget == 0)
 		return;
 	if (waitlist_defer_to_worker())
 	{
