@@ -269,12 +269,13 @@ lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode, bool don
  * tries the gate exclusively (waitlist_promote_added_units()).  So either
  * the join sees the added units and promotes, or the adder gets the gate
  * once no join is in flight and its promotion sees the new entry, or it
- * hands its units to the worker or the sweep, which promote them once the
- * joins in flight have committed: a unit never sits free while someone
- * waits, once things are quiet.  Nobody waits for the gate exclusively, so
- * a queued exclusive request never holds up later joins behind a slow
- * booking function or an idle transaction; joins never block one another
- * on it.
+ * hands its units to the worker, the sweep or the next join, which promote
+ * them once the joins in flight have committed: a unit never sits free
+ * while someone waits, once things are quiet.  Only waitlist_promote(),
+ * which its caller runs to promote now, waits for the gate exclusively;
+ * nothing else does, so
+ * no queued exclusive request holds up later joins behind a slow booking
+ * function or an idle transaction; joins never block one another on it.
  */
 void
 waitlist_lock_resource_gate(const text *resource_id, bool exclusive)

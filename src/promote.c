@@ -139,9 +139,12 @@ WaitlistPlan waitlist_idle_resources_plan = {
  * caller's transaction, passing over resources that another transaction
  * has locked.  For the sweep, which continues waves and picks up units
  * handed on by releases and declines (waitlist_promote_added_units()) where
- * no worker runs.  It adds no units, so it needs no gate: a join in flight
- * either saw these units and promotes itself, or its entry is promoted by
- * a later pass.  Returns the number of offers made.
+ * no worker runs.  It adds no units and takes no gate: a transaction that
+ * joined and stays open (idle, prepared) must not keep the units it handed
+ * on from the fans already in line.  A join in flight either saw the units
+ * and promotes itself or is promoted by a later pass; a fan mid-leave is
+ * passed over (SKIP LOCKED), as by a join that finds free units.  Returns
+ * the number of offers made.
  */
 int64
 waitlist_promote_idle(int32 max_resources)
@@ -212,8 +215,11 @@ waitlist_promote_locked(text *resource_id, int64 max_offers,
  *
  * The promotion step on its own, for callers that drive promotion
  * themselves.  Two sessions promoting one resource queue on its lock, so
- * together they never make more offers than there are free units.  Like the
- * sweep it adds no units and so takes no gate (see waitlist_promote_idle()).
+ * together they never make more offers than there are free units.  It
+ * takes the gate exclusively, so that no join or leave committing meanwhile
+ * is passed over: unlike everything else that promotes, it waits for it, as
+ * callers expect it to promote now (see README, "What a long transaction
+ * blocks").
  */
 Datum
 waitlist_promote(PG_FUNCTION_ARGS)
@@ -236,6 +242,7 @@ waitlist_promote(PG_FUNCTION_ARGS)
 
 	waitlist_require_read_committed("waitlist_promote()");
 	waitlist_api_begin(&call);
+	waitlist_lock_resource_gate(resource_id, true);
 	waitlist_lock_resource(resource_id, &res);
 	offers = waitlist_promote_locked(resource_id, max_offers, &res);
 	waitlist_api_end(&call);
@@ -287,25 +294,25 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
  * Units were just added to the resource's free_units (a release, a decline,
  * an expiry, a revocation; the caller holds the resource's lock): offer them
  * now if that passes nobody over, else hand them to the resource's worker,
- * woken at commit, or to the next sweep, which both look for free units
- * with people waiting.
+ * woken at commit, or to the next sweep or join, which all look for free
+ * units with people waiting.
  *
- * Offering now needs the gate exclusively, so that no join is in flight,
+ * Offering now needs the gate exclusively, so that no join or leave is in
+ * flight (a fan mid-leave would be passed over if the leave rolled back),
  * and statements that see every commit before them (READ COMMITTED).  The
- * gate is only tried: waiting for it would queue behind a slow booking
- * function or an idle transaction, and every later join behind us.  If it
- * is busy, its holder is a join, leave or failed accept in flight (the
- * units then wait for it to commit and the next pass), or a promoter that
- * has yet to lock the resource row and so will see our units.  Once
- * nothing is left free the gate is given back at once: no later join can
- * miss a unit then, and a transaction left open after a release or a
- * decline does not hold up the resource's joins.
+ * gate is only tried: waiting for it would queue behind an idle or prepared
+ * transaction, and every later join behind us.  If it is busy, its holder
+ * is a join, leave or failed accept in flight (the units then wait for it
+ * to commit and the next pass; a join arriving after our commit sees them
+ * and promotes), or a promoter that has yet to lock the resource row and so
+ * will see our units.  Once nothing is left free the gate is given back at
+ * once: no later join can miss a unit then, and a transaction left open
+ * after a release or a decline does not hold up the resource's joins.
  */
 void
 waitlist_promote_added_units(text *resource_id)
 {
 	WaitlistResource res;
-	int64		offers;
 
 	if (waitlist_defer_to_worker() || IsolationUsesXactSnapshot() ||
 		!waitlist_try_lock_resource_gate(resource_id))
@@ -314,8 +321,7 @@ waitlist_promote_added_units(text *resource_id)
 		return;
 	}
 	waitlist_read_resource(resource_id, &res);
-	offers = waitlist_promote_locked(resource_id, -1, &res);
-	if (offers >= res.free_units)
+	if (waitlist_promote_locked(resource_id, -1, &res) >= res.free_units)
 		waitlist_unlock_resource_gate(resource_id);
 }
 
@@ -329,9 +335,11 @@ static WaitlistPlan pending_resources_plan = {
 
 /*
  * Fold the due pending events of up to max_resources resources and promote,
- * passing over resources whose gate is busy: for the sweep, which picks up
- * the releases recorded under a transaction snapshot (and those left behind
- * by a switch from worker mode).  Returns the number of offers made.
+ * passing over resources whose row another transaction has locked or whose
+ * gate is busy: for the sweep, which picks up the releases recorded under a
+ * transaction snapshot (and those left behind by a switch from worker
+ * mode).  The row comes first so that the sweep never holds a gate while
+ * it waits for a row.  Returns the number of offers made.
  */
 int64
 waitlist_fold_pending(int32 max_resources)
@@ -345,9 +353,13 @@ waitlist_fold_pending(int32 max_resources)
 	pending = SPI_tuptable;
 	for (i = 0; i < pending->numvals; i++)
 	{
+		text	   *resource_id = waitlist_spi_text(pending, i, 1);
+		WaitlistResource res;
 		int64		made;
 
-		if (waitlist_fold_and_promote(waitlist_spi_text(pending, i, 1), &made, false) >= 0)
+		if (!waitlist_try_lock_resource(resource_id, &res))
+			continue;
+		if (waitlist_fold_and_promote(resource_id, &made, false) >= 0)
 			offers += made;
 	}
 	return offers;
