@@ -272,10 +272,11 @@ lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode, bool don
  * hands its units to the worker, the sweep or the next join, which promote
  * them once the joins in flight have committed: a unit never sits free
  * while someone waits, once things are quiet.  Only waitlist_promote(),
- * which its caller runs to promote now, waits for the gate exclusively;
- * nothing else does, so
- * no queued exclusive request holds up later joins behind a slow booking
- * function or an idle transaction; joins never block one another on it.
+ * which its caller runs to promote now, and an inline
+ * waitlist_retry_event() wait for the gate exclusively; nothing else does,
+ * so no queued exclusive request holds up later joins behind a slow
+ * booking function or an idle transaction.  Joins never block one another
+ * on it.
  */
 void
 waitlist_lock_resource_gate(const text *resource_id, bool exclusive)
