@@ -296,6 +296,13 @@ waitlist_try_lock_resource_gate(const text *resource_id)
 	return lock_resource_key(resource_id, WAITLIST_LOCK_GATE, ExclusiveLock, true);
 }
 
+/* The same, shared: for a fan put back in line while holding other locks. */
+bool
+waitlist_try_lock_resource_gate_shared(const text *resource_id)
+{
+	return lock_resource_key(resource_id, WAITLIST_LOCK_GATE, ShareLock, true);
+}
+
 /*
  * Give back the exclusive gate taken by waitlist_try_lock_resource_gate()
  * before the transaction ends, once its promotion left no unit free: a join

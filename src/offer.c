@@ -12,7 +12,7 @@
  * Lock order: the offer row, then the resource row, then entry rows; the
  * expiry sweep, which goes the other way, takes both with SKIP LOCKED.
  * Whatever gives a unit back then only tries the resource's gate
- * (waitlist_promote_added_units()), and an accept takes it shared only once
+ * (waitlist_promote_added_units()), and an accept only tries it shared once
  * its booking function has failed and the fan goes back in line, so that no
  * decline, release or join of the resource ever queues behind a booking
  * function (see waitlist_lock_resource_gate()).
@@ -295,18 +295,12 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 								   offer.user_id, offer_id, idempotency_key,
 								   reservation_ref, &conflict_message) == WAITLIST_BOOKING_CONFLICT)
 	{
-		/*
-		 * The seat is gone: the unit is retired, the fan keeps their place.
-		 * Back in line, the fan needs the gate like a join does; taken only
-		 * now, after the booking function, so that nothing queues behind a
-		 * slow booking.
-		 */
+		/* the seat is gone: the unit is retired, the fan keeps their place */
 		outcome = "FAILED";
-		waitlist_lock_resource_gate(resource_id, false);
 		settle_offers(resource_id, one_offer_id(offer_id), "FAILED", "WAITING",
 					  "offer_failed", NULL, idempotency_key,
 					  conflict_message, "booking conflict");
-		waitlist_promote_if_free(resource_id);
+		waitlist_promote_after_failed_booking(resource_id);
 	}
 	else
 	{

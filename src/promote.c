@@ -426,6 +426,26 @@ waitlist_promote_if_free(text *resource_id)
 	(void) waitlist_promote_locked(resource_id, -1, &res);
 }
 
+/*
+ * A fan whose booking failed is back in line: like a join, look for free
+ * units under the gate held shared.  The accept takes it only now, after
+ * its booking function, so that nothing it holds meanwhile keeps a decline
+ * or a release from promoting; and it only tries it, as it holds its
+ * offer's row: the holder of the gate, an adder whose transaction goes on,
+ * may come to wait for that row.  If the gate is busy the fan is handed to
+ * the worker, the next join or the sweep, like the adder's units.
+ */
+void
+waitlist_promote_after_failed_booking(text *resource_id)
+{
+	if (!waitlist_try_lock_resource_gate_shared(resource_id))
+	{
+		waitlist_wake_owner_at_commit(resource_id);
+		return;
+	}
+	waitlist_promote_if_free(resource_id);
+}
+
 void
 waitlist_check_release_quantity(int64 quantity)
 {

@@ -112,6 +112,7 @@ extern void waitlist_check_not_null(FunctionCallInfo fcinfo, int argno, const ch
 extern text *waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern void waitlist_lock_resource_gate(const text *resource_id, bool exclusive);
 extern bool waitlist_try_lock_resource_gate(const text *resource_id);
+extern bool waitlist_try_lock_resource_gate_shared(const text *resource_id);
 extern void waitlist_unlock_resource_gate(const text *resource_id);
 extern void waitlist_lock_resource_cap(const text *resource_id);
 extern void waitlist_require_read_committed(const char *what);
@@ -141,6 +142,7 @@ extern void waitlist_check_channels(Datum channels);
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers,
 									 const WaitlistResource *locked);
 extern void waitlist_promote_if_free(text *resource_id);
+extern void waitlist_promote_after_failed_booking(text *resource_id);
 extern void waitlist_promote_added_units(text *resource_id);
 extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers,
 										bool wait_for_gate);
