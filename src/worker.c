@@ -43,6 +43,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -612,6 +613,9 @@ waitlist_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(waitlist_database, NULL, 0);
+	/* the gate protocol needs READ COMMITTED, whatever the server's default */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
 	waitlist_worker_attach(worker_index);
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "waitlist worker round",
