@@ -171,6 +171,13 @@ BEGIN
         RAISE EXCEPTION 'role with OID % does not exist', role::pg_catalog.oid
             USING ERRCODE = 'undefined_object';
     END IF;
+    -- revoking from the owner would strip the grantor of its own privileges
+    IF role::pg_catalog.oid OPERATOR(pg_catalog.=)
+       (SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'waitlist') THEN
+        RAISE EXCEPTION 'role "%" owns the waitlist extension', rolename
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The owner holds the privileges of every duty; they are neither granted nor revoked.';
+    END IF;
     RETURN rolename;
 END
 $check$;

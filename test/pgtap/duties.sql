@@ -88,7 +88,7 @@ LANGUAGE sql AS $$
                           WHERE d.duty = ANY (duties) AND d.object_type = 'SCHEMA' AND d.privilege = p)) o
 $$;
 
-SELECT plan(84);
+SELECT plan(86);
 
 ------------------------------------------------------------------------------
 -- Nothing for PUBLIC, nothing for a role without a duty
@@ -129,6 +129,8 @@ SELECT wl_test.rejects($$SELECT waitlist_grant(NULL, 'app')$$, '22004', 'a NULL 
 SELECT wl_test.rejects($$SELECT waitlist_revoke('wl_test_nobody', 'APP')$$, '22023', 'a duty in the wrong case');
 SELECT throws_ok($$SELECT waitlist_grant(4294967295::oid::regrole, 'app')$$, '42704', NULL,
     'a role that does not exist raises 42704');
+SELECT wl_test.rejects($$SELECT waitlist_revoke(current_user::regrole, 'app')$$, '22023',
+    'revoking a duty from the extension owner');
 
 CREATE ROLE wl_test_app NOLOGIN;
 CREATE ROLE wl_test_booking NOLOGIN;
