@@ -44,7 +44,7 @@
  * own ACLs, so pg_dump keeps them and DROP EXTENSION removes them.
  *
  * A later version that adds functions to a duty replaces this function and
- * re-grants to the roles that hold the duty (see waitlist_duty_held()).
+ * re-grants to the roles that hold the duty (see waitlist.duty_held()).
  */
 CREATE FUNCTION waitlist_duty_privileges(OUT duty text, OUT object_type text,
                                          OUT object_name text, OUT privilege text)
