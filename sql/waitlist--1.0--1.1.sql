@@ -43,11 +43,11 @@
  * them behind after DROP EXTENSION.  The privileges live in the database's
  * own ACLs, so pg_dump keeps them and DROP EXTENSION removes them.
  *
- * A later version that adds functions to a duty replaces this function and
+ * A later version that adds functions to a duty replaces waitlist.duties() and
  * re-grants to the roles that hold the duty (see waitlist.duty_held()).
  */
-CREATE FUNCTION waitlist_duty_privileges(OUT duty text, OUT object_type text,
-                                         OUT object_name text, OUT privilege text)
+CREATE FUNCTION waitlist.duties(OUT duty text, OUT object_type text,
+                                OUT object_name text, OUT privilege text)
 RETURNS SETOF record
 LANGUAGE sql
 IMMUTABLE
@@ -85,6 +85,16 @@ AS $duties$
         ('monitor', 'TABLE', 'waitlist.outbox_stats', 'SELECT'),
         ('monitor', 'TABLE', 'waitlist.lag_stats', 'SELECT'),
         ('monitor', 'TABLE', 'waitlist.offer_outcomes', 'SELECT')
+$duties$;
+
+CREATE FUNCTION waitlist_duty_privileges(OUT duty text, OUT object_type text,
+                                         OUT object_name text, OUT privilege text)
+RETURNS SETOF record
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $duties$
+    SELECT d.duty, d.object_type, d.object_name, d.privilege FROM waitlist.duties() d
 $duties$;
 COMMENT ON FUNCTION waitlist_duty_privileges() IS 'the privileges each duty of waitlist_grant() consists of';
 
@@ -125,7 +135,7 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $held$
     SELECT pg_catalog.bool_and(waitlist.privilege_held(duty_held.role, d.object_type, d.object_name, d.privilege))
-    FROM @extschema@.waitlist_duty_privileges() d
+    FROM waitlist.duties() d
     WHERE d.duty OPERATOR(pg_catalog.=) duty_held.duty
 $held$;
 
@@ -157,26 +167,26 @@ DECLARE
 BEGIN
     IF role IS NULL OR duty IS NULL THEN
         RAISE EXCEPTION 'role and duty must not be null'
-            USING ERRCODE = 'null_value_not_allowed';
+            USING ERRCODE := 'null_value_not_allowed';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM @extschema@.waitlist_duty_privileges() d
+    IF NOT EXISTS (SELECT 1 FROM waitlist.duties() d
                    WHERE d.duty OPERATOR(pg_catalog.=) duty_check_arguments.duty) THEN
         RAISE EXCEPTION 'unknown waitlist duty "%"', duty
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The duties are app, booking, relay, admin and monitor.';
+            USING ERRCODE := 'invalid_parameter_value',
+                  DETAIL := 'The duties are app, booking, relay, admin and monitor.';
     END IF;
     SELECT r.rolname INTO rolename FROM pg_catalog.pg_roles r
     WHERE r.oid OPERATOR(pg_catalog.=) role::pg_catalog.oid;
     IF rolename IS NULL THEN
         RAISE EXCEPTION 'role with OID % does not exist', role::pg_catalog.oid
-            USING ERRCODE = 'undefined_object';
+            USING ERRCODE := 'undefined_object';
     END IF;
     -- revoking from the owner would strip the grantor of its own privileges
     IF role::pg_catalog.oid OPERATOR(pg_catalog.=)
        (SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'waitlist') THEN
         RAISE EXCEPTION 'role "%" owns the waitlist extension', rolename
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The owner holds the privileges of every duty; they are neither granted nor revoked.';
+            USING ERRCODE := 'invalid_parameter_value',
+                  DETAIL := 'The owner holds the privileges of every duty; they are neither granted nor revoked.';
     END IF;
     RETURN rolename;
 END
@@ -200,7 +210,7 @@ DECLARE
     p record;
 BEGIN
     FOR p IN SELECT d.object_type, d.object_name, d.privilege
-             FROM @extschema@.waitlist_duty_privileges() d
+             FROM waitlist.duties() d
              WHERE d.duty OPERATOR(pg_catalog.=) waitlist_grant.duty
     LOOP
         EXECUTE pg_catalog.format('GRANT %s ON %s TO %I', p.privilege,
@@ -227,14 +237,14 @@ DECLARE
     p record;
 BEGIN
     SELECT pg_catalog.array_agg(o.duty) INTO kept
-    FROM (SELECT DISTINCT d.duty FROM @extschema@.waitlist_duty_privileges() d
+    FROM (SELECT DISTINCT d.duty FROM waitlist.duties() d
           WHERE d.duty OPERATOR(pg_catalog.<>) waitlist_revoke.duty) o
     WHERE waitlist.duty_held(waitlist_revoke.role::pg_catalog.oid, o.duty);
 
     FOR p IN SELECT d.object_type, d.object_name, d.privilege
-             FROM @extschema@.waitlist_duty_privileges() d
+             FROM waitlist.duties() d
              WHERE d.duty OPERATOR(pg_catalog.=) waitlist_revoke.duty
-               AND NOT EXISTS (SELECT 1 FROM @extschema@.waitlist_duty_privileges() k
+               AND NOT EXISTS (SELECT 1 FROM waitlist.duties() k
                                WHERE k.duty OPERATOR(pg_catalog.=) ANY (kept)
                                  AND k.object_type OPERATOR(pg_catalog.=) d.object_type
                                  AND k.object_name OPERATOR(pg_catalog.=) d.object_name
@@ -253,11 +263,11 @@ COMMENT ON FUNCTION waitlist_revoke(regrole, text) IS 'revokes a duty from a rol
  * per-resource offer totals are one pass over waitlist.offer.
  */
 CREATE INDEX capacity_event_processed_idx ON waitlist.capacity_event (processed_at)
-    WHERE state = 'PROCESSED';
+    WHERE state OPERATOR(pg_catalog.=) 'PROCESSED';
 CREATE INDEX outbox_delivered_offer_idx ON waitlist.outbox (delivered_at, channel)
-    WHERE state = 'DELIVERED' AND event_type = 'offer_created';
+    WHERE state OPERATOR(pg_catalog.=) 'DELIVERED' AND event_type OPERATOR(pg_catalog.=) 'offer_created';
 CREATE INDEX outbox_dead_idx ON waitlist.outbox (resource_id, channel)
-    WHERE state = 'DEAD';
+    WHERE state OPERATOR(pg_catalog.=) 'DEAD';
 
 CREATE VIEW waitlist.resource_stats AS
 SELECT r.resource_id,
@@ -320,38 +330,48 @@ WHERE x.state OPERATOR(pg_catalog.=) 'PENDING' OR x.state OPERATOR(pg_catalog.=)
 GROUP BY x.resource_id, x.channel;
 COMMENT ON VIEW waitlist.outbox_stats IS 'per resource and channel: outbox rows pending (and leased), the oldest one''s age, dead-lettered rows';
 
+/* The q-quantile of sorted values, nearest rank; NULL for no values. */
+CREATE FUNCTION waitlist.quantile(sorted double precision[], q double precision)
+RETURNS double precision
+LANGUAGE sql
+IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $quantile$
+    SELECT sorted[GREATEST(1, pg_catalog.ceil(q OPERATOR(pg_catalog.*) pg_catalog.cardinality(sorted))::integer)]
+$quantile$;
+
 /*
- * Latencies over the last five minutes.  release_to_offer: from a capacity
+ * Latencies over the last five minutes (nearest-rank quantiles).  release_to_offer: from a capacity
  * event's arrival to the transaction that folded it into offers (zero for
  * inline releases, which offer in the releasing transaction).
  * offer_to_delivered: from an offer to the relay's ack of its offer_created
  * row, per channel.
  */
 CREATE VIEW waitlist.lag_stats AS
-SELECT 'release_to_offer'::pg_catalog.text AS lag, NULL::pg_catalog.text AS channel,
-       pg_catalog.count(l.seconds) AS samples,
-       coalesce(pg_catalog.sum(l.seconds), 0) AS sum_seconds,
-       pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY l.seconds) AS p50_seconds,
-       pg_catalog.percentile_cont(0.95) WITHIN GROUP (ORDER BY l.seconds) AS p95_seconds,
-       pg_catalog.percentile_cont(0.99) WITHIN GROUP (ORDER BY l.seconds) AS p99_seconds
-FROM (SELECT pg_catalog.date_part('epoch', c.processed_at OPERATOR(pg_catalog.-) c.received_at) AS seconds
-      FROM waitlist.capacity_event c
-      WHERE c.state OPERATOR(pg_catalog.=) 'PROCESSED'
-        AND c.processed_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) '5 minutes'::pg_catalog.interval)) l
-UNION ALL
-SELECT 'offer_to_delivered', ch.channel,
-       pg_catalog.count(l.seconds),
-       coalesce(pg_catalog.sum(l.seconds), 0),
-       pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY l.seconds),
-       pg_catalog.percentile_cont(0.95) WITHIN GROUP (ORDER BY l.seconds),
-       pg_catalog.percentile_cont(0.99) WITHIN GROUP (ORDER BY l.seconds)
-FROM waitlist.channel ch
-LEFT JOIN (SELECT x.channel, pg_catalog.date_part('epoch', x.delivered_at OPERATOR(pg_catalog.-) x.created_at) AS seconds
-           FROM waitlist.outbox x
-           WHERE x.state OPERATOR(pg_catalog.=) 'DELIVERED' AND x.event_type OPERATOR(pg_catalog.=) 'offer_created'
-             AND x.delivered_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) '5 minutes'::pg_catalog.interval)) l
-       ON l.channel OPERATOR(pg_catalog.=) ch.channel
-GROUP BY ch.channel;
+SELECT s.lag, s.channel, s.samples, s.sum_seconds,
+       waitlist.quantile(s.sorted, 0.5) AS p50_seconds,
+       waitlist.quantile(s.sorted, 0.95) AS p95_seconds,
+       waitlist.quantile(s.sorted, 0.99) AS p99_seconds
+FROM (SELECT 'release_to_offer'::pg_catalog.text AS lag, NULL::pg_catalog.text AS channel,
+             pg_catalog.count(l.seconds) AS samples,
+             coalesce(pg_catalog.sum(l.seconds), 0) AS sum_seconds,
+             pg_catalog.array_agg(l.seconds ORDER BY l.seconds) AS sorted
+      FROM (SELECT pg_catalog.date_part('epoch', c.processed_at OPERATOR(pg_catalog.-) c.received_at) AS seconds
+            FROM waitlist.capacity_event c
+            WHERE c.state OPERATOR(pg_catalog.=) 'PROCESSED'
+              AND c.processed_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) '5 minutes'::pg_catalog.interval)) l
+      UNION ALL
+      SELECT 'offer_to_delivered', ch.channel,
+             pg_catalog.count(l.seconds),
+             coalesce(pg_catalog.sum(l.seconds), 0),
+             pg_catalog.array_agg(l.seconds ORDER BY l.seconds) FILTER (WHERE l.seconds IS NOT NULL)
+      FROM waitlist.channel ch
+      LEFT JOIN (SELECT x.channel, pg_catalog.date_part('epoch', x.delivered_at OPERATOR(pg_catalog.-) x.created_at) AS seconds
+                 FROM waitlist.outbox x
+                 WHERE x.state OPERATOR(pg_catalog.=) 'DELIVERED' AND x.event_type OPERATOR(pg_catalog.=) 'offer_created'
+                   AND x.delivered_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) '5 minutes'::pg_catalog.interval)) l
+             ON l.channel OPERATOR(pg_catalog.=) ch.channel
+      GROUP BY ch.channel) s;
 COMMENT ON VIEW waitlist.lag_stats IS 'release -> offer and offer -> delivered (per channel) latencies over the last five minutes';
 
 /* A Prometheus label value: backslash, double quote and newline escaped. */
@@ -363,6 +383,24 @@ SET search_path = pg_catalog, pg_temp
 AS $label$
     SELECT pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(value, E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n')
 $label$;
+
+/*
+ * The workers' status for waitlist_metrics(): the C function behind
+ * waitlist_worker_status(), declared again in schema waitlist so that SQL
+ * of the extension can name it without knowing the API's schema.
+ */
+CREATE FUNCTION waitlist.worker_status(OUT worker integer,
+                                       OUT pid integer,
+                                       OUT resources_owned bigint,
+                                       OUT last_wake timestamptz,
+                                       OUT events_processed bigint,
+                                       OUT offers_made bigint,
+                                       OUT offers_expired bigint,
+                                       OUT last_error text,
+                                       OUT last_error_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'waitlist_worker_status'
+LANGUAGE C;
 
 /*
  * waitlist_metrics(): the views and the workers' counters in the Prometheus
@@ -381,12 +419,12 @@ DECLARE
     result text;
 BEGIN
     BEGIN
-        PERFORM 1 FROM @extschema@.waitlist_worker_status();
+        PERFORM 1 FROM waitlist.worker_status();
     EXCEPTION WHEN object_not_in_prerequisite_state THEN
         workers_loaded := false;
     END;
 
-    WITH families(ord, name, kind, help) AS (VALUES
+    WITH families AS (SELECT * FROM (VALUES
         (1, 'waitlist_resources', 'gauge', 'Resources with a waitlist.'),
         (2, 'waitlist_entries_waiting', 'gauge', 'Entries waiting in line.'),
         (3, 'waitlist_capacity_events_pending', 'gauge', 'Capacity events recorded and not yet folded into offers.'),
@@ -413,6 +451,7 @@ BEGIN
         (24, 'waitlist_worker_offers_expired_total', 'counter', 'Offers the promotion worker expired since the server started.'),
         (25, 'waitlist_worker_last_wake_timestamp_seconds', 'gauge', 'When the promotion worker last woke, as a Unix time.'),
         (26, 'waitlist_worker_last_error_timestamp_seconds', 'gauge', 'When the promotion worker last failed, as a Unix time.')
+        ) AS f(ord, name, kind, help)
     ), rs AS MATERIALIZED (
         SELECT s.*, pg_catalog.format('resource="%s"', waitlist.prometheus_label(s.resource_id)) AS label
         FROM waitlist.resource_stats s
@@ -426,10 +465,10 @@ BEGIN
         FROM waitlist.lag_stats s
     ), ws AS MATERIALIZED (
         SELECT s.*, pg_catalog.format('worker="%s"', s.worker) AS label
-        FROM @extschema@.waitlist_worker_status() s
+        FROM waitlist.worker_status() s
         WHERE workers_loaded
-    ), samples(name, label, value) AS (
-        SELECT 'waitlist_resources', '', pg_catalog.count(*)::pg_catalog.float8 FROM rs
+    ), samples AS (
+        SELECT 'waitlist_resources' AS name, '' AS label, pg_catalog.count(*)::pg_catalog.float8 AS value FROM rs
         UNION ALL
         SELECT v.name, rs.label, v.value
         FROM rs CROSS JOIN LATERAL (VALUES
@@ -443,19 +482,19 @@ BEGIN
             ('waitlist_offers_declined_total', rs.declined::pg_catalog.float8),
             ('waitlist_offers_expired_total', rs.expired::pg_catalog.float8),
             ('waitlist_offers_expired_unseen_total', rs.expired_unseen::pg_catalog.float8),
-            ('waitlist_booking_failures_total', rs.booking_failures::pg_catalog.float8)) v(name, value)
+            ('waitlist_booking_failures_total', rs.booking_failures::pg_catalog.float8)) AS v(name, value)
         UNION ALL
         SELECT v.name, os.label, v.value
         FROM os CROSS JOIN LATERAL (VALUES
             ('waitlist_outbox_backlog', os.backlog::pg_catalog.float8),
             ('waitlist_outbox_oldest_age_seconds', coalesce(os.oldest_seconds, 0)),
-            ('waitlist_outbox_dead', os.dead::pg_catalog.float8)) v(name, value)
+            ('waitlist_outbox_dead', os.dead::pg_catalog.float8)) AS v(name, value)
         UNION ALL
         SELECT pg_catalog.format('waitlist_%s_seconds', ls.lag), pg_catalog.format('%squantile="%s"', ls.label, v.q), v.value
         FROM ls CROSS JOIN LATERAL (VALUES
             ('0.5', ls.p50_seconds),
             ('0.95', ls.p95_seconds),
-            ('0.99', ls.p99_seconds)) v(q, value)
+            ('0.99', ls.p99_seconds)) AS v(q, value)
         UNION ALL
         SELECT pg_catalog.format('waitlist_%s_samples', ls.lag), pg_catalog.rtrim(ls.label, ','), ls.samples::pg_catalog.float8
         FROM ls
@@ -468,7 +507,7 @@ BEGIN
             ('waitlist_worker_offers_made_total', ws.offers_made::pg_catalog.float8),
             ('waitlist_worker_offers_expired_total', ws.offers_expired::pg_catalog.float8),
             ('waitlist_worker_last_wake_timestamp_seconds', pg_catalog.date_part('epoch', ws.last_wake)),
-            ('waitlist_worker_last_error_timestamp_seconds', pg_catalog.date_part('epoch', ws.last_error_at))) v(name, value)
+            ('waitlist_worker_last_error_timestamp_seconds', pg_catalog.date_part('epoch', ws.last_error_at))) AS v(name, value)
     )
     SELECT pg_catalog.string_agg(b.block, '' ORDER BY b.ord) INTO result
     FROM (SELECT f.ord,
