@@ -944,8 +944,8 @@ COMMENT ON FUNCTION waitlist_revoke(regrole, text) IS 'revokes a duty from a rol
  * what changed recently and what is still pending, not the history; the
  * per-resource offer totals are one pass over waitlist.offer.
  */
-CREATE INDEX capacity_event_processed_idx ON waitlist.capacity_event (processed_at)
-    WHERE state OPERATOR(pg_catalog.=) 'PROCESSED';
+-- capacity_event_processed_idx, which the release lag reads, comes with the
+-- retention section above (archiving reads it too)
 CREATE INDEX outbox_delivered_offer_idx ON waitlist.outbox (delivered_at, channel)
     WHERE state OPERATOR(pg_catalog.=) 'DELIVERED' AND event_type OPERATOR(pg_catalog.=) 'offer_created';
 CREATE INDEX outbox_dead_idx ON waitlist.outbox (resource_id, channel)
