@@ -164,10 +164,12 @@ waitlist_api_begin(WaitlistApiCall *call)
 	SetUserIdAndSecContext(owner,
 						   call->caller_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	call->guc_nestlevel = NewGUCNestLevel();
+	/* (most sessions have most of them already: only the others are set) */
 	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
-		(void) set_config_option(pinned_settings[i].name, pinned_settings[i].value,
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
+		if (strcmp(call->caller_settings[i], pinned_settings[i].value) != 0)
+			(void) set_config_option(pinned_settings[i].name, pinned_settings[i].value,
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -204,9 +206,10 @@ waitlist_api_caller_settings(WaitlistApiCall *call)
 	int			i;
 
 	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
-		(void) set_config_option(pinned_settings[i].name, call->caller_settings[i],
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
+		if (strcmp(call->caller_settings[i], pinned_settings[i].value) != 0)
+			(void) set_config_option(pinned_settings[i].name, call->caller_settings[i],
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
 }
 
 WaitlistApiCall *
