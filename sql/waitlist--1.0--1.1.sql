@@ -1232,3 +1232,21 @@ BEGIN
     END LOOP;
 END
 $revoke$;
+
+/* ---- hostile review: settings that change what SQL computes ---- */
+
+/*
+ * The C API pins these for its own SQL (src/api.c); waitlist_check() is
+ * plpgsql and pinned only search_path, so a caller's TimeZone moved every
+ * wave's end it computed (a day is 23 hours across a DST change) and it
+ * reported throttled resources as idle, or idle ones as throttled.  Kept
+ * last in this script, so that a later replacement of the function keeps
+ * these settings.
+ */
+ALTER FUNCTION waitlist_check(text, interval)
+    SET TimeZone = 'UTC'
+    SET DateStyle = 'ISO, MDY'
+    SET IntervalStyle = 'postgres'
+    SET standard_conforming_strings = on
+    SET transform_null_equals = off
+    SET array_nulls = on;
