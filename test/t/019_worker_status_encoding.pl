@@ -1,17 +1,8 @@
-# PENDING (not in the suite: src/shmem.c is being rewritten on another
-# branch; move this file to test/t/ once the fix below is applied there).
-#
-# A worker keeps its last error in shared memory, cut with strlcpy() to 255
-# bytes.  An error message holding a resource id or user data of multibyte
-# characters (ids may be 200 bytes of them) is cut in the middle of a
-# character, and waitlist_worker_status() then returns a text value that is
-# not valid in the database encoding: clients and any function that
-# validates it fail on it.
-#
-# The fix, in waitlist_worker_report() (src/shmem.c): cut at a character
-# boundary, as PostgreSQL does for application_name and activity strings:
-#   len = pg_mbcliplen(error, strlen(error), sizeof(slot->last_error) - 1);
-#   memcpy(slot->last_error, error, len); slot->last_error[len] = '\0';
+# A worker keeps its last error in shared memory, cut to 255 bytes.  An
+# error message holding a resource id or user data of multibyte characters
+# (ids may be 200 bytes of them) must be cut on a character boundary, or
+# waitlist_worker_status() returns a text value that is not valid in the
+# database encoding and clients fail on it (src/shmem.c).
 
 use strict;
 use warnings;
@@ -20,7 +11,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
-use lib "$FindBin::RealBin/../t";
+use lib $FindBin::RealBin;
 use WaitlistTest;
 
 my $node = PostgreSQL::Test::Cluster->new('worker_status_encoding');

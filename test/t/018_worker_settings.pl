@@ -1,20 +1,10 @@
-# PENDING (not in the suite: src/worker.c is being rewritten on another
-# branch; move this file to test/t/ once the fix below is applied there).
-#
 # A database owner, who need not be a superuser, can set defaults for every
 # session of the database with ALTER DATABASE ... SET, and the promotion
 # workers apply them when they connect (BackgroundWorkerInitializeConnection
 # runs process_settings like any backend).  default_transaction_read_only,
 # statement_timeout, lock_timeout or default_transaction_isolation set that
-# way stop or distort every worker round for every resource.
-#
-# The fix, in src/worker.c after BackgroundWorkerInitializeConnection():
-# override these for the worker's whole life with
-#   SetConfigOption(name, value, PGC_SUSET, PGC_S_OVERRIDE)
-# for default_transaction_read_only = off, default_transaction_isolation =
-# 'read committed', statement_timeout = 0, lock_timeout = 0,
-# idle_in_transaction_session_timeout = 0 (the API frame pins the settings
-# that change what its SQL computes; these decide whether it runs at all).
+# way would stop or distort every worker round for every resource, so the
+# worker overrides them for its whole life (src/worker.c).
 
 use strict;
 use warnings;
@@ -23,7 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
-use lib "$FindBin::RealBin/../t";
+use lib $FindBin::RealBin;
 use WaitlistTest;
 
 my $node = PostgreSQL::Test::Cluster->new('worker_settings');
