@@ -290,13 +290,20 @@ waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 	return value;
 }
 
+/* The lock tag of one of a resource's locks (WAITLIST_LOCK_GATE, _CAP). */
+static void
+resource_locktag(LOCKTAG *tag, const text *resource_id, uint32 which)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, waitlist_resource_hash(resource_id),
+						 which, WAITLIST_LOCKTAG_FIELD4);
+}
+
 static bool
 lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode, bool dont_wait)
 {
 	LOCKTAG		tag;
-	uint32		hash = waitlist_resource_hash(resource_id);
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, hash, which, WAITLIST_LOCKTAG_FIELD4);
+	resource_locktag(&tag, resource_id, which);
 	return LockAcquire(&tag, mode, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
@@ -305,11 +312,18 @@ lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode, bool don
  *
  * Joins (and whatever else puts someone in line: a leave that may roll
  * back, a failed booking) take it shared and then look at free_units;
- * whatever adds free units takes it exclusive before it locks the resource
- * row.  So either the join sees the added units and promotes, or the adding
- * transaction waits for the join to commit and its promotion sees the new
- * entry: a unit never sits free while someone waits.  Joins never block one
- * another on it.
+ * whatever adds free units locks the resource row, adds them and then only
+ * tries the gate exclusively (waitlist_promote_added_units()).  So either
+ * the join sees the added units and promotes, or the adder gets the gate
+ * once no join is in flight and its promotion sees the new entry, or it
+ * hands its units to the worker, the sweep or the next join, which promote
+ * them once the joins in flight have committed: a unit never sits free
+ * while someone waits, once things are quiet.  Only waitlist_promote(),
+ * which its caller runs to promote now, and an inline
+ * waitlist_retry_event() wait for the gate exclusively; nothing else does,
+ * so no queued exclusive request holds up later joins behind a slow
+ * booking function or an idle transaction.  Joins never block one another
+ * on it.
  */
 void
 waitlist_lock_resource_gate(const text *resource_id, bool exclusive)
@@ -319,14 +333,36 @@ waitlist_lock_resource_gate(const text *resource_id, bool exclusive)
 }
 
 /*
- * Take the gate exclusively only if nobody holds it: for the expiry sweep,
- * which passes over a resource that is busy rather than queue behind it, so
- * that concurrent sweeps never block one another.
+ * Take the gate exclusively only if nobody holds it: for whatever adds free
+ * units, which hands them on rather than queue behind a joiner, an accept
+ * in flight or an idle transaction.
  */
 bool
 waitlist_try_lock_resource_gate(const text *resource_id)
 {
 	return lock_resource_key(resource_id, WAITLIST_LOCK_GATE, ExclusiveLock, true);
+}
+
+/* The same, shared: for a fan put back in line while holding other locks. */
+bool
+waitlist_try_lock_resource_gate_shared(const text *resource_id)
+{
+	return lock_resource_key(resource_id, WAITLIST_LOCK_GATE, ShareLock, true);
+}
+
+/*
+ * Give back the exclusive gate taken by waitlist_try_lock_resource_gate()
+ * before the transaction ends, once its promotion left no unit free: a join
+ * arriving later cannot then miss a unit, and a transaction that stays open
+ * after a release or a decline does not hold up the resource's joins.
+ */
+void
+waitlist_unlock_resource_gate(const text *resource_id)
+{
+	LOCKTAG		tag;
+
+	resource_locktag(&tag, resource_id, WAITLIST_LOCK_GATE);
+	(void) LockRelease(&tag, ExclusiveLock, false);
 }
 
 /*
@@ -338,4 +374,24 @@ void
 waitlist_lock_resource_cap(const text *resource_id)
 {
 	(void) lock_resource_key(resource_id, WAITLIST_LOCK_CAP, ExclusiveLock, false);
+}
+
+/*
+ * The gate protocol needs statements that see everything committed before
+ * they started: under REPEATABLE READ or SERIALIZABLE a transaction's
+ * snapshot predates the gate, so a join could miss a unit released just
+ * before it took the gate, and a promotion a fan who joined just before.
+ * Functions that promote or join refuse to run there; those that only give
+ * units back hand them to the worker or the sweep instead of promoting.
+ */
+void
+waitlist_require_read_committed(const char *what)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_WAITLIST_ISOLATION_LEVEL),
+				 errmsg("%s cannot run at isolation level %s", what,
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("Its transaction snapshot can predate a concurrent release or join, which would leave a unit of capacity free while someone waits."),
+				 errhint("Call it in a READ COMMITTED transaction, for example after SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
 }

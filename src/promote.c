@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 
@@ -137,9 +138,15 @@ WaitlistPlan waitlist_idle_resources_plan = {
 
 /*
  * Promote the idle free units of up to max_resources resources in the
- * caller's transaction, passing over resources whose gate is busy.  For the
- * sweep, which continues waves and mends skipped units where no worker
- * runs.  Returns the number of offers made.
+ * caller's transaction, passing over resources that another transaction
+ * has locked.  For the sweep, which continues waves and picks up units
+ * handed on by releases and declines (waitlist_promote_added_units()) where
+ * no worker runs.  It adds no units and takes no gate: a transaction that
+ * joined and stays open (idle, prepared) must not keep the units it handed
+ * on from the fans already in line.  A join in flight either saw the units
+ * and promotes itself or is promoted by a later pass; a fan mid-leave is
+ * passed over (SKIP LOCKED), as by a join that finds free units.  Returns
+ * the number of offers made.
  */
 int64
 waitlist_promote_idle(int32 max_resources)
@@ -156,9 +163,8 @@ waitlist_promote_idle(int32 max_resources)
 		text	   *resource_id = waitlist_spi_text(idle, i, 1);
 		WaitlistResource res;
 
-		if (!waitlist_try_lock_resource_gate(resource_id))
+		if (!waitlist_try_lock_resource(resource_id, &res))
 			continue;
-		waitlist_lock_resource(resource_id, &res);
 		offers += waitlist_promote_locked(resource_id, -1, &res);
 	}
 	return offers;
@@ -211,8 +217,11 @@ waitlist_promote_locked(text *resource_id, int64 max_offers,
  *
  * The promotion step on its own, for callers that drive promotion
  * themselves.  Two sessions promoting one resource queue on its lock, so
- * together they never make more offers than there are free units.  It takes
- * the gate exclusively, so that no join committing meanwhile is passed over.
+ * together they never make more offers than there are free units.  It
+ * takes the gate exclusively, so that no join or leave committing meanwhile
+ * is passed over: unlike everything else that promotes, it waits for it, as
+ * callers expect it to promote now (see README, "What a long transaction
+ * blocks").
  */
 Datum
 waitlist_promote(PG_FUNCTION_ARGS)
@@ -233,8 +242,8 @@ waitlist_promote(PG_FUNCTION_ARGS)
 					 errhint("Pass NULL to offer every free unit.")));
 	}
 
+	waitlist_require_read_committed("waitlist_promote()");
 	waitlist_api_begin(&call);
-	/* like every promoter that may find units, wait for joins in flight */
 	waitlist_lock_resource_gate(resource_id, true);
 	waitlist_lock_resource(resource_id, &res);
 	offers = waitlist_promote_locked(resource_id, max_offers, &res);
@@ -246,10 +255,13 @@ waitlist_promote(PG_FUNCTION_ARGS)
 /*
  * Record a CapacityReleased event once per (resource, event id), in the
  * caller's transaction and API frame.  Inline, its units are added and
- * promoted at once; in worker mode the event waits, pending, for the
- * resource's worker, woken when this transaction commits, and no
- * per-resource lock is taken.  Returns false for a repeated event, and for
- * an unknown resource if missing_ok.
+ * promoted at once (or handed on, see waitlist_promote_added_units()); in
+ * worker mode, and under a transaction snapshot (REPEATABLE READ,
+ * SERIALIZABLE: the booking system's own transaction, through the capacity
+ * trigger), the event waits, pending, for the resource's worker, woken when
+ * this transaction commits, or for the sweep, and no per-resource lock is
+ * taken.  Returns false for a repeated event, and for an unknown resource
+ * if missing_ok.
  */
 bool
 waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool missing_ok)
@@ -263,7 +275,7 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = PointerGetDatum(event_id);
 	values[2] = Int32GetDatum(quantity);
-	if (waitlist_defer_to_worker())
+	if (waitlist_defer_to_worker() || IsolationUsesXactSnapshot())
 	{
 		waitlist_execute(&record_event_plan, values, NULL, false, 0, NULL);
 		if (SPI_processed == 0)
@@ -272,13 +284,87 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 		return true;
 	}
 
-	waitlist_lock_resource_gate(resource_id, true);
 	waitlist_lock_resource(resource_id, &res);
 	waitlist_execute(&release_plan, values, NULL, false, 0, NULL);
 	if (SPI_processed == 0)
 		return false;
-	(void) waitlist_promote_locked(resource_id, -1, NULL);
+	waitlist_promote_added_units(resource_id);
 	return true;
+}
+
+/*
+ * Units were just added to the resource's free_units (a release, a decline,
+ * an expiry, a revocation; the caller holds the resource's lock): offer them
+ * now if that passes nobody over, else hand them to the resource's worker,
+ * woken at commit, or to the next sweep or join, which all look for free
+ * units with people waiting.
+ *
+ * Offering now needs the gate exclusively, so that no join or leave is in
+ * flight (a fan mid-leave would be passed over if the leave rolled back),
+ * and statements that see every commit before them (READ COMMITTED).  The
+ * gate is only tried: waiting for it would queue behind an idle or prepared
+ * transaction, and every later join behind us.  If it is busy, its holder
+ * is a join, leave or failed accept in flight (the units then wait for it
+ * to commit and the next pass; a join arriving after our commit sees them
+ * and promotes), or a promoter that has yet to lock the resource row and so
+ * will see our units.  Once nothing is left free the gate is given back at
+ * once: no later join can miss a unit then, and a transaction left open
+ * after a release or a decline does not hold up the resource's joins.
+ */
+void
+waitlist_promote_added_units(text *resource_id)
+{
+	WaitlistResource res;
+
+	if (waitlist_defer_to_worker() || IsolationUsesXactSnapshot() ||
+		!waitlist_try_lock_resource_gate(resource_id))
+	{
+		waitlist_wake_owner_at_commit(resource_id);
+		return;
+	}
+	waitlist_read_resource(resource_id, &res);
+	if (waitlist_promote_locked(resource_id, -1, &res) >= res.free_units)
+		waitlist_unlock_resource_gate(resource_id);
+}
+
+/* resources whose pending events are due, for the sweep where no worker runs */
+static WaitlistPlan pending_resources_plan = {
+	"SELECT DISTINCT resource_id FROM waitlist.capacity_event"
+	" WHERE state = 'PENDING' AND next_attempt_at <= pg_catalog.now()"
+	" LIMIT $1",
+	1, {INT4OID}
+};
+
+/*
+ * Fold the due pending events of up to max_resources resources and promote,
+ * passing over resources whose row another transaction has locked or whose
+ * gate is busy: for the sweep, which picks up the releases recorded under a
+ * transaction snapshot (and those left behind by a switch from worker
+ * mode).  The row comes first so that the sweep never holds a gate while
+ * it waits for a row.  Returns the number of offers made.
+ */
+int64
+waitlist_fold_pending(int32 max_resources)
+{
+	Datum		args[1] = {Int32GetDatum(max_resources)};
+	SPITupleTable *pending;
+	int64		offers = 0;
+	uint64		i;
+
+	waitlist_execute(&pending_resources_plan, args, NULL, false, 0, NULL);
+	pending = SPI_tuptable;
+	for (i = 0; i < pending->numvals; i++)
+	{
+		text	   *resource_id = waitlist_spi_text(pending, i, 1);
+		WaitlistResource res;
+		int64		made;
+
+		if (!waitlist_try_lock_resource(resource_id, &res))
+			continue;
+		if (waitlist_fold_and_promote(resource_id, &made, false) >= 0)
+			offers += made;
+	}
+	return offers;
 }
 
 /*
@@ -315,15 +401,23 @@ waitlist_fold_and_promote(text *resource_id, int64 *offers, bool wait_for_gate)
  * After a new WAITING entry appeared (a join, a fan put back in line), make
  * sure no free unit stays idle.  The caller holds the resource's gate
  * shared, so a unit added concurrently is either seen here or promoted by
- * the adder after this transaction commits.
+ * the adder, its worker or the sweep after this transaction commits.  Under
+ * a transaction snapshot what is read here may be stale: the worker or the
+ * sweep, in a snapshot of their own, decide.
  */
 void
 waitlist_promote_if_free(text *resource_id)
 {
 	WaitlistResource res;
 
+	if (IsolationUsesXactSnapshot())
+	{
+		waitlist_wake_owner_at_commit(resource_id);
+		return;
+	}
 	waitlist_read_resource(resource_id, &res);
-	if (res.free_units <= 0)
+	/* a spent wave offers nothing: no need to queue on the resource row */
+	if (res.free_units <= 0 || res.wave_budget == 0)
 		return;
 	if (waitlist_defer_to_worker())
 	{
@@ -332,6 +426,26 @@ waitlist_promote_if_free(text *resource_id)
 	}
 	waitlist_lock_resource(resource_id, &res);
 	(void) waitlist_promote_locked(resource_id, -1, &res);
+}
+
+/*
+ * A fan whose booking failed is back in line: like a join, look for free
+ * units under the gate held shared.  The accept takes it only now, after
+ * its booking function, so that nothing it holds meanwhile keeps a decline
+ * or a release from promoting; and it only tries it, as it holds its
+ * offer's row: the holder of the gate, an adder whose transaction goes on,
+ * may come to wait for that row.  If the gate is busy the fan is handed to
+ * the worker, the next join or the sweep, like the adder's units.
+ */
+void
+waitlist_promote_after_failed_booking(text *resource_id)
+{
+	if (!waitlist_try_lock_resource_gate_shared(resource_id))
+	{
+		waitlist_wake_owner_at_commit(resource_id);
+		return;
+	}
+	waitlist_promote_if_free(resource_id);
 }
 
 void

@@ -55,6 +55,7 @@
 #define ERRCODE_WAITLIST_SEAT_CONFLICT	MAKE_SQLSTATE('W','L','0','0','4')
 #define ERRCODE_WAITLIST_STALE_LEASE	MAKE_SQLSTATE('W','L','0','0','5')
 #define ERRCODE_WAITLIST_REENTERED		MAKE_SQLSTATE('W','L','0','0','6')
+#define ERRCODE_WAITLIST_ISOLATION_LEVEL	MAKE_SQLSTATE('W','L','0','0','9')
 
 /*
  * A statement prepared on first use and kept for the life of the backend.
@@ -140,7 +141,10 @@ extern void waitlist_check_not_null(FunctionCallInfo fcinfo, int argno, const ch
 extern text *waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern void waitlist_lock_resource_gate(const text *resource_id, bool exclusive);
 extern bool waitlist_try_lock_resource_gate(const text *resource_id);
+extern bool waitlist_try_lock_resource_gate_shared(const text *resource_id);
+extern void waitlist_unlock_resource_gate(const text *resource_id);
 extern void waitlist_lock_resource_cap(const text *resource_id);
+extern void waitlist_require_read_committed(const char *what);
 
 /* resource.c */
 typedef struct WaitlistResource
@@ -154,6 +158,7 @@ typedef struct WaitlistResource
 } WaitlistResource;
 
 extern void waitlist_lock_resource(text *resource_id, WaitlistResource *res);
+extern bool waitlist_try_lock_resource(text *resource_id, WaitlistResource *res);
 extern void waitlist_read_resource(text *resource_id, WaitlistResource *res);
 extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
 									  bool missing_ok);
@@ -166,10 +171,13 @@ extern void waitlist_check_channels(Datum channels);
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers,
 									 const WaitlistResource *locked);
 extern void waitlist_promote_if_free(text *resource_id);
+extern void waitlist_promote_after_failed_booking(text *resource_id);
+extern void waitlist_promote_added_units(text *resource_id);
 extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers,
 										bool wait_for_gate);
 extern PGDLLIMPORT WaitlistPlan waitlist_idle_resources_plan;
 extern int64 waitlist_promote_idle(int32 max_resources);
+extern int64 waitlist_fold_pending(int32 max_resources);
 
 extern bool waitlist_release_units(text *resource_id, int32 quantity, text *event_id,
 								   bool missing_ok);

@@ -43,6 +43,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -417,6 +418,27 @@ backoff_array(TimestampTz now)
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/*
+ * The resources whose retry has come, as a list of text in the current
+ * context.  A resource goes into the backoff because its work could not be
+ * done, not because a query will find it again: free units beside waiters
+ * (a commit woke us while its transaction still held the gate) have no
+ * event or deadline that would bring it back before the idle scan.
+ */
+static List *
+backoff_due(TimestampTz now)
+{
+	HASH_SEQ_STATUS seq;
+	BackoffEntry *entry;
+	List	   *due = NIL;
+
+	hash_seq_init(&seq, backoff);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		if (entry->retry_at != 0 && entry->retry_at <= now)
+			due = lappend(due, cstring_to_text(entry->resource_id));
+	return due;
+}
+
 /* List resources to work on; NIL if the listing failed. */
 static List *
 list_resources(WaitlistPlan *plan, Datum skipped, MemoryContext round_cxt)
@@ -518,6 +540,10 @@ run_round(MemoryContext round_cxt, List *woken, bool look_for_idle_units,
 	foreach(lc, woken)
 		(void) promote_resource(lfirst(lc), &tried, round_cxt);
 
+	/* what could not be done before and whose retry has come */
+	foreach(lc, backoff_due(now))
+		(void) promote_resource(lfirst(lc), &tried, round_cxt);
+
 	n = 0;
 	progress = false;
 	foreach(lc, list_resources(&due_event_resources_plan, backoff_array(now), round_cxt))
@@ -598,6 +624,9 @@ waitlist_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(waitlist_database, NULL, 0);
+	/* the gate protocol needs READ COMMITTED, whatever the server's default */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
 	waitlist_worker_attach(worker_index);
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "waitlist worker round",
