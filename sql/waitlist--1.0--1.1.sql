@@ -845,7 +845,7 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $check$
 DECLARE
-    rolename name;
+    rolename pg_catalog.name;
 BEGIN
     IF role IS NULL OR duty IS NULL THEN
         RAISE EXCEPTION 'role and duty must not be null'
@@ -888,8 +888,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $grant$
 DECLARE
-    rolename name := waitlist.duty_check_arguments(role, duty);
-    p record;
+    rolename pg_catalog.name := waitlist.duty_check_arguments(role, duty);
+    p pg_catalog.record;
 BEGIN
     FOR p IN SELECT d.object_type, d.object_name, d.privilege
              FROM waitlist.duties() d
@@ -914,9 +914,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $revoke$
 DECLARE
-    rolename name := waitlist.duty_check_arguments(role, duty);
-    kept text[];
-    p record;
+    rolename pg_catalog.name := waitlist.duty_check_arguments(role, duty);
+    kept pg_catalog.text[];
+    p pg_catalog.record;
 BEGIN
     SELECT pg_catalog.array_agg(o.duty) INTO kept
     FROM (SELECT DISTINCT d.duty FROM waitlist.duties() d
@@ -1098,7 +1098,7 @@ SET search_path = pg_catalog, pg_temp
 AS $metrics$
 DECLARE
     workers_loaded boolean := true;
-    result text;
+    result pg_catalog.text;
 BEGIN
     BEGIN
         PERFORM 1 FROM waitlist.worker_status();
