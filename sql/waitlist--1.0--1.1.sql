@@ -1228,7 +1228,7 @@ BEGIN
                AND e.extname OPERATOR(pg_catalog.=) 'waitlist'
              ORDER BY d.objid
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', f);
     END LOOP;
 END
 $revoke$;
