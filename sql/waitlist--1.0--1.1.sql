@@ -758,6 +758,10 @@ AS $duties$
         ('admin', 'FUNCTION', '@extschema@.waitlist_retry_event(text, text)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_outbox_retry(bigint)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_set_channel_rate(text, double precision, integer)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_archive(interval, integer)', 'EXECUTE'),
+        ('admin', 'PROCEDURE', '@extschema@.waitlist_archive_all(interval, integer)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_schedule_archive(text, interval)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_unschedule_archive()', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_status(bigint)', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_check(text, interval)', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_worker_status()', 'EXECUTE'),
@@ -829,7 +833,7 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $object$
     SELECT pg_catalog.concat_ws(' ', duty_object.object_type,
-                                CASE WHEN duty_object.object_type OPERATOR(pg_catalog.=) 'FUNCTION'
+                                CASE WHEN duty_object.object_type OPERATOR(pg_catalog.=) ANY (ARRAY['FUNCTION', 'PROCEDURE'])
                                      THEN duty_object.object_name::pg_catalog.regprocedure::pg_catalog.text
                                      WHEN duty_object.object_type OPERATOR(pg_catalog.=) 'TABLE'
                                      THEN duty_object.object_name::pg_catalog.regclass::pg_catalog.text
@@ -1232,3 +1236,21 @@ BEGIN
     END LOOP;
 END
 $revoke$;
+
+/* ---- hostile review: settings that change what SQL computes ---- */
+
+/*
+ * The C API pins these for its own SQL (src/api.c); waitlist_check() is
+ * plpgsql and pinned only search_path, so a caller's TimeZone moved every
+ * wave's end it computed (a day is 23 hours across a DST change) and it
+ * reported throttled resources as idle, or idle ones as throttled.  Kept
+ * last in this script, so that a later replacement of the function keeps
+ * these settings.
+ */
+ALTER FUNCTION waitlist_check(text, interval)
+    SET TimeZone = 'UTC'
+    SET DateStyle = 'ISO, MDY'
+    SET IntervalStyle = 'postgres'
+    SET standard_conforming_strings = on
+    SET transform_null_equals = off
+    SET array_nulls = on;

@@ -61,6 +61,38 @@ static int	call_depth = 0;
 static SubTransactionId booking_subxid = InvalidSubTransactionId;
 
 /*
+ * Settings that change what SQL means or how a value prints, pinned for the
+ * extension's own SQL as search_path is.  Left to the caller, TimeZone moves
+ * every deadline computed with a day or month in it (now() + offer_ttl
+ * across a DST change), and the print settings change the capacity
+ * trigger's event ids (a date or timestamp in a primary key prints in the
+ * caller's DateStyle), so that a repeated cancellation of one row released
+ * its units twice; the parse settings would change literals in our SQL.
+ * The values are the defaults (UTC for the time zone: a deadline is the
+ * same whoever computes it, the worker included).  A booking function gets
+ * the caller's values back (waitlist_api_caller_settings()).
+ */
+static const struct
+{
+	const char *name;
+	const char *value;
+}			pinned_settings[] =
+{
+	{"search_path", "pg_catalog, pg_temp"},
+	{"TimeZone", "UTC"},
+	{"DateStyle", "ISO, MDY"},
+	{"IntervalStyle", "postgres"},
+	{"extra_float_digits", "1"},
+	{"bytea_output", "hex"},
+	{"standard_conforming_strings", "on"},
+	{"transform_null_equals", "off"},
+	{"array_nulls", "on"},
+	{"backslash_quote", "safe_encoding"},
+};
+
+#define WAITLIST_PINNED_SETTINGS ((int) lengthof(pinned_settings))
+
+/*
  * Owner of the "waitlist" schema, which the install script creates: the
  * role the API's own SQL runs as.
  */
@@ -87,7 +119,8 @@ waitlist_owner(void)
 /*
  * Enter an API call: remember the caller, become the extension owner, pin
  * search_path to pg_catalog so that no object the caller can create changes
- * what our SQL does, and connect to SPI.
+ * what our SQL does (and the other settings that change its meaning, see
+ * pinned_settings), and connect to SPI.
  *
  * Not from inside a booking function: waitlist_accept holds the offer, its
  * accept request and the resource's gate while the function runs, and its
@@ -102,6 +135,7 @@ void
 waitlist_api_begin(WaitlistApiCall *call)
 {
 	Oid			owner;
+	int			i;
 
 	if (booking_subxid != InvalidSubTransactionId)
 		ereport(ERROR,
@@ -120,14 +154,21 @@ waitlist_api_begin(WaitlistApiCall *call)
 
 	GetUserIdAndSecContext(&call->caller, &call->caller_sec_context);
 	call->caller_search_path = pstrdup(namespace_search_path);
+	call->caller_settings = palloc(WAITLIST_PINNED_SETTINGS * sizeof(char *));
+	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
+		call->caller_settings[i] = GetConfigOptionByName(pinned_settings[i].name,
+														 NULL, false);
 	call->reason = NULL;
 
 	SetUserIdAndSecContext(owner,
 						   call->caller_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	call->guc_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	/* (most sessions have most of them already: only the others are set) */
+	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
+		if (strcmp(call->caller_settings[i], pinned_settings[i].value) != 0)
+			(void) set_config_option(pinned_settings[i].name, pinned_settings[i].value,
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -152,6 +193,22 @@ waitlist_api_end(WaitlistApiCall *call)
 	AtEOXact_GUC(false, call->guc_nestlevel);
 	SetUserIdAndSecContext(call->caller, call->caller_sec_context);
 	call_depth--;
+}
+
+/*
+ * Give user code run inside the call (a booking function) the caller's
+ * settings back, at a GUC nest level the code's runner has opened.
+ */
+void
+waitlist_api_caller_settings(WaitlistApiCall *call)
+{
+	int			i;
+
+	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
+		if (strcmp(call->caller_settings[i], pinned_settings[i].value) != 0)
+			(void) set_config_option(pinned_settings[i].name, call->caller_settings[i],
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
 }
 
 WaitlistApiCall *

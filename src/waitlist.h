@@ -88,6 +88,7 @@ typedef struct WaitlistApiCall
 	int			caller_sec_context;
 	int			guc_nestlevel;
 	char	   *caller_search_path;
+	char	  **caller_settings;	/* caller's values of the pinned settings */
 	const char *reason;
 } WaitlistApiCall;
 
@@ -130,6 +131,7 @@ extern void waitlist_require_schema_version(int version, const char *what);
 extern void waitlist_api_begin(WaitlistApiCall *call);
 extern void waitlist_api_end(WaitlistApiCall *call);
 extern WaitlistApiCall *waitlist_current_call(void);
+extern void waitlist_api_caller_settings(WaitlistApiCall *call);
 extern void waitlist_api_reset_on_abort(SubTransactionId subxid);
 extern void waitlist_api_booking(SubTransactionId subxid);
 extern SPIPlanPtr waitlist_plan(WaitlistPlan *plan);

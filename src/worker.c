@@ -605,6 +605,36 @@ run_round(MemoryContext round_cxt, List *woken, bool look_for_idle_units,
 	return wait_ms;
 }
 
+/*
+ * The worker applies the defaults of its database and role when it
+ * connects, like any session, and a database owner (who need not be a
+ * superuser) can set them with ALTER DATABASE ... SET.  These decide whether
+ * the worker's rounds run at all, for every resource: a read-only default
+ * would fail every round, a timeout would cancel the long ones, and the
+ * gate protocol needs READ COMMITTED.  So the worker overrides them for its
+ * whole life; the API frame pins the settings that change what its SQL
+ * computes.
+ */
+static void
+override_session_defaults(void)
+{
+	static const struct
+	{
+		const char *name;
+		const char *value;
+	}			overrides[] = {
+		{"default_transaction_read_only", "off"},
+		{"default_transaction_isolation", "read committed"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+	};
+
+	for (size_t i = 0; i < lengthof(overrides); i++)
+		SetConfigOption(overrides[i].name, overrides[i].value,
+						PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 void
 waitlist_worker_main(Datum main_arg)
 {
@@ -624,9 +654,7 @@ waitlist_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(waitlist_database, NULL, 0);
-	/* the gate protocol needs READ COMMITTED, whatever the server's default */
-	SetConfigOption("default_transaction_isolation", "read committed",
-					PGC_SUSET, PGC_S_OVERRIDE);
+	override_session_defaults();
 	waitlist_worker_attach(worker_index);
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "waitlist worker round",

@@ -36,8 +36,11 @@ WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass
 -- function's call to NULL without checking)
 CREATE FUNCTION wl_test.null_call(f regprocedure) RETURNS text
 LANGUAGE sql AS $$
-    SELECT format('SELECT %I.%I(%s)', n.nspname, p.proname,
-                  coalesce((SELECT string_agg(format('(SELECT NULL::%s)', format_type(t, NULL)), ', ' ORDER BY i)
+    SELECT format(CASE p.prokind WHEN 'p' THEN 'CALL %I.%I(%s)' ELSE 'SELECT %I.%I(%s)' END,
+                  n.nspname, p.proname,
+                  -- CALL takes no subqueries, and a procedure's call is never folded
+                  coalesce((SELECT string_agg(format(CASE p.prokind WHEN 'p' THEN 'NULL::%s' ELSE '(SELECT NULL::%s)' END,
+                                                     format_type(t, NULL)), ', ' ORDER BY i)
                             FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, i)), ''))
     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
     WHERE p.oid = f
@@ -50,7 +53,7 @@ LANGUAGE sql AS $$
     SELECT array_agg(m.f::text || ' gave ' || wl_test.sqlstate_as(r, wl_test.null_call(m.f)) ORDER BY m.f::text)
     FROM wl_test.member_functions m
     WHERE m.f NOT IN (SELECT d.object_name::regprocedure FROM waitlist_duty_privileges() d
-                      WHERE d.duty = ANY (duties) AND d.object_type = 'FUNCTION')
+                      WHERE d.duty = ANY (duties) AND d.object_type IN ('FUNCTION', 'PROCEDURE'))
       AND wl_test.sqlstate_as(r, wl_test.null_call(m.f)) <> '42501'
 $$;
 
@@ -62,7 +65,7 @@ LANGUAGE sql AS $$
         FROM wl_test.member_functions m
         WHERE has_function_privilege(r, m.f, 'EXECUTE')
           AND m.f NOT IN (SELECT d.object_name::regprocedure FROM waitlist_duty_privileges() d
-                          WHERE d.duty = ANY (duties) AND d.object_type = 'FUNCTION')
+                          WHERE d.duty = ANY (duties) AND d.object_type IN ('FUNCTION', 'PROCEDURE'))
         UNION ALL
         SELECT 'extra ' || c.oid::regclass::text
         FROM pg_catalog.pg_class c
@@ -77,6 +80,7 @@ LANGUAGE sql AS $$
         WHERE d.duty = ANY (duties)
           AND NOT CASE d.object_type
                       WHEN 'FUNCTION' THEN has_function_privilege(r, d.object_name::regprocedure, d.privilege)
+                      WHEN 'PROCEDURE' THEN has_function_privilege(r, d.object_name::regprocedure, d.privilege)
                       WHEN 'TABLE' THEN has_table_privilege(r, d.object_name::regclass, d.privilege)
                       ELSE has_schema_privilege(r, d.object_name, d.privilege)
                   END
