@@ -193,8 +193,8 @@ COMMENT ON FUNCTION waitlist_unschedule_sweep() IS 'removes this database''s pg_
 -- EXECUTE grants a DBA gave on it (to a monitoring role, say) are kept.
 DO $upgrade$
 DECLARE
-    grantees oid[];
-    g oid;
+    grantees pg_catalog.oid[];
+    g pg_catalog.oid;
 BEGIN
     SELECT pg_catalog.array_agg(a.grantee) INTO grantees
       FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
@@ -486,7 +486,7 @@ SET search_path = pg_catalog, pg_temp
 AS $check$
 #variable_conflict use_column
 DECLARE
-    resources text[];
+    resources pg_catalog.text[];
     exact_fifo boolean := pg_catalog.current_setting('track_commit_timestamp')::boolean;
 BEGIN
     IF for_resource IS NULL THEN
@@ -573,7 +573,7 @@ BEGIN
     -- the audit trail explains every current state
     RETURN QUERY
     WITH states AS (
-        SELECT 'entry'::text AS entity, e.resource_id, e.entry_id AS entity_id, e.state, 'WAITING'::text AS initial
+        SELECT 'entry'::pg_catalog.text AS entity, e.resource_id, e.entry_id AS entity_id, e.state, 'WAITING'::pg_catalog.text AS initial
         FROM waitlist.entry e WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources)
         UNION ALL
         SELECT 'offer', o.resource_id, o.offer_id, o.state, 'OPEN'
@@ -656,7 +656,7 @@ BEGIN
         -- one row per promoting transaction, with the last in line it offered to
         SELECT m.resource_id, m.transaction_id, pg_catalog.min(m.began) AS began,
                CASE WHEN exact_fifo
-                    THEN pg_catalog.pg_xact_commit_timestamp(m.transaction_id::text::xid) END AS committed,
+                    THEN pg_catalog.pg_xact_commit_timestamp(m.transaction_id::pg_catalog.text::pg_catalog.xid) END AS committed,
                (pg_catalog.array_agg(m.offer_id ORDER BY m.priority, m.seq DESC))[1] AS offer_id,
                (pg_catalog.array_agg(m.entry_id ORDER BY m.priority, m.seq DESC))[1] AS entry_id,
                (pg_catalog.array_agg(m.priority ORDER BY m.priority, m.seq DESC))[1] AS priority,
@@ -703,8 +703,8 @@ BEGIN
         ORDER BY t.transition_id DESC LIMIT 1
     ) w
     WHERE CASE WHEN exact_fifo AND c.committed IS NOT NULL
-                    AND pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) IS NOT NULL
-               THEN pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) OPERATOR(pg_catalog.<) c.began
+                    AND pg_catalog.pg_xact_commit_timestamp(w.transaction_id::pg_catalog.text::pg_catalog.xid) IS NOT NULL
+               THEN pg_catalog.pg_xact_commit_timestamp(w.transaction_id::pg_catalog.text::pg_catalog.xid) OPERATOR(pg_catalog.<) c.began
                     AND (w.left_at IS NULL OR w.left_at OPERATOR(pg_catalog.>) c.committed)
                ELSE (w.began OPERATOR(pg_catalog.+) interval '1 second') OPERATOR(pg_catalog.<) c.began
                     AND (w.left_at IS NULL OR w.left_at OPERATOR(pg_catalog.>) (c.began OPERATOR(pg_catalog.+) interval '1 second'))
@@ -849,7 +849,7 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $check$
 DECLARE
-    rolename name;
+    rolename pg_catalog.name;
 BEGIN
     IF role IS NULL OR duty IS NULL THEN
         RAISE EXCEPTION 'role and duty must not be null'
@@ -892,8 +892,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $grant$
 DECLARE
-    rolename name := waitlist.duty_check_arguments(role, duty);
-    p record;
+    rolename pg_catalog.name := waitlist.duty_check_arguments(role, duty);
+    p pg_catalog.record;
 BEGIN
     FOR p IN SELECT d.object_type, d.object_name, d.privilege
              FROM waitlist.duties() d
@@ -918,9 +918,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $revoke$
 DECLARE
-    rolename name := waitlist.duty_check_arguments(role, duty);
-    kept text[];
-    p record;
+    rolename pg_catalog.name := waitlist.duty_check_arguments(role, duty);
+    kept pg_catalog.text[];
+    p pg_catalog.record;
 BEGIN
     SELECT pg_catalog.array_agg(o.duty) INTO kept
     FROM (SELECT DISTINCT d.duty FROM waitlist.duties() d
@@ -1102,7 +1102,7 @@ SET search_path = pg_catalog, pg_temp
 AS $metrics$
 DECLARE
     workers_loaded boolean := true;
-    result text;
+    result pg_catalog.text;
 BEGIN
     BEGIN
         PERFORM 1 FROM waitlist.worker_status();

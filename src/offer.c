@@ -73,7 +73,7 @@ static WaitlistPlan settle_plan = {
 };
 
 static WaitlistPlan offer_resource_plan = {
-	"SELECT resource_id FROM waitlist.offer WHERE offer_id = $1",
+	"SELECT resource_id FROM waitlist.offer WHERE offer_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
 };
 
@@ -103,7 +103,8 @@ static WaitlistPlan lock_offer_plan = {
 
 static WaitlistPlan open_offer_of_entry_plan = {
 	"SELECT offer_id FROM waitlist.offer "
-	"WHERE resource_id = $1 AND entry_id = $2 AND state = 'OPEN' "
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND entry_id OPERATOR(pg_catalog.=) $2"
+	"  AND state OPERATOR(pg_catalog.=) 'OPEN' "
 	"FOR UPDATE",
 	2, {TEXTOID, INT8OID}
 };
@@ -137,8 +138,9 @@ static WaitlistPlan request_record_plan = {
 static WaitlistPlan due_resources_plan = {
 	"SELECT DISTINCT resource_id FROM ("
 	"  SELECT resource_id FROM waitlist.offer"
-	"  WHERE state = 'OPEN' AND expires_at <= pg_catalog.now()"
-	"    AND ($2 < 0 OR waitlist.resource_worker(resource_id, $3) = $2)"
+	"  WHERE state OPERATOR(pg_catalog.=) 'OPEN' AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	"    AND ($2 OPERATOR(pg_catalog.<) 0"
+	"         OR waitlist.resource_worker(resource_id, $3) OPERATOR(pg_catalog.=) $2)"
 	"  ORDER BY expires_at LIMIT $1"
 	") due ORDER BY resource_id",
 	3, {INT8OID, INT4OID, INT4OID}
@@ -147,7 +149,8 @@ static WaitlistPlan due_resources_plan = {
 static WaitlistPlan due_offers_plan = {
 	"SELECT pg_catalog.array_agg(offer_id) FROM ("
 	"  SELECT offer_id FROM waitlist.offer"
-	"  WHERE resource_id = $1 AND state = 'OPEN' AND expires_at <= pg_catalog.now()"
+	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'OPEN'"
+	"    AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 	"  ORDER BY expires_at LIMIT $2"
 	"  FOR UPDATE SKIP LOCKED"
 	") due",

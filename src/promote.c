@@ -32,23 +32,24 @@ PG_FUNCTION_INFO_V1(waitlist_retry_event);
 static WaitlistPlan promote_plan = {
 	"WITH picked AS ("
 	"  SELECT e.entry_id FROM waitlist.entry e"
-	"  WHERE e.resource_id = $1 AND e.state = 'WAITING'"
+	"  WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.state OPERATOR(pg_catalog.=) 'WAITING'"
 	"  ORDER BY e.priority DESC, e.seq"
 	"  LIMIT $2"
 	"  FOR UPDATE OF e SKIP LOCKED"
 	"), moved AS ("
 	/* ids as an array: an index lookup whatever the row estimates say */
 	"  UPDATE waitlist.entry e SET state = 'OFFERED', updated_at = pg_catalog.now()"
-	"  WHERE e.resource_id = $1"
-	"    AND e.entry_id = ANY (ARRAY(SELECT p.entry_id FROM picked p))"
+	"  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+	"    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT p.entry_id FROM picked p))"
 	"  RETURNING e.entry_id, e.user_id, e.priority, e.seq"
 	"), made AS ("
 	"  INSERT INTO waitlist.offer (entry_id, resource_id, user_id, expires_at)"
 	/* clamped as the setting is bounded: no stored offer_ttl can overflow */
-	"  SELECT m.entry_id, $1, m.user_id, pg_catalog.now() + LEAST(r.offer_ttl,"
+	"  SELECT m.entry_id, $1, m.user_id,"
+	"         pg_catalog.now() OPERATOR(pg_catalog.+) LEAST(r.offer_ttl,"
 	"                                        interval '" WAITLIST_MAX_SETTING_INTERVAL "')"
 	"  FROM moved m, waitlist.resource r"
-	"  WHERE r.resource_id = $1"
+	"  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
 	"  ORDER BY m.priority DESC, m.seq"
 	"  RETURNING offer_id, entry_id, user_id, expires_at"
 	"), notified AS ("
@@ -59,16 +60,16 @@ static WaitlistPlan promote_plan = {
 	"  FROM made o"
 	"    CROSS JOIN waitlist.resource r"
 	"    CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
-	"  WHERE r.resource_id = $1"
+	"  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
 	"  ORDER BY o.offer_id, ch.channel"
 	"), counted AS ("
 	"  SELECT pg_catalog.count(*) AS offers FROM made"
 	"), spent AS ("
 	"  UPDATE waitlist.resource r"
-	"  SET free_units = r.free_units - c.offers, updated_at = pg_catalog.now(),"
+	"  SET free_units = r.free_units OPERATOR(pg_catalog.-) c.offers, updated_at = pg_catalog.now(),"
 	"      wave_started_at = CASE WHEN $3 THEN pg_catalog.now() ELSE r.wave_started_at END,"
-	"      wave_offers = CASE WHEN $3 THEN c.offers ELSE r.wave_offers + c.offers END"
-	"  FROM counted c WHERE r.resource_id = $1 AND c.offers > 0"
+	"      wave_offers = CASE WHEN $3 THEN c.offers ELSE r.wave_offers OPERATOR(pg_catalog.+) c.offers END"
+	"  FROM counted c WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.offers OPERATOR(pg_catalog.>) 0"
 	") SELECT offers FROM counted",
 	3, {TEXTOID, INT8OID, BOOLOID}, WAITLIST_CUSTOM_PLAN
 };
@@ -84,10 +85,10 @@ static WaitlistPlan release_plan = {
 	"  ON CONFLICT (resource_id, event_id) DO NOTHING"
 	"  RETURNING quantity"
 	") UPDATE waitlist.resource r"
-	"  SET free_units = r.free_units + e.quantity,"
-	"      units_released = r.units_released + e.quantity,"
+	"  SET free_units = r.free_units OPERATOR(pg_catalog.+) e.quantity,"
+	"      units_released = r.units_released OPERATOR(pg_catalog.+) e.quantity,"
 	"      updated_at = pg_catalog.now()"
-	"  FROM event e WHERE r.resource_id = $1",
+	"  FROM event e WHERE r.resource_id OPERATOR(pg_catalog.=) $1",
 	3, {TEXTOID, TEXTOID, INT4OID}
 };
 
@@ -106,15 +107,16 @@ static WaitlistPlan record_event_plan = {
 static WaitlistPlan fold_events_plan = {
 	"WITH folded AS ("
 	"  UPDATE waitlist.capacity_event SET state = 'PROCESSED', processed_at = pg_catalog.now()"
-	"  WHERE resource_id = $1 AND state = 'PENDING' AND next_attempt_at <= pg_catalog.now()"
+	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'PENDING'"
+	"    AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 	"  RETURNING quantity"
 	"), total AS ("
 	"  SELECT pg_catalog.count(*) AS events, pg_catalog.sum(quantity) AS units FROM folded"
 	") UPDATE waitlist.resource r"
-	"  SET free_units = r.free_units + t.units,"
-	"      units_released = r.units_released + t.units,"
+	"  SET free_units = r.free_units OPERATOR(pg_catalog.+) t.units,"
+	"      units_released = r.units_released OPERATOR(pg_catalog.+) t.units,"
 	"      updated_at = pg_catalog.now()"
-	"  FROM total t WHERE r.resource_id = $1 AND t.events > 0"
+	"  FROM total t WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND t.events OPERATOR(pg_catalog.>) 0"
 	"  RETURNING t.events",
 	1, {TEXTOID}
 };
@@ -126,12 +128,14 @@ static WaitlistPlan fold_events_plan = {
  */
 WaitlistPlan waitlist_idle_resources_plan = {
 	"SELECT r.resource_id FROM waitlist.resource r"
-	" WHERE r.free_units > 0"
-	"   AND ($1 < 0 OR waitlist.resource_worker(r.resource_id, $2) = $1)"
-	"   AND (r.wave_size IS NULL OR r.wave_offers < r.wave_size"
-	"        OR " WAITLIST_WAVE_END_SQL " <= pg_catalog.now())"
+	" WHERE r.free_units OPERATOR(pg_catalog.>) 0"
+	"   AND ($1 OPERATOR(pg_catalog.<) 0"
+	"        OR waitlist.resource_worker(r.resource_id, $2) OPERATOR(pg_catalog.=) $1)"
+	"   AND (r.wave_size IS NULL OR r.wave_offers OPERATOR(pg_catalog.<) r.wave_size"
+	"        OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now())"
 	"   AND EXISTS (SELECT 1 FROM waitlist.entry e"
-	"               WHERE e.resource_id = r.resource_id AND e.state = 'WAITING')"
+	"               WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id"
+	"                 AND e.state OPERATOR(pg_catalog.=) 'WAITING')"
 	" LIMIT $3",
 	3, {INT4OID, INT4OID, INT4OID}
 };
@@ -330,7 +334,8 @@ waitlist_promote_added_units(text *resource_id)
 /* resources whose pending events are due, for the sweep where no worker runs */
 static WaitlistPlan pending_resources_plan = {
 	"SELECT DISTINCT resource_id FROM waitlist.capacity_event"
-	" WHERE state = 'PENDING' AND next_attempt_at <= pg_catalog.now()"
+	" WHERE state OPERATOR(pg_catalog.=) 'PENDING'"
+	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 	" LIMIT $1",
 	1, {INT4OID}
 };
@@ -488,14 +493,17 @@ waitlist_release(PG_FUNCTION_ARGS)
 static WaitlistPlan revive_events_plan = {
 	"UPDATE waitlist.capacity_event"
 	"  SET state = 'PENDING', attempts = 0, last_error = NULL, next_attempt_at = pg_catalog.now()"
-	" WHERE event_id = $1 AND ($2::text IS NULL OR resource_id = $2) AND state = 'DEAD'"
+	" WHERE event_id OPERATOR(pg_catalog.=) $1"
+	"   AND ($2::pg_catalog.text IS NULL OR resource_id OPERATOR(pg_catalog.=) $2)"
+	"   AND state OPERATOR(pg_catalog.=) 'DEAD'"
 	" RETURNING resource_id",
 	2, {TEXTOID, TEXTOID}
 };
 
 static WaitlistPlan event_exists_plan = {
 	"SELECT 1 FROM waitlist.capacity_event"
-	" WHERE event_id = $1 AND ($2::text IS NULL OR resource_id = $2)",
+	" WHERE event_id OPERATOR(pg_catalog.=) $1"
+	"   AND ($2::pg_catalog.text IS NULL OR resource_id OPERATOR(pg_catalog.=) $2)",
 	2, {TEXTOID, TEXTOID}
 };
 

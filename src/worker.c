@@ -77,8 +77,9 @@ static HTAB *backoff = NULL;
 
 static WaitlistPlan due_event_resources_plan = {
 	"SELECT DISTINCT resource_id FROM waitlist.capacity_event"
-	" WHERE state = 'PENDING' AND next_attempt_at <= pg_catalog.now()"
-	"   AND waitlist.resource_worker(resource_id, $2) = $1"
+	" WHERE state OPERATOR(pg_catalog.=) 'PENDING'"
+	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	"   AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"   AND resource_id OPERATOR(pg_catalog.<>) ALL ($4)"
 	" LIMIT $3",
 	4, {INT4OID, INT4OID, INT4OID, TEXTARRAYOID}
@@ -92,13 +93,17 @@ static WaitlistPlan due_event_resources_plan = {
  */
 static WaitlistPlan failed_events_plan = {
 	"UPDATE waitlist.capacity_event SET"
-	"  attempts = attempts + 1,"
+	"  attempts = attempts OPERATOR(pg_catalog.+) 1,"
 	"  last_error = $2,"
-	"  next_attempt_at = pg_catalog.now() + LEAST("
-	"      interval '1 millisecond' * $4 * (2 ^ LEAST(attempts, 20)),"
-	"      interval '10 minutes') * (0.9 + pg_catalog.random() * 0.2),"
-	"  state = CASE WHEN attempts + 1 >= $3 THEN 'DEAD' ELSE 'PENDING' END"
-	" WHERE resource_id = $1 AND state = 'PENDING' AND next_attempt_at <= pg_catalog.now()",
+	"  next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) (LEAST("
+	"      interval '1 millisecond' OPERATOR(pg_catalog.*) $4"
+	"        OPERATOR(pg_catalog.*) (2 OPERATOR(pg_catalog.^) LEAST(attempts, 20)),"
+	"      interval '10 minutes')"
+	"    OPERATOR(pg_catalog.*) (0.9 OPERATOR(pg_catalog.+) (pg_catalog.random() OPERATOR(pg_catalog.*) 0.2))),"
+	"  state = CASE WHEN (attempts OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) $3"
+	"               THEN 'DEAD' ELSE 'PENDING' END"
+	" WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'PENDING'"
+	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
 	4, {TEXTOID, TEXTOID, INT4OID, INT4OID}
 };
 
@@ -110,21 +115,25 @@ static WaitlistPlan failed_events_plan = {
 static WaitlistPlan next_deadline_plan = {
 	"SELECT pg_catalog.ceil(pg_catalog.date_part('epoch', LEAST("
 	"  (SELECT expires_at FROM waitlist.offer"
-	"    WHERE state = 'OPEN' AND waitlist.resource_worker(resource_id, $2) = $1"
+	"    WHERE state OPERATOR(pg_catalog.=) 'OPEN'"
+	"      AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"      AND resource_id OPERATOR(pg_catalog.<>) ALL ($3)"
 	"    ORDER BY expires_at LIMIT 1),"
 	"  (SELECT pg_catalog.min(next_attempt_at) FROM waitlist.capacity_event"
-	"    WHERE state = 'PENDING' AND waitlist.resource_worker(resource_id, $2) = $1"
+	"    WHERE state OPERATOR(pg_catalog.=) 'PENDING'"
+	"      AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"      AND resource_id OPERATOR(pg_catalog.<>) ALL ($3))"
-	") - pg_catalog.clock_timestamp()) * 1000)::bigint,"
+	") OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::bigint,"
 	" pg_catalog.ceil(pg_catalog.date_part('epoch',"
 	"  (SELECT pg_catalog.min(" WAITLIST_WAVE_END_SQL ") FROM waitlist.resource r"
-	"    WHERE r.free_units > 0 AND r.wave_size IS NOT NULL AND r.wave_offers >= r.wave_size"
-	"      AND waitlist.resource_worker(r.resource_id, $2) = $1"
+	"    WHERE r.free_units OPERATOR(pg_catalog.>) 0 AND r.wave_size IS NOT NULL"
+	"      AND r.wave_offers OPERATOR(pg_catalog.>=) r.wave_size"
+	"      AND waitlist.resource_worker(r.resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"      AND r.resource_id OPERATOR(pg_catalog.<>) ALL ($3)"
 	"      AND EXISTS (SELECT 1 FROM waitlist.entry e"
-	"                  WHERE e.resource_id = r.resource_id AND e.state = 'WAITING'))"
-	"  - pg_catalog.clock_timestamp()) * 1000)::bigint",
+	"                  WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id"
+	"                    AND e.state OPERATOR(pg_catalog.=) 'WAITING'))"
+	"  OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::bigint",
 	3, {INT4OID, INT4OID, TEXTARRAYOID}
 };
 
@@ -135,13 +144,15 @@ static WaitlistPlan next_deadline_plan = {
  */
 static WaitlistPlan undone_resources_plan = {
 	"SELECT resource_id FROM waitlist.offer"
-	" WHERE state = 'OPEN' AND expires_at <= pg_catalog.clock_timestamp()"
-	"   AND waitlist.resource_worker(resource_id, $2) = $1"
+	" WHERE state OPERATOR(pg_catalog.=) 'OPEN'"
+	"   AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
+	"   AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"   AND resource_id OPERATOR(pg_catalog.<>) ALL ($3)"
 	" UNION "
 	"SELECT resource_id FROM waitlist.capacity_event"
-	" WHERE state = 'PENDING' AND next_attempt_at <= pg_catalog.clock_timestamp()"
-	"   AND waitlist.resource_worker(resource_id, $2) = $1"
+	" WHERE state OPERATOR(pg_catalog.=) 'PENDING'"
+	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
+	"   AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"   AND resource_id OPERATOR(pg_catalog.<>) ALL ($3)"
 	" LIMIT 1000",
 	3, {INT4OID, INT4OID, TEXTARRAYOID}
