@@ -3,10 +3,11 @@
 \echo Use "ALTER EXTENSION waitlist UPDATE TO '1.1'" to load this file. \quit
 
 /*
- * There is no full waitlist--1.1.sql: CREATE EXTENSION runs the frozen 1.0
- * script and then this one, so a fresh 1.1 and an updated 1.0 are built by
- * the same statements (as contrib/pg_stat_statements does).  Everything
- * here must therefore also work on a populated 1.0 database.
+ * A fresh CREATE EXTENSION runs waitlist--1.1.sql, which make puts together
+ * from sql/install-guard.sql.in, the frozen 1.0 script and this one: a
+ * fresh 1.1 and an updated 1.0 are built by the same statements, and
+ * test/t/030_upgrade.pl compares the two.  Everything here must also work
+ * on a populated 1.0 database.
  */
 
 /* ---- security: the owner frame, re-entry, the audit trail ---- */
