@@ -577,7 +577,7 @@ BEGIN
     -- the audit trail explains every current state
     RETURN QUERY
     WITH states AS (
-        SELECT 'entry'::text AS entity, e.resource_id, e.entry_id AS entity_id, e.state, 'WAITING'::text AS initial
+        SELECT 'entry'::pg_catalog.text AS entity, e.resource_id, e.entry_id AS entity_id, e.state, 'WAITING'::pg_catalog.text AS initial
         FROM waitlist.entry e WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources)
         UNION ALL
         SELECT 'offer', o.resource_id, o.offer_id, o.state, 'OPEN'
@@ -660,7 +660,7 @@ BEGIN
         -- one row per promoting transaction, with the last in line it offered to
         SELECT m.resource_id, m.transaction_id, pg_catalog.min(m.began) AS began,
                CASE WHEN exact_fifo
-                    THEN pg_catalog.pg_xact_commit_timestamp(m.transaction_id::text::xid) END AS committed,
+                    THEN pg_catalog.pg_xact_commit_timestamp(m.transaction_id::pg_catalog.text::pg_catalog.xid) END AS committed,
                (pg_catalog.array_agg(m.offer_id ORDER BY m.priority, m.seq DESC))[1] AS offer_id,
                (pg_catalog.array_agg(m.entry_id ORDER BY m.priority, m.seq DESC))[1] AS entry_id,
                (pg_catalog.array_agg(m.priority ORDER BY m.priority, m.seq DESC))[1] AS priority,
@@ -707,8 +707,8 @@ BEGIN
         ORDER BY t.transition_id DESC LIMIT 1
     ) w
     WHERE CASE WHEN exact_fifo AND c.committed IS NOT NULL
-                    AND pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) IS NOT NULL
-               THEN pg_catalog.pg_xact_commit_timestamp(w.transaction_id::text::xid) OPERATOR(pg_catalog.<) c.began
+                    AND pg_catalog.pg_xact_commit_timestamp(w.transaction_id::pg_catalog.text::pg_catalog.xid) IS NOT NULL
+               THEN pg_catalog.pg_xact_commit_timestamp(w.transaction_id::pg_catalog.text::pg_catalog.xid) OPERATOR(pg_catalog.<) c.began
                     AND (w.left_at IS NULL OR w.left_at OPERATOR(pg_catalog.>) c.committed)
                ELSE (w.began OPERATOR(pg_catalog.+) interval '1 second') OPERATOR(pg_catalog.<) c.began
                     AND (w.left_at IS NULL OR w.left_at OPERATOR(pg_catalog.>) (c.began OPERATOR(pg_catalog.+) interval '1 second'))
