@@ -121,17 +121,9 @@ FROM waitlist.entry WHERE resource_id = E'm-"2"\\x';
 SELECT count(waitlist_outbox_ack(outbox_id, lease_token)) AS acked_leased
 FROM waitlist.outbox WHERE state = 'PENDING' AND lease_token IS NOT NULL;
 DO $$
-DECLARE
-    c record;
-    n integer;
 BEGIN
-    LOOP
-        n := 0;
-        FOR c IN SELECT * FROM waitlist_outbox_claim('relay-1', 100, '1 hour') LOOP
-            n := n + 1;
-            PERFORM waitlist_outbox_ack(c.outbox_id, c.lease_token);
-        END LOOP;
-        EXIT WHEN n = 0;
+    WHILE (SELECT count(waitlist_outbox_ack(c.outbox_id, c.lease_token))
+           FROM waitlist_outbox_claim('relay-1', 100, '1 hour') c) > 0 LOOP
     END LOOP;
 END
 $$;
