@@ -107,3 +107,59 @@ WHERE line LIKE 'waitlist_entries_waiting%' OR line LIKE 'waitlist_offers_%_tota
 ORDER BY n;
 -- without preloaded workers there are no worker metrics
 SELECT count(*) AS worker_lines FROM exposition WHERE line LIKE '%waitlist_worker_%';
+
+--
+-- Counters survive archiving: waitlist_archive() moves the terminal entries
+-- with their offers out of the hot tables, and every *_total sample, and
+-- the counter columns of resource_stats, stay where they were.
+--
+-- the fans of m-"2"\x leave, so that its FAILED offer ends with an entry;
+-- the relay delivers what is left (the leased row with its lease, then the
+-- rest), so that every ended entry may be archived
+SELECT count(waitlist_leave(entry_id)) AS left_line
+FROM waitlist.entry WHERE resource_id = E'm-"2"\\x';
+SELECT count(waitlist_outbox_ack(outbox_id, lease_token)) AS acked_leased
+FROM waitlist.outbox WHERE state = 'PENDING' AND lease_token IS NOT NULL;
+DO $$
+BEGIN
+    WHILE (SELECT count(waitlist_outbox_ack(c.outbox_id, c.lease_token))
+           FROM waitlist_outbox_claim('relay-1', 100, '1 hour') c) > 0 LOOP
+    END LOOP;
+END
+$$;
+SELECT count(*) AS undelivered FROM waitlist.outbox WHERE state = 'PENDING';
+-- a month and more passes
+UPDATE waitlist.entry SET updated_at = updated_at - interval '40 days';
+UPDATE waitlist.capacity_event SET processed_at = processed_at - interval '40 days';
+SELECT waitlist_metrics() AS m_before \gset
+CREATE TEMP TABLE stats_before AS
+SELECT resource_id, accepted, declined, expired, expired_unseen, booking_failures
+FROM waitlist.resource_stats;
+SELECT waitlist_archive('30 days') > 0 AS archived;
+SELECT o.resource_id, o.state, count(*) AS archived_offers
+FROM waitlist_archive.offer o GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT waitlist_metrics() AS m_after \gset
+CREATE TEMP VIEW counter_samples AS
+SELECT 'before' AS at, l AS line
+FROM regexp_split_to_table(:'m_before', E'\n') l WHERE l ~ '^[a-z_]+_total[{ ]'
+UNION ALL
+SELECT 'after', l
+FROM regexp_split_to_table(:'m_after', E'\n') l WHERE l ~ '^[a-z_]+_total[{ ]';
+-- no sample changed, none vanished or appeared
+SELECT count(*) FILTER (WHERE at = 'before') AS counters,
+       count(*) FILTER (WHERE at = 'after') AS counters_after
+FROM counter_samples;
+(SELECT line FROM counter_samples WHERE at = 'before'
+ EXCEPT SELECT line FROM counter_samples WHERE at = 'after')
+UNION ALL
+(SELECT line FROM counter_samples WHERE at = 'after'
+ EXCEPT SELECT line FROM counter_samples WHERE at = 'before');
+SELECT line FROM counter_samples WHERE at = 'after' AND line !~ ' 0$' ORDER BY line;
+(SELECT * FROM stats_before
+ EXCEPT SELECT resource_id, accepted, declined, expired, expired_unseen, booking_failures
+        FROM waitlist.resource_stats)
+UNION ALL
+(SELECT resource_id, accepted, declined, expired, expired_unseen, booking_failures
+ FROM waitlist.resource_stats
+ EXCEPT SELECT * FROM stats_before);
+SELECT count(*) AS invariants_violated FROM waitlist_check();

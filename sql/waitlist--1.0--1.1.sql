@@ -3,10 +3,11 @@
 \echo Use "ALTER EXTENSION waitlist UPDATE TO '1.1'" to load this file. \quit
 
 /*
- * There is no full waitlist--1.1.sql: CREATE EXTENSION runs the frozen 1.0
- * script and then this one, so a fresh 1.1 and an updated 1.0 are built by
- * the same statements (as contrib/pg_stat_statements does).  Everything
- * here must therefore also work on a populated 1.0 database.
+ * A fresh CREATE EXTENSION runs waitlist--1.1.sql, which make puts together
+ * from sql/install-guard.sql.in, the frozen 1.0 script and this one: a
+ * fresh 1.1 and an updated 1.0 are built by the same statements, and
+ * test/t/030_upgrade.pl compares the two.  Everything here must also work
+ * on a populated 1.0 database.
  */
 
 /* ---- security: the owner frame, re-entry, the audit trail ---- */
@@ -289,7 +290,8 @@ CREATE INDEX transition_entity_idx ON waitlist_archive.transition (resource_id, 
 
 /*
  * What the archived rows counted, per resource, so that waitlist_check()
- * balances a resource's units without reading its archive.
+ * balances a resource's units and the metrics' counters (resource_stats)
+ * keep what was archived, without reading the archive.
  */
 CREATE TABLE waitlist_archive.resource_totals (
     resource_id      text   NOT NULL,
@@ -298,9 +300,12 @@ CREATE TABLE waitlist_archive.resource_totals (
     offers_failed    bigint NOT NULL DEFAULT 0,
     events           bigint NOT NULL DEFAULT 0,
     units_released   bigint NOT NULL DEFAULT 0,
+    offers_declined  bigint NOT NULL DEFAULT 0,
+    offers_expired   bigint NOT NULL DEFAULT 0,
+    offers_expired_unseen bigint NOT NULL DEFAULT 0,
     CONSTRAINT resource_totals_pkey PRIMARY KEY (resource_id)
 );
-COMMENT ON TABLE waitlist_archive.resource_totals IS 'per resource: archived entries, ACCEPTED and FAILED offers, and processed capacity events with their units';
+COMMENT ON TABLE waitlist_archive.resource_totals IS 'per resource: archived entries, offers by outcome (ACCEPTED, FAILED, DECLINED, EXPIRED, EXPIRED unseen), and processed capacity events with their units';
 
 /* The archived audit trail is append-only too; rows come only from waitlist_archive(). */
 CREATE TRIGGER transition_no_update_delete
@@ -946,7 +951,10 @@ COMMENT ON FUNCTION waitlist_revoke(regrole, text) IS 'revokes a duty from a rol
 /*
  * Metrics.  The windows and the partial indexes below keep a scrape reading
  * what changed recently and what is still pending, not the history; the
- * per-resource offer totals are one pass over waitlist.offer.
+ * per-resource offer totals are one pass over waitlist.offer plus what
+ * waitlist_archive() moved out, read from its one row per resource in
+ * waitlist_archive.resource_totals, so they never go back (Prometheus
+ * reads a drop as a counter reset).
  */
 -- capacity_event_processed_idx, which the release lag reads, comes with the
 -- retention section above (archiving reads it too)
@@ -962,11 +970,11 @@ SELECT r.resource_id,
        coalesce(ev.pending_units, 0) AS pending_units,
        coalesce(o.open_offers, 0) AS open_offers,
        r.free_units,
-       coalesce(o.accepted, 0) AS accepted,
-       coalesce(o.declined, 0) AS declined,
-       coalesce(o.expired, 0) AS expired,
-       coalesce(o.expired_unseen, 0) AS expired_unseen,
-       coalesce(o.booking_failures, 0) AS booking_failures,
+       coalesce(o.accepted, 0) OPERATOR(pg_catalog.+) coalesce(t.offers_accepted, 0) AS accepted,
+       coalesce(o.declined, 0) OPERATOR(pg_catalog.+) coalesce(t.offers_declined, 0) AS declined,
+       coalesce(o.expired, 0) OPERATOR(pg_catalog.+) coalesce(t.offers_expired, 0) AS expired,
+       coalesce(o.expired_unseen, 0) OPERATOR(pg_catalog.+) coalesce(t.offers_expired_unseen, 0) AS expired_unseen,
+       coalesce(o.booking_failures, 0) OPERATOR(pg_catalog.+) coalesce(t.offers_failed, 0) AS booking_failures,
        coalesce(ev.dead_events, 0) AS dead_events,
        coalesce(b.outbox_backlog, 0) AS outbox_backlog,
        b.outbox_oldest_seconds
@@ -999,8 +1007,10 @@ LEFT JOIN (SELECT x.resource_id, pg_catalog.count(*) AS outbox_backlog,
            FROM waitlist.outbox x
            WHERE x.state OPERATOR(pg_catalog.=) 'PENDING'
            GROUP BY x.resource_id) b
-       ON b.resource_id OPERATOR(pg_catalog.=) r.resource_id;
-COMMENT ON VIEW waitlist.resource_stats IS 'per resource: line, pending and dead capacity events, offers by outcome, free units, outbox backlog';
+       ON b.resource_id OPERATOR(pg_catalog.=) r.resource_id
+LEFT JOIN waitlist_archive.resource_totals t
+       ON t.resource_id OPERATOR(pg_catalog.=) r.resource_id;
+COMMENT ON VIEW waitlist.resource_stats IS 'per resource: line, pending and dead capacity events, offers by outcome (hot and archived: counters), free units, outbox backlog';
 
 /* The outbox backlog per resource and channel: what relays have yet to deliver. */
 CREATE VIEW waitlist.outbox_stats AS

@@ -17,7 +17,7 @@ use lib $FindBin::RealBin;
 use WaitlistTest;
 
 # far below the nap: the worker must not be waiting for its idle scan
-my $prompt = 10;
+my $prompt = 20;
 
 my $node = worker_node(
 	'wakeups', qq{
