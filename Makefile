@@ -21,7 +21,13 @@ OBJS = \
 	src/worker.o \
 	src/outbox.o
 
-DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# A fresh install runs one full script, made from the frozen 1.0 script and
+# the upgrade script behind a guard only a fresh install needs: a fresh 1.1
+# and an updated 1.0 are built by the same statements, by two paths that
+# test/t/030_upgrade.pl compares.
+FULL_SCRIPT = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(FULL_SCRIPT),$(wildcard sql/$(EXTENSION)--*.sql))
+DATA_built = $(FULL_SCRIPT)
 
 # pg_regress inputs live in sql/, expected outputs in expected/, as in pg_cron.
 # Every suite runs against its own throwaway server with the libraries
@@ -51,6 +57,10 @@ include $(PGXS)
 # extension installable, see test/run.
 pgtap:
 	pg_prove --ext .sql -d $${PGDATABASE:-postgres} test/pgtap/
+
+$(FULL_SCRIPT): sql/install-guard.sql.in sql/$(EXTENSION)--1.0.sql sql/$(EXTENSION)--1.0--$(EXTVERSION).sql
+	{ echo '/* $(notdir $@): made by make from $(notdir $^); edit those */'; \
+	  for f in $^; do echo; cat $$f; done; } > $@
 
 # every object depends on the shared header (PGXS tracks no header dependencies)
 $(OBJS): src/waitlist.h

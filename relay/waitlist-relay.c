@@ -116,6 +116,7 @@ typedef struct Relay
 	int64_t		next_connect_ms;
 	long		reconnect_ms;
 	char	   *last_claim_error;	/* to log a repeated error once */
+	char	   *api_schema;		/* the extension's schema, quoted */
 	unsigned long delivered, failed, dead;
 } Relay;
 
@@ -621,18 +622,48 @@ db_take_notifies(Relay *r)
 	}
 }
 
-/* Run a command that returns nothing; false (and logged) on failure. */
+/* Run a command whose result is not needed; false (and logged) on failure. */
 static bool
 db_command(Relay *r, const char *sql)
 {
 	PGresult   *res = PQexec(r->conn, sql);
-	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK ||
+		PQresultStatus(res) == PGRES_TUPLES_OK;
 
 	if (!ok)
 	{
 		char	   *msg = one_line(PQresultErrorMessage(res));
 
 		log_msg("%s: %s", sql, msg);
+		free(msg);
+	}
+	PQclear(res);
+	return ok;
+}
+
+/* Look up the schema of the extension's functions; false (and logged) if none. */
+static bool
+db_api_schema(Relay *r)
+{
+	PGresult   *res = PQexec(r->conn,
+							 "SELECT pg_catalog.quote_ident(n.nspname)"
+							 " FROM pg_catalog.pg_extension e"
+							 " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace"
+							 " WHERE e.extname OPERATOR(pg_catalog.=) 'waitlist'");
+	bool		ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+
+	if (ok)
+	{
+		free(r->api_schema);
+		r->api_schema = xstrdup(PQgetvalue(res, 0, 0));
+	}
+	else if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		log_msg("the waitlist extension is not installed in this database");
+	else
+	{
+		char	   *msg = one_line(PQresultErrorMessage(res));
+
+		log_msg("cannot look up the waitlist extension: %s", msg);
 		free(msg);
 	}
 	PQclear(res);
@@ -667,8 +698,16 @@ db_connect(Relay *r)
 	}
 	r->conn = conn;
 	PQsetNoticeProcessor(conn, on_notice, NULL);
-	/* created_at goes into the JSON as ISO 8601: make it UTC */
-	if (!db_command(r, "SET TIME ZONE 'UTC'"))
+	/*
+	 * created_at goes into the JSON as ISO 8601: make it UTC.  An empty
+	 * search_path (as PostgreSQL's own client programs set): objects that
+	 * another role creates in a schema of the connection's path, or of the
+	 * role's defaults, must not stand in for the extension's functions,
+	 * which are called by their schema's name, looked up in pg_extension.
+	 */
+	if (!db_command(r, "SET TIME ZONE 'UTC'") ||
+		!db_command(r, "SELECT pg_catalog.set_config('search_path', '', false)") ||
+		!db_api_schema(r))
 	{
 		db_drop(r, "setup failed");
 		return;
@@ -710,11 +749,12 @@ report_outcome(Relay *r, Job *job)
 	const char *params[3] = {job->outbox_id, job->lease_token, job->error};
 	PGresult   *res;
 
-	res = PQexecParams(r->conn,
-					   job->delivered ?
-					   "SELECT waitlist_outbox_ack($1::bigint, $2::bigint)" :
-					   "SELECT waitlist_outbox_fail($1::bigint, $2::bigint, $3::text)",
-					   job->delivered ? 2 : 3, NULL, params, NULL, NULL, 0);
+	char	   *sql = job->delivered ?
+		xasprintf("SELECT %s.waitlist_outbox_ack($1::bigint, $2::bigint)", r->api_schema) :
+		xasprintf("SELECT %s.waitlist_outbox_fail($1::bigint, $2::bigint, $3::text)", r->api_schema);
+
+	res = PQexecParams(r->conn, sql, job->delivered ? 2 : 3, NULL, params, NULL, NULL, 0);
+	free(sql);
 	db_take_notifies(r);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 	{
@@ -940,19 +980,20 @@ collect_finished(Relay *r)
 static int
 claim(Relay *r)
 {
-	static const char *sql =
+	static const char *sql_format =
 		"SELECT c.outbox_id, c.lease_token,"
 		" pg_catalog.jsonb_build_object("
 		"   'outbox_id', c.outbox_id, 'resource_id', c.resource_id, 'user_id', c.user_id,"
 		"   'channel', c.channel, 'event_type', c.event_type, 'payload', c.payload,"
 		"   'created_at', c.created_at, 'attempts', c.attempts)::text"
-		" FROM waitlist_outbox_claim($1::text, $2::integer,"
+		" FROM %s.waitlist_outbox_claim($1::text, $2::integer,"
 		"                            pg_catalog.make_interval(secs => $3::integer),"
 		"                            pg_catalog.string_to_array($4::text, ',')) c";
 	int			want = r->cfg.concurrency - r->inflight;
 	char		want_s[16];
 	char		lease_s[16];
 	const char *params[4] = {r->cfg.consumer, want_s, lease_s, r->cfg.channels};
+	char	   *sql;
 	PGresult   *res;
 	int			n;
 	int			i;
@@ -962,7 +1003,9 @@ claim(Relay *r)
 	snprintf(want_s, sizeof(want_s), "%d", want);
 	snprintf(lease_s, sizeof(lease_s), "%d", r->cfg.lease_s);
 
+	sql = xasprintf(sql_format, r->api_schema);
 	res = PQexecParams(r->conn, sql, 4, NULL, params, NULL, NULL, 0);
+	free(sql);
 	db_take_notifies(r);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{

@@ -61,6 +61,38 @@ static int	call_depth = 0;
 static SubTransactionId booking_subxid = InvalidSubTransactionId;
 
 /*
+ * Settings that change what SQL means or how a value prints, pinned for the
+ * extension's own SQL as search_path is.  Left to the caller, TimeZone moves
+ * every deadline computed with a day or month in it (now() + offer_ttl
+ * across a DST change), and the print settings change the capacity
+ * trigger's event ids (a date or timestamp in a primary key prints in the
+ * caller's DateStyle), so that a repeated cancellation of one row released
+ * its units twice; the parse settings would change literals in our SQL.
+ * The values are the defaults (UTC for the time zone: a deadline is the
+ * same whoever computes it, the worker included).  A booking function gets
+ * the caller's values back (waitlist_api_caller_settings()).
+ */
+static const struct
+{
+	const char *name;
+	const char *value;
+}			pinned_settings[] =
+{
+	{"search_path", "pg_catalog, pg_temp"},
+	{"TimeZone", "UTC"},
+	{"DateStyle", "ISO, MDY"},
+	{"IntervalStyle", "postgres"},
+	{"extra_float_digits", "1"},
+	{"bytea_output", "hex"},
+	{"standard_conforming_strings", "on"},
+	{"transform_null_equals", "off"},
+	{"array_nulls", "on"},
+	{"backslash_quote", "safe_encoding"},
+};
+
+#define WAITLIST_PINNED_SETTINGS ((int) lengthof(pinned_settings))
+
+/*
  * Owner of the "waitlist" schema, which the install script creates: the
  * role the API's own SQL runs as.
  */
@@ -87,7 +119,8 @@ waitlist_owner(void)
 /*
  * Enter an API call: remember the caller, become the extension owner, pin
  * search_path to pg_catalog so that no object the caller can create changes
- * what our SQL does, and connect to SPI.
+ * what our SQL does (and the other settings that change its meaning, see
+ * pinned_settings), and connect to SPI.
  *
  * Not from inside a booking function: waitlist_accept holds the offer, its
  * accept request and the resource's gate while the function runs, and its
@@ -102,6 +135,7 @@ void
 waitlist_api_begin(WaitlistApiCall *call)
 {
 	Oid			owner;
+	int			i;
 
 	if (booking_subxid != InvalidSubTransactionId)
 		ereport(ERROR,
@@ -120,14 +154,21 @@ waitlist_api_begin(WaitlistApiCall *call)
 
 	GetUserIdAndSecContext(&call->caller, &call->caller_sec_context);
 	call->caller_search_path = pstrdup(namespace_search_path);
+	call->caller_settings = palloc(WAITLIST_PINNED_SETTINGS * sizeof(char *));
+	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
+		call->caller_settings[i] = GetConfigOptionByName(pinned_settings[i].name,
+														 NULL, false);
 	call->reason = NULL;
 
 	SetUserIdAndSecContext(owner,
 						   call->caller_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	call->guc_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	/* (most sessions have most of them already: only the others are set) */
+	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
+		if (strcmp(call->caller_settings[i], pinned_settings[i].value) != 0)
+			(void) set_config_option(pinned_settings[i].name, pinned_settings[i].value,
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -152,6 +193,22 @@ waitlist_api_end(WaitlistApiCall *call)
 	AtEOXact_GUC(false, call->guc_nestlevel);
 	SetUserIdAndSecContext(call->caller, call->caller_sec_context);
 	call_depth--;
+}
+
+/*
+ * Give user code run inside the call (a booking function) the caller's
+ * settings back, at a GUC nest level the code's runner has opened.
+ */
+void
+waitlist_api_caller_settings(WaitlistApiCall *call)
+{
+	int			i;
+
+	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
+		if (strcmp(call->caller_settings[i], pinned_settings[i].value) != 0)
+			(void) set_config_option(pinned_settings[i].name, call->caller_settings[i],
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
 }
 
 WaitlistApiCall *
@@ -290,13 +347,20 @@ waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 	return value;
 }
 
+/* The lock tag of one of a resource's locks (WAITLIST_LOCK_GATE, _CAP). */
+static void
+resource_locktag(LOCKTAG *tag, const text *resource_id, uint32 which)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, waitlist_resource_hash(resource_id),
+						 which, WAITLIST_LOCKTAG_FIELD4);
+}
+
 static bool
 lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode, bool dont_wait)
 {
 	LOCKTAG		tag;
-	uint32		hash = waitlist_resource_hash(resource_id);
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, hash, which, WAITLIST_LOCKTAG_FIELD4);
+	resource_locktag(&tag, resource_id, which);
 	return LockAcquire(&tag, mode, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
@@ -305,11 +369,18 @@ lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode, bool don
  *
  * Joins (and whatever else puts someone in line: a leave that may roll
  * back, a failed booking) take it shared and then look at free_units;
- * whatever adds free units takes it exclusive before it locks the resource
- * row.  So either the join sees the added units and promotes, or the adding
- * transaction waits for the join to commit and its promotion sees the new
- * entry: a unit never sits free while someone waits.  Joins never block one
- * another on it.
+ * whatever adds free units locks the resource row, adds them and then only
+ * tries the gate exclusively (waitlist_promote_added_units()).  So either
+ * the join sees the added units and promotes, or the adder gets the gate
+ * once no join is in flight and its promotion sees the new entry, or it
+ * hands its units to the worker, the sweep or the next join, which promote
+ * them once the joins in flight have committed: a unit never sits free
+ * while someone waits, once things are quiet.  Only waitlist_promote(),
+ * which its caller runs to promote now, and an inline
+ * waitlist_retry_event() wait for the gate exclusively; nothing else does,
+ * so no queued exclusive request holds up later joins behind a slow
+ * booking function or an idle transaction.  Joins never block one another
+ * on it.
  */
 void
 waitlist_lock_resource_gate(const text *resource_id, bool exclusive)
@@ -319,14 +390,36 @@ waitlist_lock_resource_gate(const text *resource_id, bool exclusive)
 }
 
 /*
- * Take the gate exclusively only if nobody holds it: for the expiry sweep,
- * which passes over a resource that is busy rather than queue behind it, so
- * that concurrent sweeps never block one another.
+ * Take the gate exclusively only if nobody holds it: for whatever adds free
+ * units, which hands them on rather than queue behind a joiner, an accept
+ * in flight or an idle transaction.
  */
 bool
 waitlist_try_lock_resource_gate(const text *resource_id)
 {
 	return lock_resource_key(resource_id, WAITLIST_LOCK_GATE, ExclusiveLock, true);
+}
+
+/* The same, shared: for a fan put back in line while holding other locks. */
+bool
+waitlist_try_lock_resource_gate_shared(const text *resource_id)
+{
+	return lock_resource_key(resource_id, WAITLIST_LOCK_GATE, ShareLock, true);
+}
+
+/*
+ * Give back the exclusive gate taken by waitlist_try_lock_resource_gate()
+ * before the transaction ends, once its promotion left no unit free: a join
+ * arriving later cannot then miss a unit, and a transaction that stays open
+ * after a release or a decline does not hold up the resource's joins.
+ */
+void
+waitlist_unlock_resource_gate(const text *resource_id)
+{
+	LOCKTAG		tag;
+
+	resource_locktag(&tag, resource_id, WAITLIST_LOCK_GATE);
+	(void) LockRelease(&tag, ExclusiveLock, false);
 }
 
 /*
@@ -338,4 +431,24 @@ void
 waitlist_lock_resource_cap(const text *resource_id)
 {
 	(void) lock_resource_key(resource_id, WAITLIST_LOCK_CAP, ExclusiveLock, false);
+}
+
+/*
+ * The gate protocol needs statements that see everything committed before
+ * they started: under REPEATABLE READ or SERIALIZABLE a transaction's
+ * snapshot predates the gate, so a join could miss a unit released just
+ * before it took the gate, and a promotion a fan who joined just before.
+ * Functions that promote or join refuse to run there; those that only give
+ * units back hand them to the worker or the sweep instead of promoting.
+ */
+void
+waitlist_require_read_committed(const char *what)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_WAITLIST_ISOLATION_LEVEL),
+				 errmsg("%s cannot run at isolation level %s", what,
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("Its transaction snapshot can predate a concurrent release or join, which would leave a unit of capacity free while someone waits."),
+				 errhint("Call it in a READ COMMITTED transaction, for example after SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
 }

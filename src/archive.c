@@ -108,7 +108,9 @@ static WaitlistPlan move_transitions_plan = {
 /*
  * The entries and what hangs off their offers, in one statement (the
  * foreign key from offer to entry is checked at its end, when both are
- * gone), and what they counted added to resource_totals.
+ * gone), and what they counted added to resource_totals: the units
+ * waitlist_check() balances and the offer outcomes the metrics' counters
+ * go on counting.
  */
 static WaitlistPlan move_entries_plan = {
 	BATCH_CTE
@@ -142,19 +144,29 @@ static WaitlistPlan move_entries_plan = {
 	"  INSERT INTO waitlist_archive.entry SELECT e.*, pg_catalog.now() FROM e"
 	"), totals AS ("
 	"  INSERT INTO waitlist_archive.resource_totals AS t"
-	"    (resource_id, entries, offers_accepted, offers_failed)"
+	"    (resource_id, entries, offers_accepted, offers_failed,"
+	"     offers_declined, offers_expired, offers_expired_unseen)"
 	"  SELECT x.resource_id, pg_catalog.sum(x.entries), pg_catalog.sum(x.accepted),"
-	"         pg_catalog.sum(x.failed)"
-	"  FROM (SELECT e.resource_id, 1 AS entries, 0 AS accepted, 0 AS failed FROM e"
+	"         pg_catalog.sum(x.failed), pg_catalog.sum(x.declined),"
+	"         pg_catalog.sum(x.expired), pg_catalog.sum(x.expired_unseen)"
+	"  FROM (SELECT e.resource_id, 1 AS entries, 0 AS accepted, 0 AS failed,"
+	"               0 AS declined, 0 AS expired, 0 AS expired_unseen FROM e"
 	"        UNION ALL"
 	"        SELECT o.resource_id, 0,"
 	"               (o.state OPERATOR(pg_catalog.=) 'ACCEPTED')::pg_catalog.int4,"
-	"               (o.state OPERATOR(pg_catalog.=) 'FAILED')::pg_catalog.int4 FROM o) x"
+	"               (o.state OPERATOR(pg_catalog.=) 'FAILED')::pg_catalog.int4,"
+	"               (o.state OPERATOR(pg_catalog.=) 'DECLINED')::pg_catalog.int4,"
+	"               (o.state OPERATOR(pg_catalog.=) 'EXPIRED')::pg_catalog.int4,"
+	"               (o.state OPERATOR(pg_catalog.=) 'EXPIRED' AND o.seen_at IS NULL)::pg_catalog.int4"
+	"        FROM o) x"
 	"  GROUP BY x.resource_id"
 	"  ON CONFLICT (resource_id) DO UPDATE"
 	"  SET entries = t.entries OPERATOR(pg_catalog.+) excluded.entries,"
 	"      offers_accepted = t.offers_accepted OPERATOR(pg_catalog.+) excluded.offers_accepted,"
-	"      offers_failed = t.offers_failed OPERATOR(pg_catalog.+) excluded.offers_failed"
+	"      offers_failed = t.offers_failed OPERATOR(pg_catalog.+) excluded.offers_failed,"
+	"      offers_declined = t.offers_declined OPERATOR(pg_catalog.+) excluded.offers_declined,"
+	"      offers_expired = t.offers_expired OPERATOR(pg_catalog.+) excluded.offers_expired,"
+	"      offers_expired_unseen = t.offers_expired_unseen OPERATOR(pg_catalog.+) excluded.offers_expired_unseen"
 	") SELECT pg_catalog.count(*) FROM e",
 	2, {TEXTARRAYOID, INT8ARRAYOID}, WAITLIST_CUSTOM_PLAN
 };

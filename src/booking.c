@@ -121,9 +121,7 @@ waitlist_call_booking(Oid funcid, text *resource_id, text *user_id,
 		SetUserIdAndSecContext(call->caller,
 							   call->caller_sec_context | SECURITY_RESTRICTED_OPERATION);
 		nestlevel = NewGUCNestLevel();
-		(void) set_config_option("search_path", call->caller_search_path,
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
+		waitlist_api_caller_settings(call);
 		waitlist_api_booking(GetCurrentSubTransactionId());
 
 		ref = invoke_booking(funcid, resource_id, user_id, offer_id, idempotency_key);

@@ -171,7 +171,9 @@ append_key_value(StringInfo buf, const char *value)
 /*
  * The row's identity, "schema.table:key1,key2": the names quoted as SQL
  * identifiers, the table being the partitioned table a partition belongs to
- * (a row keeps its identity wherever it lives).  An id longer than an event
+ * when the key is that table's (a row keeps its identity wherever it
+ * lives).  The values print as the frame's pinned settings say, whatever
+ * DateStyle or TimeZone the session that fires the trigger has.  An id longer than an event
  * id may be is replaced by "sha256:" and the hash of the whole, which no
  * unhashed id can equal (an unquoted identifier is followed by a dot).
  */
@@ -190,8 +192,20 @@ row_event_id(Relation rel, HeapTuple row)
 				 errmsg("relation \"%s\" has no primary key", RelationGetRelationName(rel)),
 				 errdetail("waitlist_capacity_trigger derives each release's event id from the row's primary key.")));
 
+	/*
+	 * A partition's primary key identifies its rows across the tree only if
+	 * it is the partitioned table's: partitions of a table without one may
+	 * each have their own, and rows of two partitions the same key.
+	 */
 	if (rel->rd_rel->relispartition)
-		table = llast_oid(get_partition_ancestors(table));
+	{
+		Oid			root = llast_oid(get_partition_ancestors(table));
+		Relation	rootrel = relation_open(root, AccessShareLock);
+
+		if (OidIsValid(RelationGetPrimaryKeyIndex(rootrel)))
+			table = root;
+		relation_close(rootrel, AccessShareLock);
+	}
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s:",
@@ -225,6 +239,54 @@ row_event_id(Relation rel, HeapTuple row)
 	return cstring_to_text_with_len(buf.data, buf.len);
 }
 
+/*
+ * Release the units of a cancelled or deleted row, if it is a waitlisted
+ * resource's.  quantity_att is the quantity column, or 0 for a fixed
+ * quantity.  Runs inside the API frame.
+ */
+static void
+release_row(Relation rel, HeapTuple row, int resource_att, int quantity_att,
+			int64 quantity)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	char	   *resource;
+	char	   *quantity_text = NULL;
+	bool		quantity_ok = true;
+	text	   *resource_id;
+	WaitlistResource res;
+
+	/* no waitlist can have such an id: none of our business */
+	resource = SPI_getvalue(row, tupdesc, resource_att);
+	if (resource == NULL || *resource == '\0' || strlen(resource) > WAITLIST_MAX_ID_BYTES)
+		return;
+	if (quantity_att > 0)
+	{
+		quantity_text = SPI_getvalue(row, tupdesc, quantity_att);
+		if (quantity_text == NULL)
+			return;
+		quantity_ok = parse_quantity(quantity_text, &quantity);
+	}
+	if (quantity_ok && quantity == 0)
+		return;
+
+	/*
+	 * Rows of resources that have no waitlist are ignored whatever their
+	 * quantity; only a waitlisted resource's release is held to the bounds.
+	 */
+	resource_id = cstring_to_text(resource);
+	if (!waitlist_read_resource_ext(resource_id, &res, true))
+		return;
+	if (!quantity_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("quantity %s is not a whole number of units", quantity_text),
+				 errdetail("A release must return between 1 and %d units.",
+						   WAITLIST_MAX_RELEASE_QUANTITY)));
+	waitlist_check_release_quantity(quantity);
+	(void) waitlist_release_units(resource_id, (int32) quantity,
+								  row_event_id(rel, row), true);
+}
+
 Datum
 waitlist_capacity_trigger(PG_FUNCTION_ARGS)
 {
@@ -235,14 +297,9 @@ waitlist_capacity_trigger(PG_FUNCTION_ARGS)
 	int			resource_att;
 	int			quantity_att = 0;
 	int64		quantity = 0;
-	bool		quantity_ok = true;
-	char	   *quantity_text = NULL;
 	int			status_att;
 	const char *cancelled;
 	HeapTuple	row;
-	char	   *resource;
-	text	   *resource_id;
-	WaitlistResource res;
 	WaitlistApiCall call;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
@@ -295,39 +352,13 @@ waitlist_capacity_trigger(PG_FUNCTION_ARGS)
 		row = trigdata->tg_trigtuple;
 	}
 
-	/* no waitlist can have such an id: none of our business */
-	resource = SPI_getvalue(row, tupdesc, resource_att);
-	if (resource == NULL || *resource == '\0' || strlen(resource) > WAITLIST_MAX_ID_BYTES)
-		return PointerGetDatum(NULL);
-	if (quantity_att > 0)
-	{
-		quantity_text = SPI_getvalue(row, tupdesc, quantity_att);
-		if (quantity_text == NULL)
-			return PointerGetDatum(NULL);
-		quantity_ok = parse_quantity(quantity_text, &quantity);
-	}
-	if (quantity_ok && quantity == 0)
-		return PointerGetDatum(NULL);
-
-	resource_id = cstring_to_text(resource);
-	waitlist_api_begin(&call);
-
 	/*
-	 * Rows of resources that have no waitlist are ignored whatever their
-	 * quantity; only a waitlisted resource's release is held to the bounds.
+	 * The row's values print as the frame pins the settings: whatever
+	 * DateStyle or TimeZone the session has, a row names the same resource,
+	 * quantity and event id.
 	 */
-	if (waitlist_read_resource_ext(resource_id, &res, true))
-	{
-		if (!quantity_ok)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("quantity %s is not a whole number of units", quantity_text),
-					 errdetail("A release must return between 1 and %d units.",
-							   WAITLIST_MAX_RELEASE_QUANTITY)));
-		waitlist_check_release_quantity(quantity);
-		(void) waitlist_release_units(resource_id, (int32) quantity,
-									  row_event_id(rel, row), true);
-	}
+	waitlist_api_begin(&call);
+	release_row(rel, row, resource_att, quantity_att, quantity);
 	waitlist_api_end(&call);
 
 	return PointerGetDatum(NULL);

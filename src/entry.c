@@ -28,33 +28,38 @@ PG_FUNCTION_INFO_V1(waitlist_status);
 
 static WaitlistPlan active_entry_plan = {
 	"SELECT entry_id FROM waitlist.entry "
-	"WHERE resource_id = $1 AND user_id = $2 AND state IN ('WAITING', 'OFFERED')",
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2"
+	"  AND state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'OFFERED'])",
 	2, {TEXTOID, TEXTOID}
 };
 
 /* how many are waiting, counting no further than the cap */
 static WaitlistPlan count_waiting_plan = {
 	"SELECT pg_catalog.count(*) FROM ("
-	"  SELECT 1 FROM waitlist.entry WHERE resource_id = $1 AND state = 'WAITING' LIMIT $2"
+	"  SELECT 1 FROM waitlist.entry"
+	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'WAITING'"
+	"  LIMIT $2"
 	") w",
 	2, {TEXTOID, INT8OID}
 };
 
 static WaitlistPlan insert_entry_plan = {
 	"INSERT INTO waitlist.entry (resource_id, user_id, priority) VALUES ($1, $2, $3) "
-	"ON CONFLICT (resource_id, user_id) WHERE state IN ('WAITING', 'OFFERED') DO NOTHING "
+	"ON CONFLICT (resource_id, user_id)"
+	"  WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'OFFERED']) DO NOTHING "
 	"RETURNING entry_id",
 	3, {TEXTOID, TEXTOID, INT4OID}
 };
 
 static WaitlistPlan find_entry_plan = {
-	"SELECT resource_id, state FROM waitlist.entry WHERE entry_id = $1",
+	"SELECT resource_id, state FROM waitlist.entry WHERE entry_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
 };
 
 static WaitlistPlan cancel_waiting_plan = {
 	"UPDATE waitlist.entry SET state = 'CANCELLED', updated_at = pg_catalog.now() "
-	"WHERE resource_id = $1 AND entry_id = $2 AND state = 'WAITING'",
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND entry_id OPERATOR(pg_catalog.=) $2"
+	"  AND state OPERATOR(pg_catalog.=) 'WAITING'",
 	2, {TEXTOID, INT8OID}
 };
 
@@ -65,18 +70,23 @@ static WaitlistPlan cancel_waiting_plan = {
  */
 static WaitlistPlan status_plan = {
 	"SELECT e.state,"
-	"  CASE WHEN e.state = 'WAITING' THEN 1"
-	"    + (SELECT pg_catalog.count(*) FROM waitlist.entry a"
-	"       WHERE a.resource_id = e.resource_id AND a.state = 'WAITING' AND a.priority > e.priority)"
-	"    + (SELECT pg_catalog.count(*) FROM waitlist.entry a"
-	"       WHERE a.resource_id = e.resource_id AND a.state = 'WAITING' AND a.priority = e.priority"
-	"         AND a.seq < e.seq)"
+	"  CASE WHEN e.state OPERATOR(pg_catalog.=) 'WAITING' THEN 1"
+	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a"
+	"       WHERE a.resource_id OPERATOR(pg_catalog.=) e.resource_id"
+	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'"
+	"         AND a.priority OPERATOR(pg_catalog.>) e.priority)"
+	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a"
+	"       WHERE a.resource_id OPERATOR(pg_catalog.=) e.resource_id"
+	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'"
+	"         AND a.priority OPERATOR(pg_catalog.=) e.priority"
+	"         AND a.seq OPERATOR(pg_catalog.<) e.seq)"
 	"  END,"
 	"  o.offer_id, o.expires_at "
 	"FROM waitlist.entry e "
 	"LEFT JOIN waitlist.offer o"
-	"  ON o.resource_id = e.resource_id AND o.entry_id = e.entry_id AND o.state = 'OPEN' "
-	"WHERE e.entry_id = $1",
+	"  ON o.resource_id OPERATOR(pg_catalog.=) e.resource_id"
+	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id AND o.state OPERATOR(pg_catalog.=) 'OPEN' "
+	"WHERE e.entry_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
 };
 
@@ -108,11 +118,12 @@ entry_not_found(int64 entry_id)
  */
 static WaitlistPlan join_plan = {
 	"WITH r AS ("
-	"  SELECT max_waiting, free_units FROM waitlist.resource WHERE resource_id = $1"
+	"  SELECT max_waiting, free_units FROM waitlist.resource WHERE resource_id OPERATOR(pg_catalog.=) $1"
 	"), ins AS ("
 	"  INSERT INTO waitlist.entry (resource_id, user_id, priority)"
 	"  SELECT $1, $2, $3 FROM r WHERE r.max_waiting IS NULL"
-	"  ON CONFLICT (resource_id, user_id) WHERE state IN ('WAITING', 'OFFERED') DO NOTHING"
+	"  ON CONFLICT (resource_id, user_id)"
+	"    WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'OFFERED']) DO NOTHING"
 	"  RETURNING entry_id"
 	") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units FROM r",
 	3, {TEXTOID, TEXTOID, INT4OID}
@@ -182,6 +193,7 @@ waitlist_join(PG_FUNCTION_ARGS)
 	int64		free_units;
 
 	waitlist_check_not_null(fcinfo, 2, "priority");
+	waitlist_require_read_committed("waitlist_join()");
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = PointerGetDatum(user_id);
 	values[2] = PG_GETARG_DATUM(2);

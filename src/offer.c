@@ -9,11 +9,13 @@
  * (DECLINED, EXPIRED, REVOKED), from where it is promoted to the next waiter
  * in the same transaction.
  *
- * Lock order, everywhere: the resource's gate, then the resource row, then
- * entry and offer rows.  Whatever gives a unit back takes the gate
- * exclusively; accept takes it shared, so accepts of one resource run in
- * parallel while a decline or sweep of that resource waits for them (see
- * waitlist_lock_resource_gate()).
+ * Lock order: the offer row, then the resource row, then entry rows; the
+ * expiry sweep, which goes the other way, takes both with SKIP LOCKED.
+ * Whatever gives a unit back then only tries the resource's gate
+ * (waitlist_promote_added_units()), and an accept only tries it shared once
+ * its booking function has failed and the fan goes back in line, so that no
+ * decline, release or join of the resource ever queues behind a booking
+ * function (see waitlist_lock_resource_gate()).
  *
  * IDENTIFICATION
  *	  src/offer.c
@@ -71,7 +73,7 @@ static WaitlistPlan settle_plan = {
 };
 
 static WaitlistPlan offer_resource_plan = {
-	"SELECT resource_id FROM waitlist.offer WHERE offer_id = $1",
+	"SELECT resource_id FROM waitlist.offer WHERE offer_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
 };
 
@@ -101,7 +103,8 @@ static WaitlistPlan lock_offer_plan = {
 
 static WaitlistPlan open_offer_of_entry_plan = {
 	"SELECT offer_id FROM waitlist.offer "
-	"WHERE resource_id = $1 AND entry_id = $2 AND state = 'OPEN' "
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND entry_id OPERATOR(pg_catalog.=) $2"
+	"  AND state OPERATOR(pg_catalog.=) 'OPEN' "
 	"FOR UPDATE",
 	2, {TEXTOID, INT8OID}
 };
@@ -135,8 +138,9 @@ static WaitlistPlan request_record_plan = {
 static WaitlistPlan due_resources_plan = {
 	"SELECT DISTINCT resource_id FROM ("
 	"  SELECT resource_id FROM waitlist.offer"
-	"  WHERE state = 'OPEN' AND expires_at <= pg_catalog.now()"
-	"    AND ($2 < 0 OR waitlist.resource_worker(resource_id, $3) = $2)"
+	"  WHERE state OPERATOR(pg_catalog.=) 'OPEN' AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	"    AND ($2 OPERATOR(pg_catalog.<) 0"
+	"         OR waitlist.resource_worker(resource_id, $3) OPERATOR(pg_catalog.=) $2)"
 	"  ORDER BY expires_at LIMIT $1"
 	") due ORDER BY resource_id",
 	3, {INT8OID, INT4OID, INT4OID}
@@ -145,7 +149,8 @@ static WaitlistPlan due_resources_plan = {
 static WaitlistPlan due_offers_plan = {
 	"SELECT pg_catalog.array_agg(offer_id) FROM ("
 	"  SELECT offer_id FROM waitlist.offer"
-	"  WHERE resource_id = $1 AND state = 'OPEN' AND expires_at <= pg_catalog.now()"
+	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'OPEN'"
+	"    AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 	"  ORDER BY expires_at LIMIT $2"
 	"  FOR UPDATE SKIP LOCKED"
 	") due",
@@ -327,7 +332,7 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 						  "offer_failed", NULL, idempotency_key,
 						  conflict_message, "booking conflict") == 0)
 			offer_settled_under_accept(resource_id, offer_id);
-		waitlist_promote_if_free(resource_id);
+		waitlist_promote_after_failed_booking(resource_id);
 	}
 	else
 	{
@@ -392,8 +397,6 @@ waitlist_accept(PG_FUNCTION_ARGS)
 	reservation_ref = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	if (outcome == NULL)
 	{
-		waitlist_lock_resource_gate(resource_id, false);
-
 		request[0] = PointerGetDatum(resource_id);
 		request[1] = Int64GetDatum(offer_id);
 		request[2] = PointerGetDatum(idempotency_key);
@@ -445,13 +448,12 @@ waitlist_decline(PG_FUNCTION_ARGS)
 
 	waitlist_api_begin(&call);
 	resource_id = offer_resource(offer_id);
-	waitlist_lock_resource_gate(resource_id, true);
-	waitlist_lock_resource(resource_id, &res);
 	lock_offer(resource_id, offer_id, &offer);
 	if (strcmp(offer.state, "DECLINED") != 0)
 	{
 		if (strcmp(offer.state, "OPEN") != 0 || offer.past_deadline)
 			offer_not_open(offer_id, &offer);
+		waitlist_lock_resource(resource_id, &res);
 		settle_offers(resource_id, one_offer_id(offer_id), "DECLINED", "DECLINED",
 					  "offer_declined", NULL, NULL, NULL, "declined");
 		waitlist_give_back_units(resource_id, 1);
@@ -475,13 +477,12 @@ waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
 	bool		isnull;
 	int64		offer_id;
 
-	waitlist_lock_resource_gate(resource_id, true);
-	waitlist_lock_resource(resource_id, &res);
 	waitlist_execute(&open_offer_of_entry_plan, values, NULL, false, 0, NULL);
 	if (SPI_processed == 0)
 		return false;
 	offer_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
+	waitlist_lock_resource(resource_id, &res);
 	if (settle_offers(resource_id, one_offer_id(offer_id), "REVOKED", "CANCELLED",
 					  "offer_revoked", NULL, NULL, "the fan left the waitlist",
 					  "left while offered") == 0)
@@ -492,11 +493,15 @@ waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
 
 /*
  * Expire up to max_offers open offers past their deadline, give their units
- * back and promote (or wake the worker).  owner >= 0 limits it to that
- * worker's share of nworkers.  A resource whose gate is busy (another sweep,
- * a decline, an accept in flight) is passed over until next time, and
- * offers are taken with SKIP LOCKED, so concurrent sweeps never wait for
- * one another nor expire an offer twice.  Runs in the caller's API frame.
+ * back and promote (or hand them on).  owner >= 0 limits it to that
+ * worker's share of nworkers.  A resource whose row another transaction has
+ * locked (another sweep, a release or decline not yet committed) is passed
+ * over until next time, and offers are taken with SKIP LOCKED (an accept in
+ * flight holds its offer), so concurrent sweeps never wait for one another
+ * nor expire an offer twice, and a transaction left open on one resource
+ * holds up no other.  The gate is not needed to expire: a joiner in flight
+ * only delays the promotion of the units given back.  Runs in the caller's
+ * API frame.
  */
 int64
 waitlist_expire_due(int64 max_offers, int owner, int nworkers)
@@ -518,9 +523,8 @@ waitlist_expire_due(int64 max_offers, int owner, int nworkers)
 		Datum		offer_ids;
 		int64		n;
 
-		if (!waitlist_try_lock_resource_gate(resource_id))
+		if (!waitlist_try_lock_resource(resource_id, &res))
 			continue;
-		waitlist_lock_resource(resource_id, &res);
 		waitlist_execute(&due_offers_plan, values, NULL, false, 0, NULL);
 		offer_ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (isnull)
@@ -539,6 +543,8 @@ waitlist_expire_due(int64 max_offers, int owner, int nworkers)
  * waitlist_sweep(max_offers integer) RETURNS integer
  *
  * The expiry sweep for pg_cron or any caller; returns the number expired.
+ * Where no worker runs, it also promotes the units that releases, declines
+ * and expiries handed on because a resource's gate was busy.
  */
 Datum
 waitlist_sweep(PG_FUNCTION_ARGS)
@@ -554,11 +560,15 @@ waitlist_sweep(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_offers must be positive")));
 
+	waitlist_require_read_committed("waitlist_sweep()");
 	waitlist_api_begin(&call);
 	expired = waitlist_expire_due(max_offers, -1, 0);
 	/* where no worker runs, the sweep also continues waves */
 	if (!waitlist_defer_to_worker())
+	{
+		(void) waitlist_fold_pending(max_offers);
 		(void) waitlist_promote_idle(max_offers);
+	}
 	waitlist_api_end(&call);
 
 	PG_RETURN_INT32((int32) expired);

@@ -82,6 +82,10 @@ static WaitlistPlan lock_resource_plan = {
 	RESOURCE_COLUMNS " FOR NO KEY UPDATE", 1, {TEXTOID}
 };
 
+static WaitlistPlan try_lock_resource_plan = {
+	RESOURCE_COLUMNS " FOR NO KEY UPDATE SKIP LOCKED", 1, {TEXTOID}
+};
+
 static WaitlistPlan give_back_plan = {
 	"UPDATE waitlist.resource"
 	"   SET free_units = free_units OPERATOR(pg_catalog.+) $2, updated_at = pg_catalog.now() "
@@ -235,9 +239,21 @@ waitlist_lock_resource(text *resource_id, WaitlistResource *res)
 }
 
 /*
+ * Take the resource's lock only if no other transaction holds it, and read
+ * it: for the sweep and the workers, which pass over a resource that an
+ * open transaction has locked rather than stall on it.  Returns false if
+ * it is locked (or gone).
+ */
+bool
+waitlist_try_lock_resource(text *resource_id, WaitlistResource *res)
+{
+	return fetch_resource(&try_lock_resource_plan, resource_id, res);
+}
+
+/*
  * Return units to the free pool (after a decline, expiry, revocation) and
- * offer them to the next waiters, or in worker mode wake the resource's
- * worker to do so.  The caller holds the resource's gate exclusively and its
+ * offer them to the next waiters, or hand them to the worker or the sweep
+ * (see waitlist_promote_added_units()).  The caller holds the resource's
  * lock.
  */
 void
@@ -246,10 +262,7 @@ waitlist_give_back_units(text *resource_id, int64 units)
 	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(units)};
 
 	waitlist_execute(&give_back_plan, values, NULL, false, 0, NULL);
-	if (waitlist_defer_to_worker())
-		waitlist_wake_owner_at_commit(resource_id);
-	else
-		(void) waitlist_promote_locked(resource_id, -1, NULL);
+	waitlist_promote_added_units(resource_id);
 }
 
 static WaitlistPlan count_owned_plan = {

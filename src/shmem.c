@@ -24,6 +24,7 @@
 #include "commands/dbcommands.h"
 #include "common/hashfn.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/ipc.h"
@@ -358,7 +359,11 @@ waitlist_worker_report(int index, int64 events, int64 offers, int64 expired,
 	slot->offers_expired += expired;
 	if (error != NULL)
 	{
-		strlcpy(slot->last_error, error, sizeof(slot->last_error));
+		/* cut on a character boundary: the status view must stay valid text */
+		int			len = pg_mbcliplen(error, strlen(error), sizeof(slot->last_error) - 1);
+
+		memcpy(slot->last_error, error, len);
+		slot->last_error[len] = '\0';
 		slot->last_error_at = slot->last_wake;
 	}
 	LWLockRelease(shared->lock);

@@ -55,6 +55,7 @@
 #define ERRCODE_WAITLIST_SEAT_CONFLICT	MAKE_SQLSTATE('W','L','0','0','4')
 #define ERRCODE_WAITLIST_STALE_LEASE	MAKE_SQLSTATE('W','L','0','0','5')
 #define ERRCODE_WAITLIST_REENTERED		MAKE_SQLSTATE('W','L','0','0','6')
+#define ERRCODE_WAITLIST_ISOLATION_LEVEL	MAKE_SQLSTATE('W','L','0','0','9')
 
 /*
  * A statement prepared on first use and kept for the life of the backend.
@@ -87,6 +88,7 @@ typedef struct WaitlistApiCall
 	int			caller_sec_context;
 	int			guc_nestlevel;
 	char	   *caller_search_path;
+	char	  **caller_settings;	/* caller's values of the pinned settings */
 	const char *reason;
 } WaitlistApiCall;
 
@@ -129,6 +131,7 @@ extern void waitlist_require_schema_version(int version, const char *what);
 extern void waitlist_api_begin(WaitlistApiCall *call);
 extern void waitlist_api_end(WaitlistApiCall *call);
 extern WaitlistApiCall *waitlist_current_call(void);
+extern void waitlist_api_caller_settings(WaitlistApiCall *call);
 extern void waitlist_api_reset_on_abort(SubTransactionId subxid);
 extern void waitlist_api_booking(SubTransactionId subxid);
 extern SPIPlanPtr waitlist_plan(WaitlistPlan *plan);
@@ -140,7 +143,10 @@ extern void waitlist_check_not_null(FunctionCallInfo fcinfo, int argno, const ch
 extern text *waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern void waitlist_lock_resource_gate(const text *resource_id, bool exclusive);
 extern bool waitlist_try_lock_resource_gate(const text *resource_id);
+extern bool waitlist_try_lock_resource_gate_shared(const text *resource_id);
+extern void waitlist_unlock_resource_gate(const text *resource_id);
 extern void waitlist_lock_resource_cap(const text *resource_id);
+extern void waitlist_require_read_committed(const char *what);
 
 /* resource.c */
 typedef struct WaitlistResource
@@ -154,6 +160,7 @@ typedef struct WaitlistResource
 } WaitlistResource;
 
 extern void waitlist_lock_resource(text *resource_id, WaitlistResource *res);
+extern bool waitlist_try_lock_resource(text *resource_id, WaitlistResource *res);
 extern void waitlist_read_resource(text *resource_id, WaitlistResource *res);
 extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
 									  bool missing_ok);
@@ -166,10 +173,13 @@ extern void waitlist_check_channels(Datum channels);
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers,
 									 const WaitlistResource *locked);
 extern void waitlist_promote_if_free(text *resource_id);
+extern void waitlist_promote_after_failed_booking(text *resource_id);
+extern void waitlist_promote_added_units(text *resource_id);
 extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers,
 										bool wait_for_gate);
 extern PGDLLIMPORT WaitlistPlan waitlist_idle_resources_plan;
 extern int64 waitlist_promote_idle(int32 max_resources);
+extern int64 waitlist_fold_pending(int32 max_resources);
 
 extern bool waitlist_release_units(text *resource_id, int32 quantity, text *event_id,
 								   bool missing_ok);

@@ -43,6 +43,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -76,8 +77,9 @@ static HTAB *backoff = NULL;
 
 static WaitlistPlan due_event_resources_plan = {
 	"SELECT DISTINCT resource_id FROM waitlist.capacity_event"
-	" WHERE state = 'PENDING' AND next_attempt_at <= pg_catalog.now()"
-	"   AND waitlist.resource_worker(resource_id, $2) = $1"
+	" WHERE state OPERATOR(pg_catalog.=) 'PENDING'"
+	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	"   AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"   AND resource_id OPERATOR(pg_catalog.<>) ALL ($4)"
 	" LIMIT $3",
 	4, {INT4OID, INT4OID, INT4OID, TEXTARRAYOID}
@@ -91,13 +93,17 @@ static WaitlistPlan due_event_resources_plan = {
  */
 static WaitlistPlan failed_events_plan = {
 	"UPDATE waitlist.capacity_event SET"
-	"  attempts = attempts + 1,"
+	"  attempts = attempts OPERATOR(pg_catalog.+) 1,"
 	"  last_error = $2,"
-	"  next_attempt_at = pg_catalog.now() + LEAST("
-	"      interval '1 millisecond' * $4 * (2 ^ LEAST(attempts, 20)),"
-	"      interval '10 minutes') * (0.9 + pg_catalog.random() * 0.2),"
-	"  state = CASE WHEN attempts + 1 >= $3 THEN 'DEAD' ELSE 'PENDING' END"
-	" WHERE resource_id = $1 AND state = 'PENDING' AND next_attempt_at <= pg_catalog.now()",
+	"  next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) (LEAST("
+	"      interval '1 millisecond' OPERATOR(pg_catalog.*) $4"
+	"        OPERATOR(pg_catalog.*) (2 OPERATOR(pg_catalog.^) LEAST(attempts, 20)),"
+	"      interval '10 minutes')"
+	"    OPERATOR(pg_catalog.*) (0.9 OPERATOR(pg_catalog.+) (pg_catalog.random() OPERATOR(pg_catalog.*) 0.2))),"
+	"  state = CASE WHEN (attempts OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) $3"
+	"               THEN 'DEAD' ELSE 'PENDING' END"
+	" WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'PENDING'"
+	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
 	4, {TEXTOID, TEXTOID, INT4OID, INT4OID}
 };
 
@@ -109,21 +115,25 @@ static WaitlistPlan failed_events_plan = {
 static WaitlistPlan next_deadline_plan = {
 	"SELECT pg_catalog.ceil(pg_catalog.date_part('epoch', LEAST("
 	"  (SELECT expires_at FROM waitlist.offer"
-	"    WHERE state = 'OPEN' AND waitlist.resource_worker(resource_id, $2) = $1"
+	"    WHERE state OPERATOR(pg_catalog.=) 'OPEN'"
+	"      AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"      AND resource_id OPERATOR(pg_catalog.<>) ALL ($3)"
 	"    ORDER BY expires_at LIMIT 1),"
 	"  (SELECT pg_catalog.min(next_attempt_at) FROM waitlist.capacity_event"
-	"    WHERE state = 'PENDING' AND waitlist.resource_worker(resource_id, $2) = $1"
+	"    WHERE state OPERATOR(pg_catalog.=) 'PENDING'"
+	"      AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"      AND resource_id OPERATOR(pg_catalog.<>) ALL ($3))"
-	") - pg_catalog.clock_timestamp()) * 1000)::bigint,"
+	") OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::bigint,"
 	" pg_catalog.ceil(pg_catalog.date_part('epoch',"
 	"  (SELECT pg_catalog.min(" WAITLIST_WAVE_END_SQL ") FROM waitlist.resource r"
-	"    WHERE r.free_units > 0 AND r.wave_size IS NOT NULL AND r.wave_offers >= r.wave_size"
-	"      AND waitlist.resource_worker(r.resource_id, $2) = $1"
+	"    WHERE r.free_units OPERATOR(pg_catalog.>) 0 AND r.wave_size IS NOT NULL"
+	"      AND r.wave_offers OPERATOR(pg_catalog.>=) r.wave_size"
+	"      AND waitlist.resource_worker(r.resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"      AND r.resource_id OPERATOR(pg_catalog.<>) ALL ($3)"
 	"      AND EXISTS (SELECT 1 FROM waitlist.entry e"
-	"                  WHERE e.resource_id = r.resource_id AND e.state = 'WAITING'))"
-	"  - pg_catalog.clock_timestamp()) * 1000)::bigint",
+	"                  WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id"
+	"                    AND e.state OPERATOR(pg_catalog.=) 'WAITING'))"
+	"  OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::bigint",
 	3, {INT4OID, INT4OID, TEXTARRAYOID}
 };
 
@@ -134,13 +144,15 @@ static WaitlistPlan next_deadline_plan = {
  */
 static WaitlistPlan undone_resources_plan = {
 	"SELECT resource_id FROM waitlist.offer"
-	" WHERE state = 'OPEN' AND expires_at <= pg_catalog.clock_timestamp()"
-	"   AND waitlist.resource_worker(resource_id, $2) = $1"
+	" WHERE state OPERATOR(pg_catalog.=) 'OPEN'"
+	"   AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
+	"   AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"   AND resource_id OPERATOR(pg_catalog.<>) ALL ($3)"
 	" UNION "
 	"SELECT resource_id FROM waitlist.capacity_event"
-	" WHERE state = 'PENDING' AND next_attempt_at <= pg_catalog.clock_timestamp()"
-	"   AND waitlist.resource_worker(resource_id, $2) = $1"
+	" WHERE state OPERATOR(pg_catalog.=) 'PENDING'"
+	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()"
+	"   AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"   AND resource_id OPERATOR(pg_catalog.<>) ALL ($3)"
 	" LIMIT 1000",
 	3, {INT4OID, INT4OID, TEXTARRAYOID}
@@ -406,6 +418,27 @@ backoff_array(TimestampTz now)
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/*
+ * The resources whose retry has come, as a list of text in the current
+ * context.  A resource goes into the backoff because its work could not be
+ * done, not because a query will find it again: free units beside waiters
+ * (a commit woke us while its transaction still held the gate) have no
+ * event or deadline that would bring it back before the idle scan.
+ */
+static List *
+backoff_due(TimestampTz now)
+{
+	HASH_SEQ_STATUS seq;
+	BackoffEntry *entry;
+	List	   *due = NIL;
+
+	hash_seq_init(&seq, backoff);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		if (entry->retry_at != 0 && entry->retry_at <= now)
+			due = lappend(due, cstring_to_text(entry->resource_id));
+	return due;
+}
+
 /* List resources to work on; NIL if the listing failed. */
 static List *
 list_resources(WaitlistPlan *plan, Datum skipped, MemoryContext round_cxt)
@@ -507,6 +540,10 @@ run_round(MemoryContext round_cxt, List *woken, bool look_for_idle_units,
 	foreach(lc, woken)
 		(void) promote_resource(lfirst(lc), &tried, round_cxt);
 
+	/* what could not be done before and whose retry has come */
+	foreach(lc, backoff_due(now))
+		(void) promote_resource(lfirst(lc), &tried, round_cxt);
+
 	n = 0;
 	progress = false;
 	foreach(lc, list_resources(&due_event_resources_plan, backoff_array(now), round_cxt))
@@ -568,6 +605,36 @@ run_round(MemoryContext round_cxt, List *woken, bool look_for_idle_units,
 	return wait_ms;
 }
 
+/*
+ * The worker applies the defaults of its database and role when it
+ * connects, like any session, and a database owner (who need not be a
+ * superuser) can set them with ALTER DATABASE ... SET.  These decide whether
+ * the worker's rounds run at all, for every resource: a read-only default
+ * would fail every round, a timeout would cancel the long ones, and the
+ * gate protocol needs READ COMMITTED.  So the worker overrides them for its
+ * whole life; the API frame pins the settings that change what its SQL
+ * computes.
+ */
+static void
+override_session_defaults(void)
+{
+	static const struct
+	{
+		const char *name;
+		const char *value;
+	}			overrides[] = {
+		{"default_transaction_read_only", "off"},
+		{"default_transaction_isolation", "read committed"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+	};
+
+	for (size_t i = 0; i < lengthof(overrides); i++)
+		SetConfigOption(overrides[i].name, overrides[i].value,
+						PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 void
 waitlist_worker_main(Datum main_arg)
 {
@@ -587,6 +654,7 @@ waitlist_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(waitlist_database, NULL, 0);
+	override_session_defaults();
 	waitlist_worker_attach(worker_index);
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "waitlist worker round",

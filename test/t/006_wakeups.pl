@@ -17,7 +17,7 @@ use lib $FindBin::RealBin;
 use WaitlistTest;
 
 # far below the nap: the worker must not be waiting for its idle scan
-my $prompt = 10;
+my $prompt = 20;
 
 my $node = worker_node(
 	'wakeups', qq{
@@ -65,6 +65,29 @@ wait_within(
 my $late = sql("SELECT waitlist_join('free', 'late')");
 wait_within(entry_state($late), 'OFFERED', $prompt,
 	'a join to a resource with a free unit is offered it within seconds');
+
+# --- a wake-up that finds the gate still held ---------------------------------
+# A commit wakes the worker before its transaction has let go of its locks,
+# and another open join may hold the gate besides: the worker cannot promote
+# then and backs the resource off.  It must come back for it by itself, not
+# wait for its idle scan a nap later: nothing else (no event, no deadline)
+# would bring the resource up again.
+
+sql("SELECT waitlist_create_resource('held-free', '1 hour')");
+sql("SELECT waitlist_release('held-free', 1, 'ev-held-free')");
+wait_within(
+	"SELECT free_units FROM waitlist.resource WHERE resource_id = 'held-free'",
+	'1', $prompt, 'the unit of held-free is free: nobody waits');
+my $holder = $node->background_psql('postgres');
+$holder->query_safe("BEGIN; SELECT waitlist_join('held-free', 'holder');");
+my $early = sql("SELECT waitlist_join('held-free', 'early')");
+sleep(2);
+is(sql(entry_state($early)), 'WAITING',
+	'while another join holds the gate, the woken worker cannot offer the unit');
+$holder->query_safe('ROLLBACK');
+$holder->quit;
+wait_within(entry_state($early), 'OFFERED', $prompt,
+	'once the gate is free the backed-off resource is retried, not left to the idle scan');
 
 # --- more resources in one transaction than a queue holds ---------------------
 

@@ -1,10 +1,11 @@
 # A resource whose gate is held (here by a join left idle in its
 # transaction, then by a prepared one) while its offer is past its deadline:
-# the worker backs off from it instead of retrying it in a tight loop, goes
-# on serving the other resources promptly meanwhile, and expires the offer
-# soon after the gate is free again.  Nor does a spent wave with nobody
-# waiting keep the worker busy.
-
+# the offer expires anyway (expiry waits for no joiner), but the unit it
+# frees cannot be offered while the join is in flight.  The worker backs off
+# from that resource instead of retrying it in a tight loop, goes on serving
+# the other resources promptly meanwhile, and offers the unit soon after the
+# gate is free again.  Nor does a spent wave with nobody waiting keep the
+# worker busy.
 use strict;
 use warnings;
 
@@ -56,7 +57,7 @@ sub held_gate
 
 	wait_until(
 		"SELECT count(*) FROM waitlist.offer WHERE resource_id = '$r'"
-		  . " AND state = 'OPEN' AND expires_at < now() - interval '200 milliseconds'",
+		  . " AND expires_at < now() - interval '200 milliseconds'",
 		'1', "$what: the offer is past its deadline");
 	my $cpu0 = worker_cpu();
 	my $rounds0 = sql($rounds);
@@ -77,13 +78,17 @@ sub held_gate
 		"$what: the worker retries the busy resource only now and then");
 	cmp_ok($cpu, '<', 0.1 * $elapsed,
 		"$what: the worker does not spin on the busy resource");
-	is(sql(entry_state($first)), 'OFFERED',
-		"$what: the offer cannot expire while the gate is held");
+	is(sql(entry_state($first)), 'EXPIRED',
+		"$what: the offer expires although a join in flight holds the gate");
+	is(sql("SELECT free_units FROM waitlist.resource WHERE resource_id = '$r'"), '1',
+		"$what: the unit it freed waits for the join in flight");
 
 	$holder->query_safe($end_sql);
 	$holder->quit;
-	wait_within(entry_state($first), 'EXPIRED', 2 * $elapsed + 5,
-		"$what: the offer expires soon after the gate is free");
+	my $joined = sql("SELECT entry_id FROM waitlist.entry"
+		  . " WHERE resource_id = '$r' AND user_id = 'holder'");
+	wait_within(entry_state($joined), 'OFFERED', 2 * $elapsed + 5,
+		"$what: the unit is offered to the joiner soon after the gate is free");
 	return;
 }
 

@@ -267,6 +267,36 @@ sub check_signed
 		'the first fan hears of the offer before the decline');
 }
 
+# --- the relay calls the extension's own functions, whatever its path says ------
+
+{
+	# another role's schema first in the relay's search_path, with functions
+	# named like the API's: 1.0's relay called them, and delivered nothing
+	sql(q{CREATE SCHEMA trap;
+CREATE TABLE trap.calls (f text);
+CREATE FUNCTION trap.waitlist_outbox_claim(text, integer, interval, text[],
+    OUT outbox_id bigint, OUT lease_token bigint, OUT resource_id text, OUT user_id text,
+    OUT channel text, OUT event_type text, OUT payload jsonb, OUT created_at timestamptz,
+    OUT attempts integer)
+RETURNS SETOF record LANGUAGE plpgsql AS $$ BEGIN INSERT INTO trap.calls VALUES ('claim'); END $$;
+CREATE FUNCTION trap.waitlist_outbox_ack(bigint, bigint) RETURNS boolean
+LANGUAGE sql AS $$ INSERT INTO trap.calls VALUES ('ack') RETURNING true $$;});
+	make_events('trapped', 2);
+	my $log = "$tmp/relay-" . ++$runs . '.log';
+	IPC::Run::run(
+		[
+			$relay_bin, '--dbname', "$connstr options='-csearch_path=trap,public'",
+			'--url', "$base/ok", '--timeout', '500', '--lease', '2', '--once'
+		],
+		'<', '/dev/null', '>', "$tmp/relay-$runs.out", '2>', $log,
+		IPC::Run::timeout(60));
+	is(states('trapped'), 'DELIVERED/0,DELIVERED/0',
+		'a relay whose search_path starts with another schema delivers through the extension');
+	is(sql('SELECT count(*) FROM trap.calls'), '0', 'and calls none of that schema\'s functions')
+	  or diag(slurp($log));
+	sql('DROP SCHEMA trap CASCADE');
+}
+
 # --- NOTIFY wakes the relay; 500s are retried with the same key -----------------
 
 {
