@@ -493,6 +493,8 @@ AS $check$
 DECLARE
     resources pg_catalog.text[];
     exact_fifo boolean := pg_catalog.current_setting('track_commit_timestamp')::boolean;
+    -- how long a commit may stay invisible after its timestamp (see fifo_order)
+    commit_in_flight interval := interval '100 milliseconds';
 BEGIN
     IF for_resource IS NULL THEN
         SELECT pg_catalog.array_agg(r.resource_id) INTO resources FROM waitlist.resource r;
@@ -641,6 +643,14 @@ BEGIN
      * transaction committed.  A transition row of the waiter written by the
      * promoting transaction itself would record a rule that allowed it.
      *
+     * PostgreSQL records a commit's timestamp before the transaction becomes
+     * visible to others, so a waiter whose join was still committing when
+     * the promotion took its snapshot can carry a commit time just before
+     * the promotion began, though the promotion could not see it (a
+     * pass-over README's Guarantees name as not guaranteed).  A commit time
+     * within commit_in_flight of the promotion's start is therefore given
+     * the benefit of the doubt.
+     *
      * Promotions made within fifo_window are checked, each against the last
      * in line it offered to.  The waiters looked at are those still waiting
      * ahead of it (ranges of the line index) and those that left WAITING
@@ -709,7 +719,8 @@ BEGIN
     ) w
     WHERE CASE WHEN exact_fifo AND c.committed IS NOT NULL
                     AND pg_catalog.pg_xact_commit_timestamp(w.transaction_id::pg_catalog.text::pg_catalog.xid) IS NOT NULL
-               THEN pg_catalog.pg_xact_commit_timestamp(w.transaction_id::pg_catalog.text::pg_catalog.xid) OPERATOR(pg_catalog.<) c.began
+               THEN pg_catalog.pg_xact_commit_timestamp(w.transaction_id::pg_catalog.text::pg_catalog.xid)
+                        OPERATOR(pg_catalog.<) (c.began OPERATOR(pg_catalog.-) commit_in_flight)
                     AND (w.left_at IS NULL OR w.left_at OPERATOR(pg_catalog.>) c.committed)
                ELSE (w.began OPERATOR(pg_catalog.+) interval '1 second') OPERATOR(pg_catalog.<) c.began
                     AND (w.left_at IS NULL OR w.left_at OPERATOR(pg_catalog.>) (c.began OPERATOR(pg_catalog.+) interval '1 second'))
