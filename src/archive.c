@@ -35,7 +35,7 @@
 
 PG_FUNCTION_INFO_V1(waitlist_archive);
 
-/* Bounds of waitlist_archive()'s arguments (README "Retention"). */
+/* Bounds of waitlist_archive()'s arguments (docs/operations.md "Retention"). */
 #define WAITLIST_MAX_ARCHIVE_BATCH	100000
 #define WAITLIST_MIN_ARCHIVE_AGE_SECS	3600
 

@@ -224,8 +224,8 @@ waitlist_promote_locked(text *resource_id, int64 max_offers,
  * together they never make more offers than there are free units.  It
  * takes the gate exclusively, so that no join or leave committing meanwhile
  * is passed over: unlike everything else that promotes, it waits for it, as
- * callers expect it to promote now (see README, "What a long transaction
- * blocks").
+ * callers expect it to promote now (see docs/concurrency.md, "What a long
+ * transaction blocks").
  */
 Datum
 waitlist_promote(PG_FUNCTION_ARGS)

@@ -15,7 +15,7 @@
  * From 1.1 the triggers fire ALWAYS (session_replication_role does not
  * silence them), rows reach waitlist.transition only through this file's
  * INSERT (or a superuser's restore), and an event trigger refuses the DDL
- * that would switch the guards off or rewrite the log (see README.md,
+ * that would switch the guards off or rewrite the log (see docs/security.md,
  * "Privileges", for what a superuser can still do).
  *
  * IDENTIFICATION

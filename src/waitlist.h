@@ -15,7 +15,7 @@
 #include "fmgr.h"
 #include "utils/timestamp.h"
 
-/* Bounds on caller-supplied values; see "Bad input" in README.md. */
+/* Bounds on caller-supplied values; see "Bad input" in docs/api.md. */
 #define WAITLIST_MAX_ID_BYTES			200
 #define WAITLIST_MAX_RELEASE_QUANTITY	1000000
 
@@ -46,7 +46,7 @@
 #define WAITLIST_RULE_VERSION	"priority-fifo/1"
 
 /*
- * SQLSTATEs of our own, class "WL" (documented in README.md).  Standard codes
+ * SQLSTATEs of our own, class "WL" (documented in docs/api.md).  Standard codes
  * are used wherever one fits.
  */
 #define ERRCODE_WAITLIST_FULL			MAKE_SQLSTATE('W','L','0','0','1')

@@ -1,7 +1,7 @@
 # Backups: a database dumped mid-scenario (entries in every state, open,
 # accepted, declined and expired offers, outbox rows claimed and delivered,
 # capacity events, a channel with a rate) and restored into a new database
-# the way README's "Backup and restore" tells a DBA to, once from a custom
+# the way "Backup and restore" in docs/operations.md tells a DBA to, once from a custom
 # dump of a fresh 1.1 install and once from a plain dump of a database
 # created at 1.0 and updated; in both, some rows were archived first.
 # After each restore waitlist_check() finds
@@ -135,7 +135,7 @@ SELECT (SELECT string_agg(DISTINCT state, ',' ORDER BY state) FROM waitlist_arch
 	return;
 }
 
-# Restore as README says: as a superuser, in one transaction, with
+# Restore as docs/operations.md says: as a superuser, in one transaction, with
 # session_replication_role = replica so that the restored rows are not
 # audited (their transition rows are restored too) nor checked again.
 sub restore
