@@ -106,7 +106,7 @@ REVOKE ALL ON FUNCTION waitlist.channel_replace_default() FROM PUBLIC;
 CREATE TRIGGER channel_replace_default
     BEFORE INSERT ON waitlist.channel
     FOR EACH ROW EXECUTE FUNCTION waitlist.channel_replace_default();
--- a restore runs with session_replication_role = replica (see README)
+-- a restore runs with session_replication_role = replica (docs/operations.md)
 ALTER TABLE waitlist.channel ENABLE ALWAYS TRIGGER channel_replace_default;
 
 
