@@ -16,18 +16,10 @@ use FindBin;
 use lib $FindBin::RealBin;
 use WaitlistTest;
 
-my $node = PostgreSQL::Test::Cluster->new('worker_settings');
-use_node($node);
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'waitlist'
-waitlist.database = 'postgres'
-waitlist.promotion_mode = 'worker'
+my $node = worker_node(
+	'worker_settings', qq{
 waitlist.naptime = '200ms'
 });
-$node->start;
-sql('CREATE EXTENSION waitlist');
 
 # the database's owner makes every new session read-only by default
 sql('CREATE ROLE regress_db_owner');

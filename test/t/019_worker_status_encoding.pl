@@ -14,18 +14,10 @@ use FindBin;
 use lib $FindBin::RealBin;
 use WaitlistTest;
 
-my $node = PostgreSQL::Test::Cluster->new('worker_status_encoding');
-use_node($node);
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'waitlist'
-waitlist.database = 'postgres'
-waitlist.promotion_mode = 'worker'
+my $node = worker_node(
+	'worker_status_encoding', qq{
 waitlist.naptime = '200ms'
 });
-$node->start;
-sql('CREATE EXTENSION waitlist');
 is(sql('SHOW server_encoding'), 'UTF8', 'the database is UTF8');
 
 # every offer of this resource fails, with a long message of two-byte
