@@ -179,9 +179,6 @@ CREATE INDEX outbox_pending_channel_idx ON waitlist.outbox (channel, outbox_id) 
     WHERE state OPERATOR(pg_catalog.=) 'PENDING';
 
 
-/* ---- capacity trigger ---- */
-
-
 /* ---- pg_cron scheduling ---- */
 
 COMMENT ON FUNCTION waitlist_unschedule_sweep() IS 'removes this database''s pg_cron job "waitlist-sweep" (its owner, database and command), no other job of that name; false if there was none';
@@ -201,7 +198,9 @@ BEGIN
       FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
      WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.waitlist_worker_status()'::pg_catalog.regprocedure
        AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
-       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner;
+       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+       -- PUBLIC keeps nothing: the end of this script revokes it everywhere
+       AND a.grantee OPERATOR(pg_catalog.<>) 0;
 
     DROP FUNCTION @extschema@.waitlist_worker_status();
     CREATE FUNCTION @extschema@.waitlist_worker_status(OUT worker integer,
@@ -221,15 +220,11 @@ BEGIN
     REVOKE ALL ON FUNCTION @extschema@.waitlist_worker_status() FROM PUBLIC;
 
     FOREACH g IN ARRAY COALESCE(grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_worker_status() TO %s',
-            CASE WHEN g OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g)) END);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_worker_status() TO %I',
+            pg_catalog.pg_get_userbyid(g));
     END LOOP;
 END
 $upgrade$;
-
-
-/* ---- gate protocol and isolation levels ---- */
 
 
 /* ---- retention: the archive ---- */
@@ -239,8 +234,9 @@ $upgrade$;
  * transitions, and processed capacity events move to schema
  * waitlist_archive (waitlist_archive()), so the hot tables hold what is
  * alive plus a retention window.  The archive tables are the hot ones'
- * columns (LIKE, so this section stays the last one: columns other
- * sections add come along) and archived_at; they keep the hot keys.
+ * columns (LIKE, so this section comes after every section that adds
+ * columns to them: those come along) and archived_at; they keep the hot
+ * keys.
  */
 CREATE SCHEMA waitlist_archive;
 REVOKE ALL ON SCHEMA waitlist_archive FROM PUBLIC;
@@ -488,6 +484,15 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- the C API pins these for its own SQL (src/api.c): a caller's TimeZone
+-- moved every wave's end computed here (a day is 23 hours across a DST
+-- change), so throttled resources were reported idle, or idle ones throttled
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO, MDY'
+SET IntervalStyle = 'postgres'
+SET standard_conforming_strings = on
+SET transform_null_equals = off
+SET array_nulls = on
 AS $check$
 #variable_conflict use_column
 DECLARE
@@ -1257,21 +1262,3 @@ BEGIN
     END LOOP;
 END
 $revoke$;
-
-/* ---- hostile review: settings that change what SQL computes ---- */
-
-/*
- * The C API pins these for its own SQL (src/api.c); waitlist_check() is
- * plpgsql and pinned only search_path, so a caller's TimeZone moved every
- * wave's end it computed (a day is 23 hours across a DST change) and it
- * reported throttled resources as idle, or idle ones as throttled.  Kept
- * last in this script, so that a later replacement of the function keeps
- * these settings.
- */
-ALTER FUNCTION waitlist_check(text, interval)
-    SET TimeZone = 'UTC'
-    SET DateStyle = 'ISO, MDY'
-    SET IntervalStyle = 'postgres'
-    SET standard_conforming_strings = on
-    SET transform_null_equals = off
-    SET array_nulls = on;
