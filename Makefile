@@ -6,7 +6,6 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 MODULE_big = waitlist
 OBJS = \
 	src/waitlist.o \
-	src/version.o \
 	src/api.o \
 	src/transition.o \
 	src/resource.o \

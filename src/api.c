@@ -153,7 +153,6 @@ waitlist_api_begin(WaitlistApiCall *call)
 						   WAITLIST_MAX_CALL_DEPTH)));
 
 	GetUserIdAndSecContext(&call->caller, &call->caller_sec_context);
-	call->caller_search_path = pstrdup(namespace_search_path);
 	call->caller_settings = palloc(WAITLIST_PINNED_SETTINGS * sizeof(char *));
 	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
 		call->caller_settings[i] = GetConfigOptionByName(pinned_settings[i].name,

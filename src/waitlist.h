@@ -87,7 +87,6 @@ typedef struct WaitlistApiCall
 	Oid			caller;
 	int			caller_sec_context;
 	int			guc_nestlevel;
-	char	   *caller_search_path;
 	char	  **caller_settings;	/* caller's values of the pinned settings */
 	const char *reason;
 } WaitlistApiCall;
@@ -121,11 +120,6 @@ extern List *waitlist_worker_take_wakes(int index, bool *overflowed);
 extern void waitlist_worker_round(int index);
 extern void waitlist_worker_report(int index, int64 events, int64 offers,
 								   int64 expired, const char *error);
-
-/* version.c: the schema version of this database (1.0 -> 100, 1.1 -> 101) */
-#define WAITLIST_SCHEMA_1_1		101
-extern int	waitlist_schema_version(void);
-extern void waitlist_require_schema_version(int version, const char *what);
 
 /* api.c */
 extern void waitlist_api_begin(WaitlistApiCall *call);
