@@ -28,7 +28,6 @@
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "waitlist.h"
@@ -279,10 +278,11 @@ waitlist_schedule_archive(PG_FUNCTION_ARGS)
 	waitlist_check_archive_age(PG_GETARG_INTERVAL_P(1));
 	require_pg_cron();
 
+	/*
+	 * One spelling of the age, read back the same whatever the job's
+	 * IntervalStyle: the API frame pins IntervalStyle to postgres.
+	 */
 	waitlist_api_begin(&call);
-	/* one spelling of the age, read back the same whatever the job's IntervalStyle */
-	(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 	age = DatumGetCString(DirectFunctionCall1(interval_out, PG_GETARG_DATUM(1)));
 	jobid = schedule_job(&archive_job, PG_GETARG_DATUM(0), age);
 	waitlist_api_end(&call);

@@ -173,10 +173,17 @@ waitlist_record_transitions(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed");
+	/*
+	 * Inside an API frame the path is pinned already; a change by hand runs
+	 * in the caller's session and path.  Setting it only when it differs
+	 * spares every audited statement of the API a search_path change (and
+	 * the namespace cache's recomputation that follows).
+	 */
 	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	if (strcmp(namespace_search_path, "pg_catalog, pg_temp") != 0)
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	recording_depth++;
 	PG_TRY();
 	{
