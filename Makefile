@@ -4,21 +4,27 @@ EXTENSION = waitlist
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
 
 MODULE_big = waitlist
+# One layer per header, each depending only on those below it (test/lint/layers):
+# shmem, api (and booking), store, engine (transition, promote), then the
+# SQL entry points and the worker.
 OBJS = \
-	src/waitlist.o \
+	src/shmem.o \
 	src/api.o \
-	src/transition.o \
-	src/resource.o \
-	src/entry.o \
-	src/promote.o \
-	src/offer.o \
 	src/booking.o \
+	src/store.o \
+	src/transition.o \
+	src/promote.o \
+	src/entry.o \
+	src/offer.o \
+	src/release.o \
+	src/resource.o \
 	src/capacity.o \
+	src/outbox.o \
+	src/guard.o \
 	src/cron.o \
 	src/archive.o \
-	src/shmem.o \
 	src/worker.o \
-	src/outbox.o
+	src/waitlist.o
 
 # A fresh install runs one full script, made from the frozen 1.0 script and
 # the upgrade script behind a guard only a fresh install needs: a fresh 1.1

@@ -1239,6 +1239,57 @@ END
 $metrics$;
 COMMENT ON FUNCTION waitlist_metrics() IS 'the waitlist''s metrics and the promotion workers'' counters in the Prometheus text exposition format';
 
+/* ---- the transition engine: the state machine and its guards ---- */
+
+/*
+ * The engine's statements write their audit rows themselves (src/transition.c),
+ * so the statement triggers that read transition tables go: they cost a
+ * tenth of every join, and a distributed engine cannot run them.  A state
+ * change made by hand is checked against the state machine by the row guard
+ * below, refused (WL010) if the machine has no such move, and otherwise
+ * audited as 'manual' by the guard in the same statement.
+ */
+DROP TRIGGER entry_insert_audit ON waitlist.entry;
+DROP TRIGGER entry_update_audit ON waitlist.entry;
+DROP TRIGGER offer_insert_audit ON waitlist.offer;
+DROP TRIGGER offer_update_audit ON waitlist.offer;
+DROP FUNCTION waitlist.record_transitions();
+
+CREATE FUNCTION waitlist.guard_transition()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'waitlist_guard_transition'
+LANGUAGE C;
+COMMENT ON FUNCTION waitlist.guard_transition() IS 'row guard of waitlist.entry and waitlist.offer: every state must be a transition of waitlist.state_machine(); a change by hand is audited as manual';
+
+CREATE TRIGGER entry_insert_guard
+    BEFORE INSERT ON waitlist.entry
+    FOR EACH ROW EXECUTE FUNCTION waitlist.guard_transition('entry');
+CREATE TRIGGER entry_update_guard
+    BEFORE UPDATE ON waitlist.entry
+    FOR EACH ROW WHEN (OLD.state OPERATOR(pg_catalog.<>) NEW.state)
+    EXECUTE FUNCTION waitlist.guard_transition('entry');
+CREATE TRIGGER offer_insert_guard
+    BEFORE INSERT ON waitlist.offer
+    FOR EACH ROW EXECUTE FUNCTION waitlist.guard_transition('offer');
+CREATE TRIGGER offer_update_guard
+    BEFORE UPDATE ON waitlist.offer
+    FOR EACH ROW WHEN (OLD.state OPERATOR(pg_catalog.<>) NEW.state)
+    EXECUTE FUNCTION waitlist.guard_transition('offer');
+-- a restore runs with session_replication_role = replica (docs/operations.md)
+ALTER TABLE waitlist.entry ENABLE ALWAYS TRIGGER entry_insert_guard;
+ALTER TABLE waitlist.entry ENABLE ALWAYS TRIGGER entry_update_guard;
+ALTER TABLE waitlist.offer ENABLE ALWAYS TRIGGER offer_insert_guard;
+ALTER TABLE waitlist.offer ENABLE ALWAYS TRIGGER offer_update_guard;
+
+CREATE FUNCTION waitlist.state_machine(OUT entity text, OUT from_state text,
+                                       OUT event text, OUT to_state text,
+                                       OUT unit text, OUT outbox_event text,
+                                       OUT reason text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'waitlist_state_machine'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION waitlist.state_machine() IS 'the transitions of entries and offers the engine applies: from_state NULL creates the row; unit is what happens to the offered unit of capacity';
+
 /*
  * Nothing is granted to PUBLIC: not the functions above, and not the
  * internal functions of schema waitlist, which 1.0 left with the default

@@ -25,11 +25,13 @@
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
-#include "waitlist.h"
+#include "api.h"
 
 /*
  * Advisory lock tags of our own: field4 tells them apart from the user-level
@@ -157,7 +159,6 @@ waitlist_api_begin(WaitlistApiCall *call)
 	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
 		call->caller_settings[i] = GetConfigOptionByName(pinned_settings[i].name,
 														 NULL, false);
-	call->reason = NULL;
 
 	SetUserIdAndSecContext(owner,
 						   call->caller_sec_context | SECURITY_LOCAL_USERID_CHANGE);
@@ -243,6 +244,24 @@ waitlist_api_booking(SubTransactionId subxid)
 	booking_subxid = subxid;
 }
 
+/*
+ * For SQL of ours run outside an API frame, in the caller's session (a
+ * trigger firing on a change made by hand): pin search_path at a new GUC
+ * nest level, which the caller closes with AtEOXact_GUC(false, level).
+ * Set only when it differs: inside an API frame it is pinned already.
+ */
+int
+waitlist_pin_search_path(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	if (strcmp(namespace_search_path, pinned_settings[0].value) != 0)
+		(void) set_config_option("search_path", pinned_settings[0].value,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
 /* Prepare a statement on first use and keep it for the life of the backend. */
 SPIPlanPtr
 waitlist_plan(WaitlistPlan *plan)
@@ -262,23 +281,50 @@ waitlist_plan(WaitlistPlan *plan)
 	return plan->plan;
 }
 
-/*
- * Run a kept statement.  "reason" is what the transition rows written by the
- * statement's state changes record (NULL for statements that change none).
- */
+/* Run a kept statement. */
 int
 waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
-				 bool read_only, long count, const char *reason)
+				 bool read_only, long count)
 {
 	int			rc;
 
-	if (call_depth > 0)
-		call_stack[call_depth - 1]->reason = reason;
 	rc = SPI_execute_plan(waitlist_plan(plan), values, nulls, read_only, count);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
 			 plan->sql, SPI_result_code_string(rc));
 	return rc;
+}
+
+/*
+ * The last role name looked up: an API call records its caller on every
+ * row it writes.  Forgotten when pg_authid changes (a rename).
+ */
+static Oid	cached_role = InvalidOid;
+static NameData cached_role_name;
+
+static void
+forget_role_name(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cached_role = InvalidOid;
+}
+
+/* A role's name, as the audit trail records it. */
+Name
+waitlist_role_name(Oid roleid)
+{
+	static bool callback_registered = false;
+
+	if (!callback_registered)
+	{
+		CacheRegisterSyscacheCallback(AUTHOID, forget_role_name, (Datum) 0);
+		callback_registered = true;
+	}
+	if (roleid != cached_role)
+	{
+		namestrcpy(&cached_role_name, GetUserNameFromId(roleid, false));
+		cached_role = roleid;
+	}
+	return &cached_role_name;
 }
 
 /* A non-null text column of a row of an SPI result. */
@@ -344,6 +390,65 @@ waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 				 errdetail("It is %d bytes long; the limit is %d bytes.",
 						   len, WAITLIST_MAX_ID_BYTES)));
 	return value;
+}
+
+/*
+ * An interval setting or argument: positive, and at most max (an interval
+ * literal), so that now() plus it can never leave the timestamp range.
+ * max_detail NULL: says which is the longest allowed.
+ */
+void
+waitlist_check_interval(Datum value, const char *name, const char *max,
+						const char *positive_detail, const char *max_detail)
+{
+	Interval   *zero = palloc0(sizeof(Interval));
+	Datum		max_value = DirectFunctionCall3(interval_in, CStringGetDatum(max),
+												ObjectIdGetDatum(InvalidOid),
+												Int32GetDatum(-1));
+
+	if (!DatumGetBool(DirectFunctionCall2(interval_gt, value, IntervalPGetDatum(zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be positive", name),
+				 positive_detail ? errdetail("%s", positive_detail) : 0));
+	if (DatumGetBool(DirectFunctionCall2(interval_gt, value, max_value)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not exceed %s", name, max),
+				 max_detail ? errdetail("%s", max_detail) :
+				 errdetail("The longest %s allowed is %s.", name, max)));
+}
+
+void
+waitlist_check_release_quantity(int64 quantity)
+{
+	if (quantity <= 0 || quantity > WAITLIST_MAX_RELEASE_QUANTITY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("quantity " INT64_FORMAT " is out of range", quantity),
+				 errdetail("A release must return between 1 and %d units.",
+						   WAITLIST_MAX_RELEASE_QUANTITY)));
+}
+
+/*
+ * The age bound of waitlist_archive() and its pg_cron job.  A fan polls the
+ * status of an entry that just ended, a client retries its accept with the
+ * same key, fifo_order looks an hour back: none of that should find its
+ * rows gone.
+ */
+void
+waitlist_check_archive_age(Interval *older_than)
+{
+	Interval	min_age;
+
+	memset(&min_age, 0, sizeof(min_age));
+	min_age.time = (int64) WAITLIST_MIN_ARCHIVE_AGE_SECS * USECS_PER_SEC;
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(older_than),
+										 IntervalPGetDatum(&min_age))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("older_than must be at least 1 hour"),
+				 errdetail("Entries that ended more recently may still be read by status polls, accept retries and waitlist_check().")));
 }
 
 /* The lock tag of one of a resource's locks (WAITLIST_LOCK_GATE, _CAP). */

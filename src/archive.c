@@ -31,13 +31,12 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "waitlist.h"
+#include "engine.h"
 
 PG_FUNCTION_INFO_V1(waitlist_archive);
 
 /* Bounds of waitlist_archive()'s arguments (docs/operations.md "Retention"). */
 #define WAITLIST_MAX_ARCHIVE_BATCH	100000
-#define WAITLIST_MIN_ARCHIVE_AGE_SECS	3600
 
 #define TERMINAL_ENTRY_STATES "ARRAY['ACCEPTED', 'DECLINED', 'EXPIRED', 'CANCELLED']"
 
@@ -225,7 +224,7 @@ lock_batch(Datum *args, Datum *arrays, int *count)
 	int			kept = 0;
 	int			i;
 
-	waitlist_execute(&candidates_plan, args, NULL, false, 0, NULL);
+	waitlist_execute(&candidates_plan, args, NULL, false, 0);
 	n = (int) SPI_processed;
 	resources = palloc(Max(n, 1) * sizeof(Datum));
 	entries = palloc(Max(n, 1) * sizeof(Datum));
@@ -246,7 +245,7 @@ lock_batch(Datum *args, Datum *arrays, int *count)
 
 		batch[0] = PointerGetDatum(construct_array(resources, n, TEXTOID, -1, false, TYPALIGN_INT));
 		batch[1] = PointerGetDatum(construct_array(entries, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		waitlist_execute(&lock_outbox_plan, batch, NULL, false, 0, NULL);
+		waitlist_execute(&lock_outbox_plan, batch, NULL, false, 0);
 		/* a retry raced us (rare): drop those entries, by a linear search */
 		for (row = 0; row < SPI_processed; row++)
 		{
@@ -277,27 +276,6 @@ lock_batch(Datum *args, Datum *arrays, int *count)
 	arrays[0] = PointerGetDatum(construct_array(resources, kept, TEXTOID, -1, false, TYPALIGN_INT));
 	arrays[1] = PointerGetDatum(construct_array(entries, kept, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	*count = kept;
-}
-
-/*
- * The age bound of waitlist_archive() and its pg_cron job.  A fan polls the
- * status of an entry that just ended, a client retries its accept with the
- * same key, fifo_order looks an hour back: none of that should find its
- * rows gone.
- */
-void
-waitlist_check_archive_age(Interval *older_than)
-{
-	Interval	min_age;
-
-	memset(&min_age, 0, sizeof(min_age));
-	min_age.time = (int64) WAITLIST_MIN_ARCHIVE_AGE_SECS * USECS_PER_SEC;
-	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(older_than),
-										 IntervalPGetDatum(&min_age))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("older_than must be at least 1 hour"),
-				 errdetail("Entries that ended more recently may still be read by status polls, accept retries and waitlist_check().")));
 }
 
 /*
@@ -338,11 +316,11 @@ waitlist_archive(PG_FUNCTION_ARGS)
 	if (count > 0)
 	{
 		(void) waitlist_move_transitions(&move_transitions_plan, arrays, NULL);
-		waitlist_execute(&move_entries_plan, arrays, NULL, false, 0, NULL);
+		waitlist_execute(&move_entries_plan, arrays, NULL, false, 0);
 		moved += count_result();
 	}
 
-	waitlist_execute(&move_events_plan, args, NULL, false, 0, NULL);
+	waitlist_execute(&move_events_plan, args, NULL, false, 0);
 	moved += count_result();
 
 	waitlist_api_end(&call);

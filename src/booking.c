@@ -28,7 +28,7 @@
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 
-#include "waitlist.h"
+#include "api.h"
 
 /* errors of the booking function that mean the unit is gone for good */
 static bool

@@ -41,7 +41,7 @@
 #include "utils/rel.h"
 #include "utils/relcache.h"
 
-#include "waitlist.h"
+#include "engine.h"
 
 PG_FUNCTION_INFO_V1(waitlist_capacity_trigger);
 

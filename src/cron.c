@@ -30,7 +30,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "waitlist.h"
+#include "store.h"
 
 PG_FUNCTION_INFO_V1(waitlist_schedule_sweep);
 PG_FUNCTION_INFO_V1(waitlist_unschedule_sweep);
@@ -108,7 +108,7 @@ job_identity(const WaitlistCronJob *job, Datum *values)
 {
 	char	   *schema;
 
-	waitlist_execute(&schema_plan, NULL, NULL, true, 0, NULL);
+	waitlist_execute(&schema_plan, NULL, NULL, true, 0);
 	if (SPI_processed != 1)
 		elog(ERROR, "extension \"waitlist\" is not installed in this database");
 	schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -159,7 +159,7 @@ schedule_job(const WaitlistCronJob *job, Datum schedule, const char *arg)
 		psprintf("%s'%s" INTERVAL_ARG_SUFFIX, prefix, arg);
 	Assert(is_our_command(job, prefix, command));
 
-	waitlist_execute(&named_job_plan, identity, NULL, true, 0, NULL);
+	waitlist_execute(&named_job_plan, identity, NULL, true, 0);
 	for (row = 0; row < SPI_processed; row++)
 	{
 		char	   *database = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 2);
@@ -181,7 +181,7 @@ schedule_job(const WaitlistCronJob *job, Datum schedule, const char *arg)
 	values[0] = identity[0];
 	values[1] = schedule;
 	values[2] = CStringGetTextDatum(command);
-	waitlist_execute(&schedule_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&schedule_plan, values, NULL, false, 0);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -202,7 +202,7 @@ unschedule_job(const WaitlistCronJob *job)
 	int			i;
 	uint64		row;
 
-	waitlist_execute(&named_job_plan, identity, NULL, true, 0, NULL);
+	waitlist_execute(&named_job_plan, identity, NULL, true, 0);
 	ours = palloc((SPI_processed + 1) * sizeof(Datum));
 	for (row = 0; row < SPI_processed; row++)
 	{
@@ -216,7 +216,7 @@ unschedule_job(const WaitlistCronJob *job)
 			ours[nours++] = jobid;
 	}
 	for (i = 0; i < nours; i++)
-		waitlist_execute(&unschedule_plan, &ours[i], NULL, false, 0, NULL);
+		waitlist_execute(&unschedule_plan, &ours[i], NULL, false, 0);
 	return nours > 0;
 }
 

@@ -20,7 +20,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 
-#include "waitlist.h"
+#include "engine.h"
 
 PG_FUNCTION_INFO_V1(waitlist_join);
 PG_FUNCTION_INFO_V1(waitlist_leave);
@@ -43,40 +43,26 @@ static WaitlistPlan count_waiting_plan = {
 	2, {TEXTOID, INT8OID}
 };
 
-static WaitlistPlan insert_entry_plan = {
-	"INSERT INTO waitlist.entry (resource_id, user_id, priority) VALUES ($1, $2, $3) "
-	"ON CONFLICT (resource_id, user_id)"
-	"  WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'OFFERED']) DO NOTHING "
-	"RETURNING entry_id",
-	3, {TEXTOID, TEXTOID, INT4OID}
-};
-
 static WaitlistPlan find_entry_plan = {
 	"SELECT resource_id, state FROM waitlist.entry WHERE entry_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
 };
 
-static WaitlistPlan cancel_waiting_plan = {
-	"UPDATE waitlist.entry SET state = 'CANCELLED', updated_at = pg_catalog.now() "
-	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND entry_id OPERATOR(pg_catalog.=) $2"
-	"  AND state OPERATOR(pg_catalog.=) 'WAITING'",
-	2, {TEXTOID, INT8OID}
-};
-
 /*
  * The position is one plus the WAITING entries ahead in (priority DESC, seq)
  * order: those of higher priority, and those of equal priority that joined
- * earlier.  Both counts are ranges of the line index.
+ * earlier.  Both counts are ranges of the line index.  The entry's resource
+ * is found first (find_entry_plan), so that every table is read by it.
  */
 static WaitlistPlan status_plan = {
 	"SELECT e.state,"
 	"  CASE WHEN e.state OPERATOR(pg_catalog.=) 'WAITING' THEN 1"
 	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a"
-	"       WHERE a.resource_id OPERATOR(pg_catalog.=) e.resource_id"
+	"       WHERE a.resource_id OPERATOR(pg_catalog.=) $1"
 	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'"
 	"         AND a.priority OPERATOR(pg_catalog.>) e.priority)"
 	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a"
-	"       WHERE a.resource_id OPERATOR(pg_catalog.=) e.resource_id"
+	"       WHERE a.resource_id OPERATOR(pg_catalog.=) $1"
 	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'"
 	"         AND a.priority OPERATOR(pg_catalog.=) e.priority"
 	"         AND a.seq OPERATOR(pg_catalog.<) e.seq)"
@@ -84,10 +70,10 @@ static WaitlistPlan status_plan = {
 	"  o.offer_id, o.expires_at "
 	"FROM waitlist.entry e "
 	"LEFT JOIN waitlist.offer o"
-	"  ON o.resource_id OPERATOR(pg_catalog.=) e.resource_id"
+	"  ON o.resource_id OPERATOR(pg_catalog.=) $1"
 	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id AND o.state OPERATOR(pg_catalog.=) 'OPEN' "
-	"WHERE e.entry_id OPERATOR(pg_catalog.=) $1",
-	1, {INT8OID}
+	"WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.entry_id OPERATOR(pg_catalog.=) $2",
+	2, {TEXTOID, INT8OID}
 };
 
 static int64
@@ -111,25 +97,6 @@ entry_not_found(int64 entry_id)
 }
 
 /*
- * The common join in one statement: read the resource, and unless it has a
- * cap, insert the entry (a double tap conflicts and inserts nothing).
- * Returns (capped, new entry id or NULL, free_units); no row for an unknown
- * resource.
- */
-static WaitlistPlan join_plan = {
-	"WITH r AS ("
-	"  SELECT max_waiting, free_units FROM waitlist.resource WHERE resource_id OPERATOR(pg_catalog.=) $1"
-	"), ins AS ("
-	"  INSERT INTO waitlist.entry (resource_id, user_id, priority)"
-	"  SELECT $1, $2, $3 FROM r WHERE r.max_waiting IS NULL"
-	"  ON CONFLICT (resource_id, user_id)"
-	"    WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'OFFERED']) DO NOTHING"
-	"  RETURNING entry_id"
-	") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units FROM r",
-	3, {TEXTOID, TEXTOID, INT4OID}
-};
-
-/*
  * Join a resource that has a max_waiting cap: joins queue on the cap lock so
  * that the count checked here cannot be overtaken by a concurrent join.
  */
@@ -140,12 +107,14 @@ join_capped(text *resource_id, Datum *values)
 	int64		entry_id;
 	int64		waiting;
 	bool		found;
+	bool		capped;
+	int64		free_units;
 	Datum		count_values[2];
 
 	waitlist_lock_resource_cap(resource_id);
 	waitlist_read_resource(resource_id, &res);
 
-	waitlist_execute(&active_entry_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&active_entry_plan, values, NULL, false, 0);
 	entry_id = first_int8(&found);
 	if (found)
 		return entry_id;
@@ -154,7 +123,7 @@ join_capped(text *resource_id, Datum *values)
 	{
 		count_values[0] = values[0];
 		count_values[1] = Int64GetDatum(res.max_waiting);
-		waitlist_execute(&count_waiting_plan, count_values, NULL, false, 0, NULL);
+		waitlist_execute(&count_waiting_plan, count_values, NULL, false, 0);
 		waiting = first_int8(&found);
 		if (waiting >= res.max_waiting)
 			ereport(ERROR,
@@ -165,9 +134,8 @@ join_capped(text *resource_id, Datum *values)
 							   (long long) res.max_waiting)));
 	}
 
-	waitlist_execute(&insert_entry_plan, values, NULL, false, 0, "joined");
-	entry_id = first_int8(&found);
-	return found ? entry_id : -1;
+	return waitlist_apply_join(resource_id, DatumGetTextPP(values[1]), values[2],
+							   true, &capped, &free_units);
 }
 
 /*
@@ -185,9 +153,6 @@ waitlist_join(PG_FUNCTION_ARGS)
 	text	   *user_id = waitlist_id_arg(fcinfo, 1, "user_id");
 	Datum		values[3];
 	WaitlistApiCall call;
-	HeapTuple	row;
-	TupleDesc	tupdesc;
-	bool		isnull;
 	bool		capped;
 	int64		entry_id = -1;
 	int64		free_units;
@@ -207,19 +172,8 @@ waitlist_join(PG_FUNCTION_ARGS)
 	 */
 	waitlist_lock_resource_gate(resource_id, false);
 
-	waitlist_execute(&join_plan, values, NULL, false, 0, "joined");
-	if (SPI_processed == 0)
-		waitlist_resource_not_found(resource_id);
-	row = SPI_tuptable->vals[0];
-	tupdesc = SPI_tuptable->tupdesc;
-	capped = DatumGetBool(SPI_getbinval(row, tupdesc, 1, &isnull));
-	if (!capped)
-	{
-		Datum		d = SPI_getbinval(row, tupdesc, 2, &isnull);
-
-		entry_id = isnull ? -1 : DatumGetInt64(d);
-	}
-	free_units = DatumGetInt64(SPI_getbinval(row, tupdesc, 3, &isnull));
+	entry_id = waitlist_apply_join(resource_id, user_id, values[2], false,
+								   &capped, &free_units);
 
 	if (capped)
 		entry_id = join_capped(resource_id, values);
@@ -228,7 +182,7 @@ waitlist_join(PG_FUNCTION_ARGS)
 		bool		found;
 
 		/* a concurrent tap of the same user made the entry first */
-		waitlist_execute(&active_entry_plan, values, NULL, false, 0, NULL);
+		waitlist_execute(&active_entry_plan, values, NULL, false, 0);
 		entry_id = first_int8(&found);
 		if (!found)
 			elog(ERROR, "active entry vanished after a conflicting join");
@@ -267,7 +221,7 @@ waitlist_leave(PG_FUNCTION_ARGS)
 		text	   *resource_id;
 		char	   *state;
 
-		waitlist_execute(&find_entry_plan, values, NULL, false, 0, NULL);
+		waitlist_execute(&find_entry_plan, values, NULL, false, 0);
 		if (SPI_processed == 0)
 			entry_not_found(entry_id);
 		resource_id = waitlist_spi_text(SPI_tuptable, 0, 1);
@@ -279,16 +233,13 @@ waitlist_leave(PG_FUNCTION_ARGS)
 
 		if (strcmp(state, "WAITING") == 0)
 		{
-			Datum		cancel_values[2] = {PointerGetDatum(resource_id), values[0]};
-
 			/*
 			 * Hold the gate so that a promotion adding units waits for us
 			 * instead of skipping our locked row: if this leave rolls back,
 			 * the entry must still get the unit.
 			 */
 			waitlist_lock_resource_gate(resource_id, false);
-			waitlist_execute(&cancel_waiting_plan, cancel_values, NULL, false, 0, "left");
-			if (SPI_processed > 0)
+			if (waitlist_apply_leave(resource_id, entry_id))
 			{
 				left = true;
 				break;
@@ -320,7 +271,7 @@ waitlist_status(PG_FUNCTION_ARGS)
 	int64		entry_id;
 	Datum		values[4];
 	bool		nulls[4];
-	Datum		arg[1];
+	Datum		arg[2];
 	TupleDesc	tupdesc;
 	HeapTupleHeader result;
 	WaitlistApiCall call;
@@ -335,7 +286,12 @@ waitlist_status(PG_FUNCTION_ARGS)
 	tupdesc = BlessTupleDesc(tupdesc);
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&status_plan, arg, NULL, false, 0, NULL);
+	waitlist_execute(&find_entry_plan, arg, NULL, false, 0);
+	if (SPI_processed == 0)
+		entry_not_found(entry_id);
+	arg[1] = arg[0];
+	arg[0] = PointerGetDatum(waitlist_spi_text(SPI_tuptable, 0, 1));
+	waitlist_execute(&status_plan, arg, NULL, false, 0);
 	if (SPI_processed == 0)
 		entry_not_found(entry_id);
 	for (i = 0; i < 4; i++)

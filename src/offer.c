@@ -1,21 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * offer.c
- *	  The end of an offer: accept, decline, expiry and revocation, each of
- *	  which settles the offered unit of capacity exactly once.
- *
- * A unit held by an OPEN offer ends consumed (ACCEPTED), retired (FAILED:
- * the booking system said the seat is gone) or back in free_units
- * (DECLINED, EXPIRED, REVOKED), from where it is promoted to the next waiter
- * in the same transaction.
- *
- * Lock order: the offer row, then the resource row, then entry rows; the
- * expiry sweep, which goes the other way, takes both with SKIP LOCKED.
- * Whatever gives a unit back then only tries the resource's gate
- * (waitlist_promote_added_units()), and an accept only tries it shared once
- * its booking function has failed and the fan goes back in line, so that no
- * decline, release or join of the resource ever queues behind a booking
- * function (see waitlist_lock_resource_gate()).
+ *	  SQL entry points that end an offer: accept (with its idempotency and
+ *	  the booking function), decline, and the expiry sweep.  Each settles
+ *	  the offer through waitlist_settle_offers(), which follows the unit of
+ *	  capacity where the state machine sends it.
  *
  * IDENTIFICATION
  *	  src/offer.c
@@ -27,50 +16,13 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 
-#include "waitlist.h"
+#include "engine.h"
 
 PG_FUNCTION_INFO_V1(waitlist_accept);
 PG_FUNCTION_INFO_V1(waitlist_decline);
 PG_FUNCTION_INFO_V1(waitlist_sweep);
-
-/*
- * Settle open offers of one resource: the offers move to $3, their entries
- * to $4, and each gets an outbox row of type $5.  Offers that are no longer
- * OPEN are left alone.  Returns the number of offers settled.
- */
-static WaitlistPlan settle_plan = {
-	"WITH settled AS ("
-	"  UPDATE waitlist.offer o"
-	"  SET state = $3, decided_at = pg_catalog.now(),"
-	"      reservation_ref = $6, idempotency_key = $7"
-	"  WHERE o.resource_id OPERATOR(pg_catalog.=) $1"
-	"    AND o.offer_id OPERATOR(pg_catalog.=) ANY ($2)"
-	"    AND o.state OPERATOR(pg_catalog.=) 'OPEN'"
-	"  RETURNING o.offer_id, o.entry_id, o.user_id, o.expires_at"
-	"), moved AS ("
-	/* ids as an array: an index lookup whatever the row estimates say */
-	"  UPDATE waitlist.entry e SET state = $4, updated_at = pg_catalog.now()"
-	"  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
-	"    AND e.state OPERATOR(pg_catalog.=) 'OFFERED'"
-	"    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.entry_id FROM settled s))"
-	"), notified AS ("
-	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, user_id, channel, event_type, payload)"
-	"  SELECT $1, s.entry_id, s.offer_id, s.user_id, ch.channel, $5,"
-	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-	"             'resource_id', $1, 'entry_id', s.entry_id, 'offer_id', s.offer_id,"
-	"             'user_id', s.user_id, 'expires_at', s.expires_at,"
-	"             'reservation_ref', $6, 'detail', $8))"
-	"  FROM settled s"
-	"    CROSS JOIN waitlist.resource r"
-	"    CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
-	"  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
-	"  ORDER BY s.offer_id, ch.channel"
-	") SELECT pg_catalog.count(*) FROM settled",
-	8, {TEXTOID, INT8ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}, WAITLIST_CUSTOM_PLAN
-};
 
 static WaitlistPlan offer_resource_plan = {
 	"SELECT resource_id FROM waitlist.offer WHERE offer_id OPERATOR(pg_catalog.=) $1",
@@ -101,14 +53,6 @@ static WaitlistPlan lock_offer_plan = {
 	2, {TEXTOID, INT8OID}
 };
 
-static WaitlistPlan open_offer_of_entry_plan = {
-	"SELECT offer_id FROM waitlist.offer "
-	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND entry_id OPERATOR(pg_catalog.=) $2"
-	"  AND state OPERATOR(pg_catalog.=) 'OPEN' "
-	"FOR UPDATE",
-	2, {TEXTOID, INT8OID}
-};
-
 static WaitlistPlan request_insert_plan = {
 	"INSERT INTO waitlist.accept_request (resource_id, offer_id, idempotency_key) "
 	"VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -129,34 +73,6 @@ static WaitlistPlan request_record_plan = {
 	5, {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID}
 };
 
-/*
- * Resources with offers past their deadline, earliest deadlines first; all
- * of them ($2 < 0) or one worker's share.  Deadlines are compared with the
- * transaction's start, which bounds the scan of the deadline index (and
- * never expires an offer early).
- */
-static WaitlistPlan due_resources_plan = {
-	"SELECT DISTINCT resource_id FROM ("
-	"  SELECT resource_id FROM waitlist.offer"
-	"  WHERE state OPERATOR(pg_catalog.=) 'OPEN' AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-	"    AND ($2 OPERATOR(pg_catalog.<) 0"
-	"         OR waitlist.resource_worker(resource_id, $3) OPERATOR(pg_catalog.=) $2)"
-	"  ORDER BY expires_at LIMIT $1"
-	") due ORDER BY resource_id",
-	3, {INT8OID, INT4OID, INT4OID}
-};
-
-static WaitlistPlan due_offers_plan = {
-	"SELECT pg_catalog.array_agg(offer_id) FROM ("
-	"  SELECT offer_id FROM waitlist.offer"
-	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'OPEN'"
-	"    AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-	"  ORDER BY expires_at LIMIT $2"
-	"  FOR UPDATE SKIP LOCKED"
-	") due",
-	2, {TEXTOID, INT8OID}
-};
-
 /* A locked offer, as lock_offer() reads it. */
 typedef struct LockedOffer
 {
@@ -174,48 +90,6 @@ text_or_null(const char *s, char *null)
 	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
 }
 
-/*
- * Settle the given open offers of a resource (see settle_plan).  "reason" is
- * what their transition rows record.  Returns how many were settled.
- */
-static int64
-settle_offers(text *resource_id, Datum offer_ids, const char *offer_state,
-			  const char *entry_state, const char *event_type,
-			  const char *reservation_ref, text *idempotency_key,
-			  const char *detail, const char *reason)
-{
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	bool		isnull;
-	int64		settled;
-
-	values[0] = PointerGetDatum(resource_id);
-	values[1] = offer_ids;
-	values[2] = CStringGetTextDatum(offer_state);
-	values[3] = CStringGetTextDatum(entry_state);
-	values[4] = CStringGetTextDatum(event_type);
-	values[5] = text_or_null(reservation_ref, &nulls[5]);
-	values[6] = PointerGetDatum(idempotency_key);
-	nulls[6] = idempotency_key == NULL ? 'n' : ' ';
-	values[7] = text_or_null(detail, &nulls[7]);
-
-	waitlist_execute(&settle_plan, values, nulls, false, 0, reason);
-	settled = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-	if (settled > 0)
-		waitlist_outbox_written();
-	return settled;
-}
-
-static Datum
-one_offer_id(int64 offer_id)
-{
-	Datum		id = Int64GetDatum(offer_id);
-
-	return PointerGetDatum(construct_array(&id, 1, INT8OID, sizeof(int64),
-										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
 static void
 offer_not_found(int64 offer_id)
 {
@@ -230,7 +104,7 @@ offer_resource(int64 offer_id)
 {
 	Datum		values[1] = {Int64GetDatum(offer_id)};
 
-	waitlist_execute(&offer_resource_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&offer_resource_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
 		offer_not_found(offer_id);
 	return waitlist_spi_text(SPI_tuptable, 0, 1);
@@ -245,7 +119,7 @@ lock_offer(text *resource_id, int64 offer_id, LockedOffer *offer)
 	bool		isnull;
 	Datum		d;
 
-	waitlist_execute(&lock_offer_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&lock_offer_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
 		offer_not_found(offer_id);
 	tuple = SPI_tuptable->vals[0];
@@ -297,6 +171,13 @@ offer_settled_under_accept(text *resource_id, int64 offer_id)
 					   offer.state)));
 }
 
+/* What an accept request records: the state its event settles the offer in. */
+static const char *
+outcome_of(WaitlistEvent event)
+{
+	return waitlist_find_rule(WAITLIST_ENTITY_OFFER, event)->to_state;
+}
+
 /*
  * Decide a new accept request (its accept_request row is inserted and
  * locks out the same key): book, settle the offer and record the outcome.
@@ -313,10 +194,10 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 	char		request_nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	lock_offer(resource_id, offer_id, &offer);
-	if (strcmp(offer.state, "ACCEPTED") == 0)
+	if (strcmp(offer.state, outcome_of(WAITLIST_EVENT_ACCEPT)) == 0)
 	{
 		/* accepted under another key: the one reservation there is */
-		outcome = "ACCEPTED";
+		outcome = outcome_of(WAITLIST_EVENT_ACCEPT);
 		*reservation_ref = offer.reservation_ref;
 	}
 	else if (strcmp(offer.state, "OPEN") != 0 || offer.past_deadline)
@@ -327,20 +208,17 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 								   reservation_ref, &conflict_message) == WAITLIST_BOOKING_CONFLICT)
 	{
 		/* the seat is gone: the unit is retired, the fan keeps their place */
-		outcome = "FAILED";
-		if (settle_offers(resource_id, one_offer_id(offer_id), "FAILED", "WAITING",
-						  "offer_failed", NULL, idempotency_key,
-						  conflict_message, "booking conflict") == 0)
+		outcome = outcome_of(WAITLIST_EVENT_BOOKING_CONFLICT);
+		if (waitlist_settle_offer(WAITLIST_EVENT_BOOKING_CONFLICT, resource_id, offer_id,
+								  NULL, idempotency_key, conflict_message) == 0)
 			offer_settled_under_accept(resource_id, offer_id);
-		waitlist_promote_after_failed_booking(resource_id);
 	}
 	else
 	{
-		outcome = "ACCEPTED";
-		if (settle_offers(resource_id, one_offer_id(offer_id), "ACCEPTED", "ACCEPTED",
-						  "offer_accepted", *reservation_ref, idempotency_key,
-						  OidIsValid(offer.booking_function) ? "booked" : "booking requested",
-						  "accepted") == 0)
+		outcome = outcome_of(WAITLIST_EVENT_ACCEPT);
+		if (waitlist_settle_offer(WAITLIST_EVENT_ACCEPT, resource_id, offer_id,
+								  *reservation_ref, idempotency_key,
+								  OidIsValid(offer.booking_function) ? "booked" : "booking requested") == 0)
 			offer_settled_under_accept(resource_id, offer_id);
 	}
 
@@ -349,7 +227,7 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 	request[2] = PointerGetDatum(idempotency_key);
 	request[3] = CStringGetTextDatum(outcome);
 	request[4] = text_or_null(*reservation_ref, &request_nulls[4]);
-	waitlist_execute(&request_record_plan, request, request_nulls, false, 0, NULL);
+	waitlist_execute(&request_record_plan, request, request_nulls, false, 0);
 	return outcome;
 }
 
@@ -389,7 +267,7 @@ waitlist_accept(PG_FUNCTION_ARGS)
 	/* a key answered before: its outcome, with no lock and no write */
 	request[0] = Int64GetDatum(offer_id);
 	request[1] = PointerGetDatum(idempotency_key);
-	waitlist_execute(&offer_and_request_plan, request, NULL, false, 0, NULL);
+	waitlist_execute(&offer_and_request_plan, request, NULL, false, 0);
 	if (SPI_processed == 0)
 		offer_not_found(offer_id);
 	resource_id = waitlist_spi_text(SPI_tuptable, 0, 1);
@@ -400,11 +278,11 @@ waitlist_accept(PG_FUNCTION_ARGS)
 		request[0] = PointerGetDatum(resource_id);
 		request[1] = Int64GetDatum(offer_id);
 		request[2] = PointerGetDatum(idempotency_key);
-		waitlist_execute(&request_insert_plan, request, NULL, false, 0, NULL);
+		waitlist_execute(&request_insert_plan, request, NULL, false, 0);
 		if (SPI_processed == 0)
 		{
 			/* this key was answered before: same answer, no second booking */
-			waitlist_execute(&request_read_plan, request, NULL, false, 0, NULL);
+			waitlist_execute(&request_read_plan, request, NULL, false, 0);
 			if (SPI_processed == 0)
 				elog(ERROR, "accept request vanished after a conflicting insert");
 			outcome = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -454,89 +332,12 @@ waitlist_decline(PG_FUNCTION_ARGS)
 		if (strcmp(offer.state, "OPEN") != 0 || offer.past_deadline)
 			offer_not_open(offer_id, &offer);
 		waitlist_lock_resource(resource_id, &res);
-		settle_offers(resource_id, one_offer_id(offer_id), "DECLINED", "DECLINED",
-					  "offer_declined", NULL, NULL, NULL, "declined");
-		waitlist_give_back_units(resource_id, 1);
-		declined = true;
+		declined = waitlist_settle_offer(WAITLIST_EVENT_DECLINE, resource_id, offer_id,
+										 NULL, NULL, NULL) > 0;
 	}
 	waitlist_api_end(&call);
 
 	PG_RETURN_BOOL(declined);
-}
-
-/*
- * Leave while offered: the offer is REVOKED, the entry CANCELLED and the
- * unit goes to the next waiter, in the caller's transaction.  Returns false
- * if the entry had no open offer any more once locked.
- */
-bool
-waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
-{
-	WaitlistResource res;
-	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(entry_id)};
-	bool		isnull;
-	int64		offer_id;
-
-	waitlist_execute(&open_offer_of_entry_plan, values, NULL, false, 0, NULL);
-	if (SPI_processed == 0)
-		return false;
-	offer_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
-	waitlist_lock_resource(resource_id, &res);
-	if (settle_offers(resource_id, one_offer_id(offer_id), "REVOKED", "CANCELLED",
-					  "offer_revoked", NULL, NULL, "the fan left the waitlist",
-					  "left while offered") == 0)
-		return false;
-	waitlist_give_back_units(resource_id, 1);
-	return true;
-}
-
-/*
- * Expire up to max_offers open offers past their deadline, give their units
- * back and promote (or hand them on).  owner >= 0 limits it to that
- * worker's share of nworkers.  A resource whose row another transaction has
- * locked (another sweep, a release or decline not yet committed) is passed
- * over until next time, and offers are taken with SKIP LOCKED (an accept in
- * flight holds its offer), so concurrent sweeps never wait for one another
- * nor expire an offer twice, and a transaction left open on one resource
- * holds up no other.  The gate is not needed to expire: a joiner in flight
- * only delays the promotion of the units given back.  Runs in the caller's
- * API frame.
- */
-int64
-waitlist_expire_due(int64 max_offers, int owner, int nworkers)
-{
-	int64		budget = max_offers;
-	int64		expired = 0;
-	Datum		args[3] = {Int64GetDatum(max_offers), Int32GetDatum(owner), Int32GetDatum(nworkers)};
-	SPITupleTable *due;
-	uint64		i;
-
-	waitlist_execute(&due_resources_plan, args, NULL, false, 0, NULL);
-	due = SPI_tuptable;
-	for (i = 0; i < due->numvals && budget > 0; i++)
-	{
-		bool		isnull;
-		text	   *resource_id = waitlist_spi_text(due, i, 1);
-		Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(budget)};
-		WaitlistResource res;
-		Datum		offer_ids;
-		int64		n;
-
-		if (!waitlist_try_lock_resource(resource_id, &res))
-			continue;
-		waitlist_execute(&due_offers_plan, values, NULL, false, 0, NULL);
-		offer_ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (isnull)
-			continue;
-		n = settle_offers(resource_id, offer_ids, "EXPIRED", "EXPIRED", "offer_expired",
-						  NULL, NULL, NULL, "expired");
-		if (n > 0)
-			waitlist_give_back_units(resource_id, n);
-		expired += n;
-		budget -= n;
-	}
-	return expired;
 }
 
 /*

@@ -27,7 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "waitlist.h"
+#include "store.h"
 
 PG_FUNCTION_INFO_V1(waitlist_outbox_claim);
 PG_FUNCTION_INFO_V1(waitlist_outbox_ack);
@@ -40,11 +40,6 @@ PG_FUNCTION_INFO_V1(waitlist_offer_seen);
 #define WAITLIST_MAX_CLAIM_ROWS		10000
 #define WAITLIST_MAX_ERROR_CHARS	1000
 
-/*
- * The channel this transaction's NOTIFY goes to once it commits (empty: no
- * NOTIFY), as set when it wrote its first outbox row.
- */
-static char notify_at_commit[NAMEDATALEN] = "";
 
 /*
  * Rate limits: from one row per 11.6 days to a million per second, bursts of
@@ -187,7 +182,7 @@ static WaitlistPlan ack_plan = {
 };
 
 /*
- * backoff: base * 2^attempts, with +-50% jitter, at most an hour.  The lease
+ * The retry policy (WAITLIST_BACKOFF_SQL), at most an hour apart.  The lease
  * ends, so a repeated report with the same token is refused.
  */
 static WaitlistPlan fail_plan = {
@@ -197,11 +192,8 @@ static WaitlistPlan fail_plan = {
 	"  lease_token = NULL, lease_expires_at = NULL,"
 	"  state = CASE WHEN (attempts OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) $3"
 	"               THEN 'DEAD' ELSE 'PENDING' END,"
-	"  next_attempt_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) LEAST("
-	"      interval '1 millisecond' OPERATOR(pg_catalog.*) $4"
-	"        OPERATOR(pg_catalog.*) (2 OPERATOR(pg_catalog.^) LEAST(attempts, 30))"
-	"        OPERATOR(pg_catalog.*) (0.5 OPERATOR(pg_catalog.+) pg_catalog.random()),"
-	"      interval '1 hour')"
+	"  next_attempt_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) "
+	WAITLIST_BACKOFF_SQL("$4", "1 hour")
 	" WHERE outbox_id OPERATOR(pg_catalog.=) $1"
 	" RETURNING state OPERATOR(pg_catalog.=) 'DEAD'",
 	4, {INT8OID, TEXTOID, INT4OID, INT4OID}
@@ -274,40 +266,6 @@ static WaitlistPlan offer_exists_plan = {
 	1, {INT8OID}
 };
 
-/*
- * Called after a statement wrote outbox rows: with waitlist.notify_channel
- * set, the transaction will send one NOTIFY, however many rows.  NOTIFY
- * takes a global lock at commit, so it is off by default.  It is queued
- * only at pre-commit: PREPARE TRANSACTION refuses a transaction that has
- * queued one.
- */
-void
-waitlist_outbox_written(void)
-{
-	if (notify_at_commit[0] != '\0' || waitlist_notify_channel == NULL)
-		return;
-	strlcpy(notify_at_commit, waitlist_notify_channel, sizeof(notify_at_commit));
-}
-
-/* Pre-commit of a transaction that wrote outbox rows: queue its NOTIFY. */
-void
-waitlist_outbox_at_pre_commit(void)
-{
-	if (notify_at_commit[0] != '\0')
-		Async_Notify(notify_at_commit, NULL);
-	notify_at_commit[0] = '\0';
-}
-
-/*
- * Transaction end, PREPARE included: a prepared transaction's rows reach
- * the relays through their polls.
- */
-void
-waitlist_outbox_at_xact_end(void)
-{
-	notify_at_commit[0] = '\0';
-}
-
 static void
 outbox_row_not_found(int64 outbox_id)
 {
@@ -328,7 +286,7 @@ lock_leased_row(int64 outbox_id, int64 lease_token)
 	bool		isnull;
 	Datum		token;
 
-	waitlist_execute(&lock_row_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&lock_row_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
 		outbox_row_not_found(outbox_id);
 	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -362,7 +320,6 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 {
 	text	   *consumer = waitlist_id_arg(fcinfo, 0, "consumer");
 	int32		max_rows;
-	Interval   *zero = palloc0(sizeof(Interval));
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	WaitlistApiCall call;
@@ -374,21 +331,8 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_rows must be between 1 and %d", WAITLIST_MAX_CLAIM_ROWS)));
-	if (!DatumGetBool(DirectFunctionCall2(interval_gt, PG_GETARG_DATUM(2),
-										  IntervalPGetDatum(zero))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease must be positive")));
-	if (DatumGetBool(DirectFunctionCall2(interval_gt, PG_GETARG_DATUM(2),
-										 DirectFunctionCall3(interval_in,
-															 CStringGetDatum(WAITLIST_MAX_LEASE),
-															 ObjectIdGetDatum(InvalidOid),
-															 Int32GetDatum(-1)))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease must not exceed %s", WAITLIST_MAX_LEASE),
-				 errdetail("A relay that dies holds its rows until its lease runs out; the longest lease allowed is %s.",
-						   WAITLIST_MAX_LEASE)));
+	waitlist_check_interval(PG_GETARG_DATUM(2), "lease", WAITLIST_MAX_LEASE, NULL,
+							"A relay that dies holds its rows until its lease runs out; the longest lease allowed is " WAITLIST_MAX_LEASE ".");
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -401,8 +345,8 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 	nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&refill_plan, &values[3], &nulls[3], false, 0, NULL);
-	waitlist_execute(&claim_plan, values, nulls, false, 0, NULL);
+	waitlist_execute(&refill_plan, &values[3], &nulls[3], false, 0);
+	waitlist_execute(&claim_plan, values, nulls, false, 0);
 	waitlist_spi_rows_to_tuplestore(fcinfo);
 	waitlist_api_end(&call);
 
@@ -427,7 +371,7 @@ waitlist_outbox_ack(PG_FUNCTION_ARGS)
 	waitlist_api_begin(&call);
 	state = lock_leased_row(outbox_id, PG_GETARG_INT64(1));
 	if (strcmp(state, "PENDING") == 0)
-		waitlist_execute(&ack_plan, values, NULL, false, 0, NULL);
+		waitlist_execute(&ack_plan, values, NULL, false, 0);
 	waitlist_api_end(&call);
 
 	PG_RETURN_BOOL(true);
@@ -471,7 +415,7 @@ waitlist_outbox_fail(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_WAITLIST_STALE_LEASE),
 				 errmsg("outbox row " INT64_FORMAT " was already delivered", outbox_id)));
-	waitlist_execute(&fail_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&fail_plan, values, NULL, false, 0);
 	dead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	waitlist_api_end(&call);
 
@@ -488,10 +432,10 @@ waitlist_outbox_retry(PG_FUNCTION_ARGS)
 	bool		revived;
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&outbox_exists_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&outbox_exists_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
 		outbox_row_not_found(outbox_id);
-	waitlist_execute(&retry_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&retry_plan, values, NULL, false, 0);
 	revived = SPI_processed > 0;
 	waitlist_api_end(&call);
 
@@ -553,7 +497,7 @@ waitlist_set_channel_rate(PG_FUNCTION_ARGS)
 	}
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&set_rate_plan, values, nulls, false, 0, NULL);
+	waitlist_execute(&set_rate_plan, values, nulls, false, 0);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -578,7 +522,7 @@ waitlist_inbox(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	waitlist_api_begin(&call);
-	waitlist_execute(&inbox_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&inbox_plan, values, NULL, false, 0);
 	waitlist_spi_rows_to_tuplestore(fcinfo);
 	waitlist_api_end(&call);
 
@@ -599,11 +543,11 @@ waitlist_offer_seen(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(offer_id);
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&offer_seen_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&offer_seen_plan, values, NULL, false, 0);
 	first = SPI_processed > 0;
 	if (!first)
 	{
-		waitlist_execute(&offer_exists_plan, values, NULL, false, 0, NULL);
+		waitlist_execute(&offer_exists_plan, values, NULL, false, 0);
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),

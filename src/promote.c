@@ -1,9 +1,24 @@
 /*-------------------------------------------------------------------------
  *
  * promote.c
- *	  Capacity coming back and going out: recording CapacityReleased events
- *	  and the per-resource serialized promotion step that turns free units
- *	  into offers.
+ *	  Capacity coming back and going out: recording CapacityReleased
+ *	  events, the per-resource serialized promotion step that turns free
+ *	  units into offers, and the settlement of offers, which follows each
+ *	  unit where the state machine sends it.
+ *
+ * A unit an offer holds ends consumed (ACCEPTED), retired (FAILED: the
+ * booking system said the seat is gone) or back in free_units (DECLINED,
+ * EXPIRED, REVOKED), from where it is promoted to the next waiter in the
+ * same transaction: waitlist_settle_offers() is the one way to settle, and
+ * it promotes whatever the settlement returned.
+ *
+ * Lock order: the offer row, then the resource row, then entry rows; the
+ * expiry sweep, which goes the other way, takes both with SKIP LOCKED.
+ * Whatever gives a unit back then only tries the resource's gate
+ * (waitlist_promote_added_units()), and an accept only tries it shared once
+ * its booking function has failed and the fan goes back in line, so that no
+ * decline, release or join of the resource ever queues behind a booking
+ * function (see waitlist_lock_resource_gate()).
  *
  * IDENTIFICATION
  *	  src/promote.c
@@ -14,65 +29,10 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 
-#include "waitlist.h"
-
-PG_FUNCTION_INFO_V1(waitlist_release);
-PG_FUNCTION_INFO_V1(waitlist_promote);
-PG_FUNCTION_INFO_V1(waitlist_retry_event);
-
-/*
- * The promotion step as one set-based statement: pick the next $2 waiters in
- * line, move them to OFFERED, make one OPEN offer each with its outbox row,
- * and take the units from free_units.  The statement triggers on entry and
- * offer write the transition rows.  SKIP LOCKED passes over an entry that a
- * concurrent leave holds; the LIMIT then reaches one further down the line.
- */
-static WaitlistPlan promote_plan = {
-	"WITH picked AS ("
-	"  SELECT e.entry_id FROM waitlist.entry e"
-	"  WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.state OPERATOR(pg_catalog.=) 'WAITING'"
-	"  ORDER BY e.priority DESC, e.seq"
-	"  LIMIT $2"
-	"  FOR UPDATE OF e SKIP LOCKED"
-	"), moved AS ("
-	/* ids as an array: an index lookup whatever the row estimates say */
-	"  UPDATE waitlist.entry e SET state = 'OFFERED', updated_at = pg_catalog.now()"
-	"  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
-	"    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT p.entry_id FROM picked p))"
-	"  RETURNING e.entry_id, e.user_id, e.priority, e.seq"
-	"), made AS ("
-	"  INSERT INTO waitlist.offer (entry_id, resource_id, user_id, expires_at)"
-	/* clamped as the setting is bounded: no stored offer_ttl can overflow */
-	"  SELECT m.entry_id, $1, m.user_id,"
-	"         pg_catalog.now() OPERATOR(pg_catalog.+) LEAST(r.offer_ttl,"
-	"                                        interval '" WAITLIST_MAX_SETTING_INTERVAL "')"
-	"  FROM moved m, waitlist.resource r"
-	"  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
-	"  ORDER BY m.priority DESC, m.seq"
-	"  RETURNING offer_id, entry_id, user_id, expires_at"
-	"), notified AS ("
-	"  INSERT INTO waitlist.outbox (resource_id, entry_id, offer_id, user_id, channel, event_type, payload)"
-	"  SELECT $1, o.entry_id, o.offer_id, o.user_id, ch.channel, 'offer_created',"
-	"         pg_catalog.jsonb_build_object('resource_id', $1, 'entry_id', o.entry_id,"
-	"             'offer_id', o.offer_id, 'user_id', o.user_id, 'expires_at', o.expires_at)"
-	"  FROM made o"
-	"    CROSS JOIN waitlist.resource r"
-	"    CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
-	"  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
-	"  ORDER BY o.offer_id, ch.channel"
-	"), counted AS ("
-	"  SELECT pg_catalog.count(*) AS offers FROM made"
-	"), spent AS ("
-	"  UPDATE waitlist.resource r"
-	"  SET free_units = r.free_units OPERATOR(pg_catalog.-) c.offers, updated_at = pg_catalog.now(),"
-	"      wave_started_at = CASE WHEN $3 THEN pg_catalog.now() ELSE r.wave_started_at END,"
-	"      wave_offers = CASE WHEN $3 THEN c.offers ELSE r.wave_offers OPERATOR(pg_catalog.+) c.offers END"
-	"  FROM counted c WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.offers OPERATOR(pg_catalog.>) 0"
-	") SELECT offers FROM counted",
-	3, {TEXTOID, INT8OID, BOOLOID}, WAITLIST_CUSTOM_PLAN
-};
+#include "engine.h"
 
 /*
  * Record the event once per (resource, event id) and add its units.  No row
@@ -160,7 +120,7 @@ waitlist_promote_idle(int32 max_resources)
 	int64		offers = 0;
 	uint64		i;
 
-	waitlist_execute(&waitlist_idle_resources_plan, args, NULL, false, 0, NULL);
+	waitlist_execute(&waitlist_idle_resources_plan, args, NULL, false, 0);
 	idle = SPI_tuptable;
 	for (i = 0; i < idle->numvals; i++)
 	{
@@ -186,9 +146,6 @@ waitlist_promote_locked(text *resource_id, int64 max_offers,
 {
 	WaitlistResource res;
 	int64		wanted;
-	int64		offers;
-	Datum		values[3];
-	bool		isnull;
 
 	if (locked != NULL)
 		res = *locked;
@@ -203,57 +160,7 @@ waitlist_promote_locked(text *resource_id, int64 max_offers,
 	if (wanted <= 0)
 		return 0;
 
-	values[0] = PointerGetDatum(resource_id);
-	values[1] = Int64GetDatum(wanted);
-	values[2] = BoolGetDatum(res.new_wave);
-	waitlist_execute(&promote_plan, values, NULL, false, 0, "promoted");
-	if (SPI_processed != 1)
-		elog(ERROR, "promotion returned %llu rows", (unsigned long long) SPI_processed);
-	offers = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &isnull));
-	if (offers > 0)
-		waitlist_outbox_written();
-	return offers;
-}
-
-/*
- * waitlist_promote(resource_id text, max_offers integer) RETURNS integer
- *
- * The promotion step on its own, for callers that drive promotion
- * themselves.  Two sessions promoting one resource queue on its lock, so
- * together they never make more offers than there are free units.  It
- * takes the gate exclusively, so that no join or leave committing meanwhile
- * is passed over: unlike everything else that promotes, it waits for it, as
- * callers expect it to promote now (see docs/concurrency.md, "What a long
- * transaction blocks").
- */
-Datum
-waitlist_promote(PG_FUNCTION_ARGS)
-{
-	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
-	int64		max_offers = -1;
-	int64		offers;
-	WaitlistResource res;
-	WaitlistApiCall call;
-
-	if (!PG_ARGISNULL(1))
-	{
-		max_offers = PG_GETARG_INT32(1);
-		if (max_offers < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("max_offers must not be negative"),
-					 errhint("Pass NULL to offer every free unit.")));
-	}
-
-	waitlist_require_read_committed("waitlist_promote()");
-	waitlist_api_begin(&call);
-	waitlist_lock_resource_gate(resource_id, true);
-	waitlist_lock_resource(resource_id, &res);
-	offers = waitlist_promote_locked(resource_id, max_offers, &res);
-	waitlist_api_end(&call);
-
-	PG_RETURN_INT32((int32) offers);
+	return waitlist_apply_promote(resource_id, wanted, res.new_wave);
 }
 
 /*
@@ -281,7 +188,7 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 	values[2] = Int32GetDatum(quantity);
 	if (waitlist_defer_to_worker() || IsolationUsesXactSnapshot())
 	{
-		waitlist_execute(&record_event_plan, values, NULL, false, 0, NULL);
+		waitlist_execute(&record_event_plan, values, NULL, false, 0);
 		if (SPI_processed == 0)
 			return false;
 		waitlist_wake_owner_at_commit(resource_id);
@@ -289,7 +196,7 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 	}
 
 	waitlist_lock_resource(resource_id, &res);
-	waitlist_execute(&release_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&release_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
 		return false;
 	waitlist_promote_added_units(resource_id);
@@ -356,7 +263,7 @@ waitlist_fold_pending(int32 max_resources)
 	int64		offers = 0;
 	uint64		i;
 
-	waitlist_execute(&pending_resources_plan, args, NULL, false, 0, NULL);
+	waitlist_execute(&pending_resources_plan, args, NULL, false, 0);
 	pending = SPI_tuptable;
 	for (i = 0; i < pending->numvals; i++)
 	{
@@ -394,7 +301,7 @@ waitlist_fold_and_promote(text *resource_id, int64 *offers, bool wait_for_gate)
 	else if (!waitlist_try_lock_resource_gate(resource_id))
 		return -1;
 	waitlist_lock_resource(resource_id, &res);
-	waitlist_execute(&fold_events_plan, values, NULL, false, 0, NULL);
+	waitlist_execute(&fold_events_plan, values, NULL, false, 0);
 	if (SPI_processed > 0)
 		events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));
@@ -442,8 +349,8 @@ waitlist_promote_if_free(text *resource_id)
  * may come to wait for that row.  If the gate is busy the fan is handed to
  * the worker, the next join or the sweep, like the adder's units.
  */
-void
-waitlist_promote_after_failed_booking(text *resource_id)
+static void
+promote_after_failed_booking(text *resource_id)
 {
 	if (!waitlist_try_lock_resource_gate_shared(resource_id))
 	{
@@ -453,98 +360,160 @@ waitlist_promote_after_failed_booking(text *resource_id)
 	waitlist_promote_if_free(resource_id);
 }
 
-void
-waitlist_check_release_quantity(int64 quantity)
+/*
+ * The entry state a fan is put back in line in: the state a join creates.
+ */
+static bool
+puts_back_in_line(const WaitlistRule *entry)
 {
-	if (quantity <= 0 || quantity > WAITLIST_MAX_RELEASE_QUANTITY)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("quantity " INT64_FORMAT " is out of range", quantity),
-				 errdetail("A release must return between 1 and %d units.",
-						   WAITLIST_MAX_RELEASE_QUANTITY)));
+	return strcmp(entry->to_state,
+				  waitlist_find_rule(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_JOIN)->to_state) == 0;
 }
 
 /*
- * waitlist_release(resource_id text, quantity integer, event_id text)
- * RETURNS boolean
- *
- * Records a CapacityReleased event, adds its units and promotes, all in the
- * caller's transaction.  A repeated event id returns false and changes
- * nothing, so a booking system may deliver its events at least once.
+ * Settle open offers of a resource (an int8[] of ids) by an event and
+ * follow their units as its rules say: units returned to free_units are
+ * promoted (or handed on), and a fan put back in line looks for free
+ * units.  The caller holds the offers and, if the event returns units, the
+ * resource's row.  Offers no longer OPEN are left alone.  Returns how many
+ * were settled.
  */
-Datum
-waitlist_release(PG_FUNCTION_ARGS)
+int64
+waitlist_settle_offers(WaitlistEvent event, text *resource_id, Datum offer_ids,
+					   const char *reservation_ref, text *idempotency_key,
+					   const char *detail)
 {
-	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
-	text	   *event_id = waitlist_id_arg(fcinfo, 2, "event_id");
-	WaitlistApiCall call;
-	bool		recorded;
+	const WaitlistRule *offer = waitlist_find_rule(WAITLIST_ENTITY_OFFER, event);
+	const WaitlistRule *entry = waitlist_find_rule(WAITLIST_ENTITY_ENTRY, event);
+	int64		settled;
 
-	waitlist_check_not_null(fcinfo, 1, "quantity");
-	waitlist_check_release_quantity(PG_GETARG_INT32(1));
-
-	waitlist_api_begin(&call);
-	recorded = waitlist_release_units(resource_id, PG_GETARG_INT32(1), event_id, false);
-	waitlist_api_end(&call);
-
-	PG_RETURN_BOOL(recorded);
+	settled = waitlist_apply_offer_event(event, resource_id, offer_ids,
+										 reservation_ref, idempotency_key, detail);
+	if (settled == 0)
+		return 0;
+	if (offer->unit == WAITLIST_UNIT_RETURN)
+		waitlist_promote_added_units(resource_id);
+	else if (puts_back_in_line(entry))
+		promote_after_failed_booking(resource_id);
+	return settled;
 }
 
-static WaitlistPlan revive_events_plan = {
-	"UPDATE waitlist.capacity_event"
-	"  SET state = 'PENDING', attempts = 0, last_error = NULL, next_attempt_at = pg_catalog.now()"
-	" WHERE event_id OPERATOR(pg_catalog.=) $1"
-	"   AND ($2::pg_catalog.text IS NULL OR resource_id OPERATOR(pg_catalog.=) $2)"
-	"   AND state OPERATOR(pg_catalog.=) 'DEAD'"
-	" RETURNING resource_id",
-	2, {TEXTOID, TEXTOID}
+/* The same for one offer. */
+int64
+waitlist_settle_offer(WaitlistEvent event, text *resource_id, int64 offer_id,
+					  const char *reservation_ref, text *idempotency_key,
+					  const char *detail)
+{
+	Datum		id = Int64GetDatum(offer_id);
+
+	return waitlist_settle_offers(event, resource_id,
+								  PointerGetDatum(construct_array(&id, 1, INT8OID, sizeof(int64),
+																  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+								  reservation_ref, idempotency_key, detail);
+}
+
+/*
+ * Resources with offers past their deadline, earliest deadlines first; all
+ * of them ($2 < 0) or one worker's share.  Deadlines are compared with the
+ * transaction's start, which bounds the scan of the deadline index (and
+ * never expires an offer early).
+ */
+static WaitlistPlan due_resources_plan = {
+	"SELECT DISTINCT resource_id FROM ("
+	"  SELECT resource_id FROM waitlist.offer"
+	"  WHERE state OPERATOR(pg_catalog.=) 'OPEN' AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	"    AND ($2 OPERATOR(pg_catalog.<) 0"
+	"         OR waitlist.resource_worker(resource_id, $3) OPERATOR(pg_catalog.=) $2)"
+	"  ORDER BY expires_at LIMIT $1"
+	") due ORDER BY resource_id",
+	3, {INT8OID, INT4OID, INT4OID}
 };
 
-static WaitlistPlan event_exists_plan = {
-	"SELECT 1 FROM waitlist.capacity_event"
-	" WHERE event_id OPERATOR(pg_catalog.=) $1"
-	"   AND ($2::pg_catalog.text IS NULL OR resource_id OPERATOR(pg_catalog.=) $2)",
-	2, {TEXTOID, TEXTOID}
+static WaitlistPlan due_offers_plan = {
+	"SELECT pg_catalog.array_agg(offer_id) FROM ("
+	"  SELECT offer_id FROM waitlist.offer"
+	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'OPEN'"
+	"    AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	"  ORDER BY expires_at LIMIT $2"
+	"  FOR UPDATE SKIP LOCKED"
+	") due",
+	2, {TEXTOID, INT8OID}
+};
+
+static WaitlistPlan open_offer_of_entry_plan = {
+	"SELECT offer_id FROM waitlist.offer "
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND entry_id OPERATOR(pg_catalog.=) $2"
+	"  AND state OPERATOR(pg_catalog.=) 'OPEN' "
+	"FOR UPDATE",
+	2, {TEXTOID, INT8OID}
 };
 
 /*
- * waitlist_retry_event(event_id text, resource_id text) RETURNS integer
- *
- * Puts a DEAD capacity event back to PENDING with fresh attempts; the
- * resource's worker takes it after this transaction commits (or, without
- * preloaded workers, it is promoted here).  Returns the number revived: an
- * event that is not dead is left alone.
+ * Leave while offered: the offer is REVOKED, the entry CANCELLED and the
+ * unit goes to the next waiter, in the caller's transaction.  Returns false
+ * if the entry had no open offer any more once locked.
  */
-Datum
-waitlist_retry_event(PG_FUNCTION_ARGS)
+bool
+waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
 {
-	text	   *event_id = waitlist_id_arg(fcinfo, 0, "event_id");
-	text	   *resource_id = PG_ARGISNULL(1) ? NULL : waitlist_id_arg(fcinfo, 1, "resource_id");
-	Datum		values[2] = {PointerGetDatum(event_id), PointerGetDatum(resource_id)};
-	char		nulls[2] = {' ', resource_id == NULL ? 'n' : ' '};
-	SPITupleTable *revived;
-	uint64		i;
-	WaitlistApiCall call;
+	WaitlistResource res;
+	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(entry_id)};
+	bool		isnull;
+	int64		offer_id;
 
-	waitlist_api_begin(&call);
-	waitlist_execute(&event_exists_plan, values, nulls, false, 0, NULL);
+	waitlist_execute(&open_offer_of_entry_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("capacity event \"%s\" does not exist", text_to_cstring(event_id))));
-	waitlist_execute(&revive_events_plan, values, nulls, false, 0, NULL);
-	revived = SPI_tuptable;
-	for (i = 0; i < revived->numvals; i++)
-	{
-		text	   *owner = waitlist_spi_text(revived, i, 1);
-		int64		offers;
-
-		if (waitlist_defer_to_worker())
-			waitlist_wake_owner_at_commit(owner);
-		else
-			(void) waitlist_fold_and_promote(owner, &offers, true);
-	}
-	waitlist_api_end(&call);
-
-	PG_RETURN_INT32((int32) revived->numvals);
+		return false;
+	offer_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	waitlist_lock_resource(resource_id, &res);
+	return waitlist_settle_offer(WAITLIST_EVENT_REVOKE, resource_id, offer_id,
+								 NULL, NULL, "the fan left the waitlist") > 0;
 }
+
+/*
+ * Expire up to max_offers open offers past their deadline; their units go
+ * back and are promoted (or handed on).  owner >= 0 limits it to that
+ * worker's share of nworkers.  A resource whose row another transaction has
+ * locked (another sweep, a release or decline not yet committed) is passed
+ * over until next time, and offers are taken with SKIP LOCKED (an accept in
+ * flight holds its offer), so concurrent sweeps never wait for one another
+ * nor expire an offer twice, and a transaction left open on one resource
+ * holds up no other.  The gate is not needed to expire: a joiner in flight
+ * only delays the promotion of the units given back.  Runs in the caller's
+ * API frame.
+ */
+int64
+waitlist_expire_due(int64 max_offers, int owner, int nworkers)
+{
+	int64		budget = max_offers;
+	int64		expired = 0;
+	Datum		args[3] = {Int64GetDatum(max_offers), Int32GetDatum(owner), Int32GetDatum(nworkers)};
+	SPITupleTable *due;
+	uint64		i;
+
+	waitlist_execute(&due_resources_plan, args, NULL, false, 0);
+	due = SPI_tuptable;
+	for (i = 0; i < due->numvals && budget > 0; i++)
+	{
+		bool		isnull;
+		text	   *resource_id = waitlist_spi_text(due, i, 1);
+		Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(budget)};
+		WaitlistResource res;
+		Datum		offer_ids;
+		int64		n;
+
+		if (!waitlist_try_lock_resource(resource_id, &res))
+			continue;
+		waitlist_execute(&due_offers_plan, values, NULL, false, 0);
+		offer_ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			continue;
+		n = waitlist_settle_offers(WAITLIST_EVENT_EXPIRE, resource_id, offer_ids,
+								   NULL, NULL, NULL);
+		expired += n;
+		budget -= n;
+	}
+	return expired;
+}
+

@@ -1,13 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * resource.c
- *	  Waitlisted resources: creating and altering them, and reading or
- *	  locking a resource's row for the other API functions.
- *
- * The resource row is "the resource's lock": whoever changes free_units or
- * promotes holds it FOR NO KEY UPDATE to the end of the transaction, which
- * serializes promotion per resource while different resources proceed in
- * parallel.  Joins only read it.
+ *	  Waitlisted resources: creating and altering them, their settings
+ *	  checked when they are set.
  *
  * IDENTIFICATION
  *	  src/resource.c
@@ -25,7 +20,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "waitlist.h"
+#include "engine.h"
 
 PG_FUNCTION_INFO_V1(waitlist_create_resource);
 PG_FUNCTION_INFO_V1(waitlist_alter_resource);
@@ -39,9 +34,9 @@ PG_FUNCTION_INFO_V1(waitlist_alter_resource);
 static WaitlistPlan insert_resource_plan = {
 	"INSERT INTO waitlist.resource (resource_id, offer_ttl, max_waiting, booking_function,"
 	"                               channels, wave_size, wave_interval) "
-	"VALUES ($1, $2, $3, $4,"
-	"        coalesce(" DEDUPED_CHANNELS("$5") ", '{webhook}'),"
-	"        $6, $7) ON CONFLICT (resource_id) DO NOTHING",
+	"SELECT $1, $2, $3, $4,"
+	"       coalesce(" DEDUPED_CHANNELS("$5") ", '{webhook}'),"
+	"       $6, $7 ON CONFLICT (resource_id) DO NOTHING",
 	7, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID}
 };
 
@@ -59,71 +54,11 @@ static WaitlistPlan alter_resource_plan = {
 	TEXTARRAYOID, INT4OID, INTERVALOID, BOOLOID}
 };
 
-/*
- * wave_budget: -1 without waves, else what the current (or a new) wave may
- * still offer.  The wave's end is clamped (WAITLIST_WAVE_END_SQL), so a bad
- * row fails no statement.
- */
-#define RESOURCE_COLUMNS \
-	"SELECT free_units, max_waiting, booking_function," \
-	"  CASE WHEN wave_size IS NULL THEN -1" \
-	"       WHEN wave_started_at IS NULL" \
-	"         OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now() THEN wave_size" \
-	"       ELSE GREATEST(wave_size OPERATOR(pg_catalog.-) wave_offers, 0) END," \
-	"  wave_size IS NOT NULL AND (wave_started_at IS NULL" \
-	"    OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now())" \
-	" FROM waitlist.resource r WHERE resource_id OPERATOR(pg_catalog.=) $1"
-
-static WaitlistPlan read_resource_plan = {
-	RESOURCE_COLUMNS, 1, {TEXTOID}
-};
-
-static WaitlistPlan lock_resource_plan = {
-	RESOURCE_COLUMNS " FOR NO KEY UPDATE", 1, {TEXTOID}
-};
-
-static WaitlistPlan try_lock_resource_plan = {
-	RESOURCE_COLUMNS " FOR NO KEY UPDATE SKIP LOCKED", 1, {TEXTOID}
-};
-
-static WaitlistPlan give_back_plan = {
-	"UPDATE waitlist.resource"
-	"   SET free_units = free_units OPERATOR(pg_catalog.+) $2, updated_at = pg_catalog.now() "
-	"WHERE resource_id OPERATOR(pg_catalog.=) $1",
-	2, {TEXTOID, INT8OID}
-};
-
-/*
- * An interval setting: positive, and at most WAITLIST_MAX_SETTING_INTERVAL
- * (an offer window or a wave is minutes to days; a year is already absurd),
- * so that now() plus it can never leave the timestamp range.
- */
-static void
-check_interval_setting(Datum value, const char *name, const char *detail)
-{
-	Interval   *zero = palloc0(sizeof(Interval));
-	Datum		max = DirectFunctionCall3(interval_in,
-										  CStringGetDatum(WAITLIST_MAX_SETTING_INTERVAL),
-										  ObjectIdGetDatum(InvalidOid),
-										  Int32GetDatum(-1));
-
-	if (!DatumGetBool(DirectFunctionCall2(interval_gt, value, IntervalPGetDatum(zero))))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be positive", name),
-				 errdetail("%s", detail)));
-	if (DatumGetBool(DirectFunctionCall2(interval_gt, value, max)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not exceed %s", name, WAITLIST_MAX_SETTING_INTERVAL),
-				 errdetail("The longest %s allowed is %s.", name, WAITLIST_MAX_SETTING_INTERVAL)));
-}
-
 static void
 check_offer_ttl(Datum ttl)
 {
-	check_interval_setting(ttl, "offer_ttl",
-						   "An offer must stay open for some time before it expires.");
+	waitlist_check_interval(ttl, "offer_ttl", WAITLIST_MAX_SETTING_INTERVAL,
+							"An offer must stay open for some time before it expires.", NULL);
 }
 
 static void
@@ -176,152 +111,6 @@ check_booking_function(Oid funcid)
 				 errdetail("A booking function must take (resource_id text, user_id text, offer_id bigint, idempotency_key text) and return text.")));
 }
 
-void
-waitlist_resource_not_found(text *resource_id)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("waitlist resource \"%s\" does not exist",
-					text_to_cstring(resource_id)),
-			 errhint("Create it with waitlist_create_resource().")));
-}
-
-static bool
-fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
-{
-	Datum		values[1] = {PointerGetDatum(resource_id)};
-	TupleDesc	tupdesc;
-	HeapTuple	tuple;
-	bool		isnull;
-	Datum		d;
-
-	waitlist_execute(plan, values, NULL, false, 0, NULL);
-	if (SPI_processed == 0)
-		return false;
-	tupdesc = SPI_tuptable->tupdesc;
-	tuple = SPI_tuptable->vals[0];
-	res->free_units = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
-	d = SPI_getbinval(tuple, tupdesc, 2, &res->max_waiting_isnull);
-	res->max_waiting = res->max_waiting_isnull ? 0 : DatumGetInt64(d);
-	d = SPI_getbinval(tuple, tupdesc, 3, &isnull);
-	res->booking_function = isnull ? InvalidOid : DatumGetObjectId(d);
-	res->wave_budget = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 4, &isnull));
-	res->new_wave = DatumGetBool(SPI_getbinval(tuple, tupdesc, 5, &isnull));
-	return true;
-}
-
-/*
- * Read a resource's settings without locking it.  Returns false for an
- * unknown resource if missing_ok, else errors.
- */
-bool
-waitlist_read_resource_ext(text *resource_id, WaitlistResource *res, bool missing_ok)
-{
-	if (fetch_resource(&read_resource_plan, resource_id, res))
-		return true;
-	if (!missing_ok)
-		waitlist_resource_not_found(resource_id);
-	return false;
-}
-
-void
-waitlist_read_resource(text *resource_id, WaitlistResource *res)
-{
-	(void) waitlist_read_resource_ext(resource_id, res, false);
-}
-
-/* Take the resource's lock to the end of the transaction and read it. */
-void
-waitlist_lock_resource(text *resource_id, WaitlistResource *res)
-{
-	if (!fetch_resource(&lock_resource_plan, resource_id, res))
-		waitlist_resource_not_found(resource_id);
-}
-
-/*
- * Take the resource's lock only if no other transaction holds it, and read
- * it: for the sweep and the workers, which pass over a resource that an
- * open transaction has locked rather than stall on it.  Returns false if
- * it is locked (or gone).
- */
-bool
-waitlist_try_lock_resource(text *resource_id, WaitlistResource *res)
-{
-	return fetch_resource(&try_lock_resource_plan, resource_id, res);
-}
-
-/*
- * Return units to the free pool (after a decline, expiry, revocation) and
- * offer them to the next waiters, or hand them to the worker or the sweep
- * (see waitlist_promote_added_units()).  The caller holds the resource's
- * lock.
- */
-void
-waitlist_give_back_units(text *resource_id, int64 units)
-{
-	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(units)};
-
-	waitlist_execute(&give_back_plan, values, NULL, false, 0, NULL);
-	waitlist_promote_added_units(resource_id);
-}
-
-static WaitlistPlan count_owned_plan = {
-	"SELECT pg_catalog.count(*) FROM waitlist.resource "
-	"WHERE waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1",
-	2, {INT4OID, INT4OID}
-};
-
-/* How many resources a worker owns, for waitlist_worker_status(). */
-int64
-waitlist_count_owned_resources(int index, int nworkers)
-{
-	Datum		values[2] = {Int32GetDatum(index), Int32GetDatum(nworkers)};
-	WaitlistApiCall call;
-	bool		isnull;
-	int64		count;
-
-	waitlist_api_begin(&call);
-	waitlist_execute(&count_owned_plan, values, NULL, true, 0, NULL);
-	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										SPI_tuptable->tupdesc, 1, &isnull));
-	waitlist_api_end(&call);
-	return count;
-}
-
-/* Notification channels: a non-empty, flat array of known channel names. */
-void
-waitlist_check_channels(Datum channels)
-{
-	ArrayType  *arr = DatumGetArrayTypeP(channels);
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	int			i;
-
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("channels must be a one-dimensional array")));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("channels must not be empty"),
-				 errhint("Name at least one of email, sms, push, webhook.")));
-	for (i = 0; i < n; i++)
-	{
-		char	   *name = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
-
-		if (name == NULL ||
-			(strcmp(name, "email") != 0 && strcmp(name, "sms") != 0 &&
-			 strcmp(name, "push") != 0 && strcmp(name, "webhook") != 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown notification channel \"%s\"", name ? name : "NULL"),
-					 errhint("Channels are email, sms, push and webhook.")));
-	}
-}
-
 /* Waves: a size and an interval within their bounds, given together. */
 static void
 check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool altering)
@@ -343,8 +132,9 @@ check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool alteri
 				 errmsg("wave_size must not exceed %d", WAITLIST_MAX_WAVE_SIZE),
 				 errdetail("A wave offers at most %d units.", WAITLIST_MAX_WAVE_SIZE)));
 	if (has_interval)
-		check_interval_setting(PG_GETARG_DATUM(interval_arg), "wave_interval",
-							   "A wave must last for some time before the next one starts.");
+		waitlist_check_interval(PG_GETARG_DATUM(interval_arg), "wave_interval",
+								WAITLIST_MAX_SETTING_INTERVAL,
+								"A wave must last for some time before the next one starts.", NULL);
 }
 
 /*
@@ -380,7 +170,7 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 	}
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&insert_resource_plan, values, nulls, false, 0, NULL);
+	waitlist_execute(&insert_resource_plan, values, nulls, false, 0);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -461,7 +251,7 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 					 errmsg("wave_size and wave_interval must be given together"),
 					 errhint("The resource has no waves yet: set both.")));
 	}
-	waitlist_execute(&alter_resource_plan, values, nulls, false, 0, NULL);
+	waitlist_execute(&alter_resource_plan, values, nulls, false, 0);
 	if (SPI_processed == 0)
 		waitlist_resource_not_found(resource_id);
 	waitlist_promote_if_free(resource_id);

@@ -34,9 +34,8 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "waitlist.h"
+#include "shmem.h"
 
-PG_FUNCTION_INFO_V1(waitlist_worker_status);
 PG_FUNCTION_INFO_V1(waitlist_resource_worker);
 
 /*
@@ -139,8 +138,8 @@ waitlist_shmem_init(void)
 	shmem_startup_hook = waitlist_shmem_startup;
 }
 
-static void
-require_shared(void)
+void
+waitlist_require_shared(void)
 {
 	if (shared == NULL)
 		ereport(ERROR,
@@ -326,7 +325,7 @@ worker_detach(int code, Datum arg)
 void
 waitlist_worker_attach(int index)
 {
-	require_shared();
+	waitlist_require_shared();
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	shared->slots[index].pid = MyProcPid;
 	shared->slots[index].latch = MyLatch;
@@ -383,46 +382,28 @@ waitlist_resource_worker(PG_FUNCTION_ARGS)
 }
 
 /*
- * waitlist_worker_status() RETURNS SETOF record: per worker its pid (NULL
- * while not running), the number of resources it owns, when it last woke,
- * and its counters since the server started.  Schema 1.1 added the rounds
- * column; a 1.0 database asks for the first nine only.
+ * A copy of worker index's counters (index < the running count), taken
+ * under the lock so that they belong together.
  */
-Datum
-waitlist_worker_status(PG_FUNCTION_ARGS)
+void
+waitlist_worker_stats(int index, WaitlistWorkerStats *stats)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int			i;
+	WaitlistWorkerSlot slot;
 
-	require_shared();
-	InitMaterializedSRF(fcinfo, 0);
+	waitlist_require_shared();
+	Assert(index >= 0 && index < shared->nworkers);
+	LWLockAcquire(shared->lock, LW_SHARED);
+	slot = shared->slots[index];
+	LWLockRelease(shared->lock);
 
-	for (i = 0; i < shared->nworkers; i++)
-	{
-		WaitlistWorkerSlot slot;
-		Datum		values[10];
-		bool		nulls[10] = {0};
-
-		LWLockAcquire(shared->lock, LW_SHARED);
-		slot = shared->slots[i];
-		LWLockRelease(shared->lock);
-
-		values[0] = Int32GetDatum(i);
-		values[1] = Int32GetDatum(slot.pid);
-		nulls[1] = slot.pid == 0;
-		values[2] = Int64GetDatum(waitlist_count_owned_resources(i, shared->nworkers));
-		values[3] = TimestampTzGetDatum(slot.last_wake);
-		nulls[3] = slot.last_wake == 0;
-		values[4] = Int64GetDatum(slot.events_processed);
-		values[5] = Int64GetDatum(slot.offers_made);
-		values[6] = Int64GetDatum(slot.offers_expired);
-		values[7] = CStringGetTextDatum(slot.last_error);
-		nulls[7] = slot.last_error[0] == '\0';
-		values[8] = TimestampTzGetDatum(slot.last_error_at);
-		nulls[8] = slot.last_error_at == 0;
-		values[9] = Int64GetDatum(slot.rounds);
-		Assert(rsinfo->setDesc->natts <= lengthof(values));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
+	stats->pid = slot.pid;
+	stats->last_wake = slot.last_wake;
+	stats->rounds = slot.rounds;
+	stats->events_processed = slot.events_processed;
+	stats->offers_made = slot.offers_made;
+	stats->offers_expired = slot.offers_expired;
+	stats->last_error_at = slot.last_error_at;
+	StaticAssertStmt(sizeof(stats->last_error) == sizeof(slot.last_error),
+					 "last_error sizes differ");
+	memcpy(stats->last_error, slot.last_error, sizeof(stats->last_error));
 }

@@ -1,22 +1,26 @@
 /*-------------------------------------------------------------------------
  *
  * transition.c
- *	  The audit trail: the one code path that records every state change of
- *	  an entry or an offer, and the guard that keeps the log append-only.
+ *	  The transition engine: the state machine of entries and offers as one
+ *	  table, and the statements that apply it, each writing the audit rows
+ *	  and outbox rows of the states it changes in the same statement.
  *
- * State changes are plain INSERTs and UPDATEs of waitlist.entry and
- * waitlist.offer; statement-level AFTER triggers with transition tables turn
- * each statement's changes into transition rows with one set-based INSERT.
- * Because it is a trigger, no code path (nor a DBA's manual UPDATE) can change
- * a state without its audit row, and the row commits or aborts with the
- * change.  The API tells the trigger why (reason) and for whom (actor) through
- * the current WaitlistApiCall.
+ * waitlist_rules is the state machine.  For each (entity, from state,
+ * event) it gives the next state, what happens to the offered unit of
+ * capacity, the outbox event and the reason recorded.  The engine's
+ * statements are built from it when first used and kept: a state name,
+ * an outbox event or a reason is spelled once, here.  Each statement is
+ * set-based (a promotion moves as many rows as there are free units) and
+ * filters every table it touches on resource_id, joining only on it, so
+ * that a distributed engine sharding by resource_id can route it to one
+ * node; none nests a subquery inside INSERT ... VALUES.
  *
- * From 1.1 the triggers fire ALWAYS (session_replication_role does not
- * silence them), rows reach waitlist.transition only through this file's
- * INSERT (or a superuser's restore), and an event trigger refuses the DDL
- * that would switch the guards off or rewrite the log (see docs/security.md,
- * "Privileges", for what a superuser can still do).
+ * The audit rows are written by the statement itself (a data-modifying
+ * CTE), not by triggers: nothing is captured into transition tables, and
+ * no trigger reads one.  A state change made by hand (a DBA's UPDATE of
+ * waitlist.entry or waitlist.offer) is checked against the same table by
+ * the row guard (guard.c), refused if the state machine has no such move,
+ * and audited as 'manual' by waitlist_record_by_hand().
  *
  * IDENTIFICATION
  *	  src/transition.c
@@ -25,38 +29,154 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "catalog/dependency.h"
-#include "catalog/indexing.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_proc.h"
-#include "catalog/pg_trigger.h"
-#include "commands/event_trigger.h"
-#include "commands/extension.h"
-#include "commands/trigger.h"
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "parser/parse_func.h"
-#include "parser/parse_type.h"
+#include "commands/async.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
-#include "utils/rel.h"
+#include "utils/memutils.h"
 
-#include "waitlist.h"
+#include "engine.h"
 
-PG_FUNCTION_INFO_V1(waitlist_record_transitions);
-PG_FUNCTION_INFO_V1(waitlist_transition_append_only);
-PG_FUNCTION_INFO_V1(waitlist_transition_insert_guard);
-PG_FUNCTION_INFO_V1(waitlist_audit_ddl_guard);
+#define WAITING		"WAITING"
+#define OFFERED		"OFFERED"
+#define OPEN		"OPEN"
 
 /*
- * Nesting depth of this file's own INSERTs into waitlist.transition, the
- * only ones the insert guard lets through.  Reset on error by the
- * PG_FINALLY around the INSERT.
+ * The state machine.  An offer holds one unit of capacity from its creation
+ * until it is settled; its entry moves with it.  The unit effect and the
+ * outbox event of a settlement are on the offer's rule, the entry's rule
+ * says where the fan ends up.
  */
+const WaitlistRule waitlist_rules[] = {
+	{WAITLIST_ENTITY_ENTRY, NULL, WAITLIST_EVENT_JOIN, WAITING,
+	WAITLIST_UNIT_NONE, NULL, "joined"},
+	{WAITLIST_ENTITY_ENTRY, WAITING, WAITLIST_EVENT_LEAVE, "CANCELLED",
+	WAITLIST_UNIT_NONE, NULL, "left"},
+	{WAITLIST_ENTITY_ENTRY, WAITING, WAITLIST_EVENT_PROMOTE, OFFERED,
+	WAITLIST_UNIT_NONE, NULL, "promoted"},
+	{WAITLIST_ENTITY_OFFER, NULL, WAITLIST_EVENT_PROMOTE, OPEN,
+	WAITLIST_UNIT_HOLD, "offer_created", "promoted"},
+
+	{WAITLIST_ENTITY_OFFER, OPEN, WAITLIST_EVENT_ACCEPT, "ACCEPTED",
+	WAITLIST_UNIT_CONSUME, "offer_accepted", "accepted"},
+	{WAITLIST_ENTITY_ENTRY, OFFERED, WAITLIST_EVENT_ACCEPT, "ACCEPTED",
+	WAITLIST_UNIT_NONE, NULL, "accepted"},
+	/* the booking system says the seat is gone: the fan keeps their place */
+	{WAITLIST_ENTITY_OFFER, OPEN, WAITLIST_EVENT_BOOKING_CONFLICT, "FAILED",
+	WAITLIST_UNIT_RETIRE, "offer_failed", "booking conflict"},
+	{WAITLIST_ENTITY_ENTRY, OFFERED, WAITLIST_EVENT_BOOKING_CONFLICT, WAITING,
+	WAITLIST_UNIT_NONE, NULL, "booking conflict"},
+	{WAITLIST_ENTITY_OFFER, OPEN, WAITLIST_EVENT_DECLINE, "DECLINED",
+	WAITLIST_UNIT_RETURN, "offer_declined", "declined"},
+	{WAITLIST_ENTITY_ENTRY, OFFERED, WAITLIST_EVENT_DECLINE, "DECLINED",
+	WAITLIST_UNIT_NONE, NULL, "declined"},
+	{WAITLIST_ENTITY_OFFER, OPEN, WAITLIST_EVENT_EXPIRE, "EXPIRED",
+	WAITLIST_UNIT_RETURN, "offer_expired", "expired"},
+	{WAITLIST_ENTITY_ENTRY, OFFERED, WAITLIST_EVENT_EXPIRE, "EXPIRED",
+	WAITLIST_UNIT_NONE, NULL, "expired"},
+	/* the fan left while offered */
+	{WAITLIST_ENTITY_OFFER, OPEN, WAITLIST_EVENT_REVOKE, "REVOKED",
+	WAITLIST_UNIT_RETURN, "offer_revoked", "left while offered"},
+	{WAITLIST_ENTITY_ENTRY, OFFERED, WAITLIST_EVENT_REVOKE, "CANCELLED",
+	WAITLIST_UNIT_NONE, NULL, "left while offered"},
+};
+
+const int	waitlist_rule_count = lengthof(waitlist_rules);
+
+static const char *const entity_names[] = {"entry", "offer"};
+static const char *const event_names[WAITLIST_EVENT_COUNT] = {
+	"join", "promote", "leave", "accept", "booking_conflict", "decline",
+	"expire", "revoke"
+};
+static const char *const unit_effect_names[] = {
+	"none", "hold", "consume", "return", "retire"
+};
+
+const char *
+waitlist_entity_name(WaitlistEntity entity)
+{
+	return entity_names[entity];
+}
+
+const char *
+waitlist_event_name(WaitlistEvent event)
+{
+	return event_names[event];
+}
+
+const char *
+waitlist_unit_effect_name(WaitlistUnitEffect unit)
+{
+	return unit_effect_names[unit];
+}
+
+/* The rule of an event for an entity; an event has at most one per entity. */
+const WaitlistRule *
+waitlist_find_rule(WaitlistEntity entity, WaitlistEvent event)
+{
+	int			i;
+
+	for (i = 0; i < waitlist_rule_count; i++)
+		if (waitlist_rules[i].entity == entity && waitlist_rules[i].event == event)
+			return &waitlist_rules[i];
+	return NULL;
+}
+
+/* A rule that moves the entity from from_state (NULL: created) to to_state. */
+const WaitlistRule *
+waitlist_rule_for_states(WaitlistEntity entity, const char *from_state,
+						 const char *to_state)
+{
+	int			i;
+
+	for (i = 0; i < waitlist_rule_count; i++)
+	{
+		const WaitlistRule *rule = &waitlist_rules[i];
+
+		if (rule->entity != entity || strcmp(rule->to_state, to_state) != 0)
+			continue;
+		if (from_state == NULL ? rule->from_state == NULL :
+			rule->from_state != NULL && strcmp(rule->from_state, from_state) == 0)
+			return rule;
+	}
+	return NULL;
+}
+
+void
+waitlist_illegal_transition(WaitlistEntity entity, int64 id,
+							const char *from_state, const char *to_state)
+{
+	if (from_state == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_WAITLIST_ILLEGAL_TRANSITION),
+				 errmsg("waitlist %s %lld cannot be created in state %s",
+						waitlist_entity_name(entity), (long long) id, to_state),
+				 errdetail("The waitlist state machine creates no %s in that state.",
+						   waitlist_entity_name(entity)),
+				 errhint("Use the waitlist API; SELECT * FROM waitlist.state_machine() lists the transitions.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_WAITLIST_ILLEGAL_TRANSITION),
+			 errmsg("waitlist %s %lld cannot move from %s to %s",
+					waitlist_entity_name(entity), (long long) id, from_state, to_state),
+			 errdetail("The waitlist state machine has no transition from %s to %s.",
+					   from_state, to_state),
+			 errhint("Use the waitlist API; SELECT * FROM waitlist.state_machine() lists the transitions.")));
+}
+
+/* --- the statements ------------------------------------------------------ */
+
+/*
+ * Set while one of the engine's statements runs: the row guard lets its
+ * rows through (their audit rows come with the statement) and the insert
+ * guard of waitlist.transition lets its audit rows in.  No user code runs
+ * inside those statements (the DDL guard refuses other triggers and rules
+ * on the audited tables), so whatever the flag covers is the engine's own.
+ */
+static int	applying_depth = 0;
+
+/* Set while waitlist_record_by_hand() writes the audit row of a change by hand. */
 static int	recording_depth = 0;
 
 /*
@@ -66,154 +186,549 @@ static int	recording_depth = 0;
  */
 static int	archiving_depth = 0;
 
-/*
- * One statement per (table, event).  Within a statement, entries are logged
- * in line order and offers in creation order, so the log reads as the
- * promotion happened.  Operators are schema-qualified, and search_path is
- * pinned while they run, because a manual UPDATE runs this in the caller's
- * session.
- */
-#define TRANSITION_COLUMNS \
-	"INSERT INTO waitlist.transition (entity, entity_id, resource_id, from_state, to_state, reason, rule_version, actor) "
-
-static WaitlistPlan entry_insert_plan = {
-	TRANSITION_COLUMNS
-	"SELECT 'entry', n.entry_id, n.resource_id, NULL, n.state, $1, $2, $3 "
-	"FROM new_rows n ORDER BY n.priority DESC, n.seq",
-	3, {TEXTOID, TEXTOID, NAMEOID}
-};
-
-static WaitlistPlan entry_update_plan = {
-	TRANSITION_COLUMNS
-	"SELECT 'entry', n.entry_id, n.resource_id, o.state, n.state, $1, $2, $3 "
-	"FROM new_rows n JOIN old_rows o "
-	"  ON o.entry_id OPERATOR(pg_catalog.=) n.entry_id "
-	" AND o.resource_id OPERATOR(pg_catalog.=) n.resource_id "
-	"WHERE o.state OPERATOR(pg_catalog.<>) n.state "
-	"ORDER BY n.priority DESC, n.seq",
-	3, {TEXTOID, TEXTOID, NAMEOID}, WAITLIST_CUSTOM_PLAN
-};
-
-static WaitlistPlan offer_insert_plan = {
-	TRANSITION_COLUMNS
-	"SELECT 'offer', n.offer_id, n.resource_id, NULL, n.state, $1, $2, $3 "
-	"FROM new_rows n ORDER BY n.offer_id",
-	3, {TEXTOID, TEXTOID, NAMEOID}
-};
-
-static WaitlistPlan offer_update_plan = {
-	TRANSITION_COLUMNS
-	"SELECT 'offer', n.offer_id, n.resource_id, o.state, n.state, $1, $2, $3 "
-	"FROM new_rows n JOIN old_rows o "
-	"  ON o.offer_id OPERATOR(pg_catalog.=) n.offer_id "
-	" AND o.resource_id OPERATOR(pg_catalog.=) n.resource_id "
-	"WHERE o.state OPERATOR(pg_catalog.<>) n.state "
-	"ORDER BY n.offer_id",
-	3, {TEXTOID, TEXTOID, NAMEOID}, WAITLIST_CUSTOM_PLAN
-};
-
-/*
- * AFTER INSERT / AFTER UPDATE statement trigger on waitlist.entry and
- * waitlist.offer; the trigger argument names the entity.
- */
-Datum
-waitlist_record_transitions(PG_FUNCTION_ARGS)
+bool
+waitlist_engine_applying(void)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	WaitlistApiCall *call = waitlist_current_call();
-	WaitlistPlan *plan;
-	bool		is_entry;
-	const char *reason;
-	Oid			actor;
-	NameData	actor_name;
-	Datum		values[3];
-	int			nestlevel;
+	return applying_depth > 0;
+}
 
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
-		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		trigdata->tg_trigger->tgnargs != 1)
-		elog(ERROR, "waitlist_record_transitions: must be fired as an AFTER statement trigger with one argument");
+bool
+waitlist_recording_by_hand(void)
+{
+	return recording_depth > 0;
+}
 
-	is_entry = strcmp(trigdata->tg_trigger->tgargs[0], "entry") == 0;
-	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		plan = is_entry ? &entry_insert_plan : &offer_insert_plan;
-	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		plan = is_entry ? &entry_update_plan : &offer_update_plan;
-	else
-		elog(ERROR, "waitlist_record_transitions: fired for an unexpected event");
-
-	/*
-	 * A superuser's change in replica mode outside the API is a restore or a
-	 * replication apply: the rows arrive with the transitions recorded where
-	 * they were made, so recording them again would duplicate the trail.
-	 */
-	if (call == NULL && SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA &&
-		superuser())
-		return PointerGetDatum(NULL);
-
-	/* A change made outside the API is recorded as manual, by whoever made it. */
-	if (call != NULL && call->reason != NULL)
-	{
-		reason = call->reason;
-		actor = call->caller;
-	}
-	else
-	{
-		reason = "manual";
-		actor = GetUserId();
-	}
-	namestrcpy(&actor_name, GetUserNameFromId(actor, false));
-
-	values[0] = CStringGetTextDatum(reason);
-	values[1] = CStringGetTextDatum(WAITLIST_RULE_VERSION);
-	values[2] = NameGetDatum(&actor_name);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
-		elog(ERROR, "SPI_register_trigger_data failed");
-	/*
-	 * Inside an API frame the path is pinned already; a change by hand runs
-	 * in the caller's session and path.  Setting it only when it differs
-	 * spares every audited statement of the API a search_path change (and
-	 * the namespace cache's recomputation that follows).
-	 */
-	nestlevel = NewGUCNestLevel();
-	if (strcmp(namespace_search_path, "pg_catalog, pg_temp") != 0)
-		(void) set_config_option("search_path", "pg_catalog, pg_temp",
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	recording_depth++;
-	PG_TRY();
-	{
-		int			rc = SPI_execute_plan(waitlist_plan(plan), values, NULL, false, 0);
-
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "recording transitions failed: %s", SPI_result_code_string(rc));
-	}
-	PG_FINALLY();
-	{
-		recording_depth--;
-	}
-	PG_END_TRY();
-	AtEOXact_GUC(false, nestlevel);
-	if (SPI_finish() != SPI_OK_FINISH)
-		elog(ERROR, "SPI_finish failed");
-
-	return PointerGetDatum(NULL);
+bool
+waitlist_archiving(void)
+{
+	return archiving_depth > 0;
 }
 
 /*
- * Whether a trigger of the audit trail fires on the archived log
- * (waitlist_archive.transition, trigger argument "archive", 1.1) rather
- * than the hot one (no argument, as 1.0 created them).
+ * The channel this transaction's NOTIFY goes to once it commits (empty: no
+ * NOTIFY), as set when it wrote its first outbox row.
  */
-static bool
-fired_on_archive(TriggerData *trigdata)
+static char notify_at_commit[NAMEDATALEN] = "";
+
+/*
+ * A statement wrote outbox rows: wake the relays listening on
+ * waitlist.notify_channel once the transaction commits.  NOTIFY takes a
+ * global lock at commit, so it is off by default.  It is queued only at
+ * pre-commit: PREPARE TRANSACTION refuses a transaction that has queued one.
+ */
+static void
+outbox_written(void)
 {
-	return trigdata->tg_trigger->tgnargs == 1 &&
-		strcmp(trigdata->tg_trigger->tgargs[0], "archive") == 0;
+	if (notify_at_commit[0] != '\0' || waitlist_notify_channel == NULL)
+		return;
+	strlcpy(notify_at_commit, waitlist_notify_channel, sizeof(notify_at_commit));
+}
+
+/* Pre-commit of a transaction that wrote outbox rows: queue its NOTIFY. */
+void
+waitlist_outbox_at_pre_commit(void)
+{
+	if (notify_at_commit[0] != '\0')
+		Async_Notify(notify_at_commit, NULL);
+	notify_at_commit[0] = '\0';
+}
+
+/*
+ * Transaction end, PREPARE included: a prepared transaction's rows reach
+ * the relays through their polls.
+ */
+void
+waitlist_outbox_at_xact_end(void)
+{
+	notify_at_commit[0] = '\0';
+}
+
+/* Run a statement with one of the flags above raised. */
+static void
+execute_flagged(int *depth, WaitlistPlan *plan, Datum *values, const char *nulls)
+{
+	(*depth)++;
+	PG_TRY();
+	{
+		(void) waitlist_execute(plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		(*depth)--;
+	}
+	PG_END_TRY();
+}
+
+/* Run one of the engine's statements. */
+static void
+apply(WaitlistPlan *plan, Datum *values, const char *nulls)
+{
+	execute_flagged(&applying_depth, plan, values, nulls);
+}
+
+static int64
+first_int8(bool *isnull)
+{
+	if (SPI_processed != 1)
+		elog(ERROR, "engine statement returned %llu rows",
+			 (unsigned long long) SPI_processed);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, isnull));
+}
+
+static const WaitlistRule *
+rule_of(WaitlistEntity entity, WaitlistEvent event)
+{
+	const WaitlistRule *rule = waitlist_find_rule(entity, event);
+
+	if (rule == NULL)
+		elog(ERROR, "the state machine has no %s rule for event %s",
+			 waitlist_entity_name(entity), waitlist_event_name(event));
+	return rule;
+}
+
+static char *
+sql_literal(const char *s)
+{
+	return s == NULL ? "NULL::pg_catalog.text" : quote_literal_cstr(s);
+}
+
+/*
+ * The INSERT of the audit rows of one rule, as a CTE body: one row per row
+ * of "source" (which has the column id_column), in the order given.  $1 is
+ * the resource id; the actor is parameter actor_param.
+ */
+static void
+append_audit_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
+				  const char *id_column, const char *order_by, int actor_param)
+{
+	appendStringInfo(buf,
+					 "SELECT %s, %s, $1, %s, %s, %s, %s, $%d::pg_catalog.name FROM %s ORDER BY %s",
+					 sql_literal(waitlist_entity_name(rule->entity)), id_column,
+					 sql_literal(rule->from_state), sql_literal(rule->to_state),
+					 sql_literal(rule->reason), sql_literal(WAITLIST_RULE_VERSION),
+					 actor_param, source, order_by);
+}
+
+#define AUDIT_INSERT \
+	"INSERT INTO waitlist.transition" \
+	" (entity, entity_id, resource_id, from_state, to_state, reason, rule_version, actor) "
+
+/*
+ * The one writer of outbox rows, as a CTE body: one row per offer of
+ * "source" (columns offer_id, entry_id, user_id, expires_at) and channel of
+ * the resource.  Keys whose value is NULL are left out of the payload.
+ */
+static void
+append_outbox_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
+				   const char *reservation_ref, const char *detail)
+{
+	appendStringInfo(buf,
+					 "INSERT INTO waitlist.outbox"
+					 " (resource_id, entry_id, offer_id, user_id, channel, event_type, payload)"
+					 " SELECT $1, s.entry_id, s.offer_id, s.user_id, ch.channel, %s,"
+					 "   pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+					 "     'resource_id', $1, 'entry_id', s.entry_id, 'offer_id', s.offer_id,"
+					 "     'user_id', s.user_id, 'expires_at', s.expires_at,"
+					 "     'reservation_ref', %s, 'detail', %s))"
+					 " FROM %s s"
+					 "   CROSS JOIN waitlist.resource r"
+					 "   CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
+					 " WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
+					 " ORDER BY s.offer_id, ch.channel",
+					 sql_literal(rule->outbox_event), reservation_ref, detail, source);
+}
+
+/* The statement text, built once in a context that lives as long as the plan. */
+static const char *
+keep_sql(StringInfo buf)
+{
+	return MemoryContextStrdup(TopMemoryContext, buf->data);
+}
+
+/*
+ * The entry states that hold a fan's place (those the state machine moves
+ * on from), as an SQL array: the one-active-entry-per-fan index covers
+ * them.
+ */
+static void
+append_active_entry_states(StringInfo buf)
+{
+	bool		first = true;
+	int			i;
+	int			j;
+
+	appendStringInfoString(buf, "ARRAY[");
+	for (i = 0; i < waitlist_rule_count; i++)
+	{
+		const char *state = waitlist_rules[i].from_state;
+		bool		seen = false;
+
+		if (waitlist_rules[i].entity != WAITLIST_ENTITY_ENTRY || state == NULL)
+			continue;
+		for (j = 0; j < i && !seen; j++)
+			seen = waitlist_rules[j].entity == WAITLIST_ENTITY_ENTRY &&
+				waitlist_rules[j].from_state != NULL &&
+				strcmp(waitlist_rules[j].from_state, state) == 0;
+		if (seen)
+			continue;
+		appendStringInfo(buf, "%s%s", first ? "" : ", ", sql_literal(state));
+		first = false;
+	}
+	appendStringInfoString(buf, "]");
+}
+
+/*
+ * The name of the role a transition is recorded for: the API's caller, or
+ * whoever changes a state by hand.
+ */
+static Datum
+actor_datum(void)
+{
+	WaitlistApiCall *call = waitlist_current_call();
+
+	return NameGetDatum(waitlist_role_name(call != NULL ? call->caller : GetUserId()));
+}
+
+/*
+ * The join: read the resource and, unless it has a cap not yet checked
+ * ($4 false), insert the WAITING entry with its audit row; a double tap
+ * conflicts on the one-active-entry index and inserts nothing.  Returns
+ * (capped, new entry id or NULL, free_units); no row for an unknown
+ * resource.
+ */
+static WaitlistPlan join_plan = {
+	NULL, 5, {TEXTOID, TEXTOID, INT4OID, BOOLOID, NAMEOID}
+};
+
+static void
+build_join_sql(void)
+{
+	const WaitlistRule *rule = rule_of(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_JOIN);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf,
+					 "WITH r AS ("
+					 "  SELECT max_waiting, free_units FROM waitlist.resource"
+					 "  WHERE resource_id OPERATOR(pg_catalog.=) $1"
+					 "), ins AS ("
+					 "  INSERT INTO waitlist.entry (resource_id, user_id, priority, state)"
+					 "  SELECT $1, $2, $3, %s FROM r WHERE r.max_waiting IS NULL OR $4"
+					 "  ON CONFLICT (resource_id, user_id)"
+					 "    WHERE state OPERATOR(pg_catalog.=) ANY (",
+					 sql_literal(rule->to_state));
+	append_active_entry_states(&buf);
+	appendStringInfoString(&buf,
+						   ") DO NOTHING"
+						   "  RETURNING entry_id, priority, seq"
+						   "), audited AS (" AUDIT_INSERT);
+	append_audit_rows(&buf, rule, "ins", "ins.entry_id", "ins.priority DESC, ins.seq", 5);
+	appendStringInfoString(&buf,
+						   ") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units FROM r");
+	join_plan.sql = keep_sql(&buf);
+}
+
+/*
+ * Join a fan: returns the new entry's id, or -1 if the fan has an active
+ * entry already or the resource has a cap and cap_checked is false (then
+ * *capped is true).  *free_units gets the resource's free units.
+ */
+int64
+waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
+					bool cap_checked, bool *capped, int64 *free_units)
+{
+	Datum		values[5];
+	HeapTuple	row;
+	TupleDesc	tupdesc;
+	bool		isnull;
+	Datum		d;
+
+	if (join_plan.sql == NULL)
+		build_join_sql();
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = PointerGetDatum(user_id);
+	values[2] = priority;
+	values[3] = BoolGetDatum(cap_checked);
+	values[4] = actor_datum();
+	apply(&join_plan, values, NULL);
+	if (SPI_processed == 0)
+		waitlist_resource_not_found(resource_id);
+	row = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+	*capped = DatumGetBool(SPI_getbinval(row, tupdesc, 1, &isnull));
+	*free_units = DatumGetInt64(SPI_getbinval(row, tupdesc, 3, &isnull));
+	d = SPI_getbinval(row, tupdesc, 2, &isnull);
+	return isnull ? -1 : DatumGetInt64(d);
+}
+
+/* A WAITING fan leaves the line. */
+static WaitlistPlan leave_plan = {
+	NULL, 3, {TEXTOID, INT8OID, NAMEOID}
+};
+
+static void
+build_leave_sql(void)
+{
+	const WaitlistRule *rule = rule_of(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_LEAVE);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf,
+					 "WITH moved AS ("
+					 "  UPDATE waitlist.entry e SET state = %s, updated_at = pg_catalog.now()"
+					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+					 "    AND e.entry_id OPERATOR(pg_catalog.=) $2"
+					 "    AND e.state OPERATOR(pg_catalog.=) %s"
+					 "  RETURNING e.entry_id"
+					 "), audited AS (" AUDIT_INSERT,
+					 sql_literal(rule->to_state), sql_literal(rule->from_state));
+	append_audit_rows(&buf, rule, "moved", "moved.entry_id", "moved.entry_id", 3);
+	appendStringInfoString(&buf, ") SELECT pg_catalog.count(*) FROM moved");
+	leave_plan.sql = keep_sql(&buf);
+}
+
+/* Returns false if the entry was not WAITING (any more). */
+bool
+waitlist_apply_leave(text *resource_id, int64 entry_id)
+{
+	Datum		values[3];
+	bool		isnull;
+
+	if (leave_plan.sql == NULL)
+		build_leave_sql();
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = Int64GetDatum(entry_id);
+	values[2] = actor_datum();
+	apply(&leave_plan, values, NULL);
+	return first_int8(&isnull) > 0;
+}
+
+/*
+ * The promotion step: pick the next $2 waiters in line, move them on, make
+ * one offer each with its outbox rows, write the audit rows of both, and
+ * take the units from free_units ($3: the offers start a new wave).  SKIP
+ * LOCKED passes over an entry that a concurrent leave holds; the LIMIT then
+ * reaches one further down the line.  Returns the number of offers made.
+ */
+static WaitlistPlan promote_plan = {
+	NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN
+};
+
+static void
+build_promote_sql(void)
+{
+	const WaitlistRule *entry = rule_of(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_PROMOTE);
+	const WaitlistRule *offer = rule_of(WAITLIST_ENTITY_OFFER, WAITLIST_EVENT_PROMOTE);
+	StringInfoData buf;
+
+	Assert(offer->unit == WAITLIST_UNIT_HOLD && offer->from_state == NULL);
+	initStringInfo(&buf);
+	appendStringInfo(&buf,
+					 "WITH picked AS ("
+					 "  SELECT e.entry_id FROM waitlist.entry e"
+					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+					 "    AND e.state OPERATOR(pg_catalog.=) %s"
+					 "  ORDER BY e.priority DESC, e.seq"
+					 "  LIMIT $2"
+					 "  FOR UPDATE OF e SKIP LOCKED"
+					 "), moved AS ("
+	/* ids as an array: an index lookup whatever the row estimates say */
+					 "  UPDATE waitlist.entry e SET state = %s, updated_at = pg_catalog.now()"
+					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+					 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT p.entry_id FROM picked p))"
+					 "  RETURNING e.entry_id, e.user_id, e.priority, e.seq"
+					 "), made AS ("
+					 "  INSERT INTO waitlist.offer (entry_id, resource_id, user_id, state, expires_at)"
+	/* clamped as the setting is bounded: no stored offer_ttl can overflow */
+					 "  SELECT m.entry_id, $1, m.user_id, %s,"
+					 "         pg_catalog.now() OPERATOR(pg_catalog.+) LEAST(r.offer_ttl,"
+					 "                                interval '" WAITLIST_MAX_SETTING_INTERVAL "')"
+					 "  FROM moved m, waitlist.resource r"
+					 "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
+					 "  ORDER BY m.priority DESC, m.seq"
+					 "  RETURNING offer_id, entry_id, user_id, expires_at"
+					 "), notified AS (",
+					 sql_literal(entry->from_state), sql_literal(entry->to_state),
+					 sql_literal(offer->to_state));
+	append_outbox_rows(&buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text");
+	appendStringInfoString(&buf, "), audited AS (" AUDIT_INSERT "(");
+	append_audit_rows(&buf, entry, "moved", "moved.entry_id", "moved.priority DESC, moved.seq", 4);
+	appendStringInfoString(&buf, ") UNION ALL (");
+	append_audit_rows(&buf, offer, "made", "made.offer_id", "made.offer_id", 4);
+	appendStringInfoString(&buf,
+						   ")), counted AS ("
+						   "  SELECT pg_catalog.count(*) AS offers FROM made"
+						   "), spent AS ("
+						   "  UPDATE waitlist.resource r"
+						   "  SET free_units = r.free_units OPERATOR(pg_catalog.-) c.offers,"
+						   "      updated_at = pg_catalog.now(),"
+						   "      wave_started_at = CASE WHEN $3 THEN pg_catalog.now() ELSE r.wave_started_at END,"
+						   "      wave_offers = CASE WHEN $3 THEN c.offers"
+						   "                         ELSE r.wave_offers OPERATOR(pg_catalog.+) c.offers END"
+						   "  FROM counted c"
+						   "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.offers OPERATOR(pg_catalog.>) 0"
+						   ") SELECT offers FROM counted");
+	promote_plan.sql = keep_sql(&buf);
+}
+
+/* Offer max_offers free units; the caller holds the resource's lock. */
+int64
+waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
+{
+	Datum		values[4];
+	bool		isnull;
+	int64		offers;
+
+	if (promote_plan.sql == NULL)
+		build_promote_sql();
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = Int64GetDatum(max_offers);
+	values[2] = BoolGetDatum(new_wave);
+	values[3] = actor_datum();
+	apply(&promote_plan, values, NULL);
+	offers = first_int8(&isnull);
+	if (offers > 0)
+		outbox_written();
+	return offers;
+}
+
+/*
+ * Settling open offers of one resource ($2, an array of ids) by an event:
+ * the offers and their entries move as the event's rules say, each offer
+ * gets its outbox rows ($3 reservation_ref and $5 detail go in the
+ * payload), both get their audit rows, and a unit the rule returns goes
+ * back to free_units.  Offers that are no longer OPEN are left alone.
+ * Returns the number settled.  One plan per event.
+ */
+static WaitlistPlan offer_event_plans[WAITLIST_EVENT_COUNT];
+
+static void
+build_offer_event_sql(WaitlistEvent event)
+{
+	const WaitlistRule *offer = rule_of(WAITLIST_ENTITY_OFFER, event);
+	const WaitlistRule *entry = rule_of(WAITLIST_ENTITY_ENTRY, event);
+	WaitlistPlan *plan = &offer_event_plans[event];
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf,
+					 "WITH settled AS ("
+					 "  UPDATE waitlist.offer o"
+					 "  SET state = %s, decided_at = pg_catalog.now(),"
+					 "      reservation_ref = $3, idempotency_key = $4"
+					 "  WHERE o.resource_id OPERATOR(pg_catalog.=) $1"
+					 "    AND o.offer_id OPERATOR(pg_catalog.=) ANY ($2)"
+					 "    AND o.state OPERATOR(pg_catalog.=) %s"
+					 "  RETURNING o.offer_id, o.entry_id, o.user_id, o.expires_at"
+					 "), moved AS ("
+	/* ids as an array: an index lookup whatever the row estimates say */
+					 "  UPDATE waitlist.entry e SET state = %s, updated_at = pg_catalog.now()"
+					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+					 "    AND e.state OPERATOR(pg_catalog.=) %s"
+					 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.entry_id FROM settled s))"
+					 "  RETURNING e.entry_id, e.priority, e.seq"
+					 "), notified AS (",
+					 sql_literal(offer->to_state), sql_literal(offer->from_state),
+					 sql_literal(entry->to_state), sql_literal(entry->from_state));
+	append_outbox_rows(&buf, offer, "settled", "$3", "$5");
+	appendStringInfoString(&buf, "), audited AS (" AUDIT_INSERT "(");
+	append_audit_rows(&buf, offer, "settled", "settled.offer_id", "settled.offer_id", 6);
+	appendStringInfoString(&buf, ") UNION ALL (");
+	append_audit_rows(&buf, entry, "moved", "moved.entry_id", "moved.priority DESC, moved.seq", 6);
+	appendStringInfoString(&buf, "))");
+	if (offer->unit == WAITLIST_UNIT_RETURN)
+		appendStringInfoString(&buf,
+							   ", returned AS ("
+							   "  UPDATE waitlist.resource r"
+							   "  SET free_units = r.free_units OPERATOR(pg_catalog.+) c.n,"
+							   "      updated_at = pg_catalog.now()"
+							   "  FROM (SELECT pg_catalog.count(*) AS n FROM settled) c"
+							   "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.n OPERATOR(pg_catalog.>) 0"
+							   ")");
+	appendStringInfoString(&buf, " SELECT pg_catalog.count(*) FROM settled");
+
+	plan->nargs = 6;
+	plan->argtypes[0] = TEXTOID;
+	plan->argtypes[1] = INT8ARRAYOID;
+	plan->argtypes[2] = TEXTOID;
+	plan->argtypes[3] = TEXTOID;
+	plan->argtypes[4] = TEXTOID;
+	plan->argtypes[5] = NAMEOID;
+	plan->custom_plan = WAITLIST_CUSTOM_PLAN;
+	plan->sql = keep_sql(&buf);
+}
+
+/*
+ * Settle the given open offers of a resource by an event; the caller holds
+ * the resource's lock if the event returns units, and then promotes them
+ * (waitlist_settle_offers() does both).  Returns the number settled.
+ */
+int64
+waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_ids,
+						   const char *reservation_ref, text *idempotency_key,
+						   const char *detail)
+{
+	WaitlistPlan *plan = &offer_event_plans[event];
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+	int64		settled;
+
+	if (plan->sql == NULL)
+		build_offer_event_sql(event);
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = offer_ids;
+	values[2] = reservation_ref ? CStringGetTextDatum(reservation_ref) : (Datum) 0;
+	nulls[2] = reservation_ref ? ' ' : 'n';
+	values[3] = PointerGetDatum(idempotency_key);
+	nulls[3] = idempotency_key ? ' ' : 'n';
+	values[4] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+	nulls[4] = detail ? ' ' : 'n';
+	values[5] = actor_datum();
+	apply(plan, values, nulls);
+	settled = first_int8(&isnull);
+	if (settled > 0)
+		outbox_written();
+	return settled;
+}
+
+/* --- changes by hand ----------------------------------------------------- */
+
+static WaitlistPlan by_hand_plan = {
+	AUDIT_INSERT "VALUES ($1, $2, $3, $4, $5, 'manual', '" WAITLIST_RULE_VERSION "', $6)",
+	6, {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, NAMEOID}
+};
+
+/*
+ * Write the audit row of a state change made by hand (the row guard has
+ * checked it against the state machine), as 'manual', by whoever made it.
+ * It runs inside the changing statement, in the caller's session: its SQL
+ * names everything by schema, and the path is pinned while it is planned.
+ */
+void
+waitlist_record_by_hand(WaitlistEntity entity, int64 id, Datum resource_id,
+						const char *from_state, const char *to_state)
+{
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	int			nestlevel;
+
+	values[0] = CStringGetTextDatum(waitlist_entity_name(entity));
+	values[1] = Int64GetDatum(id);
+	values[2] = resource_id;
+	values[3] = from_state ? CStringGetTextDatum(from_state) : (Datum) 0;
+	nulls[3] = from_state ? ' ' : 'n';
+	values[4] = CStringGetTextDatum(to_state);
+	values[5] = NameGetDatum(waitlist_role_name(GetUserId()));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nestlevel = waitlist_pin_search_path();
+	execute_flagged(&recording_depth, &by_hand_plan, values, nulls);
+	AtEOXact_GUC(false, nestlevel);
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
 }
 
 /*
@@ -226,332 +741,6 @@ fired_on_archive(TriggerData *trigdata)
 int64
 waitlist_move_transitions(WaitlistPlan *plan, Datum *values, const char *nulls)
 {
-	archiving_depth++;
-	PG_TRY();
-	{
-		(void) waitlist_execute(plan, values, nulls, false, 0, NULL);
-	}
-	PG_FINALLY();
-	{
-		archiving_depth--;
-	}
-	PG_END_TRY();
+	execute_flagged(&archiving_depth, plan, values, nulls);
 	return (int64) SPI_processed;
-}
-
-/*
- * BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE trigger on
- * waitlist.transition and (1.1) waitlist_archive.transition.
- */
-Datum
-waitlist_transition_append_only(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	const char *op = "change";
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "waitlist_transition_append_only: not called as a trigger");
-
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		op = "UPDATE";
-	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
-	{
-		/* waitlist_archive() moving hot rows to the archive */
-		if (archiving_depth > 0 && !fired_on_archive(trigdata) &&
-			TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-			return PointerGetDatum(trigdata->tg_trigtuple);
-		op = "DELETE";
-	}
-	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-		op = "TRUNCATE";
-
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s.%s is append-only",
-					get_namespace_name(RelationGetNamespace(trigdata->tg_relation)),
-					RelationGetRelationName(trigdata->tg_relation)),
-			 errdetail("%s would rewrite the audit trail.", op)));
-	PG_RETURN_NULL();
-}
-
-/*
- * BEFORE INSERT statement trigger on waitlist.transition (1.1): rows come
- * from waitlist_record_transitions(), which alone decides what a row says
- * (actor, reason, at).  A role that may INSERT into the table, as one that
- * changes states by hand must, cannot forge rows with it.  Superusers may:
- * a restore COPYs the trail back as it was.
- */
-Datum
-waitlist_transition_insert_guard(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		elog(ERROR, "waitlist_transition_insert_guard: must be fired by INSERT");
-
-	if ((fired_on_archive(trigdata) ? archiving_depth : recording_depth) == 0 &&
-		!superuser())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("rows of waitlist.transition are written only by the extension"),
-				 errdetail("Each row records a state change of waitlist.entry or waitlist.offer, made through the API or by hand."),
-				 errhint("Change the state of the entry or offer instead; its row is written for you.")));
-	return PointerGetDatum(NULL);
-}
-
-/*
- * The tables whose rows the audit trail vouches for, and (1.1) the
- * archived log.
- */
-static bool
-is_audited_relation(Oid relid)
-{
-	Oid			nspid = get_namespace_oid("waitlist", true);
-	Oid			archive_nspid = get_namespace_oid("waitlist_archive", true);
-	Oid			relnsp;
-	char	   *name;
-
-	if (!OidIsValid(relid))
-		return false;
-	relnsp = get_rel_namespace(relid);
-	name = get_rel_name(relid);
-	if (name == NULL)
-		return false;
-	if (OidIsValid(nspid) && relnsp == nspid)
-		return strcmp(name, "entry") == 0 || strcmp(name, "offer") == 0 ||
-			strcmp(name, "transition") == 0;
-	return OidIsValid(archive_nspid) && relnsp == archive_nspid &&
-		strcmp(name, "transition") == 0;
-}
-
-static bool
-is_audited_rangevar(RangeVar *rv)
-{
-	return rv != NULL && is_audited_relation(RangeVarGetRelid(rv, NoLock, true));
-}
-
-static bool
-is_transition_rangevar(RangeVar *rv)
-{
-	return is_audited_rangevar(rv) && strcmp(rv->relname, "transition") == 0;
-}
-
-/* Whether a trigger of relid runs one of the extension's functions. */
-static bool
-is_extension_trigger(Oid relid, const char *trigname, Oid extoid)
-{
-	Relation	tgrel;
-	ScanKeyData key[2];
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	bool		result = false;
-
-	tgrel = table_open(TriggerRelationId, AccessShareLock);
-	ScanKeyInit(&key[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(relid));
-	ScanKeyInit(&key[1], Anum_pg_trigger_tgname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum(trigname));
-	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL, 2, key);
-	if (HeapTupleIsValid(tuple = systable_getnext(scan)))
-	{
-		Oid			funcid = ((Form_pg_trigger) GETSTRUCT(tuple))->tgfoid;
-
-		result = getExtensionOfObject(ProcedureRelationId, funcid) == extoid;
-	}
-	systable_endscan(scan);
-	table_close(tgrel, AccessShareLock);
-	return result;
-}
-
-/*
- * What ALTER TABLE may still do to an audited table: how it is stored,
- * clustered, analyzed and replicated.  Anything else could silence a
- * guard (DISABLE TRIGGER, ENABLE REPLICA TRIGGER), rewrite logged values
- * (ALTER COLUMN ... TYPE ... USING), lose them (DROP COLUMN, SET UNLOGGED),
- * or make the extension's own statements mean something else.
- */
-static bool
-alter_table_cmd_allowed(AlterTableCmd *cmd)
-{
-	switch (cmd->subtype)
-	{
-		case AT_SetStatistics:
-		case AT_SetOptions:
-		case AT_ResetOptions:
-		case AT_SetStorage:
-		case AT_SetCompression:
-		case AT_ClusterOn:
-		case AT_DropCluster:
-		case AT_SetTableSpace:
-		case AT_SetRelOptions:
-		case AT_ResetRelOptions:
-		case AT_ReplaceRelOptions:
-		case AT_ReplicaIdentity:
-			return true;
-		default:
-			return false;
-	}
-}
-
-/*
- * The function CREATE OR REPLACE FUNCTION would replace, if it exists and
- * is one of the extension's: replacing record_transitions() or
- * transition_append_only() with a function that does nothing would leave
- * every trigger in place and silence it.
- */
-static bool
-replaces_extension_function(CreateFunctionStmt *stmt, Oid extoid)
-{
-	Oid			argtypes[FUNC_MAX_ARGS];
-	int			nargs = 0;
-	ListCell   *lc;
-	Oid			funcid;
-
-	if (!stmt->replace)
-		return false;
-	foreach(lc, stmt->parameters)
-	{
-		FunctionParameter *fp = lfirst_node(FunctionParameter, lc);
-
-		if (fp->mode == FUNC_PARAM_OUT || fp->mode == FUNC_PARAM_TABLE)
-			continue;
-		if (nargs >= FUNC_MAX_ARGS)
-			return false;
-		argtypes[nargs] = LookupTypeNameOid(NULL, fp->argType, true);
-		if (!OidIsValid(argtypes[nargs]))
-			return false;		/* no such type, so no such function */
-		nargs++;
-	}
-	funcid = LookupFuncName(stmt->funcname, nargs, argtypes, true);
-	return OidIsValid(funcid) &&
-		getExtensionOfObject(ProcedureRelationId, funcid) == extoid;
-}
-
-static void
-audit_ddl_refused(const char *what) pg_attribute_noreturn();
-
-static void
-audit_ddl_refused(const char *what)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s would weaken the waitlist audit trail", what),
-			 errdetail("waitlist.entry, waitlist.offer, waitlist.transition and waitlist_archive.transition are audited; their guards and logged values are changed only by the extension's own scripts."),
-			 errhint("ALTER EXTENSION waitlist UPDATE changes them; storage, statistics and clustering settings may be changed at any time.")));
-}
-
-/*
- * ddl_command_start event trigger (1.1, ENABLE ALWAYS): refuses, before it
- * runs, DDL that would switch off or bypass the audit trail of the
- * audited tables, from any role, superusers included, except inside the
- * extension's own CREATE/ALTER EXTENSION script and pg_upgrade.
- */
-Datum
-waitlist_audit_ddl_guard(PG_FUNCTION_ARGS)
-{
-	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
-	Node	   *stmt;
-	Oid			extoid;
-	ListCell   *lc;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		elog(ERROR, "waitlist_audit_ddl_guard: not fired by an event trigger");
-	stmt = trigdata->parsetree;
-	if (IsBinaryUpgrade)
-		PG_RETURN_VOID();
-	extoid = get_extension_oid("waitlist", true);
-	if (creating_extension && CurrentExtensionObject == extoid)
-		PG_RETURN_VOID();
-
-	switch (nodeTag(stmt))
-	{
-		case T_AlterTableStmt:
-			{
-				AlterTableStmt *ats = (AlterTableStmt *) stmt;
-				bool		audited = is_audited_rangevar(ats->relation);
-
-				foreach(lc, ats->cmds)
-				{
-					AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
-
-					if (audited && !alter_table_cmd_allowed(cmd))
-						audit_ddl_refused("this ALTER TABLE");
-					/* a child's rows would read as logged rows */
-					if ((cmd->subtype == AT_AddInherit || cmd->subtype == AT_AttachPartition) &&
-						cmd->def != NULL && IsA(cmd->def, RangeVar) &&
-						is_audited_rangevar((RangeVar *) cmd->def))
-						audit_ddl_refused("inheriting from an audited table");
-				}
-			}
-			break;
-		case T_CreateStmt:
-		case T_CreateForeignTableStmt:
-			foreach(lc, ((CreateStmt *) stmt)->inhRelations)
-			{
-				if (is_audited_rangevar(lfirst_node(RangeVar, lc)))
-					audit_ddl_refused("inheriting from an audited table");
-			}
-			break;
-		case T_CreateTrigStmt:
-			{
-				CreateTrigStmt *cts = (CreateTrigStmt *) stmt;
-
-				/* a BEFORE trigger could rewrite or drop rows of the log */
-				if (is_transition_rangevar(cts->relation))
-					audit_ddl_refused("a trigger on waitlist.transition");
-				/* CREATE OR REPLACE TRIGGER could swap an audit trigger's function */
-				if (cts->replace && is_audited_rangevar(cts->relation) &&
-					is_extension_trigger(RangeVarGetRelid(cts->relation, NoLock, true),
-										 cts->trigname, extoid))
-					audit_ddl_refused("replacing a trigger of the audit trail");
-			}
-			break;
-		case T_CreateFunctionStmt:
-			if (replaces_extension_function((CreateFunctionStmt *) stmt, extoid))
-				audit_ddl_refused("replacing a function of extension waitlist");
-			break;
-		case T_RuleStmt:
-			if (is_audited_rangevar(((RuleStmt *) stmt)->relation))
-				audit_ddl_refused("a rule on an audited table");
-			break;
-		case T_RenameStmt:
-			if (is_audited_rangevar(((RenameStmt *) stmt)->relation))
-				audit_ddl_refused("renaming an audited table, its columns or its triggers");
-			break;
-		case T_AlterObjectSchemaStmt:
-			if (is_audited_rangevar(((AlterObjectSchemaStmt *) stmt)->relation))
-				audit_ddl_refused("moving an audited table");
-			break;
-		case T_AlterExtensionContentsStmt:
-			if (strcmp(((AlterExtensionContentsStmt *) stmt)->extname, "waitlist") == 0)
-				audit_ddl_refused("changing the members of extension waitlist");
-			break;
-		case T_DropStmt:
-			{
-				DropStmt   *ds = (DropStmt *) stmt;
-
-				if (ds->removeType != OBJECT_TRIGGER)
-					break;
-				foreach(lc, ds->objects)
-				{
-					List	   *names = (List *) lfirst(lc);
-					RangeVar   *rel;
-					Oid			relid;
-
-					if (list_length(names) < 2)
-						continue;
-					rel = makeRangeVarFromNameList(list_truncate(list_copy(names),
-																 list_length(names) - 1));
-					relid = RangeVarGetRelid(rel, NoLock, true);
-					if (is_audited_relation(relid) &&
-						is_extension_trigger(relid, strVal(llast(names)), extoid))
-						audit_ddl_refused("dropping a trigger of the audit trail");
-				}
-			}
-			break;
-		default:
-			break;
-	}
-	PG_RETURN_VOID();
 }

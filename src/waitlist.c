@@ -18,7 +18,7 @@
 #include "postmaster/bgworker.h"
 #include "utils/guc.h"
 
-#include "waitlist.h"
+#include "engine.h"
 
 PG_MODULE_MAGIC;
 

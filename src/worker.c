@@ -33,6 +33,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -48,9 +49,11 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "waitlist.h"
+#include "engine.h"
 
 PGDLLEXPORT void waitlist_worker_main(Datum main_arg);
+
+PG_FUNCTION_INFO_V1(waitlist_worker_status);
 
 /* resources looked at per round and kind of work; more waits for the next round */
 #define ROUND_BATCH		100
@@ -86,22 +89,19 @@ static WaitlistPlan due_event_resources_plan = {
 };
 
 /*
- * A failed attempt at a resource's due events: back off from
- * waitlist.event_retry_base ($4 ms), doubling up to 10 minutes, with 10 %
- * jitter; DEAD after waitlist.max_event_attempts ($3).  With the defaults
- * (1 s, 15 attempts) an event is given up after about an hour.
+ * A failed attempt at a resource's due events: the retry policy
+ * (WAITLIST_BACKOFF_SQL) from waitlist.event_retry_base ($4 ms), at most
+ * 10 minutes apart; DEAD after waitlist.max_event_attempts ($3).  With the
+ * defaults (1 s, 15 attempts) an event is given up after about an hour.
  */
 static WaitlistPlan failed_events_plan = {
 	"UPDATE waitlist.capacity_event SET"
 	"  attempts = attempts OPERATOR(pg_catalog.+) 1,"
 	"  last_error = $2,"
-	"  next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) (LEAST("
-	"      interval '1 millisecond' OPERATOR(pg_catalog.*) $4"
-	"        OPERATOR(pg_catalog.*) (2 OPERATOR(pg_catalog.^) LEAST(attempts, 20)),"
-	"      interval '10 minutes')"
-	"    OPERATOR(pg_catalog.*) (0.9 OPERATOR(pg_catalog.+) (pg_catalog.random() OPERATOR(pg_catalog.*) 0.2))),"
 	"  state = CASE WHEN (attempts OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) $3"
-	"               THEN 'DEAD' ELSE 'PENDING' END"
+	"               THEN 'DEAD' ELSE 'PENDING' END,"
+	"  next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) "
+	WAITLIST_BACKOFF_SQL("$4", "10 minutes")
 	" WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'PENDING'"
 	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
 	4, {TEXTOID, TEXTOID, INT4OID, INT4OID}
@@ -223,7 +223,7 @@ do_work(Work *work)
 			/* the plans listing work all take (owner, nworkers, limit[, skipped]) */
 			if (work->list_plan == &undone_resources_plan)
 				args[2] = work->skipped;
-			waitlist_execute(work->list_plan, args, NULL, true, 0, NULL);
+			waitlist_execute(work->list_plan, args, NULL, true, 0);
 			for (i = 0; i < SPI_processed; i++)
 			{
 				Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
@@ -240,12 +240,12 @@ do_work(Work *work)
 					Int32GetDatum(waitlist_max_event_attempts),
 				Int32GetDatum(waitlist_event_retry_base_ms)};
 
-				waitlist_execute(&failed_events_plan, values, NULL, false, 0, NULL);
+				waitlist_execute(&failed_events_plan, values, NULL, false, 0);
 			}
 			break;
 		case WORK_DEADLINE:
 			args[2] = work->skipped;
-			waitlist_execute(&next_deadline_plan, args, NULL, true, 0, NULL);
+			waitlist_execute(&next_deadline_plan, args, NULL, true, 0);
 			{
 				Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
@@ -719,4 +719,50 @@ waitlist_worker_main(Datum main_arg)
 			wait_ms = Min(wait_ms, Max(wave_wait_ms, BUSY_RETRY_MS));
 		next_round = TimestampTzPlusMilliseconds(now, wait_ms);
 	}
+}
+
+/*
+ * waitlist_worker_status() RETURNS SETOF record: per worker its pid (NULL
+ * while not running), the number of resources it owns, when it last woke,
+ * and its counters since the server started.  Schema 1.1 added the rounds
+ * column; a 1.0 database asks for the first nine only.
+ */
+Datum
+waitlist_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	int			nworkers;
+
+	waitlist_require_shared();
+	nworkers = waitlist_running_worker_count();
+	InitMaterializedSRF(fcinfo, 0);
+
+	for (i = 0; i < nworkers; i++)
+	{
+		WaitlistWorkerStats slot;
+		Datum		values[10];
+		bool		nulls[10] = {0};
+
+		waitlist_worker_stats(i, &slot);
+
+		values[0] = Int32GetDatum(i);
+		values[1] = Int32GetDatum(slot.pid);
+		nulls[1] = slot.pid == 0;
+		values[2] = Int64GetDatum(waitlist_count_owned_resources(i, nworkers));
+		values[3] = TimestampTzGetDatum(slot.last_wake);
+		nulls[3] = slot.last_wake == 0;
+		values[4] = Int64GetDatum(slot.events_processed);
+		values[5] = Int64GetDatum(slot.offers_made);
+		values[6] = Int64GetDatum(slot.offers_expired);
+		values[7] = CStringGetTextDatum(slot.last_error);
+		nulls[7] = slot.last_error[0] == '\0';
+		values[8] = TimestampTzGetDatum(slot.last_error_at);
+		nulls[8] = slot.last_error_at == 0;
+		values[9] = Int64GetDatum(slot.rounds);
+		Assert(rsinfo->setDesc->natts <= lengthof(values));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -1,0 +1,94 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.h
+ *	  The API frame and SPI helpers (layer 2): entering and leaving an API
+ *	  call as the extension owner, kept plans, argument checks, the
+ *	  per-resource locks, and running a booking function as its caller.
+ *
+ * IDENTIFICATION
+ *	  src/api.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WAITLIST_API_H
+#define WAITLIST_API_H
+
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+
+#include "shmem.h"
+
+/*
+ * A statement prepared on first use and kept for the life of the backend.
+ * Declared static in the file that runs it, so each SQL text sits beside the
+ * code that depends on its shape.
+ */
+typedef struct WaitlistPlan
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[12];
+	bool		custom_plan;	/* plan each run for its parameters and inputs */
+	SPIPlanPtr	plan;
+} WaitlistPlan;
+
+/*
+ * For statements whose best plan depends on how many rows they handle
+ * (promotions, settlements): a generic plan made for one row turns a burst
+ * of 100,000 quadratic.
+ */
+#define WAITLIST_CUSTOM_PLAN	true
+
+/*
+ * State of one API call: who called (recorded as the transition actor), and
+ * the role and settings to restore.
+ */
+typedef struct WaitlistApiCall
+{
+	Oid			caller;
+	int			caller_sec_context;
+	int			guc_nestlevel;
+	char	  **caller_settings;	/* caller's values of the pinned settings */
+} WaitlistApiCall;
+
+/* api.c */
+extern void waitlist_api_begin(WaitlistApiCall *call);
+extern void waitlist_api_end(WaitlistApiCall *call);
+extern WaitlistApiCall *waitlist_current_call(void);
+extern void waitlist_api_caller_settings(WaitlistApiCall *call);
+extern void waitlist_api_reset_on_abort(SubTransactionId subxid);
+extern void waitlist_api_booking(SubTransactionId subxid);
+extern Name waitlist_role_name(Oid roleid);
+extern int	waitlist_pin_search_path(void);
+extern SPIPlanPtr waitlist_plan(WaitlistPlan *plan);
+extern int	waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
+							 bool read_only, long count);
+extern text *waitlist_spi_text(SPITupleTable *tuptable, uint64 row, int column);
+extern void waitlist_spi_rows_to_tuplestore(FunctionCallInfo fcinfo);
+extern void waitlist_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern text *waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern void waitlist_check_interval(Datum value, const char *name, const char *max,
+									const char *positive_detail, const char *max_detail);
+extern void waitlist_check_release_quantity(int64 quantity);
+extern void waitlist_check_archive_age(Interval *older_than);
+extern void waitlist_lock_resource_gate(const text *resource_id, bool exclusive);
+extern bool waitlist_try_lock_resource_gate(const text *resource_id);
+extern bool waitlist_try_lock_resource_gate_shared(const text *resource_id);
+extern void waitlist_unlock_resource_gate(const text *resource_id);
+extern void waitlist_lock_resource_cap(const text *resource_id);
+extern void waitlist_require_read_committed(const char *what);
+
+/* booking.c */
+typedef enum WaitlistBookingOutcome
+{
+	WAITLIST_BOOKED,
+	WAITLIST_BOOKING_CONFLICT
+} WaitlistBookingOutcome;
+
+extern WaitlistBookingOutcome waitlist_call_booking(Oid funcid, text *resource_id,
+													text *user_id, int64 offer_id,
+													text *idempotency_key,
+													char **reservation_ref,
+													char **conflict_message);
+
+#endif							/* WAITLIST_API_H */

@@ -1,0 +1,123 @@
+/*-------------------------------------------------------------------------
+ *
+ * engine.h
+ *	  The transition engine and promotion (layer 4): the state machine of
+ *	  entries and offers, the statements that apply it with their audit and
+ *	  outbox rows, and the promotion of free units.
+ *
+ * Depends on store.h, api.h and shmem.h; only the SQL entry points and the
+ * worker (layer 5) include it.
+ *
+ * IDENTIFICATION
+ *	  src/engine.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WAITLIST_ENGINE_H
+#define WAITLIST_ENGINE_H
+
+#include "store.h"
+
+/* --- the state machine (transition.c) ------------------------------------ */
+
+typedef enum WaitlistEntity
+{
+	WAITLIST_ENTITY_ENTRY,
+	WAITLIST_ENTITY_OFFER
+} WaitlistEntity;
+
+/* What happens to a fan or an offer; each names one or two rules. */
+typedef enum WaitlistEvent
+{
+	WAITLIST_EVENT_JOIN,
+	WAITLIST_EVENT_PROMOTE,
+	WAITLIST_EVENT_LEAVE,
+	WAITLIST_EVENT_ACCEPT,
+	WAITLIST_EVENT_BOOKING_CONFLICT,
+	WAITLIST_EVENT_DECLINE,
+	WAITLIST_EVENT_EXPIRE,
+	WAITLIST_EVENT_REVOKE
+} WaitlistEvent;
+
+#define WAITLIST_EVENT_COUNT	(WAITLIST_EVENT_REVOKE + 1)
+
+/* What a transition does to the unit of capacity an offer holds. */
+typedef enum WaitlistUnitEffect
+{
+	WAITLIST_UNIT_NONE,			/* no unit involved */
+	WAITLIST_UNIT_HOLD,			/* a free unit is held by the new offer */
+	WAITLIST_UNIT_CONSUME,		/* the held unit is booked */
+	WAITLIST_UNIT_RETURN,		/* the held unit goes back to free_units */
+	WAITLIST_UNIT_RETIRE		/* the held unit is gone (the seat was taken) */
+} WaitlistUnitEffect;
+
+/*
+ * One transition: an entity in from_state (NULL: the row is created) that
+ * undergoes event moves to to_state, with this effect on the unit, this
+ * outbox event (NULL: none) and the reason its audit row records.
+ */
+typedef struct WaitlistRule
+{
+	WaitlistEntity entity;
+	const char *from_state;
+	WaitlistEvent event;
+	const char *to_state;
+	WaitlistUnitEffect unit;
+	const char *outbox_event;
+	const char *reason;
+} WaitlistRule;
+
+extern const WaitlistRule waitlist_rules[];
+extern const int waitlist_rule_count;
+extern const char *waitlist_entity_name(WaitlistEntity entity);
+extern const char *waitlist_event_name(WaitlistEvent event);
+extern const char *waitlist_unit_effect_name(WaitlistUnitEffect unit);
+extern const WaitlistRule *waitlist_find_rule(WaitlistEntity entity, WaitlistEvent event);
+extern const WaitlistRule *waitlist_rule_for_states(WaitlistEntity entity,
+													const char *from_state,
+													const char *to_state);
+extern void waitlist_illegal_transition(WaitlistEntity entity, int64 id,
+										const char *from_state,
+										const char *to_state) pg_attribute_noreturn();
+
+/* --- applying it (transition.c) ------------------------------------------ */
+
+extern bool waitlist_engine_applying(void);
+extern bool waitlist_recording_by_hand(void);
+extern bool waitlist_archiving(void);
+extern int64 waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
+								 bool cap_checked, bool *capped, int64 *free_units);
+extern bool waitlist_apply_leave(text *resource_id, int64 entry_id);
+extern int64 waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave);
+extern int64 waitlist_apply_offer_event(WaitlistEvent event, text *resource_id,
+										Datum offer_ids, const char *reservation_ref,
+										text *idempotency_key, const char *detail);
+extern void waitlist_record_by_hand(WaitlistEntity entity, int64 id, Datum resource_id,
+									const char *from_state, const char *to_state);
+extern int64 waitlist_move_transitions(WaitlistPlan *plan, Datum *values, const char *nulls);
+extern void waitlist_outbox_at_pre_commit(void);
+extern void waitlist_outbox_at_xact_end(void);
+
+/* --- promotion (promote.c) ----------------------------------------------- */
+
+extern int64 waitlist_settle_offers(WaitlistEvent event, text *resource_id, Datum offer_ids,
+									const char *reservation_ref, text *idempotency_key,
+									const char *detail);
+extern int64 waitlist_settle_offer(WaitlistEvent event, text *resource_id, int64 offer_id,
+								   const char *reservation_ref, text *idempotency_key,
+								   const char *detail);
+extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers,
+									 const WaitlistResource *locked);
+extern void waitlist_promote_if_free(text *resource_id);
+extern void waitlist_promote_added_units(text *resource_id);
+extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers,
+									   bool wait_for_gate);
+extern PGDLLIMPORT WaitlistPlan waitlist_idle_resources_plan;
+extern int64 waitlist_promote_idle(int32 max_resources);
+extern int64 waitlist_fold_pending(int32 max_resources);
+extern bool waitlist_release_units(text *resource_id, int32 quantity, text *event_id,
+								   bool missing_ok);
+extern bool waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id);
+extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
+
+#endif							/* WAITLIST_ENGINE_H */

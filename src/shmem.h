@@ -1,0 +1,50 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *	  Shared memory (layer 1): the workers' slots and counters, the wake-up
+ *	  queues that committing transactions fill, and the one hash of a
+ *	  resource id.  Runs no SQL.
+ *
+ * IDENTIFICATION
+ *	  src/shmem.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WAITLIST_SHMEM_H
+#define WAITLIST_SHMEM_H
+
+#include "nodes/pg_list.h"
+#include "utils/timestamp.h"
+
+#include "waitlist.h"
+
+/* What waitlist_worker_status() shows of a worker's slot. */
+typedef struct WaitlistWorkerStats
+{
+	pid_t		pid;			/* 0 while not running */
+	TimestampTz last_wake;
+	int64		rounds;
+	int64		events_processed;
+	int64		offers_made;
+	int64		offers_expired;
+	TimestampTz last_error_at;
+	char		last_error[256];
+} WaitlistWorkerStats;
+
+extern bool waitlist_am_worker;
+extern void waitlist_shmem_init(void);
+extern void waitlist_require_shared(void);
+extern bool waitlist_defer_to_worker(void);
+extern uint32 waitlist_resource_hash(const text *resource_id);
+extern int	waitlist_resource_owner(const text *resource_id, int nworkers);
+extern int	waitlist_running_worker_count(void);
+extern void waitlist_worker_stats(int index, WaitlistWorkerStats *stats);
+extern void waitlist_wake_owner_at_commit(const text *resource_id);
+extern void waitlist_wakes_at_xact_end(bool commit);
+extern void waitlist_worker_attach(int index);
+extern List *waitlist_worker_take_wakes(int index, bool *overflowed);
+extern void waitlist_worker_round(int index);
+extern void waitlist_worker_report(int index, int64 events, int64 offers,
+								   int64 expired, const char *error);
+
+#endif							/* WAITLIST_SHMEM_H */

@@ -1,0 +1,182 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.c
+ *	  Data access: reading and locking a resource's row for the layers
+ *	  above, and the checks of what a resource row may hold.
+ *
+ * The resource row is "the resource's lock": whoever changes free_units or
+ * promotes holds it FOR NO KEY UPDATE to the end of the transaction, which
+ * serializes promotion per resource while different resources proceed in
+ * parallel.  Joins only read it.
+ *
+ * IDENTIFICATION
+ *	  src/store.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "store.h"
+
+/*
+ * wave_budget: -1 without waves, else what the current (or a new) wave may
+ * still offer.  The wave's end is clamped (WAITLIST_WAVE_END_SQL), so a bad
+ * row fails no statement.
+ */
+#define RESOURCE_COLUMNS \
+	"SELECT free_units, max_waiting, booking_function," \
+	"  CASE WHEN wave_size IS NULL THEN -1" \
+	"       WHEN wave_started_at IS NULL" \
+	"         OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now() THEN wave_size" \
+	"       ELSE GREATEST(wave_size OPERATOR(pg_catalog.-) wave_offers, 0) END," \
+	"  wave_size IS NOT NULL AND (wave_started_at IS NULL" \
+	"    OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now())" \
+	" FROM waitlist.resource r WHERE resource_id OPERATOR(pg_catalog.=) $1"
+
+static WaitlistPlan read_resource_plan = {
+	RESOURCE_COLUMNS, 1, {TEXTOID}
+};
+
+static WaitlistPlan lock_resource_plan = {
+	RESOURCE_COLUMNS " FOR NO KEY UPDATE", 1, {TEXTOID}
+};
+
+static WaitlistPlan try_lock_resource_plan = {
+	RESOURCE_COLUMNS " FOR NO KEY UPDATE SKIP LOCKED", 1, {TEXTOID}
+};
+
+void
+waitlist_resource_not_found(text *resource_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("waitlist resource \"%s\" does not exist",
+					text_to_cstring(resource_id)),
+			 errhint("Create it with waitlist_create_resource().")));
+}
+
+static bool
+fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
+{
+	Datum		values[1] = {PointerGetDatum(resource_id)};
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	bool		isnull;
+	Datum		d;
+
+	waitlist_execute(plan, values, NULL, false, 0);
+	if (SPI_processed == 0)
+		return false;
+	tupdesc = SPI_tuptable->tupdesc;
+	tuple = SPI_tuptable->vals[0];
+	res->free_units = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
+	d = SPI_getbinval(tuple, tupdesc, 2, &res->max_waiting_isnull);
+	res->max_waiting = res->max_waiting_isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tuple, tupdesc, 3, &isnull);
+	res->booking_function = isnull ? InvalidOid : DatumGetObjectId(d);
+	res->wave_budget = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 4, &isnull));
+	res->new_wave = DatumGetBool(SPI_getbinval(tuple, tupdesc, 5, &isnull));
+	return true;
+}
+
+/*
+ * Read a resource's settings without locking it.  Returns false for an
+ * unknown resource if missing_ok, else errors.
+ */
+bool
+waitlist_read_resource_ext(text *resource_id, WaitlistResource *res, bool missing_ok)
+{
+	if (fetch_resource(&read_resource_plan, resource_id, res))
+		return true;
+	if (!missing_ok)
+		waitlist_resource_not_found(resource_id);
+	return false;
+}
+
+void
+waitlist_read_resource(text *resource_id, WaitlistResource *res)
+{
+	(void) waitlist_read_resource_ext(resource_id, res, false);
+}
+
+/* Take the resource's lock to the end of the transaction and read it. */
+void
+waitlist_lock_resource(text *resource_id, WaitlistResource *res)
+{
+	if (!fetch_resource(&lock_resource_plan, resource_id, res))
+		waitlist_resource_not_found(resource_id);
+}
+
+/*
+ * Take the resource's lock only if no other transaction holds it, and read
+ * it: for the sweep and the workers, which pass over a resource that an
+ * open transaction has locked rather than stall on it.  Returns false if
+ * it is locked (or gone).
+ */
+bool
+waitlist_try_lock_resource(text *resource_id, WaitlistResource *res)
+{
+	return fetch_resource(&try_lock_resource_plan, resource_id, res);
+}
+
+static WaitlistPlan count_owned_plan = {
+	"SELECT pg_catalog.count(*) FROM waitlist.resource "
+	"WHERE waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1",
+	2, {INT4OID, INT4OID}
+};
+
+/* How many resources a worker owns, for waitlist_worker_status(). */
+int64
+waitlist_count_owned_resources(int index, int nworkers)
+{
+	Datum		values[2] = {Int32GetDatum(index), Int32GetDatum(nworkers)};
+	WaitlistApiCall call;
+	bool		isnull;
+	int64		count;
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&count_owned_plan, values, NULL, true, 0);
+	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+	waitlist_api_end(&call);
+	return count;
+}
+
+/* Notification channels: a non-empty, flat array of known channel names. */
+void
+waitlist_check_channels(Datum channels)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(channels);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channels must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channels must not be empty"),
+				 errhint("Name at least one of email, sms, push, webhook.")));
+	for (i = 0; i < n; i++)
+	{
+		char	   *name = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+
+		if (name == NULL ||
+			(strcmp(name, "email") != 0 && strcmp(name, "sms") != 0 &&
+			 strcmp(name, "push") != 0 && strcmp(name, "webhook") != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown notification channel \"%s\"", name ? name : "NULL"),
+					 errhint("Channels are email, sms, push and webhook.")));
+	}
+}
+

@@ -1,0 +1,36 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.h
+ *	  Data access (layer 3): reading and locking a resource's row, whose
+ *	  lock serializes everything that changes its free units.
+ *
+ * IDENTIFICATION
+ *	  src/store.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WAITLIST_STORE_H
+#define WAITLIST_STORE_H
+
+#include "api.h"
+
+typedef struct WaitlistResource
+{
+	int64		free_units;
+	bool		max_waiting_isnull;
+	int64		max_waiting;
+	Oid			booking_function;
+	int32		wave_budget;	/* -1: no waves */
+	bool		new_wave;		/* promoting now starts a new wave */
+} WaitlistResource;
+
+extern void waitlist_lock_resource(text *resource_id, WaitlistResource *res);
+extern bool waitlist_try_lock_resource(text *resource_id, WaitlistResource *res);
+extern void waitlist_read_resource(text *resource_id, WaitlistResource *res);
+extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
+									  bool missing_ok);
+extern void waitlist_resource_not_found(text *resource_id) pg_attribute_noreturn();
+extern int64 waitlist_count_owned_resources(int index, int nworkers);
+extern void waitlist_check_channels(Datum channels);
+
+#endif							/* WAITLIST_STORE_H */
