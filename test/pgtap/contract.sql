@@ -50,7 +50,7 @@ LANGUAGE sql AS $$
        AND pg_catalog.pg_get_indexdef(i.indexrelid) LIKE '%' || def_tail
 $$;
 
-SELECT plan(136);
+SELECT plan(144);
 
 ------------------------------------------------------------------------------
 -- Functions: exact signatures and return types
@@ -353,6 +353,11 @@ SELECT col_type_is('waitlist', 'transition', 'transaction_id', 'xid8', 'waitlist
 
 DO $$ BEGIN PERFORM waitlist_create_resource('contract-states'); END $$;
 
+-- rows written as a restore writes them (a superuser in replica mode): the
+-- row guard, which checks moves against waitlist.state_machine(), stands
+-- aside, so what is tested here is the tables' own constraints
+SET session_replication_role = replica;
+
 -- each valid entry state, one row per state (distinct users: WAITING and
 -- OFFERED are both "active")
 SELECT lives_ok(
@@ -413,6 +418,40 @@ SELECT lives_ok(
 SELECT lives_ok(
     $$INSERT INTO waitlist.entry (resource_id, user_id, state) VALUES ('contract-priv', 'ok-WAITING', 'WAITING')$$,
     'the same user may be active on another resource');
+RESET session_replication_role;
+
+------------------------------------------------------------------------------
+-- The state machine (1.1): its columns, and moves it lacks refused (WL010)
+------------------------------------------------------------------------------
+
+SELECT has_function('waitlist', 'state_machine', ARRAY[]::name[],
+    'waitlist.state_machine() exists');
+SELECT is(
+    (SELECT pg_catalog.array_to_string(p.proargnames, ',') FROM pg_catalog.pg_proc p
+      WHERE p.oid = 'waitlist.state_machine()'::regprocedure),
+    'entity,from_state,event,to_state,unit,outbox_event,reason',
+    'waitlist.state_machine() returns (entity, from_state, event, to_state, unit, outbox_event, reason)');
+SELECT is(
+    (SELECT count(*)::integer FROM waitlist.state_machine() m
+      WHERE m.entity = 'offer' AND m.unit = 'return'),
+    3, 'three offer transitions return their unit (decline, expire, revoke)');
+SELECT throws_ok(
+    $$UPDATE waitlist.entry SET state = 'WAITING' WHERE resource_id = 'contract-states' AND user_id = 'ok-ACCEPTED'$$,
+    'WL010', NULL, 'an accepted entry put back in line by hand is refused (WL010)');
+SELECT throws_ok(
+    $$UPDATE waitlist.offer SET state = 'OPEN', decided_at = NULL
+       WHERE resource_id = 'contract-states' AND state = 'EXPIRED'$$,
+    'WL010', NULL, 'an expired offer reopened by hand is refused (WL010)');
+SELECT throws_ok(
+    $$INSERT INTO waitlist.entry (resource_id, user_id, state) VALUES ('contract-states', 'new', 'ACCEPTED')$$,
+    'WL010', NULL, 'an entry created by hand in a later state is refused (WL010)');
+SELECT lives_ok(
+    $$UPDATE waitlist.entry SET state = 'CANCELLED' WHERE resource_id = 'contract-states' AND user_id = 'ok-WAITING'$$,
+    'a move the state machine has is allowed by hand');
+SELECT is(
+    (SELECT reason FROM waitlist.transition
+      WHERE resource_id = 'contract-states' AND to_state = 'CANCELLED' AND from_state = 'WAITING'),
+    'manual', '... and audited as manual');
 
 SELECT isnt(
     wl_test.entry_index_ending($$USING btree (resource_id, priority DESC, seq) WHERE (state = 'WAITING'::text)$$),

@@ -157,6 +157,17 @@ is( up(
 	'offers in every state');
 is(up('SELECT count(*) FROM waitlist_check()'), '0',
 	'waitlist_check() is empty on the 1.0 database');
+# the 1.0 schema still has its statement triggers: the engine writes the
+# rows of its own statements, the triggers only those of changes by hand
+is( up(
+		q{SELECT count(*) FROM (SELECT 1 FROM waitlist.transition
+  GROUP BY resource_id, entity, entity_id, from_state, to_state, transaction_id
+  HAVING count(*) > 1) twice}),
+	'0',
+	'on the 1.0 database every change is logged once');
+up("UPDATE waitlist.entry SET priority = priority WHERE resource_id = 'concert'");
+is(up(q{SELECT count(*) FROM waitlist.transition WHERE reason = 'manual'}), '0',
+	'an UPDATE by hand that changes no state logs nothing');
 
 # --- the new library serves the 1.0 database in worker mode ------------------
 
