@@ -23,12 +23,18 @@
 #include "catalog/pg_namespace.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "parser/parse_expr.h"
+#include "parser/parser.h"
+#include "pgtime.h"
 #include "storage/lock.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/timestamp.h"
+#include "utils/bytea.h"
+#include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "api.h"
@@ -90,9 +96,48 @@ static const struct
 	{"transform_null_equals", "off"},
 	{"array_nulls", "on"},
 	{"backslash_quote", "safe_encoding"},
-};
+};							/* in the order setting_is_pinned() reads them */
 
 #define WAITLIST_PINNED_SETTINGS ((int) lengthof(pinned_settings))
+
+/*
+ * Whether the session has pinned setting i's value already, read from the
+ * setting's variable (every API call asks, for each setting).  A time zone
+ * with no offset and no daylight saving time (Etc/UTC, as initdb often
+ * picks, GMT, Zulu) computes and prints every timestamp as UTC does
+ * (DateStyle is pinned to ISO, which prints offsets, not zone names).
+ */
+static bool
+setting_is_pinned(int i)
+{
+	long int	gmtoff;
+
+	switch (i)
+	{
+		case 0:
+			return strcmp(namespace_search_path, pinned_settings[0].value) == 0;
+		case 1:
+			return pg_get_timezone_offset(session_timezone, &gmtoff) && gmtoff == 0;
+		case 2:
+			return DateStyle == USE_ISO_DATES && DateOrder == DATEORDER_MDY;
+		case 3:
+			return IntervalStyle == INTSTYLE_POSTGRES;
+		case 4:
+			return extra_float_digits == 1;
+		case 5:
+			return bytea_output == BYTEA_OUTPUT_HEX;
+		case 6:
+			return standard_conforming_strings;
+		case 7:
+			return !Transform_null_equals;
+		case 8:
+			return Array_nulls;
+		case 9:
+			return backslash_quote == BACKSLASH_QUOTE_SAFE_ENCODING;
+	}
+	elog(ERROR, "unknown pinned setting %d", i);
+	return false;
+}
 
 /*
  * Owner of the "waitlist" schema, which the install script creates: the
@@ -155,17 +200,22 @@ waitlist_api_begin(WaitlistApiCall *call)
 						   WAITLIST_MAX_CALL_DEPTH)));
 
 	GetUserIdAndSecContext(&call->caller, &call->caller_sec_context);
+
+	/*
+	 * Most sessions have most of the pinned values already: only the others
+	 * are set, and only their values kept (NULL: the caller's value is the
+	 * pinned one), for a booking function to get back.
+	 */
 	call->caller_settings = palloc(WAITLIST_PINNED_SETTINGS * sizeof(char *));
 	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
-		call->caller_settings[i] = GetConfigOptionByName(pinned_settings[i].name,
-														 NULL, false);
+		call->caller_settings[i] = setting_is_pinned(i) ? NULL :
+			pstrdup(GetConfigOption(pinned_settings[i].name, false, false));
 
 	SetUserIdAndSecContext(owner,
 						   call->caller_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	call->guc_nestlevel = NewGUCNestLevel();
-	/* (most sessions have most of them already: only the others are set) */
 	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
-		if (strcmp(call->caller_settings[i], pinned_settings[i].value) != 0)
+		if (call->caller_settings[i] != NULL)
 			(void) set_config_option(pinned_settings[i].name, pinned_settings[i].value,
 									 PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_SAVE, true, 0, false);
@@ -205,7 +255,7 @@ waitlist_api_caller_settings(WaitlistApiCall *call)
 	int			i;
 
 	for (i = 0; i < WAITLIST_PINNED_SETTINGS; i++)
-		if (strcmp(call->caller_settings[i], pinned_settings[i].value) != 0)
+		if (call->caller_settings[i] != NULL)
 			(void) set_config_option(pinned_settings[i].name, call->caller_settings[i],
 									 PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_SAVE, true, 0, false);

@@ -295,19 +295,22 @@ sql_literal(const char *s)
 
 /*
  * The INSERT of the audit rows of one rule, as a CTE body: one row per row
- * of "source" (which has the column id_column), in the order given.  $1 is
- * the resource id; the actor is parameter actor_param.
+ * of "source" (which has the column id_column), in the order given (none
+ * for a single row).  $1 is the resource id; the actor is parameter
+ * actor_param.
  */
 static void
 append_audit_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
 				  const char *id_column, const char *order_by, int actor_param)
 {
 	appendStringInfo(buf,
-					 "SELECT %s, %s, $1, %s, %s, %s, %s, $%d::pg_catalog.name FROM %s ORDER BY %s",
+					 "SELECT %s, %s, $1, %s, %s, %s, %s, $%d::pg_catalog.name FROM %s",
 					 sql_literal(waitlist_entity_name(rule->entity)), id_column,
 					 sql_literal(rule->from_state), sql_literal(rule->to_state),
 					 sql_literal(rule->reason), sql_literal(WAITLIST_RULE_VERSION),
-					 actor_param, source, order_by);
+					 actor_param, source);
+	if (order_by != NULL)
+		appendStringInfo(buf, " ORDER BY %s", order_by);
 }
 
 #define AUDIT_INSERT \
@@ -421,9 +424,9 @@ build_join_sql(void)
 	append_active_entry_states(&buf);
 	appendStringInfoString(&buf,
 						   ") DO NOTHING"
-						   "  RETURNING entry_id, priority, seq"
+						   "  RETURNING entry_id"
 						   "), audited AS (" AUDIT_INSERT);
-	append_audit_rows(&buf, rule, "ins", "ins.entry_id", "ins.priority DESC, ins.seq", 5);
+	append_audit_rows(&buf, rule, "ins", "ins.entry_id", NULL, 5);
 	appendStringInfoString(&buf,
 						   ") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units FROM r");
 	join_plan.sql = keep_sql(&buf);
@@ -483,7 +486,7 @@ build_leave_sql(void)
 					 "  RETURNING e.entry_id"
 					 "), audited AS (" AUDIT_INSERT,
 					 sql_literal(rule->to_state), sql_literal(rule->from_state));
-	append_audit_rows(&buf, rule, "moved", "moved.entry_id", "moved.entry_id", 3);
+	append_audit_rows(&buf, rule, "moved", "moved.entry_id", NULL, 3);
 	appendStringInfoString(&buf, ") SELECT pg_catalog.count(*) FROM moved");
 	leave_plan.sql = keep_sql(&buf);
 }
