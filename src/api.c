@@ -524,7 +524,7 @@ lock_resource_key(const text *resource_id, uint32 which, LOCKMODE mode, bool don
  * Joins (and whatever else puts someone in line: a leave that may roll
  * back, a failed booking) take it shared and then look at free_units;
  * whatever adds free units locks the resource row, adds them and then only
- * tries the gate exclusively (waitlist_promote_added_units()).  So either
+ * tries the gate exclusively (promote_added_units() in promote.c).  So either
  * the join sees the added units and promotes, or the adder gets the gate
  * once no join is in flight and its promotion sees the new entry, or it
  * hands its units to the worker, the sweep or the next join, which promote

@@ -109,7 +109,6 @@ extern int64 waitlist_settle_offer(WaitlistEvent event, text *resource_id, int64
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers,
 									 const WaitlistResource *locked);
 extern void waitlist_promote_if_free(text *resource_id);
-extern void waitlist_promote_added_units(text *resource_id);
 extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers,
 									   bool wait_for_gate);
 extern PGDLLIMPORT WaitlistPlan waitlist_idle_resources_plan;

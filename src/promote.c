@@ -15,7 +15,7 @@
  * Lock order: the offer row, then the resource row, then entry rows; the
  * expiry sweep, which goes the other way, takes both with SKIP LOCKED.
  * Whatever gives a unit back then only tries the resource's gate
- * (waitlist_promote_added_units()), and an accept only tries it shared once
+ * (promote_added_units()), and an accept only tries it shared once
  * its booking function has failed and the fan goes back in line, so that no
  * decline, release or join of the resource ever queues behind a booking
  * function (see waitlist_lock_resource_gate()).
@@ -34,6 +34,8 @@
 
 #include "engine.h"
 
+static void promote_added_units(text *resource_id, WaitlistResource *locked);
+
 /*
  * Record the event once per (resource, event id) and add its units.  No row
  * comes back for a repeated event.
@@ -48,7 +50,8 @@ static WaitlistPlan release_plan = {
 	"  SET free_units = r.free_units OPERATOR(pg_catalog.+) e.quantity,"
 	"      units_released = r.units_released OPERATOR(pg_catalog.+) e.quantity,"
 	"      updated_at = pg_catalog.now()"
-	"  FROM event e WHERE r.resource_id OPERATOR(pg_catalog.=) $1",
+	"  FROM event e WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
+	"  RETURNING r.free_units",
 	3, {TEXTOID, TEXTOID, INT4OID}
 };
 
@@ -104,7 +107,7 @@ WaitlistPlan waitlist_idle_resources_plan = {
  * Promote the idle free units of up to max_resources resources in the
  * caller's transaction, passing over resources that another transaction
  * has locked.  For the sweep, which continues waves and picks up units
- * handed on by releases and declines (waitlist_promote_added_units()) where
+ * handed on by releases and declines (promote_added_units()) where
  * no worker runs.  It adds no units and takes no gate: a transaction that
  * joined and stays open (idle, prepared) must not keep the units it handed
  * on from the fans already in line.  A join in flight either saw the units
@@ -166,7 +169,7 @@ waitlist_promote_locked(text *resource_id, int64 max_offers,
 /*
  * Record a CapacityReleased event once per (resource, event id), in the
  * caller's transaction and API frame.  Inline, its units are added and
- * promoted at once (or handed on, see waitlist_promote_added_units()); in
+ * promoted at once (or handed on, see promote_added_units()); in
  * worker mode, and under a transaction snapshot (REPEATABLE READ,
  * SERIALIZABLE: the booking system's own transaction, through the capacity
  * trigger), the event waits, pending, for the resource's worker, woken when
@@ -179,15 +182,15 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 {
 	Datum		values[3];
 	WaitlistResource res;
-
-	if (!waitlist_read_resource_ext(resource_id, &res, missing_ok))
-		return false;
+	bool		isnull;
 
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = PointerGetDatum(event_id);
 	values[2] = Int32GetDatum(quantity);
 	if (waitlist_defer_to_worker() || IsolationUsesXactSnapshot())
 	{
+		if (!waitlist_read_resource_ext(resource_id, &res, missing_ok))
+			return false;
 		waitlist_execute(&record_event_plan, values, NULL, false, 0);
 		if (SPI_processed == 0)
 			return false;
@@ -195,11 +198,14 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
 		return true;
 	}
 
-	waitlist_lock_resource(resource_id, &res);
+	if (!waitlist_lock_resource_ext(resource_id, &res, missing_ok))
+		return false;
 	waitlist_execute(&release_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
 		return false;
-	waitlist_promote_added_units(resource_id);
+	res.free_units = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+	promote_added_units(resource_id, &res);
 	return true;
 }
 
@@ -208,7 +214,8 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
  * an expiry, a revocation; the caller holds the resource's lock): offer them
  * now if that passes nobody over, else hand them to the resource's worker,
  * woken at commit, or to the next sweep or join, which all look for free
- * units with people waiting.
+ * units with people waiting.  "locked" is the resource's row as the caller
+ * holds it, free_units included, or NULL to read it again.
  *
  * Offering now needs the gate exclusively, so that no join or leave is in
  * flight (a fan mid-leave would be passed over if the leave rolled back),
@@ -222,8 +229,8 @@ waitlist_release_units(text *resource_id, int32 quantity, text *event_id, bool m
  * once: no later join can miss a unit then, and a transaction left open
  * after a release or a decline does not hold up the resource's joins.
  */
-void
-waitlist_promote_added_units(text *resource_id)
+static void
+promote_added_units(text *resource_id, WaitlistResource *locked)
 {
 	WaitlistResource res;
 
@@ -233,10 +240,14 @@ waitlist_promote_added_units(text *resource_id)
 		waitlist_wake_owner_at_commit(resource_id);
 		return;
 	}
-	waitlist_read_resource(resource_id, &res);
+	if (locked != NULL)
+		res = *locked;
+	else
+		waitlist_read_resource(resource_id, &res);
 	if (waitlist_promote_locked(resource_id, -1, &res) >= res.free_units)
 		waitlist_unlock_resource_gate(resource_id);
 }
+
 
 /* resources whose pending events are due, for the sweep where no worker runs */
 static WaitlistPlan pending_resources_plan = {
@@ -392,7 +403,7 @@ waitlist_settle_offers(WaitlistEvent event, text *resource_id, Datum offer_ids,
 	if (settled == 0)
 		return 0;
 	if (offer->unit == WAITLIST_UNIT_RETURN)
-		waitlist_promote_added_units(resource_id);
+		promote_added_units(resource_id, NULL);
 	else if (puts_back_in_line(entry))
 		promote_after_failed_booking(resource_id);
 	return settled;

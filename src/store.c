@@ -103,12 +103,24 @@ waitlist_read_resource(text *resource_id, WaitlistResource *res)
 	(void) waitlist_read_resource_ext(resource_id, res, false);
 }
 
-/* Take the resource's lock to the end of the transaction and read it. */
+/*
+ * Take the resource's lock to the end of the transaction and read it.
+ * Returns false for an unknown resource if missing_ok, else errors.
+ */
+bool
+waitlist_lock_resource_ext(text *resource_id, WaitlistResource *res, bool missing_ok)
+{
+	if (fetch_resource(&lock_resource_plan, resource_id, res))
+		return true;
+	if (!missing_ok)
+		waitlist_resource_not_found(resource_id);
+	return false;
+}
+
 void
 waitlist_lock_resource(text *resource_id, WaitlistResource *res)
 {
-	if (!fetch_resource(&lock_resource_plan, resource_id, res))
-		waitlist_resource_not_found(resource_id);
+	(void) waitlist_lock_resource_ext(resource_id, res, false);
 }
 
 /*

@@ -25,6 +25,8 @@ typedef struct WaitlistResource
 } WaitlistResource;
 
 extern void waitlist_lock_resource(text *resource_id, WaitlistResource *res);
+extern bool waitlist_lock_resource_ext(text *resource_id, WaitlistResource *res,
+									  bool missing_ok);
 extern bool waitlist_try_lock_resource(text *resource_id, WaitlistResource *res);
 extern void waitlist_read_resource(text *resource_id, WaitlistResource *res);
 extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
