@@ -319,7 +319,8 @@ waitlist_plan(WaitlistPlan *plan)
 	if (plan->plan == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare_cursor(plan->sql, plan->nargs, plan->argtypes,
-										   plan->custom_plan ? CURSOR_OPT_CUSTOM_PLAN : 0);
+										   plan->plan_mode == WAITLIST_CUSTOM_PLAN ? CURSOR_OPT_CUSTOM_PLAN :
+										   plan->plan_mode == WAITLIST_GENERIC_PLAN ? CURSOR_OPT_GENERIC_PLAN : 0);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s",

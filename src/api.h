@@ -28,16 +28,24 @@ typedef struct WaitlistPlan
 	const char *sql;
 	int			nargs;
 	Oid			argtypes[12];
-	bool		custom_plan;	/* plan each run for its parameters and inputs */
+	int			plan_mode;		/* WAITLIST_*_PLAN, 0: the plan cache decides */
 	SPIPlanPtr	plan;
 } WaitlistPlan;
 
 /*
  * For statements whose best plan depends on how many rows they handle
  * (promotions, settlements): a generic plan made for one row turns a burst
- * of 100,000 quadratic.
+ * of 100,000 quadratic, so they are planned for each run's parameters...
  */
-#define WAITLIST_CUSTOM_PLAN	true
+#define WAITLIST_CUSTOM_PLAN	1
+
+/*
+ * ...except where a second plan of the same text serves the runs of a few
+ * rows (one release, one decline), for which planning costs more than
+ * running: planned once, for any parameters.
+ */
+#define WAITLIST_GENERIC_PLAN	2
+#define WAITLIST_FEW_ROWS		16
 
 /*
  * State of one API call: who called (recorded as the transition actor), and

@@ -33,6 +33,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "commands/async.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -401,7 +402,7 @@ actor_datum(void)
  * resource.
  */
 static WaitlistPlan join_plan = {
-	NULL, 5, {TEXTOID, TEXTOID, INT4OID, BOOLOID, NAMEOID}
+	NULL, 5, {TEXTOID, TEXTOID, INT4OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN
 };
 
 static void
@@ -467,7 +468,7 @@ waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 
 /* A WAITING fan leaves the line. */
 static WaitlistPlan leave_plan = {
-	NULL, 3, {TEXTOID, INT8OID, NAMEOID}
+	NULL, 3, {TEXTOID, INT8OID, NAMEOID}, WAITLIST_GENERIC_PLAN
 };
 
 static void
@@ -516,6 +517,10 @@ waitlist_apply_leave(text *resource_id, int64 entry_id)
  */
 static WaitlistPlan promote_plan = {
 	NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN
+};
+
+static WaitlistPlan promote_few_plan = {
+	NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN
 };
 
 static void
@@ -573,6 +578,7 @@ build_promote_sql(void)
 						   "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.offers OPERATOR(pg_catalog.>) 0"
 						   ") SELECT offers FROM counted");
 	promote_plan.sql = keep_sql(&buf);
+	promote_few_plan.sql = promote_plan.sql;
 }
 
 /* Offer max_offers free units; the caller holds the resource's lock. */
@@ -589,7 +595,8 @@ waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
 	values[1] = Int64GetDatum(max_offers);
 	values[2] = BoolGetDatum(new_wave);
 	values[3] = actor_datum();
-	apply(&promote_plan, values, NULL);
+	apply(max_offers <= WAITLIST_FEW_ROWS ? &promote_few_plan : &promote_plan,
+		  values, NULL);
 	offers = first_int8(&isnull);
 	if (offers > 0)
 		outbox_written();
@@ -605,6 +612,7 @@ waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
  * Returns the number settled.  One plan per event.
  */
 static WaitlistPlan offer_event_plans[WAITLIST_EVENT_COUNT];
+static WaitlistPlan offer_event_few_plans[WAITLIST_EVENT_COUNT];
 
 static void
 build_offer_event_sql(WaitlistEvent event)
@@ -658,8 +666,10 @@ build_offer_event_sql(WaitlistEvent event)
 	plan->argtypes[3] = TEXTOID;
 	plan->argtypes[4] = TEXTOID;
 	plan->argtypes[5] = NAMEOID;
-	plan->custom_plan = WAITLIST_CUSTOM_PLAN;
+	plan->plan_mode = WAITLIST_CUSTOM_PLAN;
 	plan->sql = keep_sql(&buf);
+	offer_event_few_plans[event] = *plan;
+	offer_event_few_plans[event].plan_mode = WAITLIST_GENERIC_PLAN;
 }
 
 /*
@@ -672,14 +682,18 @@ waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_i
 						   const char *reservation_ref, text *idempotency_key,
 						   const char *detail)
 {
-	WaitlistPlan *plan = &offer_event_plans[event];
+	WaitlistPlan *plan;
+	ArrayType  *ids;
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int64		settled;
 
-	if (plan->sql == NULL)
+	if (offer_event_plans[event].sql == NULL)
 		build_offer_event_sql(event);
+	ids = DatumGetArrayTypeP(offer_ids);
+	plan = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) <= WAITLIST_FEW_ROWS ?
+		&offer_event_few_plans[event] : &offer_event_plans[event];
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = offer_ids;
 	values[2] = reservation_ref ? CStringGetTextDatum(reservation_ref) : (Datum) 0;
