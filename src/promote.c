@@ -294,9 +294,9 @@ waitlist_fold_pending(int32 max_resources)
  * Fold the resource's due pending events into free_units and promote; the
  * worker's unit of work for one resource.  Returns the number of events
  * folded; *offers gets the number of offers made.  Without wait_for_gate,
- * returns -1 at once if the resource's gate is held (an accept whose booking
- * function is slow, say): a worker does not stall its whole share behind
- * one busy resource.
+ * returns -1 at once if the resource's row is locked (a release left open)
+ * or its gate is held (an accept whose booking function is slow, say): a
+ * worker does not stall its whole share behind one busy resource.
  */
 int64
 waitlist_fold_and_promote(text *resource_id, int64 *offers, bool wait_for_gate)
@@ -308,10 +308,26 @@ waitlist_fold_and_promote(text *resource_id, int64 *offers, bool wait_for_gate)
 
 	*offers = 0;
 	if (wait_for_gate)
+	{
 		waitlist_lock_resource_gate(resource_id, true);
-	else if (!waitlist_try_lock_resource_gate(resource_id))
-		return -1;
-	waitlist_lock_resource(resource_id, &res);
+		waitlist_lock_resource(resource_id, &res);
+	}
+	else
+	{
+		/*
+		 * The row first, and only tried: holding the gate while waiting for
+		 * the row (behind a release left open, say) would hold up every join
+		 * of the resource for as long.  A resource gone is an error of the
+		 * event, not a busy one.
+		 */
+		if (!waitlist_try_lock_resource(resource_id, &res))
+		{
+			waitlist_read_resource(resource_id, &res);
+			return -1;
+		}
+		if (!waitlist_try_lock_resource_gate(resource_id))
+			return -1;
+	}
 	waitlist_execute(&fold_events_plan, values, NULL, false, 0);
 	if (SPI_processed > 0)
 		events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],

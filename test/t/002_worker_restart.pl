@@ -105,11 +105,19 @@ my $old_pid =
   sql("SELECT pid FROM waitlist_worker_status() WHERE worker = $owner");
 ok($old_pid =~ /^\d+$/, "the owner of 'crash' (worker $owner) runs as pid $old_pid");
 
-# Hold the resource's row so that the owner, woken by the release, blocks
-# while folding it: the event is pending when the worker is killed.
+# Make the owner, woken by the release, block while it promotes the
+# resource (its offers wait for a lock another session holds; a held row
+# would only make the worker pass the resource over): the event is pending
+# when the worker is killed.
+sql(q{CREATE FUNCTION wait_for_crash_lock() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(4242);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER wait_for_crash_lock AFTER INSERT ON waitlist.offer
+  FOR EACH ROW WHEN (NEW.resource_id = 'crash') EXECUTE FUNCTION wait_for_crash_lock();});
 my $locker = $node->background_psql('postgres');
-$locker->query_safe(
-	"BEGIN; SELECT 1 FROM waitlist.resource WHERE resource_id = 'crash' FOR UPDATE;");
+$locker->query_safe("SELECT pg_advisory_lock(4242);");
 
 sql("SELECT waitlist_release('crash', 2, 'ev-crash')");
 wait_until(
