@@ -271,18 +271,22 @@ release_row(Relation rel, HeapTuple row, int resource_att, int quantity_att,
 
 	/*
 	 * Rows of resources that have no waitlist are ignored whatever their
-	 * quantity; only a waitlisted resource's release is held to the bounds.
+	 * quantity; only a waitlisted resource's release is held to the bounds
+	 * (the release itself passes over an unknown resource).
 	 */
 	resource_id = cstring_to_text(resource);
-	if (!waitlist_read_resource_ext(resource_id, &res, true))
-		return;
-	if (!quantity_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("quantity %s is not a whole number of units", quantity_text),
-				 errdetail("A release must return between 1 and %d units.",
-						   WAITLIST_MAX_RELEASE_QUANTITY)));
-	waitlist_check_release_quantity(quantity);
+	if (!quantity_ok || quantity < 0 || quantity > WAITLIST_MAX_RELEASE_QUANTITY)
+	{
+		if (!waitlist_read_resource_ext(resource_id, &res, true))
+			return;
+		if (!quantity_ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("quantity %s is not a whole number of units", quantity_text),
+					 errdetail("A release must return between 1 and %d units.",
+							   WAITLIST_MAX_RELEASE_QUANTITY)));
+		waitlist_check_release_quantity(quantity);
+	}
 	(void) waitlist_release_units(resource_id, (int32) quantity,
 								  row_event_id(rel, row), true);
 }
