@@ -106,6 +106,10 @@ $$;
 -- as waitlist.entry (no triggers, no API).
 CREATE TABLE bench.join_base (LIKE waitlist.entry INCLUDING DEFAULTS INCLUDING IDENTITY
                               INCLUDING CONSTRAINTS INCLUDING INDEXES);
+-- Scenario 1b baseline: the same INSERT and its audit row in one statement
+-- (bench/join_audited.sql), into a table with waitlist.transition's shape.
+CREATE TABLE bench.join_audit (LIKE waitlist.transition INCLUDING DEFAULTS INCLUDING IDENTITY
+                               INCLUDING CONSTRAINTS INCLUDING INDEXES);
 
 -- Scenario 3 baseline: the textbook queue, same shapes and indexes as the
 -- extension's entry and offer tables, without triggers, outbox or audit.
