@@ -193,7 +193,7 @@ static WaitlistPlan fail_plan = {
 	"  state = CASE WHEN (attempts OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) $3"
 	"               THEN 'DEAD' ELSE 'PENDING' END,"
 	"  next_attempt_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) "
-	WAITLIST_BACKOFF_SQL("$4", "1 hour")
+	WAITLIST_BACKOFF_SQL("$4", "1 hour", "0.5")
 	" WHERE outbox_id OPERATOR(pg_catalog.=) $1"
 	" RETURNING state OPERATOR(pg_catalog.=) 'DEAD'",
 	4, {INT8OID, TEXTOID, INT4OID, INT4OID}

@@ -85,14 +85,18 @@ extern int	waitlist_outbox_retry_base_ms;
 /*
  * The one retry policy, of failed capacity events and failed deliveries
  * alike: the next attempt after base_ms (an SQL expression in
- * milliseconds) times 2^attempts, with +-50 % jitter so that a burst of
- * failures does not come back as a burst, at most cap (an interval
- * literal).  Over a column "attempts" of the row being retried.
+ * milliseconds) times 2^attempts, with a jitter of +-jitter (a fraction,
+ * as a numeric literal) so that a burst of failures does not come back as
+ * a burst, and at most cap (an interval literal).  Events are retried with
+ * little jitter, to a schedule an operator can predict; deliveries with
+ * much, as many fail together when a provider is down.  Over a column "attempts" of
+ * the row being retried.
  */
-#define WAITLIST_BACKOFF_SQL(base_ms, cap) \
+#define WAITLIST_BACKOFF_SQL(base_ms, cap, jitter) \
 	"LEAST(interval '1 millisecond' OPERATOR(pg_catalog.*) " base_ms \
 	"        OPERATOR(pg_catalog.*) (2 OPERATOR(pg_catalog.^) LEAST(attempts, 30))" \
-	"        OPERATOR(pg_catalog.*) (0.5 OPERATOR(pg_catalog.+) pg_catalog.random())," \
+	"        OPERATOR(pg_catalog.*) ((1 OPERATOR(pg_catalog.-) " jitter ")" \
+	"          OPERATOR(pg_catalog.+) (pg_catalog.random() OPERATOR(pg_catalog.*) (2 OPERATOR(pg_catalog.*) " jitter ")))," \
 	"      interval '" cap "')"
 
 #endif							/* WAITLIST_H */

@@ -101,7 +101,7 @@ static WaitlistPlan failed_events_plan = {
 	"  state = CASE WHEN (attempts OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) $3"
 	"               THEN 'DEAD' ELSE 'PENDING' END,"
 	"  next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) "
-	WAITLIST_BACKOFF_SQL("$4", "10 minutes")
+	WAITLIST_BACKOFF_SQL("$4", "10 minutes", "0.1")
 	" WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'PENDING'"
 	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
 	4, {TEXTOID, TEXTOID, INT4OID, INT4OID}
