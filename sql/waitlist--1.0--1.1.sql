@@ -765,8 +765,6 @@ AS $duties$
         ('app', 'FUNCTION', '@extschema@.waitlist_inbox(text, interval)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_offer_seen(bigint)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_offer_token(bigint)', 'EXECUTE'),
-        ('app', 'FUNCTION', '@extschema@.waitlist_accept_token(text, text)', 'EXECUTE'),
-        ('app', 'FUNCTION', '@extschema@.waitlist_decline_token(text)', 'EXECUTE'),
         ('token', 'FUNCTION', '@extschema@.waitlist_accept_token(text, text)', 'EXECUTE'),
         ('token', 'FUNCTION', '@extschema@.waitlist_decline_token(text)', 'EXECUTE'),
         ('booking', 'FUNCTION', '@extschema@.waitlist_release(text, integer, text)', 'EXECUTE'),
