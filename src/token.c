@@ -15,9 +15,12 @@
  * The signing key is the one key without verifies_until.  It is read once
  * per transaction, not per token: a promotion signs every offer it makes in
  * one statement.  Reading it takes a ROW SHARE lock on waitlist.token_key
- * that the transaction keeps; a rotation takes EXCLUSIVE, so it waits for
- * every transaction that may still be signing with the old key and then
- * sees all their offers when it sets how long the old key verifies.
+ * that the transaction keeps; a rotation takes EXCLUSIVE, so once it has
+ * the lock no transaction is still signing with the old key, and it sees
+ * all their offers when it sets how long the old key verifies.  The
+ * rotation never queues for the lock: queued, it would hold up every
+ * promotion behind one transaction left open after signing.  It tries for
+ * a few seconds and otherwise fails, changing nothing.
  *
  * IDENTIFICATION
  *	  src/token.c
@@ -32,11 +35,15 @@
 #include "common/hmac.h"
 #include "common/int.h"
 #include "common/sha2.h"
+#include "miscadmin.h"
 #include "port/pg_bswap.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "store.h"
 
@@ -85,9 +92,9 @@ static WaitlistPlan token_offer_plan = {
 	2, {TEXTOID, INT8OID}
 };
 
-static WaitlistPlan rotate_lock_plan = {
-	"LOCK TABLE waitlist.token_key IN EXCLUSIVE MODE", 0, {InvalidOid}
-};
+/* How long a rotation tries to get the keys' lock, and how often. */
+#define TOKEN_ROTATE_TRY_MS		5000
+#define TOKEN_ROTATE_POLL_MS	10
 
 /*
  * The old key verifies until the last offer it can have signed a token for
@@ -124,6 +131,35 @@ waitlist_offer_tokens_installed(void)
 	Oid			nspid = get_namespace_oid("waitlist", true);
 
 	return OidIsValid(nspid) && OidIsValid(get_relname_relid("token_key", nspid));
+}
+
+/*
+ * The lock of a rotation, taken only when no transaction holds the signers'
+ * lock, so that promotions never wait behind a rotation that waits.
+ */
+static void
+lock_keys_for_rotation(void)
+{
+	Oid			relid = get_relname_relid("token_key", get_namespace_oid("waitlist", false));
+	TimestampTz give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													  TOKEN_ROTATE_TRY_MS);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "table waitlist.token_key does not exist");
+	while (!ConditionalLockRelationOid(relid, ExclusiveLock))
+	{
+		if (GetCurrentTimestamp() >= give_up)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("could not rotate the waitlist token key"),
+					 errdetail("Transactions that signed offer tokens with the current key were still open after %d ms.",
+							   TOKEN_ROTATE_TRY_MS),
+					 errhint("Retry; a transaction left open after it made offers or called waitlist_offer_token() holds rotations off until it ends.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 TOKEN_ROTATE_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /* Fresh key material, as a bytea. */
@@ -441,7 +477,7 @@ waitlist_rotate_token_keys(void)
 	Datum		values[1];
 	bool		isnull;
 
-	waitlist_execute(&rotate_lock_plan, NULL, NULL, false, 0);
+	lock_keys_for_rotation();
 	waitlist_execute(&retire_key_plan, NULL, NULL, false, 0);
 	values[0] = PointerGetDatum(waitlist_new_token_key());
 	waitlist_execute(&new_key_plan, values, NULL, false, 0);
