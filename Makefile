@@ -12,6 +12,7 @@ OBJS = \
 	src/api.o \
 	src/booking.o \
 	src/store.o \
+	src/token.o \
 	src/transition.o \
 	src/promote.o \
 	src/entry.o \

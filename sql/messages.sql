@@ -216,6 +216,33 @@ UPDATE msg.seats SET status = 'cancelled' WHERE id = 1;
 DELETE FROM msg.seats WHERE id = 2;
 
 --
+-- signed offer tokens
+--
+SELECT waitlist_join('msg', 'tia');
+SELECT waitlist_release('msg', 1, 'ev-tokens');
+SELECT waitlist_offer_token(offer_id) AS tia_token FROM waitlist.offer o JOIN waitlist.entry e USING (entry_id)
+WHERE e.user_id = 'tia' \gset
+SELECT waitlist_offer_token(424242);
+SELECT waitlist_decline_token(NULL);
+SELECT waitlist_decline_token('no dot');
+SELECT waitlist_decline_token('a!.b');
+SELECT waitlist_decline_token(repeat('A', 401));
+SELECT waitlist_decline_token('AA.' || split_part(:'tia_token', '.', 2));
+SELECT waitlist_decline_token('AQ.' || split_part(:'tia_token', '.', 2));
+SELECT waitlist_decline_token(regexp_replace(:'tia_token', '^(.{20}).{4}', '\1'));
+SELECT waitlist_decline_token(split_part(:'tia_token', '.', 1) || '.' || repeat('A', 43));
+SELECT waitlist_decline_token(overlay(:'tia_token' PLACING 'AQAAAAk' FROM 1 FOR 7));
+SELECT waitlist_decline_token(waitlist.offer_token_for('msg', 424242, now() - interval '1 second'));
+SELECT waitlist_decline_token(waitlist.offer_token_for('msg', 424242, now() + interval '1 hour'));
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT waitlist_rotate_token_key();
+ROLLBACK;
+BEGIN;
+DELETE FROM waitlist.token_key;
+SELECT waitlist_offer_token(:ann_offer);
+ROLLBACK;
+
+--
 -- pg_cron
 --
 SELECT waitlist_schedule_sweep();

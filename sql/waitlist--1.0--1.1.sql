@@ -764,6 +764,9 @@ AS $duties$
         ('app', 'FUNCTION', '@extschema@.waitlist_decline(bigint)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_inbox(text, interval)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_offer_seen(bigint)', 'EXECUTE'),
+        ('app', 'FUNCTION', '@extschema@.waitlist_offer_token(bigint)', 'EXECUTE'),
+        ('token', 'FUNCTION', '@extschema@.waitlist_accept_token(text, text)', 'EXECUTE'),
+        ('token', 'FUNCTION', '@extschema@.waitlist_decline_token(text)', 'EXECUTE'),
         ('booking', 'FUNCTION', '@extschema@.waitlist_release(text, integer, text)', 'EXECUTE'),
         ('booking', 'FUNCTION', '@extschema@.waitlist_capacity_trigger()', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_claim(text, integer, interval, text[])', 'EXECUTE'),
@@ -783,6 +786,7 @@ AS $duties$
         ('admin', 'PROCEDURE', '@extschema@.waitlist_archive_all(interval, integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_schedule_archive(text, interval)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_unschedule_archive()', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_rotate_token_key()', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_status(bigint)', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_check(text, interval)', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_worker_status()', 'EXECUTE'),
@@ -880,7 +884,7 @@ BEGIN
                    WHERE d.duty OPERATOR(pg_catalog.=) duty_check_arguments.duty) THEN
         RAISE EXCEPTION 'unknown waitlist duty "%"', duty
             USING ERRCODE := 'invalid_parameter_value',
-                  DETAIL := 'The duties are app, booking, relay, admin and monitor.';
+                  DETAIL := 'The duties are app, token, booking, relay, admin and monitor.';
     END IF;
     SELECT r.rolname INTO rolename FROM pg_catalog.pg_roles r
     WHERE r.oid OPERATOR(pg_catalog.=) role::pg_catalog.oid;
@@ -925,7 +929,7 @@ BEGIN
     END LOOP;
 END
 $grant$;
-COMMENT ON FUNCTION waitlist_grant(regrole, text) IS 'grants a role one duty (app, booking, relay, admin, monitor): the privileges listed by waitlist_duty_privileges()';
+COMMENT ON FUNCTION waitlist_grant(regrole, text) IS 'grants a role one duty (app, token, booking, relay, admin, monitor): the privileges listed by waitlist_duty_privileges()';
 
 /*
  * Revoking a duty keeps the privileges the role still needs for another duty
@@ -1289,6 +1293,70 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'waitlist_state_machine'
 LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION waitlist.state_machine() IS 'the transitions of entries and offers the engine applies: from_state NULL creates the row; unit is what happens to the offered unit of capacity';
+
+/* ---- signed offer tokens ---- */
+
+/*
+ * The keys that sign offer tokens (src/token.c).  The one key without
+ * verifies_until signs; a rotated key verifies until verifies_until (the
+ * last deadline of the offers that existed when it was rotated), then
+ * nothing, and the next rotation erases it.  Readable only by the extension
+ * owner (and superusers): no privilege on it is granted, and the schema's
+ * USAGE is not granted to PUBLIC.  Not registered with
+ * pg_extension_config_dump: the secrets stay out of dumps, and a restored
+ * database signs with a key of its own (docs/operations.md).
+ */
+CREATE TABLE waitlist.token_key (
+    key_id integer PRIMARY KEY CHECK (key_id OPERATOR(pg_catalog.>) 0),
+    secret bytea NOT NULL CHECK (pg_catalog.length(secret) OPERATOR(pg_catalog.=) 32),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    verifies_until timestamptz
+);
+CREATE UNIQUE INDEX token_key_one_signing ON waitlist.token_key ((true))
+    WHERE verifies_until IS NULL;
+REVOKE ALL ON TABLE waitlist.token_key FROM PUBLIC;
+COMMENT ON TABLE waitlist.token_key IS 'HMAC-SHA256 keys of the signed offer tokens: the key without verifies_until signs, the others verify until verifies_until';
+
+CREATE FUNCTION waitlist.token_key_material()
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'waitlist_token_key_material'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION waitlist.token_key_material() IS '32 bytes from pg_strong_random() for a new token key';
+
+-- the first key, made in the database being installed or updated
+INSERT INTO waitlist.token_key (key_id, secret)
+SELECT 1, waitlist.token_key_material();
+
+CREATE FUNCTION waitlist.offer_token_for(resource_id text, offer_id bigint, expires_at timestamptz)
+RETURNS text
+AS 'MODULE_PATHNAME', 'waitlist_offer_token_for'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION waitlist.offer_token_for(text, bigint, timestamptz) IS 'the signed token of an offer being made, for its offer_created outbox rows (internal)';
+
+CREATE FUNCTION waitlist_offer_token(offer_id bigint)
+RETURNS text
+AS 'MODULE_PATHNAME', 'waitlist_offer_token'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_offer_token(bigint) IS 'a signed, URL-safe token naming the offer and its resource, expiring with the offer';
+
+CREATE FUNCTION waitlist_accept_token(token text, idempotency_key text,
+                                      OUT state text, OUT reservation_ref text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'waitlist_accept_token'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_accept_token(text, text) IS 'waitlist_accept() of the offer a signed token names, after verifying it';
+
+CREATE FUNCTION waitlist_decline_token(token text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_decline_token'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_decline_token(text) IS 'waitlist_decline() of the offer a signed token names, after verifying it';
+
+CREATE FUNCTION waitlist_rotate_token_key()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'waitlist_rotate_token_key'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_rotate_token_key() IS 'makes a new token signing key and returns its id; the previous key verifies until the offers that exist now have expired';
 
 /*
  * Nothing is granted to PUBLIC: not the functions above, and not the

@@ -4,7 +4,9 @@
  *	  SQL entry points that end an offer: accept (with its idempotency and
  *	  the booking function), decline, and the expiry sweep.  Each settles
  *	  the offer through waitlist_settle_offers(), which follows the unit of
- *	  capacity where the state machine sends it.
+ *	  capacity where the state machine sends it.  Also the signed tokens
+ *	  that name an offer (token.c): accept and decline by token are accept
+ *	  and decline after the token is verified.
  *
  * IDENTIFICATION
  *	  src/offer.c
@@ -14,18 +16,26 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "engine.h"
 
 PG_FUNCTION_INFO_V1(waitlist_accept);
 PG_FUNCTION_INFO_V1(waitlist_decline);
 PG_FUNCTION_INFO_V1(waitlist_sweep);
+PG_FUNCTION_INFO_V1(waitlist_offer_token);
+PG_FUNCTION_INFO_V1(waitlist_offer_token_for);
+PG_FUNCTION_INFO_V1(waitlist_accept_token);
+PG_FUNCTION_INFO_V1(waitlist_decline_token);
+PG_FUNCTION_INFO_V1(waitlist_rotate_token_key);
+PG_FUNCTION_INFO_V1(waitlist_token_key_material);
 
 static WaitlistPlan offer_resource_plan = {
-	"SELECT resource_id FROM waitlist.offer WHERE offer_id OPERATOR(pg_catalog.=) $1",
+	"SELECT resource_id, expires_at FROM waitlist.offer WHERE offer_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
 };
 
@@ -98,15 +108,22 @@ offer_not_found(int64 offer_id)
 			 errmsg("waitlist offer %lld does not exist", (long long) offer_id)));
 }
 
-/* The resource an offer belongs to; errors if there is no such offer. */
+/*
+ * The resource an offer belongs to, and its deadline if expires_at is not
+ * NULL; errors if there is no such offer.
+ */
 static text *
-offer_resource(int64 offer_id)
+offer_resource(int64 offer_id, TimestampTz *expires_at)
 {
 	Datum		values[1] = {Int64GetDatum(offer_id)};
+	bool		isnull;
 
 	waitlist_execute(&offer_resource_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
 		offer_not_found(offer_id);
+	if (expires_at != NULL)
+		*expires_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc, 2, &isnull));
 	return waitlist_spi_text(SPI_tuptable, 0, 1);
 }
 
@@ -232,19 +249,18 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 }
 
 /*
- * waitlist_accept(offer_id bigint, idempotency_key text, OUT state text,
- * OUT reservation_ref text) RETURNS record
+ * Accept the offer named by offer_id, or by token if that is not NULL (it
+ * is verified first, and refused before anything is written), as
+ * waitlist_accept() and waitlist_accept_token() do.
  *
  * Idempotent per key: the accept_request primary key makes a repeated key
  * wait for the first request and return its outcome, so the booking
  * function runs at most once per successful accept.  A different key on an
  * accepted offer returns the existing reservation.
  */
-Datum
-waitlist_accept(PG_FUNCTION_ARGS)
+static Datum
+accept_offer(FunctionCallInfo fcinfo, text *token, int64 offer_id, text *idempotency_key)
 {
-	int64		offer_id;
-	text	   *idempotency_key = NULL;
 	text	   *resource_id;
 	const char *outcome;
 	char	   *reservation_ref = NULL;
@@ -255,14 +271,13 @@ waitlist_accept(PG_FUNCTION_ARGS)
 	HeapTupleHeader rettuple;
 	WaitlistApiCall call;
 
-	waitlist_check_not_null(fcinfo, 0, "offer_id");
-	offer_id = PG_GETARG_INT64(0);
-	idempotency_key = waitlist_id_arg(fcinfo, 1, "idempotency_key");
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 
 	waitlist_api_begin(&call);
+	if (token != NULL)
+		offer_id = waitlist_verify_offer_token(token, &resource_id);
 
 	/* a key answered before: its outcome, with no lock and no write */
 	request[0] = Int64GetDatum(offer_id);
@@ -302,30 +317,52 @@ waitlist_accept(PG_FUNCTION_ARGS)
 	rettuple = SPI_returntuple(heap_form_tuple(tupdesc, result, result_nulls), tupdesc);
 	waitlist_api_end(&call);
 
-	PG_RETURN_DATUM(HeapTupleHeaderGetDatum(rettuple));
+	return HeapTupleHeaderGetDatum(rettuple);
 }
 
 /*
- * waitlist_decline(offer_id bigint) RETURNS boolean
- *
- * OPEN -> DECLINED, the entry ends DECLINED and the unit goes to the next
- * waiter.  A repeated decline returns false.
+ * waitlist_accept(offer_id bigint, idempotency_key text, OUT state text,
+ * OUT reservation_ref text) RETURNS record
  */
 Datum
-waitlist_decline(PG_FUNCTION_ARGS)
+waitlist_accept(PG_FUNCTION_ARGS)
 {
-	int64		offer_id;
+	waitlist_check_not_null(fcinfo, 0, "offer_id");
+	return accept_offer(fcinfo, NULL, PG_GETARG_INT64(0),
+						waitlist_id_arg(fcinfo, 1, "idempotency_key"));
+}
+
+/*
+ * waitlist_accept_token(token text, idempotency_key text, OUT state text,
+ * OUT reservation_ref text) RETURNS record
+ */
+Datum
+waitlist_accept_token(PG_FUNCTION_ARGS)
+{
+	waitlist_check_not_null(fcinfo, 0, "token");
+	return accept_offer(fcinfo, PG_GETARG_TEXT_PP(0), 0,
+						waitlist_id_arg(fcinfo, 1, "idempotency_key"));
+}
+
+/*
+ * Decline the offer named by offer_id, or by token if that is not NULL
+ * (verified first): OPEN -> DECLINED, the entry ends DECLINED and the unit
+ * goes to the next waiter.  A repeated decline returns false.
+ */
+static bool
+decline_offer(text *token, int64 offer_id)
+{
 	text	   *resource_id;
 	LockedOffer offer;
 	WaitlistResource res;
 	WaitlistApiCall call;
 	bool		declined = false;
 
-	waitlist_check_not_null(fcinfo, 0, "offer_id");
-	offer_id = PG_GETARG_INT64(0);
-
 	waitlist_api_begin(&call);
-	resource_id = offer_resource(offer_id);
+	if (token != NULL)
+		offer_id = waitlist_verify_offer_token(token, &resource_id);
+	else
+		resource_id = offer_resource(offer_id, NULL);
 	lock_offer(resource_id, offer_id, &offer);
 	if (strcmp(offer.state, "DECLINED") != 0)
 	{
@@ -336,8 +373,94 @@ waitlist_decline(PG_FUNCTION_ARGS)
 										 NULL, NULL, NULL) > 0;
 	}
 	waitlist_api_end(&call);
+	return declined;
+}
 
-	PG_RETURN_BOOL(declined);
+/* waitlist_decline(offer_id bigint) RETURNS boolean */
+Datum
+waitlist_decline(PG_FUNCTION_ARGS)
+{
+	waitlist_check_not_null(fcinfo, 0, "offer_id");
+	PG_RETURN_BOOL(decline_offer(NULL, PG_GETARG_INT64(0)));
+}
+
+/* waitlist_decline_token(token text) RETURNS boolean */
+Datum
+waitlist_decline_token(PG_FUNCTION_ARGS)
+{
+	waitlist_check_not_null(fcinfo, 0, "token");
+	PG_RETURN_BOOL(decline_offer(PG_GETARG_TEXT_PP(0), 0));
+}
+
+/*
+ * waitlist_offer_token(offer_id bigint) RETURNS text
+ *
+ * The signed token of an offer, for links: it expires with the offer.  Any
+ * offer has one; that of a settled offer is refused as the offer is.
+ */
+Datum
+waitlist_offer_token(PG_FUNCTION_ARGS)
+{
+	char		token[WAITLIST_TOKEN_MAX_CHARS + 1];
+	int64		offer_id;
+	text	   *resource_id;
+	TimestampTz expires_at;
+	WaitlistApiCall call;
+
+	waitlist_check_not_null(fcinfo, 0, "offer_id");
+	offer_id = PG_GETARG_INT64(0);
+
+	waitlist_api_begin(&call);
+	resource_id = offer_resource(offer_id, &expires_at);
+	waitlist_sign_offer_token(resource_id, offer_id, expires_at, token);
+	waitlist_api_end(&call);
+
+	PG_RETURN_TEXT_P(cstring_to_text(token));
+}
+
+/*
+ * waitlist.offer_token_for(resource_id text, offer_id bigint,
+ * expires_at timestamptz) RETURNS text
+ *
+ * The token of an offer being made, for its offer_created outbox rows:
+ * called by the promotion statement for each offer it makes, as the
+ * extension owner.  Not part of the API.
+ */
+Datum
+waitlist_offer_token_for(PG_FUNCTION_ARGS)
+{
+	char		token[WAITLIST_TOKEN_MAX_CHARS + 1];
+
+	waitlist_sign_offer_token(PG_GETARG_TEXT_PP(0), PG_GETARG_INT64(1),
+							  PG_GETARG_TIMESTAMPTZ(2), token);
+	PG_RETURN_TEXT_P(cstring_to_text(token));
+}
+
+/*
+ * waitlist_rotate_token_key() RETURNS integer
+ *
+ * A new signing key; the previous one verifies until the last offer that
+ * exists now expires, then nothing.  Returns the new key's id.
+ */
+Datum
+waitlist_rotate_token_key(PG_FUNCTION_ARGS)
+{
+	WaitlistApiCall call;
+	int32		key_id;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_WAITLIST_ISOLATION_LEVEL),
+				 errmsg("waitlist_rotate_token_key() cannot run at isolation level %s",
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("Its transaction snapshot can predate offers signed with the old key, which would stop verifying before those offers expire."),
+				 errhint("Call it in a READ COMMITTED transaction, for example after SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
+
+	waitlist_api_begin(&call);
+	key_id = waitlist_rotate_token_keys();
+	waitlist_api_end(&call);
+
+	PG_RETURN_INT32(key_id);
 }
 
 /*
@@ -373,4 +496,15 @@ waitlist_sweep(PG_FUNCTION_ARGS)
 	waitlist_api_end(&call);
 
 	PG_RETURN_INT32((int32) expired);
+}
+
+/*
+ * waitlist.token_key_material() RETURNS bytea
+ *
+ * The secret of a new token key, for the install script's first key.
+ */
+Datum
+waitlist_token_key_material(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(waitlist_new_token_key());
 }

@@ -2,7 +2,8 @@
  *
  * store.h
  *	  Data access (layer 3): reading and locking a resource's row, whose
- *	  lock serializes everything that changes its free units.
+ *	  lock serializes everything that changes its free units; the keys that
+ *	  sign offer tokens.
  *
  * IDENTIFICATION
  *	  src/store.h
@@ -34,5 +35,14 @@ extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
 extern void waitlist_resource_not_found(text *resource_id) pg_attribute_noreturn();
 extern int64 waitlist_count_owned_resources(int index, int nworkers);
 extern void waitlist_check_channels(Datum channels);
+
+/* token.c: signed offer tokens and their keys */
+extern bool waitlist_offer_tokens_installed(void);
+extern bytea *waitlist_new_token_key(void);
+extern void waitlist_forget_token_key(void);
+extern void waitlist_sign_offer_token(text *resource_id, int64 offer_id,
+									  TimestampTz expires_at, char *dst);
+extern int64 waitlist_verify_offer_token(text *token, text **resource_id);
+extern int32 waitlist_rotate_token_keys(void);
 
 #endif							/* WAITLIST_STORE_H */

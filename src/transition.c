@@ -322,10 +322,11 @@ append_audit_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
  * The one writer of outbox rows, as a CTE body: one row per offer of
  * "source" (columns offer_id, entry_id, user_id, expires_at) and channel of
  * the resource.  Keys whose value is NULL are left out of the payload.
+ * The token is computed once per offer, whatever the number of channels.
  */
 static void
 append_outbox_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
-				   const char *reservation_ref, const char *detail)
+				   const char *reservation_ref, const char *detail, const char *token)
 {
 	appendStringInfo(buf,
 					 "INSERT INTO waitlist.outbox"
@@ -334,13 +335,13 @@ append_outbox_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
 					 "   pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
 					 "     'resource_id', $1, 'entry_id', s.entry_id, 'offer_id', s.offer_id,"
 					 "     'user_id', s.user_id, 'expires_at', s.expires_at,"
-					 "     'reservation_ref', %s, 'detail', %s))"
-					 " FROM %s s"
+					 "     'reservation_ref', %s, 'detail', %s, 'token', s.token))"
+					 " FROM (SELECT s.*, %s AS token FROM %s s) s"
 					 "   CROSS JOIN waitlist.resource r"
 					 "   CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
 					 " WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
 					 " ORDER BY s.offer_id, ch.channel",
-					 sql_literal(rule->outbox_event), reservation_ref, detail, source);
+					 sql_literal(rule->outbox_event), reservation_ref, detail, token, source);
 }
 
 /* The statement text, built once in a context that lives as long as the plan. */
@@ -515,16 +516,24 @@ waitlist_apply_leave(text *resource_id, int64 entry_id)
  * LOCKED passes over an entry that a concurrent leave holds; the LIMIT then
  * reaches one further down the line.  Returns the number of offers made.
  */
-static WaitlistPlan promote_plan = {
-	NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN
+static WaitlistPlan promote_plans[2] = {
+	/* [false]: for a database whose schema (1.0) has no offer tokens yet */
+	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN},
+	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN}
 };
 
-static WaitlistPlan promote_few_plan = {
-	NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN
+/* the same texts, planned once, for promotions of a few units */
+static WaitlistPlan promote_few_plans[2] = {
+	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN},
+	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN}
 };
 
+/*
+ * The offer_created rows carry the offer's signed token (token.c signs it
+ * with the key it reads once per transaction).
+ */
 static void
-build_promote_sql(void)
+build_promote_sql(bool tokens)
 {
 	const WaitlistRule *entry = rule_of(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_PROMOTE);
 	const WaitlistRule *offer = rule_of(WAITLIST_ENTITY_OFFER, WAITLIST_EVENT_PROMOTE);
@@ -559,7 +568,9 @@ build_promote_sql(void)
 					 "), notified AS (",
 					 sql_literal(entry->from_state), sql_literal(entry->to_state),
 					 sql_literal(offer->to_state));
-	append_outbox_rows(&buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text");
+	append_outbox_rows(&buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text",
+					   tokens ? "waitlist.offer_token_for($1, s.offer_id, s.expires_at)" :
+					   "NULL::pg_catalog.text");
 	appendStringInfoString(&buf, "), audited AS (" AUDIT_INSERT "(");
 	append_audit_rows(&buf, entry, "moved", "moved.entry_id", "moved.priority DESC, moved.seq", 4);
 	appendStringInfoString(&buf, ") UNION ALL (");
@@ -577,25 +588,26 @@ build_promote_sql(void)
 						   "  FROM counted c"
 						   "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.offers OPERATOR(pg_catalog.>) 0"
 						   ") SELECT offers FROM counted");
-	promote_plan.sql = keep_sql(&buf);
-	promote_few_plan.sql = promote_plan.sql;
+	promote_plans[tokens].sql = keep_sql(&buf);
+	promote_few_plans[tokens].sql = promote_plans[tokens].sql;
 }
 
 /* Offer max_offers free units; the caller holds the resource's lock. */
 int64
 waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
 {
+	bool		tokens = waitlist_offer_tokens_installed();
 	Datum		values[4];
 	bool		isnull;
 	int64		offers;
 
-	if (promote_plan.sql == NULL)
-		build_promote_sql();
+	if (promote_plans[tokens].sql == NULL)
+		build_promote_sql(tokens);
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = Int64GetDatum(max_offers);
 	values[2] = BoolGetDatum(new_wave);
 	values[3] = actor_datum();
-	apply(max_offers <= WAITLIST_FEW_ROWS ? &promote_few_plan : &promote_plan,
+	apply(max_offers <= WAITLIST_FEW_ROWS ? &promote_few_plans[tokens] : &promote_plans[tokens],
 		  values, NULL);
 	offers = first_int8(&isnull);
 	if (offers > 0)
@@ -642,7 +654,7 @@ build_offer_event_sql(WaitlistEvent event)
 					 "), notified AS (",
 					 sql_literal(offer->to_state), sql_literal(offer->from_state),
 					 sql_literal(entry->to_state), sql_literal(entry->from_state));
-	append_outbox_rows(&buf, offer, "settled", "$3", "$5");
+	append_outbox_rows(&buf, offer, "settled", "$3", "$5", "NULL::pg_catalog.text");
 	appendStringInfoString(&buf, "), audited AS (" AUDIT_INSERT "(");
 	append_audit_rows(&buf, offer, "settled", "settled.offer_id", "settled.offer_id", 6);
 	appendStringInfoString(&buf, ") UNION ALL (");

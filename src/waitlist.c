@@ -79,14 +79,18 @@ waitlist_xact_callback(XactEvent event, void *arg)
 /*
  * An aborted subtransaction's outbox rows are gone, but the NOTIFY flag is
  * kept: a NOTIFY too many costs a relay one empty claim, one too few leaves
- * rows waiting for its poll.
+ * rows waiting for its poll.  The token signing key it read is forgotten:
+ * the lock that held a rotation off went with the subtransaction.
  */
 static void
 waitlist_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		waitlist_api_reset_on_abort(mySubid);
+		waitlist_forget_token_key();
+	}
 }
 
 /* A NOTIFY channel is an identifier: it must fit in NAMEDATALEN. */

@@ -7,7 +7,7 @@
  * The layers, each with its header, each including only those below:
  *	  shmem.h	shared memory: worker slots, wake-ups, the resource hash (no SPI)
  *	  api.h		the API frame, SPI helpers, per-resource locks, booking calls
- *	  store.h	data access: resource rows
+ *	  store.h	data access: resource rows, offer token keys
  *	  engine.h	the transition engine and promotion
  * and the SQL entry points and the worker, which no header declares.
  *
@@ -24,6 +24,8 @@
 /* Bounds on caller-supplied values; see "Bad input" in docs/api.md. */
 #define WAITLIST_MAX_ID_BYTES			200
 #define WAITLIST_MAX_RELEASE_QUANTITY	1000000
+/* the longest signed offer token (src/token.c), in characters */
+#define WAITLIST_TOKEN_MAX_CHARS		400
 
 /*
  * Bounds on resource settings, checked when they are set and by CHECK
@@ -66,6 +68,10 @@
 #define ERRCODE_WAITLIST_REENTERED		MAKE_SQLSTATE('W','L','0','0','6')
 #define ERRCODE_WAITLIST_ISOLATION_LEVEL	MAKE_SQLSTATE('W','L','0','0','9')
 #define ERRCODE_WAITLIST_ILLEGAL_TRANSITION	MAKE_SQLSTATE('W','L','0','1','0')
+#define ERRCODE_WAITLIST_TOKEN_MALFORMED	MAKE_SQLSTATE('W','L','0','1','1')
+#define ERRCODE_WAITLIST_TOKEN_INVALID	MAKE_SQLSTATE('W','L','0','1','2')
+#define ERRCODE_WAITLIST_TOKEN_EXPIRED	MAKE_SQLSTATE('W','L','0','1','3')
+#define ERRCODE_WAITLIST_TOKEN_NO_OFFER	MAKE_SQLSTATE('W','L','0','1','4')
 
 /* waitlist.c: settings */
 #define WAITLIST_MAX_WORKERS	32

@@ -92,7 +92,7 @@ LANGUAGE sql AS $$
                           WHERE d.duty = ANY (duties) AND d.object_type = 'SCHEMA' AND d.privilege = p)) o
 $$;
 
-SELECT plan(86);
+SELECT plan(97);
 
 ------------------------------------------------------------------------------
 -- Nothing for PUBLIC, nothing for a role without a duty
@@ -141,12 +141,14 @@ CREATE ROLE wl_test_booking NOLOGIN;
 CREATE ROLE wl_test_relay NOLOGIN;
 CREATE ROLE wl_test_admin NOLOGIN;
 CREATE ROLE wl_test_monitor NOLOGIN;
+CREATE ROLE wl_test_token NOLOGIN;
 SELECT lives_ok($$SELECT waitlist_grant('wl_test_app', 'app')$$, 'the owner grants app');
 SELECT lives_ok($$SELECT waitlist_grant('wl_test_app', 'app')$$, 'granting a duty twice is harmless');
 SELECT lives_ok($$SELECT waitlist_grant('wl_test_booking', 'booking')$$, 'the owner grants booking');
 SELECT lives_ok($$SELECT waitlist_grant('wl_test_relay', 'relay')$$, 'the owner grants relay');
 SELECT lives_ok($$SELECT waitlist_grant('wl_test_admin', 'admin')$$, 'the owner grants admin');
 SELECT lives_ok($$SELECT waitlist_grant('wl_test_monitor', 'monitor')$$, 'the owner grants monitor');
+SELECT lives_ok($$SELECT waitlist_grant('wl_test_token', 'token')$$, 'the owner grants token');
 
 SELECT is(wl_test.sqlstate_as('wl_test_admin', $$SELECT waitlist_grant('wl_test_admin', 'app')$$), '42501',
     'an admin cannot grant duties (not even to itself)');
@@ -164,12 +166,17 @@ SELECT is(wl_test.privileges_off('wl_test_booking', '{booking}'), NULL, 'booking
 SELECT is(wl_test.privileges_off('wl_test_relay', '{relay}'), NULL, 'relay holds exactly its privileges');
 SELECT is(wl_test.privileges_off('wl_test_admin', '{admin}'), NULL, 'admin holds exactly its privileges');
 SELECT is(wl_test.privileges_off('wl_test_monitor', '{monitor}'), NULL, 'monitor holds exactly its privileges');
+SELECT is(wl_test.privileges_off('wl_test_token', '{token}'), NULL, 'token holds exactly its privileges');
+SELECT is((SELECT array_agg(d.object_name ORDER BY d.object_name) FROM waitlist_duty_privileges() d WHERE d.duty = 'token'),
+    ARRAY[format('%s.waitlist_accept_token(text, text)', current_schema), format('%s.waitlist_decline_token(text)', current_schema)],
+    'token is accept and decline by token, nothing id-based');
 
 SELECT is(wl_test.not_refused('wl_test_app', '{app}'), NULL, 'app gets 42501 from every function outside its duty');
 SELECT is(wl_test.not_refused('wl_test_booking', '{booking}'), NULL, 'booking gets 42501 from every function outside its duty');
 SELECT is(wl_test.not_refused('wl_test_relay', '{relay}'), NULL, 'relay gets 42501 from every function outside its duty');
 SELECT is(wl_test.not_refused('wl_test_admin', '{admin}'), NULL, 'admin gets 42501 from every function outside its duty');
 SELECT is(wl_test.not_refused('wl_test_monitor', '{monitor}'), NULL, 'monitor gets 42501 from every function outside its duty');
+SELECT is(wl_test.not_refused('wl_test_token', '{token}'), NULL, 'token gets 42501 from every function outside its duty');
 
 SELECT is(wl_test.sqlstate_as(r, 'SELECT count(*) FROM waitlist.entry'), '42501',
     format('%s cannot read the tables', r))
@@ -190,6 +197,8 @@ SELECT is(wl_test.sqlstate_as('wl_test_admin', $$SELECT waitlist_promote('duty-1
     '00000', 'admin promotes');
 SELECT is(wl_test.sqlstate_as('wl_test_admin', $$SELECT waitlist_sweep()$$),
     '00000', 'admin sweeps');
+SELECT is(wl_test.sqlstate_as('wl_test_admin', $$SELECT waitlist_rotate_token_key()$$),
+    '00000', 'admin rotates the token keys');
 SELECT is(wl_test.sqlstate_as('wl_test_admin', $$SELECT waitlist_retry_event('no-such-event', 'duty-1')$$),
     '42704', 'admin may retry events (an unknown one is 42704, not 42501)');
 SELECT ok(has_function_privilege('wl_test_admin', 'waitlist_schedule_sweep(text)', 'EXECUTE')
@@ -231,6 +240,24 @@ SELECT is(wl_test.sqlstate_as('wl_test_app', format('SELECT waitlist_leave(%s)',
     '00000', 'app takes a fan out of line');
 SELECT is(wl_test.sqlstate_as('wl_test_app', $$SELECT * FROM waitlist_inbox('fan-1')$$),
     '00000', 'app reads a fan''s inbox');
+SELECT is(wl_test.sqlstate_as('wl_test_app', format('SELECT waitlist_offer_token(%s)', wl_test.offer_of('duty-1', 'fan-4'))),
+    '00000', 'app makes the token of an offer, for a link');
+
+-- token: accept and decline by token, and nothing by id (on a resource of
+-- its own, whose audit trail is not the one checked below)
+SELECT waitlist_create_resource('duty-2', '10 minutes');
+SELECT waitlist_join('duty-2', 'fan-' || g) FROM generate_series(1, 3) g;
+SELECT waitlist_release('duty-2', 2, 'release-for-tokens');
+SELECT is(wl_test.sqlstate_as('wl_test_token', format('SELECT waitlist_decline(%s)', wl_test.offer_of('duty-2', 'fan-1'))),
+    '42501', 'token cannot decline by id');
+SELECT is(wl_test.sqlstate_as('wl_test_token', format($$SELECT waitlist_decline_token(%L)$$,
+                                                      waitlist_offer_token(wl_test.offer_of('duty-2', 'fan-1')))),
+    '00000', 'token declines by token');
+SELECT is(wl_test.sqlstate_as('wl_test_token', format($$SELECT * FROM waitlist_accept_token(%L, 'k-t')$$,
+                                                      waitlist_offer_token(wl_test.offer_of('duty-2', 'fan-2')))),
+    '00000', 'token accepts by token');
+SELECT is((SELECT array_agg(o.state ORDER BY o.offer_id) FROM waitlist.offer o WHERE o.resource_id = 'duty-2'),
+    ARRAY['DECLINED', 'ACCEPTED', 'OPEN'], 'the offers were declined and accepted, the unit went on');
 
 -- relay: claim, ack, fail, retry
 SET LOCAL waitlist.outbox_max_attempts = 1;
@@ -303,10 +330,10 @@ SELECT is(wl_test.sqlstate_as('wl_test_app', $$SELECT waitlist_join('duty-1', 'f
     'a revoked app role can no longer join');
 
 SELECT waitlist_revoke(r, d)
-FROM unnest(ARRAY['wl_test_booking', 'wl_test_relay', 'wl_test_admin', 'wl_test_monitor']::regrole[],
-            ARRAY['booking', 'relay', 'admin', 'monitor']) AS x(r, d);
+FROM unnest(ARRAY['wl_test_booking', 'wl_test_relay', 'wl_test_admin', 'wl_test_monitor', 'wl_test_token']::regrole[],
+            ARRAY['booking', 'relay', 'admin', 'monitor', 'token']) AS x(r, d);
 SELECT is(wl_test.not_refused(r, '{}'), NULL, format('after revoking its duty, %s gets 42501 everywhere', r))
-FROM unnest(ARRAY['wl_test_app', 'wl_test_booking', 'wl_test_relay', 'wl_test_admin', 'wl_test_monitor']::name[]) r;
+FROM unnest(ARRAY['wl_test_app', 'wl_test_booking', 'wl_test_relay', 'wl_test_admin', 'wl_test_monitor', 'wl_test_token']::name[]) r;
 
 SELECT * FROM finish();
 ROLLBACK;

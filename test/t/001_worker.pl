@@ -298,5 +298,39 @@ is( sql(
 	'true,true',
 	'each worker processed exactly the events of the resources it owns');
 
+# --- the worker's offers carry tokens signed with the current key --------
+
+sql("SELECT waitlist_create_resource('r-token', '1 hour')");
+my @tk = map { sql("SELECT waitlist_join('r-token', 'tk$_')") } 1 .. 3;
+sql("SELECT waitlist_release('r-token', 1, 'ev-token-1')");
+wait_until(entry_state($tk[0]), 'OFFERED', 'the worker offers to the first token fan');
+
+# the key id of a token: bytes 2 to 5 of its base64url payload
+my $key_of = sub {
+	my ($token_sql) = @_;
+	return sql(
+		"SELECT ('x' || encode(substr(decode(translate(p, '-_', '+/') || repeat('=', (4 - length(p) % 4) % 4), 'base64'), 2, 4), 'hex'))::bit(32)::integer"
+		  . " FROM (SELECT split_part(($token_sql), '.', 1) AS p) t");
+};
+my $token_of = sub {
+	my ($entry) = @_;
+	return "SELECT payload->>'token' FROM waitlist.outbox WHERE resource_id = 'r-token'"
+	  . " AND event_type = 'offer_created' AND entry_id = $entry LIMIT 1";
+};
+is( sql(
+		"SELECT (" . $token_of->($tk[0]) . ") = waitlist_offer_token(offer_id) FROM waitlist_status($tk[0])"),
+	't',
+	'the offer_created payload of a worker-made offer carries the offer\'s token');
+my $new_key = sql("SELECT waitlist_rotate_token_key()");
+sql("SELECT waitlist_release('r-token', 1, 'ev-token-2')");
+wait_until(entry_state($tk[1]), 'OFFERED', 'the worker offers to the second token fan');
+is($key_of->($token_of->($tk[1])), $new_key,
+	'after a rotation the running worker signs with the new key');
+is(sql("SELECT state FROM waitlist_accept_token((" . $token_of->($tk[0]) . "), 'tk1-tap')"),
+	'ACCEPTED', 'the old key\'s token accepts its offer');
+is(sql("SELECT waitlist_decline_token((" . $token_of->($tk[1]) . "))"),
+	't', 'the new key\'s token declines its offer');
+wait_until(entry_state($tk[2]), 'OFFERED', 'the declined unit goes to the third fan');
+
 $node->stop;
 done_testing();

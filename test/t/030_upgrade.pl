@@ -353,6 +353,10 @@ is(up("SELECT state FROM waitlist_accept($o4, 'key-4')"), 'ACCEPTED',
 	'an offer made on 1.0 is accepted on 1.1');
 is(up("SELECT state FROM waitlist_accept($o1, 'key-1')"), 'ACCEPTED',
 	'an accept repeated with its 1.0 idempotency key answers as before');
+is(up("SELECT bool_or(payload ? 'token') FROM waitlist.outbox WHERE offer_id = $o4 AND event_type = 'offer_created'"),
+	'f', 'an offer made on 1.0 was announced without a token');
+is(up("SELECT state FROM waitlist_accept_token(waitlist_offer_token($o4), 'key-4')"), 'ACCEPTED',
+	'it has a token on 1.1, which verifies and answers as its accept did');
 my $o5 = offer_of('up', 'concert', 'fan-5');
 is(up("SELECT waitlist_decline($o5)"), 't', 'an offer made on 1.0 is declined on 1.1');
 up("SELECT waitlist_join('concert', 'fan-' || g) FROM generate_series(11, 14) g");
@@ -363,6 +367,14 @@ is( up(
 		"SELECT count(*) FROM waitlist.entry WHERE resource_id = 'concert'"
 		  . " AND user_id IN ('fan-11', 'fan-12', 'fan-13', 'fan-14') AND state = 'OFFERED'"),
 	'4', 'the fans who joined on 1.1 get the units freed on 1.0 and released on 1.1');
+is( up(
+		"SELECT bool_and(b.payload->>'token' = waitlist_offer_token(b.offer_id)) FROM waitlist.outbox b"
+		  . " WHERE b.event_type = 'offer_created' AND b.user_id IN ('fan-11', 'fan-12', 'fan-13', 'fan-14')"),
+	't', 'their offers are announced with their tokens');
+is( up(
+		"SELECT waitlist_decline_token(b.payload->>'token') FROM waitlist.outbox b"
+		  . " WHERE b.event_type = 'offer_created' AND b.user_id = 'fan-14' LIMIT 1"),
+	't', 'and a token of the updated database declines its offer');
 
 up("SELECT waitlist_join('expiring', 'late-' || g) FROM generate_series(4, 5) g");
 up_until(

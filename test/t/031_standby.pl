@@ -288,9 +288,24 @@ my $before_promotion = -s $standby->logfile;
 unlike(slurp($standby->logfile), qr/waitlist worker/,
 	'the standby never started a promotion worker nor logged one');
 
+# the keys that sign offer tokens come with the standby: it makes the same
+# token the primary announced, and so does the new primary
+my $token_query =
+    "SELECT o.offer_id || ' ' || (b.payload->>'token' = waitlist_offer_token(o.offer_id))"
+  . " FROM waitlist.offer o JOIN waitlist.outbox b ON b.resource_id = o.resource_id"
+  . "   AND b.offer_id = o.offer_id AND b.event_type = 'offer_created'"
+  . " WHERE o.resource_id LIKE 'hot-%' AND o.state = 'OPEN' ORDER BY o.offer_id LIMIT 1";
+my ($token_offer, $same_on_standby) = split / /, $standby->safe_psql('postgres', $token_query);
+is($same_on_standby, 'true', 'the standby signs an open offer\'s token as the primary did');
+
 $standby->promote;
 ok($standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'),
 	'the standby is promoted');
+is( $standby->safe_psql(
+		'postgres',
+		"SELECT b.payload->>'token' = waitlist_offer_token($token_offer) FROM waitlist.outbox b"
+		  . " WHERE b.offer_id = $token_offer AND b.event_type = 'offer_created' LIMIT 1"),
+	't', 'the new primary signs with the same key: tokens in flight keep working');
 ok($standby->poll_query_until('postgres', $workers_running, '1'),
 	'the promotion worker runs on the new primary');
 like(
