@@ -83,6 +83,18 @@ fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
 	return true;
 }
 
+/* fetch_resource(), erroring for an unknown resource unless missing_ok */
+static bool
+fetch_known_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res,
+					 bool missing_ok)
+{
+	if (fetch_resource(plan, resource_id, res))
+		return true;
+	if (!missing_ok)
+		waitlist_resource_not_found(resource_id);
+	return false;
+}
+
 /*
  * Read a resource's settings without locking it.  Returns false for an
  * unknown resource if missing_ok, else errors.
@@ -90,11 +102,7 @@ fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
 bool
 waitlist_read_resource_ext(text *resource_id, WaitlistResource *res, bool missing_ok)
 {
-	if (fetch_resource(&read_resource_plan, resource_id, res))
-		return true;
-	if (!missing_ok)
-		waitlist_resource_not_found(resource_id);
-	return false;
+	return fetch_known_resource(&read_resource_plan, resource_id, res, missing_ok);
 }
 
 void
@@ -110,11 +118,7 @@ waitlist_read_resource(text *resource_id, WaitlistResource *res)
 bool
 waitlist_lock_resource_ext(text *resource_id, WaitlistResource *res, bool missing_ok)
 {
-	if (fetch_resource(&lock_resource_plan, resource_id, res))
-		return true;
-	if (!missing_ok)
-		waitlist_resource_not_found(resource_id);
-	return false;
+	return fetch_known_resource(&lock_resource_plan, resource_id, res, missing_ok);
 }
 
 void
