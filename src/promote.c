@@ -65,7 +65,8 @@ static WaitlistPlan record_event_plan = {
 
 /*
  * The worker folds all of a resource's due pending events into free_units
- * at once.  Returns the number of events folded (no row if none).
+ * at once.  Returns the number of events folded and the free units then (no
+ * row if none).
  */
 static WaitlistPlan fold_events_plan = {
 	"WITH folded AS ("
@@ -80,7 +81,7 @@ static WaitlistPlan fold_events_plan = {
 	"      units_released = r.units_released OPERATOR(pg_catalog.+) t.units,"
 	"      updated_at = pg_catalog.now()"
 	"  FROM total t WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND t.events OPERATOR(pg_catalog.>) 0"
-	"  RETURNING t.events",
+	"  RETURNING t.events, r.free_units",
 	1, {TEXTOID}
 };
 
@@ -259,6 +260,31 @@ static WaitlistPlan pending_resources_plan = {
 };
 
 /*
+ * Fold the resource's due pending events into free_units and promote them;
+ * the caller holds the resource's row ("locked", as it read it) and its
+ * gate.  Returns the number of events folded; *offers gets the number of
+ * offers made.
+ */
+static int64
+fold_and_promote_locked(text *resource_id, WaitlistResource *locked, int64 *offers)
+{
+	Datum		values[1] = {PointerGetDatum(resource_id)};
+	int64		events = 0;
+	bool		isnull;
+
+	waitlist_execute(&fold_events_plan, values, NULL, false, 0);
+	if (SPI_processed > 0)
+	{
+		events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+		locked->free_units = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	*offers = waitlist_promote_locked(resource_id, -1, locked);
+	return events;
+}
+
+/*
  * Fold the due pending events of up to max_resources resources and promote,
  * passing over resources whose row another transaction has locked or whose
  * gate is busy: for the sweep, which picks up the releases recorded under a
@@ -282,10 +308,11 @@ waitlist_fold_pending(int32 max_resources)
 		WaitlistResource res;
 		int64		made;
 
-		if (!waitlist_try_lock_resource(resource_id, &res))
+		if (!waitlist_try_lock_resource(resource_id, &res) ||
+			!waitlist_try_lock_resource_gate(resource_id))
 			continue;
-		if (waitlist_fold_and_promote(resource_id, &made, false) >= 0)
-			offers += made;
+		(void) fold_and_promote_locked(resource_id, &res, &made);
+		offers += made;
 	}
 	return offers;
 }
@@ -301,10 +328,7 @@ waitlist_fold_pending(int32 max_resources)
 int64
 waitlist_fold_and_promote(text *resource_id, int64 *offers, bool wait_for_gate)
 {
-	Datum		values[1] = {PointerGetDatum(resource_id)};
 	WaitlistResource res;
-	int64		events = 0;
-	bool		isnull;
 
 	*offers = 0;
 	if (wait_for_gate)
@@ -328,12 +352,7 @@ waitlist_fold_and_promote(text *resource_id, int64 *offers, bool wait_for_gate)
 		if (!waitlist_try_lock_resource_gate(resource_id))
 			return -1;
 	}
-	waitlist_execute(&fold_events_plan, values, NULL, false, 0);
-	if (SPI_processed > 0)
-		events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 1, &isnull));
-	*offers = waitlist_promote_locked(resource_id, -1, NULL);
-	return events;
+	return fold_and_promote_locked(resource_id, &res, offers);
 }
 
 /*
