@@ -82,6 +82,11 @@ extern void waitlist_illegal_transition(WaitlistEntity entity, int64 id,
 
 /* --- applying it (transition.c) ------------------------------------------ */
 
+/* The head of every INSERT of audit rows (the engine's, and 1.0's trigger). */
+#define WAITLIST_AUDIT_INSERT \
+	"INSERT INTO waitlist.transition" \
+	" (entity, entity_id, resource_id, from_state, to_state, reason, rule_version, actor) "
+
 extern bool waitlist_engine_applying(void);
 extern bool waitlist_recording_by_hand(void);
 extern bool waitlist_archiving(void);

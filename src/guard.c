@@ -153,18 +153,15 @@ waitlist_guard_transition(PG_FUNCTION_ARGS)
  * kept for a database not yet updated: the engine's statements write their
  * own rows, so it records only changes made by hand, as 'manual'.
  */
-#define TRANSITION_COLUMNS \
-	"INSERT INTO waitlist.transition (entity, entity_id, resource_id, from_state, to_state, reason, rule_version, actor) "
-
 static WaitlistPlan entry_insert_plan = {
-	TRANSITION_COLUMNS
+	WAITLIST_AUDIT_INSERT
 	"SELECT 'entry', n.entry_id, n.resource_id, NULL, n.state, 'manual', $1, $2 "
 	"FROM new_rows n ORDER BY n.priority DESC, n.seq",
 	2, {TEXTOID, NAMEOID}
 };
 
 static WaitlistPlan entry_update_plan = {
-	TRANSITION_COLUMNS
+	WAITLIST_AUDIT_INSERT
 	"SELECT 'entry', n.entry_id, n.resource_id, o.state, n.state, 'manual', $1, $2 "
 	"FROM new_rows n JOIN old_rows o "
 	"  ON o.entry_id OPERATOR(pg_catalog.=) n.entry_id "
@@ -175,14 +172,14 @@ static WaitlistPlan entry_update_plan = {
 };
 
 static WaitlistPlan offer_insert_plan = {
-	TRANSITION_COLUMNS
+	WAITLIST_AUDIT_INSERT
 	"SELECT 'offer', n.offer_id, n.resource_id, NULL, n.state, 'manual', $1, $2 "
 	"FROM new_rows n ORDER BY n.offer_id",
 	2, {TEXTOID, NAMEOID}
 };
 
 static WaitlistPlan offer_update_plan = {
-	TRANSITION_COLUMNS
+	WAITLIST_AUDIT_INSERT
 	"SELECT 'offer', n.offer_id, n.resource_id, o.state, n.state, 'manual', $1, $2 "
 	"FROM new_rows n JOIN old_rows o "
 	"  ON o.offer_id OPERATOR(pg_catalog.=) n.offer_id "

@@ -314,10 +314,6 @@ append_audit_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
 		appendStringInfo(buf, " ORDER BY %s", order_by);
 }
 
-#define AUDIT_INSERT \
-	"INSERT INTO waitlist.transition" \
-	" (entity, entity_id, resource_id, from_state, to_state, reason, rule_version, actor) "
-
 /*
  * The one writer of outbox rows, as a CTE body: one row per offer of
  * "source" (columns offer_id, entry_id, user_id, expires_at) and channel of
@@ -427,7 +423,7 @@ build_join_sql(void)
 	appendStringInfoString(&buf,
 						   ") DO NOTHING"
 						   "  RETURNING entry_id"
-						   "), audited AS (" AUDIT_INSERT);
+						   "), audited AS (" WAITLIST_AUDIT_INSERT);
 	append_audit_rows(&buf, rule, "ins", "ins.entry_id", NULL, 5);
 	appendStringInfoString(&buf,
 						   ") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units FROM r");
@@ -486,7 +482,7 @@ build_leave_sql(void)
 					 "    AND e.entry_id OPERATOR(pg_catalog.=) $2"
 					 "    AND e.state OPERATOR(pg_catalog.=) %s"
 					 "  RETURNING e.entry_id"
-					 "), audited AS (" AUDIT_INSERT,
+					 "), audited AS (" WAITLIST_AUDIT_INSERT,
 					 sql_literal(rule->to_state), sql_literal(rule->from_state));
 	append_audit_rows(&buf, rule, "moved", "moved.entry_id", NULL, 3);
 	appendStringInfoString(&buf, ") SELECT pg_catalog.count(*) FROM moved");
@@ -571,7 +567,7 @@ build_promote_sql(bool tokens)
 	append_outbox_rows(&buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text",
 					   tokens ? "waitlist.offer_token_for($1, s.offer_id, s.expires_at)" :
 					   "NULL::pg_catalog.text");
-	appendStringInfoString(&buf, "), audited AS (" AUDIT_INSERT "(");
+	appendStringInfoString(&buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
 	append_audit_rows(&buf, entry, "moved", "moved.entry_id", "moved.priority DESC, moved.seq", 4);
 	appendStringInfoString(&buf, ") UNION ALL (");
 	append_audit_rows(&buf, offer, "made", "made.offer_id", "made.offer_id", 4);
@@ -655,7 +651,7 @@ build_offer_event_sql(WaitlistEvent event)
 					 sql_literal(offer->to_state), sql_literal(offer->from_state),
 					 sql_literal(entry->to_state), sql_literal(entry->from_state));
 	append_outbox_rows(&buf, offer, "settled", "$3", "$5", "NULL::pg_catalog.text");
-	appendStringInfoString(&buf, "), audited AS (" AUDIT_INSERT "(");
+	appendStringInfoString(&buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
 	append_audit_rows(&buf, offer, "settled", "settled.offer_id", "settled.offer_id", 6);
 	appendStringInfoString(&buf, ") UNION ALL (");
 	append_audit_rows(&buf, entry, "moved", "moved.entry_id", "moved.priority DESC, moved.seq", 6);
@@ -725,7 +721,7 @@ waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_i
 /* --- changes by hand ----------------------------------------------------- */
 
 static WaitlistPlan by_hand_plan = {
-	AUDIT_INSERT "VALUES ($1, $2, $3, $4, $5, 'manual', '" WAITLIST_RULE_VERSION "', $6)",
+	WAITLIST_AUDIT_INSERT "VALUES ($1, $2, $3, $4, $5, 'manual', '" WAITLIST_RULE_VERSION "', $6)",
 	6, {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, NAMEOID}
 };
 
