@@ -80,62 +80,77 @@ static SubTransactionId booking_subxid = InvalidSubTransactionId;
  * same whoever computes it, the worker included).  A booking function gets
  * the caller's values back (waitlist_api_caller_settings()).
  */
+typedef enum PinnedSetting
+{
+	PIN_SEARCH_PATH,
+	PIN_TIMEZONE,
+	PIN_DATESTYLE,
+	PIN_INTERVALSTYLE,
+	PIN_EXTRA_FLOAT_DIGITS,
+	PIN_BYTEA_OUTPUT,
+	PIN_STANDARD_CONFORMING_STRINGS,
+	PIN_TRANSFORM_NULL_EQUALS,
+	PIN_ARRAY_NULLS,
+	PIN_BACKSLASH_QUOTE,
+	WAITLIST_PINNED_SETTINGS
+} PinnedSetting;
+
 static const struct
 {
 	const char *name;
 	const char *value;
-}			pinned_settings[] =
+}			pinned_settings[WAITLIST_PINNED_SETTINGS] =
 {
-	{"search_path", "pg_catalog, pg_temp"},
-	{"TimeZone", "UTC"},
-	{"DateStyle", "ISO, MDY"},
-	{"IntervalStyle", "postgres"},
-	{"extra_float_digits", "1"},
-	{"bytea_output", "hex"},
-	{"standard_conforming_strings", "on"},
-	{"transform_null_equals", "off"},
-	{"array_nulls", "on"},
-	{"backslash_quote", "safe_encoding"},
-};							/* in the order setting_is_pinned() reads them */
-
-#define WAITLIST_PINNED_SETTINGS ((int) lengthof(pinned_settings))
+	[PIN_SEARCH_PATH] = {"search_path", "pg_catalog, pg_temp"},
+	[PIN_TIMEZONE] = {"TimeZone", "UTC"},
+	[PIN_DATESTYLE] = {"DateStyle", "ISO, MDY"},
+	[PIN_INTERVALSTYLE] = {"IntervalStyle", "postgres"},
+	[PIN_EXTRA_FLOAT_DIGITS] = {"extra_float_digits", "1"},
+	[PIN_BYTEA_OUTPUT] = {"bytea_output", "hex"},
+	[PIN_STANDARD_CONFORMING_STRINGS] = {"standard_conforming_strings", "on"},
+	[PIN_TRANSFORM_NULL_EQUALS] = {"transform_null_equals", "off"},
+	[PIN_ARRAY_NULLS] = {"array_nulls", "on"},
+	[PIN_BACKSLASH_QUOTE] = {"backslash_quote", "safe_encoding"},
+};
 
 /*
- * Whether the session has pinned setting i's value already, read from the
+ * Whether the session has a pinned setting's value already, read from the
  * setting's variable (every API call asks, for each setting).  A time zone
  * with no offset and no daylight saving time (Etc/UTC, as initdb often
  * picks, GMT, Zulu) computes and prints every timestamp as UTC does
  * (DateStyle is pinned to ISO, which prints offsets, not zone names).
  */
 static bool
-setting_is_pinned(int i)
+setting_is_pinned(PinnedSetting setting)
 {
 	long int	gmtoff;
 
-	switch (i)
+	switch (setting)
 	{
-		case 0:
-			return strcmp(namespace_search_path, pinned_settings[0].value) == 0;
-		case 1:
+		case PIN_SEARCH_PATH:
+			return strcmp(namespace_search_path, pinned_settings[PIN_SEARCH_PATH].value) == 0;
+		case PIN_TIMEZONE:
 			return pg_get_timezone_offset(session_timezone, &gmtoff) && gmtoff == 0;
-		case 2:
+		case PIN_DATESTYLE:
 			return DateStyle == USE_ISO_DATES && DateOrder == DATEORDER_MDY;
-		case 3:
+		case PIN_INTERVALSTYLE:
 			return IntervalStyle == INTSTYLE_POSTGRES;
-		case 4:
+		case PIN_EXTRA_FLOAT_DIGITS:
 			return extra_float_digits == 1;
-		case 5:
+		case PIN_BYTEA_OUTPUT:
 			return bytea_output == BYTEA_OUTPUT_HEX;
-		case 6:
+		case PIN_STANDARD_CONFORMING_STRINGS:
 			return standard_conforming_strings;
-		case 7:
+		case PIN_TRANSFORM_NULL_EQUALS:
 			return !Transform_null_equals;
-		case 8:
+		case PIN_ARRAY_NULLS:
 			return Array_nulls;
-		case 9:
+		case PIN_BACKSLASH_QUOTE:
 			return backslash_quote == BACKSLASH_QUOTE_SAFE_ENCODING;
+		case WAITLIST_PINNED_SETTINGS:
+			break;
 	}
-	elog(ERROR, "unknown pinned setting %d", i);
+	elog(ERROR, "unknown pinned setting %d", (int) setting);
 	return false;
 }
 
@@ -305,8 +320,9 @@ waitlist_pin_search_path(void)
 {
 	int			nestlevel = NewGUCNestLevel();
 
-	if (strcmp(namespace_search_path, pinned_settings[0].value) != 0)
-		(void) set_config_option("search_path", pinned_settings[0].value,
+	if (!setting_is_pinned(PIN_SEARCH_PATH))
+		(void) set_config_option(pinned_settings[PIN_SEARCH_PATH].name,
+								 pinned_settings[PIN_SEARCH_PATH].value,
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
