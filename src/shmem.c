@@ -54,15 +54,8 @@ typedef struct WaitlistWake
 
 typedef struct WaitlistWorkerSlot
 {
-	pid_t		pid;
 	Latch	   *latch;
-	TimestampTz last_wake;
-	int64		rounds;			/* times the worker looked for work */
-	int64		events_processed;
-	int64		offers_made;
-	int64		offers_expired;
-	TimestampTz last_error_at;
-	char		last_error[256];
+	WaitlistWorkerStats stats;	/* what waitlist_worker_status() shows */
 	/* resources to promote, filled at commit, drained by the worker */
 	bool		wakes_overflowed;
 	int			nwakes;
@@ -316,7 +309,7 @@ worker_detach(int code, Datum arg)
 	WaitlistWorkerSlot *slot = &shared->slots[DatumGetInt32(arg)];
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	slot->pid = 0;
+	slot->stats.pid = 0;
 	slot->latch = NULL;
 	LWLockRelease(shared->lock);
 }
@@ -327,7 +320,7 @@ waitlist_worker_attach(int index)
 {
 	waitlist_require_shared();
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->slots[index].pid = MyProcPid;
+	shared->slots[index].stats.pid = MyProcPid;
 	shared->slots[index].latch = MyLatch;
 	LWLockRelease(shared->lock);
 	before_shmem_exit(worker_detach, Int32GetDatum(index));
@@ -340,8 +333,8 @@ waitlist_worker_round(int index)
 	WaitlistWorkerSlot *slot = &shared->slots[index];
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	slot->last_wake = GetCurrentTimestamp();
-	slot->rounds++;
+	slot->stats.last_wake = GetCurrentTimestamp();
+	slot->stats.rounds++;
 	LWLockRelease(shared->lock);
 }
 
@@ -349,21 +342,21 @@ void
 waitlist_worker_report(int index, int64 events, int64 offers, int64 expired,
 					   const char *error)
 {
-	WaitlistWorkerSlot *slot = &shared->slots[index];
+	WaitlistWorkerStats *stats = &shared->slots[index].stats;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	slot->last_wake = GetCurrentTimestamp();
-	slot->events_processed += events;
-	slot->offers_made += offers;
-	slot->offers_expired += expired;
+	stats->last_wake = GetCurrentTimestamp();
+	stats->events_processed += events;
+	stats->offers_made += offers;
+	stats->offers_expired += expired;
 	if (error != NULL)
 	{
 		/* cut on a character boundary: the status view must stay valid text */
-		int			len = pg_mbcliplen(error, strlen(error), sizeof(slot->last_error) - 1);
+		int			len = pg_mbcliplen(error, strlen(error), sizeof(stats->last_error) - 1);
 
-		memcpy(slot->last_error, error, len);
-		slot->last_error[len] = '\0';
-		slot->last_error_at = slot->last_wake;
+		memcpy(stats->last_error, error, len);
+		stats->last_error[len] = '\0';
+		stats->last_error_at = stats->last_wake;
 	}
 	LWLockRelease(shared->lock);
 }
@@ -388,22 +381,9 @@ waitlist_resource_worker(PG_FUNCTION_ARGS)
 void
 waitlist_worker_stats(int index, WaitlistWorkerStats *stats)
 {
-	WaitlistWorkerSlot slot;
-
 	waitlist_require_shared();
 	Assert(index >= 0 && index < shared->nworkers);
 	LWLockAcquire(shared->lock, LW_SHARED);
-	slot = shared->slots[index];
+	*stats = shared->slots[index].stats;
 	LWLockRelease(shared->lock);
-
-	stats->pid = slot.pid;
-	stats->last_wake = slot.last_wake;
-	stats->rounds = slot.rounds;
-	stats->events_processed = slot.events_processed;
-	stats->offers_made = slot.offers_made;
-	stats->offers_expired = slot.offers_expired;
-	stats->last_error_at = slot.last_error_at;
-	StaticAssertStmt(sizeof(stats->last_error) == sizeof(slot.last_error),
-					 "last_error sizes differ");
-	memcpy(stats->last_error, slot.last_error, sizeof(stats->last_error));
 }

@@ -18,12 +18,12 @@
 
 #include "waitlist.h"
 
-/* What waitlist_worker_status() shows of a worker's slot. */
+/* A worker's counters, kept in its slot; what waitlist_worker_status() shows. */
 typedef struct WaitlistWorkerStats
 {
 	pid_t		pid;			/* 0 while not running */
 	TimestampTz last_wake;
-	int64		rounds;
+	int64		rounds;			/* times the worker looked for work */
 	int64		events_processed;
 	int64		offers_made;
 	int64		offers_expired;
