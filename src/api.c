@@ -611,15 +611,18 @@ waitlist_lock_resource_cap(const text *resource_id)
  * before it took the gate, and a promotion a fan who joined just before.
  * Functions that promote or join refuse to run there; those that only give
  * units back hand them to the worker or the sweep instead of promoting.
+ * "why" (NULL: the gate protocol's reason) is the error's detail for a
+ * function with a reason of its own.
  */
 void
-waitlist_require_read_committed(const char *what)
+waitlist_require_read_committed(const char *what, const char *why)
 {
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_WAITLIST_ISOLATION_LEVEL),
 				 errmsg("%s cannot run at isolation level %s", what,
 						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
-				 errdetail("Its transaction snapshot can predate a concurrent release or join, which would leave a unit of capacity free while someone waits."),
+				 errdetail("%s", why ? why :
+						   "Its transaction snapshot can predate a concurrent release or join, which would leave a unit of capacity free while someone waits."),
 				 errhint("Call it in a READ COMMITTED transaction, for example after SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
 }

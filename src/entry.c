@@ -158,7 +158,7 @@ waitlist_join(PG_FUNCTION_ARGS)
 	int64		free_units;
 
 	waitlist_check_not_null(fcinfo, 2, "priority");
-	waitlist_require_read_committed("waitlist_join()");
+	waitlist_require_read_committed("waitlist_join()", NULL);
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = PointerGetDatum(user_id);
 	values[2] = PG_GETARG_DATUM(2);

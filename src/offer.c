@@ -188,7 +188,7 @@ offer_settled_under_accept(text *resource_id, int64 offer_id)
 					   offer.state)));
 }
 
-/* What an accept request records: the state its event settles the offer in. */
+/* The state an event settles an offer in (what an accept request records). */
 static const char *
 outcome_of(WaitlistEvent event)
 {
@@ -364,7 +364,7 @@ decline_offer(text *token, int64 offer_id)
 	else
 		resource_id = offer_resource(offer_id, NULL);
 	lock_offer(resource_id, offer_id, &offer);
-	if (strcmp(offer.state, "DECLINED") != 0)
+	if (strcmp(offer.state, outcome_of(WAITLIST_EVENT_DECLINE)) != 0)
 	{
 		if (strcmp(offer.state, "OPEN") != 0 || offer.past_deadline)
 			offer_not_open(offer_id, &offer);
@@ -448,13 +448,8 @@ waitlist_rotate_token_key(PG_FUNCTION_ARGS)
 	WaitlistApiCall call;
 	int32		key_id;
 
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_WAITLIST_ISOLATION_LEVEL),
-				 errmsg("waitlist_rotate_token_key() cannot run at isolation level %s",
-						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
-				 errdetail("Its transaction snapshot can predate offers signed with the old key, which would stop verifying before those offers expire."),
-				 errhint("Call it in a READ COMMITTED transaction, for example after SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
+	waitlist_require_read_committed("waitlist_rotate_token_key()",
+									"Its transaction snapshot can predate offers signed with the old key, which would stop verifying before those offers expire.");
 
 	waitlist_api_begin(&call);
 	key_id = waitlist_rotate_token_keys();
@@ -484,7 +479,7 @@ waitlist_sweep(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_offers must be positive")));
 
-	waitlist_require_read_committed("waitlist_sweep()");
+	waitlist_require_read_committed("waitlist_sweep()", NULL);
 	waitlist_api_begin(&call);
 	expired = waitlist_expire_due(max_offers, -1, 0);
 	/* where no worker runs, the sweep also continues waves */

@@ -50,7 +50,7 @@ waitlist_promote(PG_FUNCTION_ARGS)
 					 errhint("Pass NULL to offer every free unit.")));
 	}
 
-	waitlist_require_read_committed("waitlist_promote()");
+	waitlist_require_read_committed("waitlist_promote()", NULL);
 	waitlist_api_begin(&call);
 	waitlist_lock_resource_gate(resource_id, true);
 	waitlist_lock_resource(resource_id, &res);
