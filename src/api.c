@@ -328,24 +328,41 @@ waitlist_pin_search_path(void)
 	return nestlevel;
 }
 
+static SPIPlanPtr
+prepare_kept(WaitlistPlan *plan, int cursor_options)
+{
+	SPIPlanPtr	p = SPI_prepare_cursor(plan->sql, plan->nargs, plan->argtypes,
+									   cursor_options);
+
+	if (p == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+			 plan->sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(p) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return p;
+}
+
 /* Prepare a statement on first use and keep it for the life of the backend. */
 SPIPlanPtr
 waitlist_plan(WaitlistPlan *plan)
 {
 	if (plan->plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare_cursor(plan->sql, plan->nargs, plan->argtypes,
-										   plan->plan_mode == WAITLIST_CUSTOM_PLAN ? CURSOR_OPT_CUSTOM_PLAN :
-										   plan->plan_mode == WAITLIST_GENERIC_PLAN ? CURSOR_OPT_GENERIC_PLAN : 0);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 plan->sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		plan->plan = p;
-	}
+		plan->plan = prepare_kept(plan,
+								  plan->plan_mode == WAITLIST_CUSTOM_PLAN ? CURSOR_OPT_CUSTOM_PLAN :
+								  plan->plan_mode == WAITLIST_GENERIC_PLAN ? CURSOR_OPT_GENERIC_PLAN : 0);
 	return plan->plan;
+}
+
+static int
+execute_prepared(WaitlistPlan *plan, SPIPlanPtr p, Datum *values, const char *nulls,
+				 bool read_only, long count)
+{
+	int			rc = SPI_execute_plan(p, values, nulls, read_only, count);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
+			 plan->sql, SPI_result_code_string(rc));
+	return rc;
 }
 
 /* Run a kept statement. */
@@ -353,13 +370,22 @@ int
 waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
 				 bool read_only, long count)
 {
-	int			rc;
+	return execute_prepared(plan, waitlist_plan(plan), values, nulls, read_only, count);
+}
 
-	rc = SPI_execute_plan(waitlist_plan(plan), values, nulls, read_only, count);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
-			 plan->sql, SPI_result_code_string(rc));
-	return rc;
+/*
+ * Run a kept statement that handles about "rows" rows (negative: not
+ * known): a statement planned for each run (WAITLIST_CUSTOM_PLAN) runs
+ * from its generic plan when the rows are few.
+ */
+int
+waitlist_execute_rows(WaitlistPlan *plan, int64 rows, Datum *values, const char *nulls)
+{
+	if (plan->plan_mode != WAITLIST_CUSTOM_PLAN || rows < 0 || rows > WAITLIST_FEW_ROWS)
+		return waitlist_execute(plan, values, nulls, false, 0);
+	if (plan->few_rows_plan == NULL)
+		plan->few_rows_plan = prepare_kept(plan, CURSOR_OPT_GENERIC_PLAN);
+	return execute_prepared(plan, plan->few_rows_plan, values, nulls, false, 0);
 }
 
 /*

@@ -30,6 +30,7 @@ typedef struct WaitlistPlan
 	Oid			argtypes[12];
 	int			plan_mode;		/* WAITLIST_*_PLAN, 0: the plan cache decides */
 	SPIPlanPtr	plan;
+	SPIPlanPtr	few_rows_plan;	/* custom plans: the generic one for few rows */
 } WaitlistPlan;
 
 /*
@@ -40,9 +41,10 @@ typedef struct WaitlistPlan
 #define WAITLIST_CUSTOM_PLAN	1
 
 /*
- * ...except where a second plan of the same text serves the runs of a few
- * rows (one release, one decline), for which planning costs more than
- * running: planned once, for any parameters.
+ * ...except the runs of a few rows (one release, one decline), for which
+ * planning costs more than running: waitlist_execute_rows() runs those from
+ * a second plan of the same text, planned once for any parameters, as
+ * statements of this mode are always planned.
  */
 #define WAITLIST_GENERIC_PLAN	2
 #define WAITLIST_FEW_ROWS		16
@@ -71,6 +73,8 @@ extern int	waitlist_pin_search_path(void);
 extern SPIPlanPtr waitlist_plan(WaitlistPlan *plan);
 extern int	waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
 							 bool read_only, long count);
+extern int	waitlist_execute_rows(WaitlistPlan *plan, int64 rows, Datum *values,
+								  const char *nulls);
 extern text *waitlist_spi_text(SPITupleTable *tuptable, uint64 row, int column);
 extern void waitlist_spi_rows_to_tuplestore(FunctionCallInfo fcinfo);
 extern void waitlist_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);

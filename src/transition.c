@@ -244,14 +244,18 @@ waitlist_outbox_at_xact_end(void)
 	notify_at_commit[0] = '\0';
 }
 
-/* Run a statement with one of the flags above raised. */
+/*
+ * Run a statement that handles about "rows" rows (negative: not known; see
+ * waitlist_execute_rows()) with one of the flags above raised.
+ */
 static void
-execute_flagged(int *depth, WaitlistPlan *plan, Datum *values, const char *nulls)
+execute_flagged(int *depth, WaitlistPlan *plan, int64 rows, Datum *values,
+				const char *nulls)
 {
 	(*depth)++;
 	PG_TRY();
 	{
-		(void) waitlist_execute(plan, values, nulls, false, 0);
+		(void) waitlist_execute_rows(plan, rows, values, nulls);
 	}
 	PG_FINALLY();
 	{
@@ -262,9 +266,9 @@ execute_flagged(int *depth, WaitlistPlan *plan, Datum *values, const char *nulls
 
 /* Run one of the engine's statements. */
 static void
-apply(WaitlistPlan *plan, Datum *values, const char *nulls)
+apply(WaitlistPlan *plan, int64 rows, Datum *values, const char *nulls)
 {
-	execute_flagged(&applying_depth, plan, values, nulls);
+	execute_flagged(&applying_depth, plan, rows, values, nulls);
 }
 
 static int64
@@ -452,7 +456,7 @@ waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 	values[2] = priority;
 	values[3] = BoolGetDatum(cap_checked);
 	values[4] = actor_datum();
-	apply(&join_plan, values, NULL);
+	apply(&join_plan, 1, values, NULL);
 	if (SPI_processed == 0)
 		waitlist_resource_not_found(resource_id);
 	row = SPI_tuptable->vals[0];
@@ -501,7 +505,7 @@ waitlist_apply_leave(text *resource_id, int64 entry_id)
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = Int64GetDatum(entry_id);
 	values[2] = actor_datum();
-	apply(&leave_plan, values, NULL);
+	apply(&leave_plan, 1, values, NULL);
 	return first_int8(&isnull) > 0;
 }
 
@@ -516,12 +520,6 @@ static WaitlistPlan promote_plans[2] = {
 	/* [false]: for a database whose schema (1.0) has no offer tokens yet */
 	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN},
 	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN}
-};
-
-/* the same texts, planned once, for promotions of a few units */
-static WaitlistPlan promote_few_plans[2] = {
-	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN},
-	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN}
 };
 
 /*
@@ -585,7 +583,6 @@ build_promote_sql(bool tokens)
 						   "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.offers OPERATOR(pg_catalog.>) 0"
 						   ") SELECT offers FROM counted");
 	promote_plans[tokens].sql = keep_sql(&buf);
-	promote_few_plans[tokens].sql = promote_plans[tokens].sql;
 }
 
 /* Offer max_offers free units; the caller holds the resource's lock. */
@@ -603,8 +600,7 @@ waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
 	values[1] = Int64GetDatum(max_offers);
 	values[2] = BoolGetDatum(new_wave);
 	values[3] = actor_datum();
-	apply(max_offers <= WAITLIST_FEW_ROWS ? &promote_few_plans[tokens] : &promote_plans[tokens],
-		  values, NULL);
+	apply(&promote_plans[tokens], max_offers, values, NULL);
 	offers = first_int8(&isnull);
 	if (offers > 0)
 		outbox_written();
@@ -620,7 +616,6 @@ waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
  * Returns the number settled.  One plan per event.
  */
 static WaitlistPlan offer_event_plans[WAITLIST_EVENT_COUNT];
-static WaitlistPlan offer_event_few_plans[WAITLIST_EVENT_COUNT];
 
 static void
 build_offer_event_sql(WaitlistEvent event)
@@ -676,8 +671,6 @@ build_offer_event_sql(WaitlistEvent event)
 	plan->argtypes[5] = NAMEOID;
 	plan->plan_mode = WAITLIST_CUSTOM_PLAN;
 	plan->sql = keep_sql(&buf);
-	offer_event_few_plans[event] = *plan;
-	offer_event_few_plans[event].plan_mode = WAITLIST_GENERIC_PLAN;
 }
 
 /*
@@ -690,18 +683,15 @@ waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_i
 						   const char *reservation_ref, text *idempotency_key,
 						   const char *detail)
 {
-	WaitlistPlan *plan;
-	ArrayType  *ids;
+	WaitlistPlan *plan = &offer_event_plans[event];
+	ArrayType  *ids = DatumGetArrayTypeP(offer_ids);
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int64		settled;
 
-	if (offer_event_plans[event].sql == NULL)
+	if (plan->sql == NULL)
 		build_offer_event_sql(event);
-	ids = DatumGetArrayTypeP(offer_ids);
-	plan = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) <= WAITLIST_FEW_ROWS ?
-		&offer_event_few_plans[event] : &offer_event_plans[event];
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = offer_ids;
 	values[2] = reservation_ref ? CStringGetTextDatum(reservation_ref) : (Datum) 0;
@@ -711,7 +701,7 @@ waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_i
 	values[4] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
 	nulls[4] = detail ? ' ' : 'n';
 	values[5] = actor_datum();
-	apply(plan, values, nulls);
+	apply(plan, ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)), values, nulls);
 	settled = first_int8(&isnull);
 	if (settled > 0)
 		outbox_written();
@@ -750,7 +740,7 @@ waitlist_record_by_hand(WaitlistEntity entity, int64 id, Datum resource_id,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	nestlevel = waitlist_pin_search_path();
-	execute_flagged(&recording_depth, &by_hand_plan, values, nulls);
+	execute_flagged(&recording_depth, &by_hand_plan, 1, values, nulls);
 	AtEOXact_GUC(false, nestlevel);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
@@ -766,6 +756,6 @@ waitlist_record_by_hand(WaitlistEntity entity, int64 id, Datum resource_id,
 int64
 waitlist_move_transitions(WaitlistPlan *plan, Datum *values, const char *nulls)
 {
-	execute_flagged(&archiving_depth, plan, values, nulls);
+	execute_flagged(&archiving_depth, plan, -1, values, nulls);
 	return (int64) SPI_processed;
 }
