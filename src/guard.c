@@ -61,20 +61,6 @@ restoring(void)
 		!waitlist_engine_applying() && superuser();
 }
 
-/* A text column of a row, as a C string; NULL if the value is NULL. */
-static char *
-row_text(HeapTuple tuple, TupleDesc tupdesc, const char *column)
-{
-	int			attnum = SPI_fnumber(tupdesc, column);
-	bool		isnull;
-	Datum		d;
-
-	if (attnum <= 0)
-		elog(ERROR, "column \"%s\" not found", column);
-	d = heap_getattr(tuple, attnum, tupdesc, &isnull);
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
 static Datum
 row_value(HeapTuple tuple, TupleDesc tupdesc, const char *column, bool *isnull)
 {
@@ -83,6 +69,16 @@ row_value(HeapTuple tuple, TupleDesc tupdesc, const char *column, bool *isnull)
 	if (attnum <= 0)
 		elog(ERROR, "column \"%s\" not found", column);
 	return heap_getattr(tuple, attnum, tupdesc, isnull);
+}
+
+/* A text column of a row, as a C string; NULL if the value is NULL. */
+static char *
+row_text(HeapTuple tuple, TupleDesc tupdesc, const char *column)
+{
+	bool		isnull;
+	Datum		d = row_value(tuple, tupdesc, column, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
 }
 
 /*
@@ -116,15 +112,14 @@ waitlist_guard_transition(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		newtuple = trigdata->tg_trigtuple;
 	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-	{
 		newtuple = trigdata->tg_newtuple;
-		from_state = row_text(trigdata->tg_trigtuple, tupdesc, "state");
-	}
 	else
 		elog(ERROR, "waitlist_guard_transition: fired for an unexpected event");
 
 	if (restoring())
 		return PointerGetDatum(newtuple);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		from_state = row_text(trigdata->tg_trigtuple, tupdesc, "state");
 
 	to_state = row_text(newtuple, tupdesc, "state");
 	if (to_state == NULL)
