@@ -196,11 +196,15 @@ check_max_offer_extension(Datum max_extension)
 {
 	Interval   *zero = palloc0(sizeof(Interval));
 
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, max_extension, IntervalPGetDatum(zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_offer_extension must not be negative"),
+				 errhint("Pass interval '0' for offers that are never extended, NULL for one offer_ttl.")));
 	if (DatumGetBool(DirectFunctionCall2(interval_eq, max_extension, IntervalPGetDatum(zero))))
 		return;
 	waitlist_check_interval(max_extension, "max_offer_extension", WAITLIST_MAX_SETTING_INTERVAL,
-							"Pass interval '0' for offers that are never extended, NULL for one offer_ttl.",
-							NULL);
+							NULL, NULL);
 }
 
 /* The settings of the accept saga and extensions, from argument "first" on. */
