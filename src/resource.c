@@ -281,7 +281,7 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 		check_booking_function(PG_GETARG_OID(3));
 	if (!PG_ARGISNULL(4))
-		waitlist_check_channels(PG_GETARG_DATUM(4));
+		waitlist_check_channels(PG_GETARG_DATUM(4), false);
 	check_waves(fcinfo, 5, 6, false);
 
 	values[0] = PointerGetDatum(resource_id);
@@ -364,7 +364,7 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 					 errmsg("cannot both set and clear booking_function")));
 	}
 	if (!PG_ARGISNULL(6))
-		waitlist_check_channels(PG_GETARG_DATUM(6));
+		waitlist_check_channels(PG_GETARG_DATUM(6), false);
 	check_waves(fcinfo, 7, 8, true);
 	if ((!PG_ARGISNULL(7) || !PG_ARGISNULL(8)) && PG_GETARG_BOOL(9))
 		ereport(ERROR,
