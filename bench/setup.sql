@@ -253,6 +253,86 @@ CREATE TABLE bench.accept_queue (
 );
 CREATE SEQUENCE bench.accept_single_seq;
 CREATE SEQUENCE bench.accept_double_seq;
+-- Scenario 12 takes its offers from bench.accept_queue too (kinds 'saga'
+-- and 'booked').
+CREATE SEQUENCE bench.accept_saga_seq;
+CREATE SEQUENCE bench.accept_booked_seq;
+
+-- Scenario 12's booking relay claims its rows with this stand-in while
+-- waitlist_outbox_claim cannot hand out booking rows (it refuses channel
+-- 'booking', and its statement scans only the four notification channels):
+-- the claim's own lease (owner, one new fencing token from its sequence,
+-- expiry) on the same rows, the oldest deliverable booking rows first
+-- (pending, due, not leased, the oldest pending row of their user on the
+-- channel), passing over rows another claim holds.  The runner uses the
+-- API's claim instead as soon as it accepts channels => '{booking}'.
+CREATE FUNCTION bench.claim_booking(consumer text, max_rows integer, lease interval)
+RETURNS TABLE (outbox_id bigint, payload jsonb, lease_token bigint)
+LANGUAGE sql
+AS $$
+    UPDATE waitlist.outbox o
+    SET lease_owner = consumer,
+        lease_token = (SELECT nextval('waitlist.lease_token_seq')),
+        lease_expires_at = clock_timestamp() + lease
+    FROM (SELECT d.resource_id, d.outbox_id
+          FROM waitlist.outbox d
+          WHERE d.channel = 'booking' AND d.state = 'PENDING'
+            AND d.next_attempt_at <= clock_timestamp()
+            AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())
+            AND NOT EXISTS (SELECT 1 FROM waitlist.outbox p
+                            WHERE p.user_id = d.user_id AND p.channel = d.channel
+                              AND p.outbox_id < d.outbox_id AND p.state = 'PENDING')
+          ORDER BY d.outbox_id
+          LIMIT max_rows
+          FOR UPDATE OF d SKIP LOCKED) c
+    WHERE o.resource_id = c.resource_id AND o.outbox_id = c.outbox_id
+    RETURNING o.outbox_id, o.payload, o.lease_token
+$$;
+
+-- Scenario 12's booking relay after the booking service answered 201 for
+-- the row it claims: claim one booking row (api: with waitlist_outbox_claim,
+-- else with bench.claim_booking), confirm the offer it names and ack it, in
+-- the caller's transaction.  A claim can find nothing while other relays
+-- hold the rows of accepts it cannot see yet; like a relay's poll it then
+-- claims again (a new snapshot each time), so each call completes exactly
+-- one booking (bench.relay_empty_claims counts the claims repeated).
+-- Returns the offer id.
+CREATE SEQUENCE bench.relay_empty_claims;
+CREATE FUNCTION bench.relay_booking(api boolean)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r record;
+    tries integer := 0;
+BEGIN
+    LOOP
+        IF api THEN
+            SELECT c.outbox_id, c.payload, c.lease_token INTO r
+            FROM waitlist_outbox_claim('bench-relay', 1, '30 seconds', channels => '{booking}') c;
+        ELSE
+            SELECT c.outbox_id, c.payload, c.lease_token INTO r
+            FROM bench.claim_booking('bench-relay', 1, '30 seconds') c;
+        END IF;
+        EXIT WHEN FOUND;
+        PERFORM nextval('bench.relay_empty_claims');
+        tries := tries + 1;
+        IF tries >= 100000 THEN
+            RAISE EXCEPTION 'no booking row to claim after % tries', tries;
+        END IF;
+    END LOOP;
+    PERFORM waitlist_booking_confirmed((r.payload->>'offer_id')::bigint, 'R-' || (r.payload->>'offer_id'));
+    PERFORM waitlist_outbox_ack(r.outbox_id, r.lease_token);
+    RETURN (r.payload->>'offer_id')::bigint;
+END
+$$;
+
+-- Scenario 12's in-database booking: the least a booking function can do
+-- (no inventory of its own), so that the baseline is the accept's own cost.
+CREATE FUNCTION bench.book(resource_id text, user_id text, offer_id bigint, idempotency_key text)
+RETURNS text
+LANGUAGE sql
+AS $$ SELECT 'R-' || offer_id $$;
 
 -- Waiting depth over time of the resources matching a LIKE pattern, from
 -- the audit trail (no sampling during the run): one row per bucket of
