@@ -3,9 +3,8 @@
 -- what a booking relay does once the booking service answered 201
 -- (bench.relay_booking): claim a booking row (the oldest deliverable one,
 -- which may be another client's accept), confirm the offer it names and ack
--- the row.  api_claim (-D): 1 to claim with waitlist_outbox_claim, 0 with
--- the stand-in bench.claim_booking (bench/setup.sql says why).
+-- the row.
 SELECT offer_id AS o FROM bench.accept_queue
 WHERE kind = 'saga' AND n = (SELECT nextval('bench.accept_saga_seq')) \gset
 SELECT state FROM waitlist_accept(:o, 'k' || :o);
-SELECT bench.relay_booking(:api_claim::boolean);
+SELECT bench.relay_booking();

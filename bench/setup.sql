@@ -258,47 +258,15 @@ CREATE SEQUENCE bench.accept_double_seq;
 CREATE SEQUENCE bench.accept_saga_seq;
 CREATE SEQUENCE bench.accept_booked_seq;
 
--- Scenario 12's booking relay claims its rows with this stand-in while
--- waitlist_outbox_claim cannot hand out booking rows (it refuses channel
--- 'booking', and its statement scans only the four notification channels):
--- the claim's own lease (owner, one new fencing token from its sequence,
--- expiry) on the same rows, the oldest deliverable booking rows first
--- (pending, due, not leased, the oldest pending row of their user on the
--- channel), passing over rows another claim holds.  The runner uses the
--- API's claim instead as soon as it accepts channels => '{booking}'.
-CREATE FUNCTION bench.claim_booking(consumer text, max_rows integer, lease interval)
-RETURNS TABLE (outbox_id bigint, payload jsonb, lease_token bigint)
-LANGUAGE sql
-AS $$
-    UPDATE waitlist.outbox o
-    SET lease_owner = consumer,
-        lease_token = (SELECT nextval('waitlist.lease_token_seq')),
-        lease_expires_at = clock_timestamp() + lease
-    FROM (SELECT d.resource_id, d.outbox_id
-          FROM waitlist.outbox d
-          WHERE d.channel = 'booking' AND d.state = 'PENDING'
-            AND d.next_attempt_at <= clock_timestamp()
-            AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= clock_timestamp())
-            AND NOT EXISTS (SELECT 1 FROM waitlist.outbox p
-                            WHERE p.user_id = d.user_id AND p.channel = d.channel
-                              AND p.outbox_id < d.outbox_id AND p.state = 'PENDING')
-          ORDER BY d.outbox_id
-          LIMIT max_rows
-          FOR UPDATE OF d SKIP LOCKED) c
-    WHERE o.resource_id = c.resource_id AND o.outbox_id = c.outbox_id
-    RETURNING o.outbox_id, o.payload, o.lease_token
-$$;
-
 -- Scenario 12's booking relay after the booking service answered 201 for
--- the row it claims: claim one booking row (api: with waitlist_outbox_claim,
--- else with bench.claim_booking), confirm the offer it names and ack it, in
--- the caller's transaction.  A claim can find nothing while other relays
+-- the row it claims: claim one booking row, confirm the offer it names and
+-- ack it, in the caller's transaction.  A claim can find nothing while other relays
 -- hold the rows of accepts it cannot see yet; like a relay's poll it then
 -- claims again (a new snapshot each time), so each call completes exactly
 -- one booking (bench.relay_empty_claims counts the claims repeated).
 -- Returns the offer id.
 CREATE SEQUENCE bench.relay_empty_claims;
-CREATE FUNCTION bench.relay_booking(api boolean)
+CREATE FUNCTION bench.relay_booking()
 RETURNS bigint
 LANGUAGE plpgsql
 AS $$
@@ -307,13 +275,8 @@ DECLARE
     tries integer := 0;
 BEGIN
     LOOP
-        IF api THEN
-            SELECT c.outbox_id, c.payload, c.lease_token INTO r
-            FROM waitlist_outbox_claim('bench-relay', 1, '30 seconds', channels => '{booking}') c;
-        ELSE
-            SELECT c.outbox_id, c.payload, c.lease_token INTO r
-            FROM bench.claim_booking('bench-relay', 1, '30 seconds') c;
-        END IF;
+        SELECT c.outbox_id, c.payload, c.lease_token INTO r
+        FROM waitlist_outbox_claim('bench-relay', 1, '30 seconds', channels => '{booking}') c;
         EXIT WHEN FOUND;
         PERFORM nextval('bench.relay_empty_claims');
         tries := tries + 1;
