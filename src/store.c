@@ -178,6 +178,20 @@ waitlist_booking_sagas_installed(void)
 	return OidIsValid(relid) && get_attnum(relid, "booking_deadline") != InvalidAttrNumber;
 }
 
+/*
+ * Whether the line is ranked (1.1): entries carry the rank_key the line is
+ * ordered by, and resources their rule version.  A database still on 1.0
+ * orders by priority and records the one rule version 1.0 had.
+ */
+bool
+waitlist_ranked_line_installed(void)
+{
+	Oid			nspid = get_namespace_oid("waitlist", true);
+	Oid			relid = OidIsValid(nspid) ? get_relname_relid("entry", nspid) : InvalidOid;
+
+	return OidIsValid(relid) && get_attnum(relid, "rank_key") != InvalidAttrNumber;
+}
+
 /* Refuse what needs the 1.1 schema on a database still on 1.0. */
 void
 waitlist_require_booking_sagas(const char *what)
