@@ -47,7 +47,7 @@ is(sql("SELECT reason FROM waitlist.transition WHERE entity = 'entry' AND entity
 
 # --- an extended offer ------------------------------------------------------
 
-sql("SELECT waitlist_create_resource('ttl', '3 seconds')");
+sql("SELECT waitlist_create_resource('ttl', '3 seconds', max_offer_extension => '10 seconds')");
 my $dan = sql("SELECT waitlist_join('ttl', 'dan')");
 sql("SELECT waitlist_release('ttl', 1, 'ttl-1')");
 wait_until(entry_state($dan), 'OFFERED', 'dan is offered a unit for 3 seconds');
