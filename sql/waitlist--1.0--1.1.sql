@@ -1283,11 +1283,15 @@ SELECT r.resource_id,
        coalesce(o.booking_failures, 0) OPERATOR(pg_catalog.+) coalesce(t.offers_failed, 0) AS booking_failures,
        coalesce(ev.dead_events, 0) AS dead_events,
        coalesce(b.outbox_backlog, 0) AS outbox_backlog,
-       b.outbox_oldest_seconds
+       b.outbox_oldest_seconds,
+       coalesce(o.bookings_in_progress, 0) AS bookings_in_progress,
+       coalesce(w.unconfirmed, 0) AS unconfirmed
 FROM waitlist.resource r
-LEFT JOIN (SELECT e.resource_id, pg_catalog.count(*) AS waiting
+LEFT JOIN (SELECT e.resource_id,
+                  pg_catalog.count(*) FILTER (WHERE e.state OPERATOR(pg_catalog.=) 'WAITING') AS waiting,
+                  pg_catalog.count(*) FILTER (WHERE e.state OPERATOR(pg_catalog.=) 'PENDING') AS unconfirmed
            FROM waitlist.entry e
-           WHERE e.state OPERATOR(pg_catalog.=) 'WAITING'
+           WHERE e.state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'PENDING'])
            GROUP BY e.resource_id) w
        ON w.resource_id OPERATOR(pg_catalog.=) r.resource_id
 LEFT JOIN (SELECT c.resource_id,
@@ -1304,7 +1308,8 @@ LEFT JOIN (SELECT f.resource_id,
                   pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'DECLINED') AS declined,
                   pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'EXPIRED') AS expired,
                   pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'EXPIRED' AND f.seen_at IS NULL) AS expired_unseen,
-                  pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'FAILED') AS booking_failures
+                  pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'FAILED') AS booking_failures,
+                  pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'ACCEPTING') AS bookings_in_progress
            FROM waitlist.offer f
            GROUP BY f.resource_id) o
        ON o.resource_id OPERATOR(pg_catalog.=) r.resource_id
@@ -1316,7 +1321,7 @@ LEFT JOIN (SELECT x.resource_id, pg_catalog.count(*) AS outbox_backlog,
        ON b.resource_id OPERATOR(pg_catalog.=) r.resource_id
 LEFT JOIN waitlist_archive.resource_totals t
        ON t.resource_id OPERATOR(pg_catalog.=) r.resource_id;
-COMMENT ON VIEW waitlist.resource_stats IS 'per resource: line, pending and dead capacity events, offers by outcome (hot and archived: counters), free units, outbox backlog';
+COMMENT ON VIEW waitlist.resource_stats IS 'per resource: line, pending and dead capacity events, offers by outcome (hot and archived: counters), free units, outbox backlog, bookings in progress (ACCEPTING), unconfirmed places (PENDING)';
 
 /* The outbox backlog per resource and channel: what relays have yet to deliver. */
 CREATE VIEW waitlist.outbox_stats AS
@@ -1452,7 +1457,9 @@ BEGIN
         (23, 'waitlist_worker_offers_made_total', 'counter', 'Offers the promotion worker made since the server started.'),
         (24, 'waitlist_worker_offers_expired_total', 'counter', 'Offers the promotion worker expired since the server started.'),
         (25, 'waitlist_worker_last_wake_timestamp_seconds', 'gauge', 'When the promotion worker last woke, as a Unix time.'),
-        (26, 'waitlist_worker_last_error_timestamp_seconds', 'gauge', 'When the promotion worker last failed, as a Unix time.')
+        (26, 'waitlist_worker_last_error_timestamp_seconds', 'gauge', 'When the promotion worker last failed, as a Unix time.'),
+        (27, 'waitlist_bookings_in_progress', 'gauge', 'Accepted offers an external booking service is booking (ACCEPTING).'),
+        (28, 'waitlist_entries_unconfirmed', 'gauge', 'Places held until the fan confirms them (PENDING).')
         ) AS f(ord, name, kind, help)
     ), rs AS MATERIALIZED (
         SELECT s.*, pg_catalog.format('resource="%s"', waitlist.prometheus_label(s.resource_id)) AS label
@@ -1484,7 +1491,9 @@ BEGIN
             ('waitlist_offers_declined_total', rs.declined::pg_catalog.float8),
             ('waitlist_offers_expired_total', rs.expired::pg_catalog.float8),
             ('waitlist_offers_expired_unseen_total', rs.expired_unseen::pg_catalog.float8),
-            ('waitlist_booking_failures_total', rs.booking_failures::pg_catalog.float8)) AS v(name, value)
+            ('waitlist_booking_failures_total', rs.booking_failures::pg_catalog.float8),
+            ('waitlist_bookings_in_progress', rs.bookings_in_progress::pg_catalog.float8),
+            ('waitlist_entries_unconfirmed', rs.unconfirmed::pg_catalog.float8)) AS v(name, value)
         UNION ALL
         SELECT v.name, os.label, v.value
         FROM os CROSS JOIN LATERAL (VALUES
