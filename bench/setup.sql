@@ -131,7 +131,7 @@ BEGIN
         SELECT entry_id, user_id INTO e, u
         FROM bench.base_entry
         WHERE resource_id = resource AND state = 'WAITING'
-        ORDER BY priority DESC, seq
+        ORDER BY rank_key DESC, seq
         LIMIT 1
         FOR UPDATE SKIP LOCKED;
         EXIT WHEN e IS NULL;
@@ -191,7 +191,7 @@ BEGIN
         SELECT entry_id, user_id INTO e, u
         FROM bench.base_entry
         WHERE resource_id = resource AND state = 'WAITING'
-        ORDER BY priority DESC, seq
+        ORDER BY rank_key DESC, seq
         LIMIT 1
         FOR UPDATE SKIP LOCKED;
         EXIT WHEN NOT FOUND;

@@ -16,11 +16,11 @@ SELECT * FROM waitlist.state_machine();
 -- every state the tables allow is reached by some transition, and every
 -- rule leaves from a state some rule reaches
 SELECT s.state AS unreachable_entry_state
-FROM unnest(ARRAY['WAITING', 'OFFERED', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'CANCELLED']) s(state)
+FROM unnest(ARRAY['PENDING', 'WAITING', 'OFFERED', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'CANCELLED']) s(state)
 WHERE NOT EXISTS (SELECT 1 FROM waitlist.state_machine() m
                   WHERE m.entity = 'entry' AND m.to_state = s.state);
 SELECT s.state AS unreachable_offer_state
-FROM unnest(ARRAY['OPEN', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'REVOKED', 'FAILED']) s(state)
+FROM unnest(ARRAY['OPEN', 'ACCEPTING', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'REVOKED', 'FAILED']) s(state)
 WHERE NOT EXISTS (SELECT 1 FROM waitlist.state_machine() m
                   WHERE m.entity = 'offer' AND m.to_state = s.state);
 SELECT m.entity, m.from_state AS dangling_from
@@ -54,8 +54,8 @@ SELECT * FROM trail;
 SELECT count(*) AS transitions FROM waitlist.transition \gset
 -- expect WL010: an accepted fan put back in line
 UPDATE waitlist.entry SET state = 'WAITING' WHERE entry_id = :ann;
--- expect WL010: a waiting fan cannot expire without an offer
-UPDATE waitlist.entry SET state = 'EXPIRED' WHERE entry_id = :dan;
+-- expect WL010: a waiting fan cannot decline without an offer
+UPDATE waitlist.entry SET state = 'DECLINED' WHERE entry_id = :dan;
 -- expect WL010: a settled offer reopened
 UPDATE waitlist.offer SET state = 'OPEN', decided_at = NULL WHERE offer_id = :ben_offer;
 -- expect WL010: one bad row stops the whole statement

@@ -352,11 +352,14 @@ BEGIN
                                              position_visibility text DEFAULT 'exact',
                                              position_bands integer[] DEFAULT NULL,
                                              join_rate_per_second double precision DEFAULT NULL,
-                                             join_burst integer DEFAULT NULL)
+                                             join_burst integer DEFAULT NULL,
+                                             offers_close_at timestamptz DEFAULT NULL,
+                                             min_offer_ttl interval DEFAULT NULL,
+                                             ttl_shrink boolean DEFAULT false)
     RETURNS void
     AS 'MODULE_PATHNAME', 'waitlist_create_resource'
     LANGUAGE C CALLED ON NULL INPUT;
-    COMMENT ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer) IS 'creates a waitlisted resource';
+    COMMENT ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean) IS 'creates a waitlisted resource';
 
     DROP FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean);
     CREATE FUNCTION @extschema@.waitlist_alter_resource(resource_id text,
@@ -384,18 +387,23 @@ BEGIN
                                             clear_position_bands boolean DEFAULT false,
                                             join_rate_per_second double precision DEFAULT NULL,
                                             join_burst integer DEFAULT NULL,
-                                            clear_join_rate boolean DEFAULT false)
+                                            clear_join_rate boolean DEFAULT false,
+                                            offers_close_at timestamptz DEFAULT NULL,
+                                            clear_offers_close_at boolean DEFAULT false,
+                                            min_offer_ttl interval DEFAULT NULL,
+                                            clear_min_offer_ttl boolean DEFAULT false,
+                                            ttl_shrink boolean DEFAULT NULL)
     RETURNS void
     AS 'MODULE_PATHNAME', 'waitlist_alter_resource'
     LANGUAGE C CALLED ON NULL INPUT;
-    COMMENT ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
+    COMMENT ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
 
     FOREACH g IN ARRAY COALESCE(create_grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer) TO %I',
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean) TO %I',
             pg_catalog.pg_get_userbyid(g));
     END LOOP;
     FOREACH g IN ARRAY COALESCE(alter_grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean) TO %I',
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean) TO %I',
             pg_catalog.pg_get_userbyid(g));
     END LOOP;
 END
@@ -518,6 +526,34 @@ ALTER TABLE waitlist.resource
     ADD CONSTRAINT resource_join_rate_given_with_burst
         CHECK ((join_rate_per_second IS NULL) OPERATOR(pg_catalog.=) (join_burst IS NULL));
 COMMENT ON COLUMN waitlist.resource.join_rate_per_second IS 'joins per second admitted (NULL: no limit), with bursts of join_burst';
+
+/* ---- the offer cutoff ---- */
+
+/*
+ * offers_close_at: no offer is made after it, and none lasts past it; no
+ * offer has less time than min_offer_ttl (the units go back to the booking
+ * system instead, counted in units_returned, with a capacity_returned
+ * outbox row); with ttl_shrink an offer lasts a quarter of the time left
+ * before the cutoff (at least min_offer_ttl, at most offer_ttl).  At the
+ * cutoff the line closes, once (closed_at): those in it are told
+ * (waitlist_closed) and their entries end EXPIRED, reason closed.
+ */
+ALTER TABLE waitlist.resource
+    ADD COLUMN offers_close_at timestamptz,
+    ADD COLUMN min_offer_ttl interval,
+    ADD COLUMN ttl_shrink boolean NOT NULL DEFAULT false,
+    ADD COLUMN closed_at timestamptz,
+    ADD COLUMN units_returned bigint NOT NULL DEFAULT 0;
+ALTER TABLE waitlist.resource
+    ADD CONSTRAINT resource_min_offer_ttl_bounded
+        CHECK (min_offer_ttl OPERATOR(pg_catalog.>) interval '0'
+               AND min_offer_ttl OPERATOR(pg_catalog.<=) interval '1 year'),
+    ADD CONSTRAINT resource_units_returned_nonnegative
+        CHECK (units_returned OPERATOR(pg_catalog.>=) 0);
+COMMENT ON COLUMN waitlist.resource.units_returned IS 'units handed back to the booking system at the offer cutoff (capacity_returned)';
+-- the lines the worker and the sweep close at their cutoff
+CREATE INDEX resource_closing_idx ON waitlist.resource (offers_close_at)
+    WHERE closed_at IS NULL AND offers_close_at IS NOT NULL;
 
 /* ---- retention: the archive ---- */
 
@@ -810,8 +846,8 @@ BEGIN
     -- capacity: every released unit is free, held, consumed or retired
     RETURN QUERY
     SELECT 'capacity_conserved', r.resource_id, 'resource', NULL::bigint,
-           pg_catalog.format('released %s <> free %s + open %s + accepted %s + failed %s',
-                             r.units_released, r.free_units, c.open, c.accepted, c.failed)
+           pg_catalog.format('released %s <> free %s + open %s + accepted %s + failed %s + returned %s',
+                             r.units_released, r.free_units, c.open, c.accepted, c.failed, r.units_returned)
     FROM waitlist.resource r
     CROSS JOIN LATERAL (
         -- held: open, and accepted with the booking service booking (ACCEPTING)
@@ -825,7 +861,8 @@ BEGIN
         FROM waitlist.offer o WHERE o.resource_id OPERATOR(pg_catalog.=) r.resource_id) c
     WHERE r.resource_id OPERATOR(pg_catalog.=) ANY (resources)
       AND (r.units_released OPERATOR(pg_catalog.<>) (r.free_units OPERATOR(pg_catalog.+) c.open
-               OPERATOR(pg_catalog.+) c.accepted OPERATOR(pg_catalog.+) c.failed)
+               OPERATOR(pg_catalog.+) c.accepted OPERATOR(pg_catalog.+) c.failed
+               OPERATOR(pg_catalog.+) r.units_returned)
            OR r.free_units OPERATOR(pg_catalog.<) 0);
 
     -- every released unit was counted once: processed events add up
@@ -1085,8 +1122,8 @@ AS $duties$
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_ack(bigint, bigint)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_fail(bigint, bigint, text)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_retry(bigint)', 'EXECUTE'),
-        ('admin', 'FUNCTION', '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer)', 'EXECUTE'),
-        ('admin', 'FUNCTION', '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_promote(text, integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_sweep(integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_schedule_sweep(text)', 'EXECUTE'),

@@ -49,10 +49,13 @@ typedef enum WaitlistEvent
 	WAITLIST_EVENT_JOIN_UNCONFIRMED,
 	WAITLIST_EVENT_CONFIRM,
 	WAITLIST_EVENT_LEAVE_UNCONFIRMED,
-	WAITLIST_EVENT_EXPIRE_UNCONFIRMED
+	WAITLIST_EVENT_EXPIRE_UNCONFIRMED,
+	/* the offer cutoff: the line closes */
+	WAITLIST_EVENT_CLOSE,
+	WAITLIST_EVENT_CLOSE_UNCONFIRMED
 } WaitlistEvent;
 
-#define WAITLIST_EVENT_COUNT	(WAITLIST_EVENT_EXPIRE_UNCONFIRMED + 1)
+#define WAITLIST_EVENT_COUNT	(WAITLIST_EVENT_CLOSE_UNCONFIRMED + 1)
 
 /* What a transition does to the unit of capacity an offer holds. */
 typedef enum WaitlistUnitEffect
@@ -114,10 +117,12 @@ extern bool waitlist_recording_by_hand(void);
 extern bool waitlist_archiving(void);
 extern int64 waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 								 bool cap_checked, bool *capped, int64 *free_units);
+extern void waitlist_refuse_closed(text *resource_id) pg_attribute_noreturn();
 extern int64 waitlist_apply_entry_event(WaitlistEvent event, text *resource_id,
 									   Datum entry_ids);
 extern bool waitlist_apply_leave(WaitlistEvent event, text *resource_id, int64 entry_id);
 extern char *waitlist_apply_rule_change(text *resource_id, const char *reason);
+extern void waitlist_apply_return_units(text *resource_id, int64 quantity, const char *why);
 extern int64 waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave);
 /*
  * What a change of offers carries besides the event: the reservation, the
@@ -160,5 +165,6 @@ extern bool waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id);
 extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
 extern int64 waitlist_end_due_sagas(int64 max_offers, int owner, int nworkers);
 extern int64 waitlist_end_due_places(int64 max_entries, int owner, int nworkers);
+extern int64 waitlist_close_due(int32 max_resources, int owner, int nworkers);
 
 #endif							/* WAITLIST_ENGINE_H */

@@ -247,17 +247,23 @@ waitlist_join(PG_FUNCTION_ARGS)
 	entry_id = waitlist_apply_join(resource_id, user_id, values[2], false,
 								   &capped, &free_units);
 
-	if (capped)
+	if (capped && entry_id != -2)
 		entry_id = join_capped(resource_id, values);
 	if (entry_id < 0)
 	{
 		bool		found;
 
 		/* a concurrent tap of the same user made the entry first */
+		int64		active_id;
+
 		waitlist_execute(&active_entry_plan, values, NULL, false, 0);
-		entry_id = first_int8(&found);
+		active_id = first_int8(&found);
+		/* a closed line turns away all but those in it */
+		if (!found && entry_id == -2)
+			waitlist_refuse_closed(resource_id);
 		if (!found)
 			elog(ERROR, "active entry vanished after a conflicting join");
+		entry_id = active_id;
 		existed = true;
 	}
 	/* a double tap takes no join from anyone */

@@ -595,8 +595,9 @@ waitlist_sweep(PG_FUNCTION_ARGS)
 	/* sagas past their deadline end as well, in what is left of the batch */
 	if (expired < max_offers)
 		expired += waitlist_end_due_sagas(max_offers - expired, -1, 0);
-	/* and unconfirmed places past their confirm_by (not counted: no offer) */
+	/* and unconfirmed places past their confirm_by, lines past their cutoff */
 	(void) waitlist_end_due_places(max_offers, -1, 0);
+	(void) waitlist_close_due(max_offers, -1, 0);
 	/* where no worker runs, the sweep also continues waves */
 	if (!waitlist_defer_to_worker())
 	{

@@ -155,6 +155,14 @@ waitlist_promote_locked(text *resource_id, int64 max_offers,
 		res = *locked;
 	else
 		waitlist_read_resource(resource_id, &res);
+	/* past the offer cutoff the units go back to the booking system */
+	if (res.closing)
+	{
+		if (res.free_units > 0)
+			waitlist_apply_return_units(resource_id, res.free_units,
+										"too little time is left before offers_close_at");
+		return 0;
+	}
 	wanted = res.free_units;
 	if (max_offers >= 0 && max_offers < wanted)
 		wanted = max_offers;
@@ -670,4 +678,83 @@ waitlist_end_due_places(int64 max_entries, int owner, int nworkers)
 		budget -= n;
 	}
 	return ended;
+}
+
+/* resources whose offers_close_at has passed and that are not closed yet */
+static WaitlistPlan closing_resources_plan = {
+	"SELECT resource_id FROM waitlist.resource"
+	" WHERE offers_close_at OPERATOR(pg_catalog.<=) pg_catalog.now() AND closed_at IS NULL"
+	"   AND ($1 OPERATOR(pg_catalog.<) 0"
+	"        OR waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1)"
+	" ORDER BY offers_close_at LIMIT $3",
+	3, {INT4OID, INT4OID, INT4OID}
+};
+
+/* the entries a resource's closing ends, of one state */
+static WaitlistPlan line_of_state_plan = {
+	"SELECT pg_catalog.array_agg(entry_id ORDER BY entry_id) FROM waitlist.entry"
+	" WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) $2",
+	2, {TEXTOID, TEXTOID}
+};
+
+static WaitlistPlan mark_closed_plan = {
+	"UPDATE waitlist.resource SET closed_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+	" WHERE resource_id OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+/* End the entries of one state on a resource by an event; how many. */
+static int64
+end_line(text *resource_id, WaitlistEvent event)
+{
+	Datum		values[2];
+	Datum		ids;
+	bool		isnull;
+
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = CStringGetTextDatum(waitlist_find_rule(WAITLIST_ENTITY_ENTRY, event)->from_state);
+	waitlist_execute(&line_of_state_plan, values, NULL, false, 0);
+	ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : waitlist_apply_entry_event(event, resource_id, ids);
+}
+
+/*
+ * Close the lines of up to max_resources resources whose offers_close_at
+ * has passed (owner >= 0: that worker's share): every fan still waiting,
+ * or holding an unconfirmed place, is told (waitlist_closed) once and their
+ * entry ends EXPIRED, closed; free units go back to the booking system.
+ * Offers still open end at their deadline, clipped to the cutoff, and their
+ * units go back then.  A resource another transaction holds is passed over
+ * until next time.  Nothing on a 1.0 schema.  Returns the resources closed.
+ */
+int64
+waitlist_close_due(int32 max_resources, int owner, int nworkers)
+{
+	Datum		args[3] = {Int32GetDatum(owner), Int32GetDatum(nworkers), Int32GetDatum(max_resources)};
+	SPITupleTable *due;
+	int64		closed = 0;
+	uint64		i;
+
+	if (!waitlist_ranked_line_installed())
+		return 0;
+	waitlist_execute(&closing_resources_plan, args, NULL, false, 0);
+	due = SPI_tuptable;
+	for (i = 0; i < due->numvals; i++)
+	{
+		text	   *resource_id = waitlist_spi_text(due, i, 1);
+		Datum		values[1] = {PointerGetDatum(resource_id)};
+		WaitlistResource res;
+
+		/* the gate too: no join or confirmation may slip in as it closes */
+		if (!waitlist_try_lock_resource(resource_id, &res) ||
+			!waitlist_try_lock_resource_gate(resource_id))
+			continue;
+		(void) end_line(resource_id, WAITLIST_EVENT_CLOSE);
+		(void) end_line(resource_id, WAITLIST_EVENT_CLOSE_UNCONFIRMED);
+		if (res.free_units > 0)
+			waitlist_apply_return_units(resource_id, res.free_units, "the waitlist closed");
+		waitlist_execute(&mark_closed_plan, values, NULL, false, 0);
+		closed++;
+	}
+	return closed;
 }

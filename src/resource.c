@@ -51,13 +51,15 @@ static WaitlistPlan insert_resource_plans[2] = {
 	7, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID}},
 	{INSERT_RESOURCE_SQL(", booking, booking_timeout, booking_max_attempts, max_offer_extension,"
 						 " aging_interval, confirm_within, confirm_place_from, position_visibility,"
-						 " position_bands, rule_version, join_rate_per_second, join_burst",
+						 " position_bands, rule_version, join_rate_per_second, join_burst,"
+						 " offers_close_at, min_offer_ttl, ttl_shrink",
 						 ", $8, $9, $10, $11, $12, $13, $14, $15, $16,"
 						 " CASE WHEN $12 IS NULL THEN 'priority-fifo/1' ELSE 'priority-aging/1' END,"
-						 " $17, coalesce($18, " JOIN_BURST_DEFAULT_SQL("$17") ")"),
-		18, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID,
+						 " $17, coalesce($18, " JOIN_BURST_DEFAULT_SQL("$17") "), $19, $20, $21"),
+		21, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID,
 			TEXTOID, INTERVALOID, INT4OID, INTERVALOID,
-	INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4ARRAYOID, FLOAT8OID, INT4OID}}
+			INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4ARRAYOID, FLOAT8OID, INT4OID,
+	TIMESTAMPTZOID, INTERVALOID, BOOLOID}}
 };
 
 static WaitlistPlan alter_resource_plan = {
@@ -121,6 +123,20 @@ static WaitlistPlan alter_join_rate_plan = {
 	4, {TEXTOID, FLOAT8OID, INT4OID, BOOLOID}
 };
 
+/*
+ * The offer cutoff ($2, cleared by $3), min_offer_ttl ($4, cleared by $5)
+ * and ttl_shrink ($6); a line that has closed stays closed.
+ */
+static WaitlistPlan alter_cutoff_plan = {
+	"UPDATE waitlist.resource SET "
+	"  offers_close_at = CASE WHEN $3 THEN NULL ELSE coalesce($2, offers_close_at) END, "
+	"  min_offer_ttl = CASE WHEN $5 THEN NULL ELSE coalesce($4, min_offer_ttl) END, "
+	"  ttl_shrink = coalesce($6, ttl_shrink) "
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1 "
+	"RETURNING closed_at IS NOT NULL",
+	6, {TEXTOID, TIMESTAMPTZOID, BOOLOID, INTERVALOID, BOOLOID, BOOLOID}
+};
+
 /* the ordering rules as they read, to see whether an alter changed them */
 static WaitlistPlan ordering_rules_plan = {
 	"SELECT coalesce(aging_interval::pg_catalog.text, 'none'),"
@@ -149,9 +165,9 @@ static WaitlistPlan rerank_plan = {
 
 /* the arguments of the 1.1 signatures, and those of 1.0 */
 #define CREATE_ARGS_1_0		7
-#define CREATE_ARGS			18
+#define CREATE_ARGS			21
 #define ALTER_ARGS_1_0		10
-#define ALTER_ARGS			26
+#define ALTER_ARGS			31
 
 /* the most bands a resource may show */
 #define MAX_POSITION_BANDS	20
@@ -391,6 +407,22 @@ check_join_rate(FunctionCallInfo fcinfo, int rate_arg, int burst_arg)
 				 errhint("Add waitlist to shared_preload_libraries and restart the server.")));
 }
 
+/* The offer cutoff: in the future; the least time an offer gets, bounded. */
+static void
+check_cutoff(FunctionCallInfo fcinfo, int close_arg, int min_ttl_arg)
+{
+	if (!PG_ARGISNULL(close_arg) &&
+		PG_GETARG_TIMESTAMPTZ(close_arg) <= GetCurrentTransactionStartTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("offers_close_at must be in the future"),
+				 errdetail("No offer is made after offers_close_at; one in the past would close the line at once.")));
+	if (!PG_ARGISNULL(min_ttl_arg))
+		waitlist_check_interval(PG_GETARG_DATUM(min_ttl_arg), "min_offer_ttl",
+								WAITLIST_MAX_SETTING_INTERVAL,
+								"An offer needs some time to be answered.", NULL);
+}
+
 /* Waves: a size and an interval within their bounds, given together. */
 static void
 check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool altering)
@@ -451,6 +483,8 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 		check_ordering(fcinfo, 11, 12, 13);
 		check_position_display(fcinfo, 14, 15);
 		check_join_rate(fcinfo, 16, 17);
+		waitlist_check_not_null(fcinfo, 20, "ttl_shrink");
+		check_cutoff(fcinfo, 18, 19);
 	}
 	check_offer_ttl(PG_GETARG_DATUM(1));
 	if (!PG_ARGISNULL(2))
@@ -553,6 +587,7 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 	char		nulls[ALTER_ARGS];
 	WaitlistApiCall call;
 	int			i;
+	bool		isnull;
 
 	if (nargs == ALTER_ARGS)
 	{
@@ -566,6 +601,14 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("cannot both set and clear the join rate")));
 		check_join_rate(fcinfo, 23, 24);
+		waitlist_check_not_null(fcinfo, 27, "clear_offers_close_at");
+		waitlist_check_not_null(fcinfo, 29, "clear_min_offer_ttl");
+		if ((!PG_ARGISNULL(26) && PG_GETARG_BOOL(27)) || (!PG_ARGISNULL(28) && PG_GETARG_BOOL(29)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cannot both set and clear %s",
+							!PG_ARGISNULL(26) && PG_GETARG_BOOL(27) ? "offers_close_at" : "min_offer_ttl")));
+		check_cutoff(fcinfo, 26, 28);
 		check_saga_settings(fcinfo, 10);
 		check_ordering(fcinfo, 15, 17, 19);
 		check_position_display(fcinfo, 20, 21);
@@ -673,6 +716,17 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 		values[22] = values[0];
 		nulls[22] = ' ';
 		waitlist_execute(&alter_join_rate_plan, values + 22, nulls + 22, false, 0);
+		values[25] = values[0];
+		nulls[25] = ' ';
+		waitlist_execute(&alter_cutoff_plan, values + 25, nulls + 25, false, 0);
+		if ((!PG_ARGISNULL(26) || PG_GETARG_BOOL(27)) &&
+			DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the waitlist of resource \"%s\" has closed",
+							text_to_cstring(resource_id)),
+					 errdetail("Its line closed at its offers_close_at, and a closed line stays closed."),
+					 errhint("Create another resource for a new waitlist.")));
 		/* the buckets read the rate again once this commits */
 		waitlist_forget_join_rate_at_commit(waitlist_resource_hash(resource_id));
 	}

@@ -29,26 +29,40 @@
  * still offer.  The wave's end is clamped (WAITLIST_WAVE_END_SQL), so a bad
  * row fails no statement.
  */
-#define RESOURCE_COLUMNS \
+#define RESOURCE_COLUMNS(closing) \
 	"SELECT free_units, max_waiting, booking_function," \
 	"  CASE WHEN wave_size IS NULL THEN -1" \
 	"       WHEN wave_started_at IS NULL" \
 	"         OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now() THEN wave_size" \
 	"       ELSE GREATEST(wave_size OPERATOR(pg_catalog.-) wave_offers, 0) END," \
 	"  wave_size IS NOT NULL AND (wave_started_at IS NULL" \
-	"    OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now())" \
+	"    OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now())," \
+	closing \
 	" FROM waitlist.resource r WHERE resource_id OPERATOR(pg_catalog.=) $1"
 
-static WaitlistPlan read_resource_plan = {
-	RESOURCE_COLUMNS, 1, {TEXTOID}
+/*
+ * closing (1.1): no offer may be made any more, as too little time is left
+ * before the resource's offers_close_at (min_offer_ttl), or it has passed.
+ */
+#define CLOSING_1_0 "false"
+#define CLOSING_1_1 \
+	"(r.offers_close_at IS NOT NULL AND pg_catalog.now() OPERATOR(pg_catalog.>=)" \
+	" (r.offers_close_at OPERATOR(pg_catalog.-) coalesce(r.min_offer_ttl, interval '0')))"
+
+/* [1]: a 1.1 schema */
+static WaitlistPlan read_resource_plans[2] = {
+	{RESOURCE_COLUMNS(CLOSING_1_0), 1, {TEXTOID}},
+	{RESOURCE_COLUMNS(CLOSING_1_1), 1, {TEXTOID}}
 };
 
-static WaitlistPlan lock_resource_plan = {
-	RESOURCE_COLUMNS " FOR NO KEY UPDATE", 1, {TEXTOID}
+static WaitlistPlan lock_resource_plans[2] = {
+	{RESOURCE_COLUMNS(CLOSING_1_0) " FOR NO KEY UPDATE", 1, {TEXTOID}},
+	{RESOURCE_COLUMNS(CLOSING_1_1) " FOR NO KEY UPDATE", 1, {TEXTOID}}
 };
 
-static WaitlistPlan try_lock_resource_plan = {
-	RESOURCE_COLUMNS " FOR NO KEY UPDATE SKIP LOCKED", 1, {TEXTOID}
+static WaitlistPlan try_lock_resource_plans[2] = {
+	{RESOURCE_COLUMNS(CLOSING_1_0) " FOR NO KEY UPDATE SKIP LOCKED", 1, {TEXTOID}},
+	{RESOURCE_COLUMNS(CLOSING_1_1) " FOR NO KEY UPDATE SKIP LOCKED", 1, {TEXTOID}}
 };
 
 void
@@ -82,6 +96,7 @@ fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
 	res->booking_function = isnull ? InvalidOid : DatumGetObjectId(d);
 	res->wave_budget = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 4, &isnull));
 	res->new_wave = DatumGetBool(SPI_getbinval(tuple, tupdesc, 5, &isnull));
+	res->closing = DatumGetBool(SPI_getbinval(tuple, tupdesc, 6, &isnull));
 	return true;
 }
 
@@ -104,7 +119,8 @@ fetch_known_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *re
 bool
 waitlist_read_resource_ext(text *resource_id, WaitlistResource *res, bool missing_ok)
 {
-	return fetch_known_resource(&read_resource_plan, resource_id, res, missing_ok);
+	return fetch_known_resource(&read_resource_plans[waitlist_ranked_line_installed()],
+								resource_id, res, missing_ok);
 }
 
 void
@@ -120,7 +136,8 @@ waitlist_read_resource(text *resource_id, WaitlistResource *res)
 bool
 waitlist_lock_resource_ext(text *resource_id, WaitlistResource *res, bool missing_ok)
 {
-	return fetch_known_resource(&lock_resource_plan, resource_id, res, missing_ok);
+	return fetch_known_resource(&lock_resource_plans[waitlist_ranked_line_installed()],
+								resource_id, res, missing_ok);
 }
 
 void
@@ -138,7 +155,8 @@ waitlist_lock_resource(text *resource_id, WaitlistResource *res)
 bool
 waitlist_try_lock_resource(text *resource_id, WaitlistResource *res)
 {
-	return fetch_resource(&try_lock_resource_plan, resource_id, res);
+	return fetch_resource(&try_lock_resource_plans[waitlist_ranked_line_installed()],
+						  resource_id, res);
 }
 
 static WaitlistPlan count_owned_plan = {

@@ -24,6 +24,7 @@ typedef struct WaitlistResource
 	Oid			booking_function;
 	int32		wave_budget;	/* -1: no waves */
 	bool		new_wave;		/* promoting now starts a new wave */
+	bool		closing;		/* past (or too near) offers_close_at: no offers */
 } WaitlistResource;
 
 extern void waitlist_lock_resource(text *resource_id, WaitlistResource *res);

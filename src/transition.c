@@ -124,6 +124,12 @@ const WaitlistRule waitlist_rules[] = {
 	WAITLIST_UNIT_NONE, NULL, "left"},
 	{WAITLIST_ENTITY_ENTRY, PENDING, WAITLIST_EVENT_EXPIRE_UNCONFIRMED, "EXPIRED",
 	WAITLIST_UNIT_NONE, NULL, "not_confirmed"},
+
+	/* the offer cutoff: those still in line are told, and their entries end */
+	{WAITLIST_ENTITY_ENTRY, WAITING, WAITLIST_EVENT_CLOSE, "EXPIRED",
+	WAITLIST_UNIT_NONE, "waitlist_closed", "closed"},
+	{WAITLIST_ENTITY_ENTRY, PENDING, WAITLIST_EVENT_CLOSE_UNCONFIRMED, "EXPIRED",
+	WAITLIST_UNIT_NONE, "waitlist_closed", "closed"},
 };
 
 const int	waitlist_rule_count = lengthof(waitlist_rules);
@@ -133,7 +139,7 @@ static const char *const event_names[WAITLIST_EVENT_COUNT] = {
 	"join", "promote", "leave", "accept", "booking_conflict", "decline",
 	"expire", "revoke", "request_booking", "booking_retry", "booking_confirmed",
 	"booking_failed", "booking_exhausted", "extend", "join_unconfirmed", "confirm",
-	"leave_unconfirmed", "expire_unconfirmed"
+	"leave_unconfirmed", "expire_unconfirmed", "close", "close_unconfirmed"
 };
 static const char *const unit_effect_names[] = {
 	"none", "hold", "consume", "return", "retire"
@@ -509,7 +515,9 @@ build_join_sql(bool ranked)
 	{
 		appendStringInfo(&buf,
 						 "WITH r AS ("
-						 "  SELECT max_waiting, free_units, aging_interval, confirm_within"
+						 "  SELECT max_waiting, free_units, aging_interval, confirm_within,"
+						 "         closed_at IS NOT NULL OR offers_close_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+						 "           AS closed"
 						 "  FROM waitlist.resource"
 						 "  WHERE resource_id OPERATOR(pg_catalog.=) $1"
 						 "), ins AS ("
@@ -518,7 +526,7 @@ build_join_sql(bool ranked)
 						 "  SELECT $1, $2, $3, CASE WHEN r.confirm_within IS NULL THEN %s ELSE %s END,"
 						 "         " RANK_NOW_SQL("$3") ","
 						 "         pg_catalog.now() OPERATOR(pg_catalog.+) r.confirm_within"
-						 "  FROM r WHERE r.max_waiting IS NULL OR $4"
+						 "  FROM r WHERE (r.max_waiting IS NULL OR $4) AND r.closed IS NOT TRUE"
 						 "  ON CONFLICT (resource_id, user_id)"
 						 "    WHERE state OPERATOR(pg_catalog.=) ANY (" JOIN_CONFLICT_STATES ") DO NOTHING"
 						 "  RETURNING entry_id, user_id, state, confirm_by"
@@ -543,15 +551,27 @@ build_join_sql(bool ranked)
 						  "ins.entry_id", NULL, 5, true);
 		appendStringInfoString(&buf, ")");
 	}
-	appendStringInfoString(&buf,
-						   ") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units FROM r");
+	appendStringInfo(&buf,
+					 ") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units, %s FROM r",
+					 ranked ? "r.closed IS TRUE" : "false");
 	join_plans[ranked].sql = keep_sql(&buf);
+}
+
+/* The resource's line has closed (its offers_close_at has passed). */
+void
+waitlist_refuse_closed(text *resource_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_WAITLIST_CLOSED),
+			 errmsg("waitlist for resource \"%s\" is closed", text_to_cstring(resource_id)),
+			 errdetail("No offers are made after the resource's offers_close_at.")));
 }
 
 /*
  * Join a fan: returns the new entry's id, or -1 if the fan has an active
  * entry already or the resource has a cap and cap_checked is false (then
- * *capped is true).  *free_units gets the resource's free units.
+ * *capped is true), or -2 if the resource's line is closed (the fan may be
+ * in it already).  *free_units gets the resource's free units.
  */
 int64
 waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
@@ -580,7 +600,7 @@ waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 	*free_units = DatumGetInt64(SPI_getbinval(row, tupdesc, 3, &isnull));
 	d = SPI_getbinval(row, tupdesc, 2, &isnull);
 	if (isnull)
-		return -1;
+		return DatumGetBool(SPI_getbinval(row, tupdesc, 4, &isnull)) ? -2 : -1;
 	outbox_written();
 	return DatumGetInt64(d);
 }
@@ -622,9 +642,19 @@ build_entry_event_sql(WaitlistEvent event, bool ranked)
 					 "    AND e.resource_id OPERATOR(pg_catalog.=) $1"
 					 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY ($2)"
 					 "    AND e.state OPERATOR(pg_catalog.=) %s"
-					 "  RETURNING e.entry_id"
-					 "), audited AS (" WAITLIST_AUDIT_INSERT,
+					 "  RETURNING e.entry_id, e.user_id"
+					 ")",
 					 entry_changes(event), sql_literal(rule->from_state));
+	if (rule->outbox_event != NULL)
+	{
+		appendStringInfoString(&buf, ", notified AS (");
+		append_outbox_rows(&buf, rule,
+						   "(SELECT m.entry_id, NULL::pg_catalog.int8 AS offer_id, m.user_id,"
+						   " NULL::pg_catalog.timestamptz AS expires_at FROM moved m)",
+						   "NULL::pg_catalog.text", "NULL::pg_catalog.text", "NULL::pg_catalog.text", NULL);
+		appendStringInfoString(&buf, ")");
+	}
+	appendStringInfoString(&buf, ", audited AS (" WAITLIST_AUDIT_INSERT);
 	append_audit_rows(&buf, rule, "moved", "moved.entry_id", "moved.entry_id", 3, ranked);
 	appendStringInfoString(&buf, ") SELECT pg_catalog.count(*) FROM moved");
 
@@ -645,6 +675,7 @@ waitlist_apply_entry_event(WaitlistEvent event, text *resource_id, Datum entry_i
 	ArrayType  *ids = DatumGetArrayTypeP(entry_ids);
 	Datum		values[4];
 	bool		isnull;
+	int64		moved;
 
 	if (plan->sql == NULL)
 		build_entry_event_sql(event, ranked);
@@ -653,7 +684,10 @@ waitlist_apply_entry_event(WaitlistEvent event, text *resource_id, Datum entry_i
 	values[2] = actor_datum();
 	values[3] = CStringGetTextDatum(rule_of(WAITLIST_ENTITY_ENTRY, event)->to_state);
 	apply(plan, ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)), values, NULL);
-	return first_int8(&isnull);
+	moved = first_int8(&isnull);
+	if (moved > 0 && rule_of(WAITLIST_ENTITY_ENTRY, event)->outbox_event != NULL)
+		outbox_written();
+	return moved;
 }
 
 /*
@@ -694,6 +728,43 @@ static WaitlistPlan rule_change_plan = {
 	3, {TEXTOID, TEXTOID, NAMEOID}
 };
 
+/*
+ * Units no offer may be made of any more (the offer cutoff) go back to the
+ * booking system: out of free_units into units_returned, with a
+ * capacity_returned row on channel 'booking' saying how many and why.
+ */
+static WaitlistPlan return_units_plan = {
+	"WITH returned AS ("
+	"  UPDATE waitlist.resource"
+	"  SET free_units = free_units OPERATOR(pg_catalog.-) $2,"
+	"      units_returned = units_returned OPERATOR(pg_catalog.+) $2,"
+	"      updated_at = pg_catalog.now()"
+	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND free_units OPERATOR(pg_catalog.>=) $2"
+	"  RETURNING offers_close_at"
+	") INSERT INTO waitlist.outbox (resource_id, channel, event_type, payload)"
+	"  SELECT $1, 'booking', 'capacity_returned',"
+	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+	"           'resource_id', $1, 'quantity', $2, 'offers_close_at', r.offers_close_at,"
+	"           'detail', $3))"
+	"  FROM returned r",
+	3, {TEXTOID, INT8OID, TEXTOID}
+};
+
+void
+waitlist_apply_return_units(text *resource_id, int64 quantity, const char *why)
+{
+	Datum		values[3];
+
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = Int64GetDatum(quantity);
+	values[2] = CStringGetTextDatum(why);
+	waitlist_execute(&return_units_plan, values, NULL, false, 0);
+	if (SPI_processed != 1)
+		elog(ERROR, "could not return %lld units of waitlist resource \"%s\"",
+			 (long long) quantity, text_to_cstring(resource_id));
+	outbox_written();
+}
+
 char *
 waitlist_apply_rule_change(text *resource_id, const char *reason)
 {
@@ -720,6 +791,24 @@ static WaitlistPlan promote_plans[2] = {
 	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN},
 	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN}
 };
+
+/*
+ * An offer's deadline, over the resource row "r": its offer_ttl, clamped as
+ * the setting is bounded (no stored offer_ttl can overflow); from 1.1 on
+ * never past offers_close_at, and with ttl_shrink a quarter of the time
+ * left before it, but no less than min_offer_ttl.
+ */
+#define OFFER_DEADLINE_1_0_SQL \
+	"pg_catalog.now() OPERATOR(pg_catalog.+) LEAST(r.offer_ttl," \
+	" interval '" WAITLIST_MAX_SETTING_INTERVAL "')"
+#define OFFER_DEADLINE_SQL \
+	"LEAST(pg_catalog.now() OPERATOR(pg_catalog.+) LEAST(r.offer_ttl," \
+	"        interval '" WAITLIST_MAX_SETTING_INTERVAL "'," \
+	"        CASE WHEN r.ttl_shrink AND r.offers_close_at IS NOT NULL" \
+	"             THEN GREATEST(coalesce(r.min_offer_ttl, interval '0')," \
+	"                           (r.offers_close_at OPERATOR(pg_catalog.-) pg_catalog.now())" \
+	"                           OPERATOR(pg_catalog./) 4) END)," \
+	"      r.offers_close_at)"
 
 /* the signed token of each offer of an outbox source */
 #define OFFER_TOKEN_SQL "waitlist.offer_token_for($1, s.offer_id, s.expires_at)"
@@ -755,9 +844,7 @@ build_promote_sql(bool ranked)
 					 "), made AS ("
 					 "  INSERT INTO waitlist.offer (entry_id, resource_id, user_id, state, expires_at)"
 	/* clamped as the setting is bounded: no stored offer_ttl can overflow */
-					 "  SELECT m.entry_id, $1, m.user_id, %s,"
-					 "         pg_catalog.now() OPERATOR(pg_catalog.+) LEAST(r.offer_ttl,"
-					 "                                interval '" WAITLIST_MAX_SETTING_INTERVAL "')"
+					 "  SELECT m.entry_id, $1, m.user_id, %s, %s"
 					 "  FROM moved m, waitlist.resource r"
 					 "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
 					 "  ORDER BY %s"
@@ -765,7 +852,8 @@ build_promote_sql(bool ranked)
 					 "), notified AS (",
 					 sql_literal(entry->from_state), line_order(ranked, "e"),
 					 sql_literal(entry->to_state), ranked ? ", e.rank_key" : "",
-					 sql_literal(offer->to_state), line_order(ranked, "m"));
+					 sql_literal(offer->to_state), ranked ? OFFER_DEADLINE_SQL : OFFER_DEADLINE_1_0_SQL,
+					 line_order(ranked, "m"));
 	append_outbox_rows(&buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text",
 					   ranked ? OFFER_TOKEN_SQL : "NULL::pg_catalog.text", NULL);
 	appendStringInfoString(&buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");

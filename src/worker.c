@@ -220,8 +220,9 @@ do_work(Work *work)
 			work->expired = waitlist_expire_due(EXPIRY_BATCH, worker_index, worker_count);
 			/* and the accept sagas past their deadline, on the same rounds */
 			work->expired += waitlist_end_due_sagas(EXPIRY_BATCH, worker_index, worker_count);
-			/* and the places left unconfirmed */
+			/* and the places left unconfirmed, and the lines past their cutoff */
 			(void) waitlist_end_due_places(EXPIRY_BATCH, worker_index, worker_count);
+			(void) waitlist_close_due(ROUND_BATCH, worker_index, worker_count);
 			break;
 		case WORK_LIST:
 			/* the plans listing work all take (owner, nworkers, limit[, skipped]) */

@@ -57,13 +57,13 @@ SELECT plan(153);
 ------------------------------------------------------------------------------
 
 SELECT has_function('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer'],
-    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer) exists');
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer', 'timestamp with time zone', 'interval', 'boolean'],
+    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean) exists');
 SELECT function_returns('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer'], 'void',
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer', 'timestamp with time zone', 'interval', 'boolean'], 'void',
     'waitlist_create_resource returns void');
 SELECT is(pg_catalog.pg_get_function_arguments(
-        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer)'::regprocedure),
+        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean)'::regprocedure),
     'resource_id text, offer_ttl interval DEFAULT ''00:15:00''::interval, max_waiting bigint DEFAULT NULL::bigint, '
     'booking_function regprocedure DEFAULT NULL::regprocedure, channels text[] DEFAULT NULL::text[], '
     'wave_size integer DEFAULT NULL::integer, wave_interval interval DEFAULT NULL::interval, '
@@ -72,17 +72,18 @@ SELECT is(pg_catalog.pg_get_function_arguments(
     'aging_interval interval DEFAULT NULL::interval, confirm_within interval DEFAULT NULL::interval, '
     'confirm_place_from text DEFAULT ''join''::text, position_visibility text DEFAULT ''exact''::text, '
     'position_bands integer[] DEFAULT NULL::integer[], join_rate_per_second double precision DEFAULT NULL::double precision, '
-    'join_burst integer DEFAULT NULL::integer',
-    'waitlist_create_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, aging_interval, confirm_within, confirm_place_from, position_visibility, position_bands, join_rate_per_second, join_burst), all but the first with defaults');
+    'join_burst integer DEFAULT NULL::integer, offers_close_at timestamp with time zone DEFAULT NULL::timestamp with time zone, '
+    'min_offer_ttl interval DEFAULT NULL::interval, ttl_shrink boolean DEFAULT false',
+    'waitlist_create_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, aging_interval, confirm_within, confirm_place_from, position_visibility, position_bands, join_rate_per_second, join_burst, offers_close_at, min_offer_ttl, ttl_shrink), all but the first with defaults');
 
 SELECT has_function('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean'],
-    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean) exists');
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean', 'timestamp with time zone', 'boolean', 'interval', 'boolean', 'boolean'],
+    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean) exists');
 SELECT function_returns('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean'], 'void',
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean', 'timestamp with time zone', 'boolean', 'interval', 'boolean', 'boolean'], 'void',
     'waitlist_alter_resource returns void');
 SELECT is(pg_catalog.pg_get_function_arguments(
-        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean)'::regprocedure),
+        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean)'::regprocedure),
     'resource_id text, offer_ttl interval DEFAULT NULL::interval, max_waiting bigint DEFAULT NULL::bigint, '
     'clear_max_waiting boolean DEFAULT false, booking_function regprocedure DEFAULT NULL::regprocedure, '
     'clear_booking_function boolean DEFAULT false, channels text[] DEFAULT NULL::text[], '
@@ -95,8 +96,10 @@ SELECT is(pg_catalog.pg_get_function_arguments(
     'confirm_place_from text DEFAULT NULL::text, position_visibility text DEFAULT NULL::text, '
     'position_bands integer[] DEFAULT NULL::integer[], clear_position_bands boolean DEFAULT false, '
     'join_rate_per_second double precision DEFAULT NULL::double precision, join_burst integer DEFAULT NULL::integer, '
-    'clear_join_rate boolean DEFAULT false',
-    'waitlist_alter_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, clear_max_offer_extension, aging_interval, clear_aging_interval, confirm_within, clear_confirm_within, confirm_place_from, position_visibility, position_bands, clear_position_bands, join_rate_per_second, join_burst, clear_join_rate), all but the first with defaults');
+    'clear_join_rate boolean DEFAULT false, offers_close_at timestamp with time zone DEFAULT NULL::timestamp with time zone, '
+    'clear_offers_close_at boolean DEFAULT false, min_offer_ttl interval DEFAULT NULL::interval, '
+    'clear_min_offer_ttl boolean DEFAULT false, ttl_shrink boolean DEFAULT NULL::boolean',
+    'waitlist_alter_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, clear_max_offer_extension, aging_interval, clear_aging_interval, confirm_within, clear_confirm_within, confirm_place_from, position_visibility, position_bands, clear_position_bands, join_rate_per_second, join_burst, clear_join_rate, offers_close_at, clear_offers_close_at, min_offer_ttl, clear_min_offer_ttl, ttl_shrink), all but the first with defaults');
 
 -- the accept saga and offer extensions (1.1)
 SELECT has_function('waitlist_booking_confirmed', ARRAY['bigint', 'text'],
@@ -158,8 +161,8 @@ SELECT set_eq(
                            'waitlist_outbox_claim', 'waitlist_outbox_ack', 'waitlist_outbox_fail',
                            'waitlist_outbox_retry', 'waitlist_set_channel_rate', 'waitlist_inbox',
                            'waitlist_offer_seen')$$,
-    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval,text,interval,integer,interval,interval,interval,text,text,integer[],double precision,integer)'),
-             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean,text,interval,integer,interval,boolean,interval,boolean,interval,boolean,text,text,integer[],boolean,double precision,integer,boolean)'),
+    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval,text,interval,integer,interval,interval,interval,text,text,integer[],double precision,integer,timestamp with time zone,interval,boolean)'),
+             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean,text,interval,integer,interval,boolean,interval,boolean,interval,boolean,text,text,integer[],boolean,double precision,integer,boolean,timestamp with time zone,boolean,interval,boolean,boolean)'),
              ('waitlist_join(text,text,integer)'),
              ('waitlist_leave(bigint)'),
              ('waitlist_status(bigint)'),
@@ -229,10 +232,10 @@ SELECT is(
 CREATE ROLE wl_test_outsider NOLOGIN;
 
 SELECT function_privs_are('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer'],
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer', 'timestamp with time zone', 'interval', 'boolean'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_create_resource');
 SELECT function_privs_are('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean'],
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean', 'timestamp with time zone', 'boolean', 'interval', 'boolean', 'boolean'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_alter_resource');
 SELECT function_privs_are('waitlist_join', ARRAY['text', 'text', 'integer'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_join');
