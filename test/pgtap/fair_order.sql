@@ -16,7 +16,7 @@ CREATE EXTENSION waitlist;
 \ir helpers.psql
 SET LOCAL waitlist.promotion_mode = inline;
 
-SELECT plan(30);
+SELECT plan(37);
 
 SELECT has_function('waitlist_confirm', ARRAY['bigint'], 'waitlist_confirm(bigint) exists');
 SELECT function_returns('waitlist_confirm', ARRAY['bigint'], 'boolean', 'waitlist_confirm returns boolean');
@@ -52,6 +52,16 @@ SELECT is((SELECT state FROM waitlist.entry WHERE entry_id = wl_test.entry_of('f
     'an unconfirmed place past confirm_by is EXPIRED');
 SELECT wl_test.rejects(format('SELECT waitlist_confirm(%s)', wl_test.entry_of('fo', 'fan-2')), '55000',
     'confirming a place let go');
+
+-- the offer cutoff
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('x', offers_close_at => now() - interval '1 second')$$,
+    '22023', 'a cutoff in the past');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('x', min_offer_ttl => '-5 minutes')$$,
+    '22023', 'a negative min_offer_ttl');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('fo', offers_close_at => now() + interval '1 hour', clear_offers_close_at => true)$$,
+    '22023', 'setting and clearing the cutoff');
+SELECT col_type_is('waitlist', 'resource', 'offers_close_at', 'timestamp with time zone',
+    'waitlist.resource.offers_close_at is timestamptz');
 
 -- the app duty confirms
 CREATE ROLE wl_test_app;

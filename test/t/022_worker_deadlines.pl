@@ -1,8 +1,8 @@
 # The deadlines of 1.1 that the promotion worker keeps on its own, with no
 # sweep and no relay: an accept saga past its booking_timeout ends EXPIRED
 # and its unit goes to the next fan; an unconfirmed place past confirm_within
-# is let go (EXPIRED, not_confirmed); and an extended offer is expired at its
-# new deadline, not the old one.
+# is let go (EXPIRED, not_confirmed); an extended offer is expired at its new
+# deadline, not the old one; and a line closes at its offer cutoff.
 
 use strict;
 use warnings;
@@ -61,6 +61,20 @@ is(sql("SELECT state FROM waitlist.offer WHERE offer_id = $dan_offer"), 'OPEN',
 	'past its first deadline the extended offer is still open');
 wait_until("SELECT state FROM waitlist.offer WHERE offer_id = $dan_offer", 'EXPIRED',
 	'the worker expires it at the new deadline');
+
+# --- the offer cutoff --------------------------------------------------------
+
+sql("SELECT waitlist_create_resource('show', '1 hour', offers_close_at => now() + interval '3 seconds')");
+my $eve = sql("SELECT waitlist_join('show', 'eve')");
+my $fay = sql("SELECT waitlist_join('show', 'fay')");
+sql("SELECT waitlist_release('show', 1, 'show-1')");
+wait_until(entry_state($eve), 'OFFERED', 'eve is offered a unit, until the cutoff');
+wait_until(entry_state($fay), 'EXPIRED', 'at the cutoff the worker closes the line: fay waits no more');
+is(sql("SELECT count(*) FROM waitlist.outbox WHERE event_type = 'waitlist_closed' AND user_id = 'fay'"),
+	'1', 'and tells her once');
+wait_until(entry_state($eve), 'EXPIRED', "eve's offer ends at the cutoff");
+wait_until("SELECT units_returned FROM waitlist.resource WHERE resource_id = 'show'", '1',
+	'and its unit goes back to the booking system');
 
 is(sql('SELECT count(*) FROM waitlist_check()'), '0', 'waitlist_check() finds nothing');
 
