@@ -847,8 +847,9 @@ report_delivery(Relay *r, Job *job)
 
 /*
  * Report a booking request's answer to the saga and ack the row, in one
- * statement: a crash in between cannot ack an answer that was never
- * reported, nor report one twice.  Returns false if the connection broke.
+ * statement: a crash cannot leave the row acked with its answer unreported,
+ * nor reported and still due for delivery.  Returns false if the connection
+ * broke.
  * If the saga refuses the answer as too late (WL015) or as a second booking
  * (WL016) it has recorded that itself, so only the ack is left, done on its
  * own.  Any other error leaves the row leased; it comes back when the lease
@@ -1047,6 +1048,7 @@ parse_reservation_ref(const char *body, size_t len)
 	const char *p = body;
 	const char *ref = NULL;
 	size_t		ref_len = 0;
+	char	   *copy;
 
 	/* a NUL inside would hide the rest */
 	if (strlen(body) != len)
@@ -1132,7 +1134,10 @@ parse_reservation_ref(const char *body, size_t len)
 #undef SKIP_WS
 	if (*p != '\0' || ref == NULL)
 		return NULL;
-	return memcpy(memset(xmalloc(ref_len + 1), 0, ref_len + 1), ref, ref_len);
+	copy = xmalloc(ref_len + 1);
+	memcpy(copy, ref, ref_len);
+	copy[ref_len] = '\0';
+	return copy;
 }
 
 /*
