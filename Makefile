@@ -13,6 +13,7 @@ OBJS = \
 	src/booking.o \
 	src/store.o \
 	src/token.o \
+	src/autonomous.o \
 	src/transition.o \
 	src/promote.o \
 	src/entry.o \

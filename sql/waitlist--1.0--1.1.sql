@@ -227,6 +227,179 @@ END
 $upgrade$;
 
 
+/* ---- the accept saga and offer extensions ---- */
+
+/*
+ * How a resource books (src/resource.c): 'none', 'function' (its booking
+ * function, in the accept's transaction) or 'external' (the accept saga:
+ * an external booking service asked through the outbox, reporting back
+ * with waitlist_booking_confirmed() and waitlist_booking_failed()).  1.0's
+ * resources keep what they did.  The bounds are those checked when a
+ * setting is set.
+ */
+ALTER TABLE waitlist.resource
+    ADD COLUMN booking text NOT NULL DEFAULT 'none',
+    ADD COLUMN booking_timeout interval NOT NULL DEFAULT '2 minutes',
+    ADD COLUMN booking_max_attempts integer NOT NULL DEFAULT 5,
+    ADD COLUMN max_offer_extension interval;
+UPDATE waitlist.resource SET booking = 'function' WHERE booking_function IS NOT NULL;
+ALTER TABLE waitlist.resource
+    ADD CONSTRAINT resource_booking_valid
+        CHECK (booking OPERATOR(pg_catalog.=) ANY (ARRAY['none', 'function', 'external'])
+               AND (booking OPERATOR(pg_catalog.=) 'function') OPERATOR(pg_catalog.=) (booking_function IS NOT NULL)),
+    ADD CONSTRAINT resource_booking_timeout_bounded
+        CHECK (booking_timeout OPERATOR(pg_catalog.>) interval '0'
+               AND booking_timeout OPERATOR(pg_catalog.<=) interval '1 year'),
+    ADD CONSTRAINT resource_booking_max_attempts_bounded
+        CHECK (booking_max_attempts OPERATOR(pg_catalog.>=) 1
+               AND booking_max_attempts OPERATOR(pg_catalog.<=) 100),
+    ADD CONSTRAINT resource_max_offer_extension_bounded
+        CHECK (max_offer_extension OPERATOR(pg_catalog.>=) interval '0'
+               AND max_offer_extension OPERATOR(pg_catalog.<=) interval '1 year');
+COMMENT ON COLUMN waitlist.resource.booking IS 'none, function (booking_function) or external (the accept saga)';
+COMMENT ON COLUMN waitlist.resource.max_offer_extension IS 'the most an offer may be extended by in all; NULL: one offer_ttl';
+
+/*
+ * An accepted offer of an external resource is ACCEPTING while the booking
+ * service books: it holds its unit, its entry stays OFFERED.
+ */
+ALTER TABLE waitlist.offer
+    ADD COLUMN booking_attempts integer NOT NULL DEFAULT 0,
+    ADD COLUMN booking_deadline timestamptz,
+    ADD COLUMN extended_by interval NOT NULL DEFAULT '0';
+ALTER TABLE waitlist.offer
+    DROP CONSTRAINT offer_state_valid,
+    ADD CONSTRAINT offer_state_valid
+        CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'REVOKED', 'FAILED']));
+COMMENT ON COLUMN waitlist.offer.booking_deadline IS 'when the accept saga ends by itself (EXPIRED) unless the booking service has reported';
+COMMENT ON COLUMN waitlist.offer.extended_by IS 'what waitlist_extend_offer() added to expires_at, in all';
+-- the sagas the worker and the sweep end at their deadline
+CREATE INDEX offer_booking_deadline_idx ON waitlist.offer (booking_deadline, resource_id)
+    WHERE state OPERATOR(pg_catalog.=) 'ACCEPTING';
+
+-- a request that started or joined a saga records ACCEPTING, and answers with the saga's state
+ALTER TABLE waitlist.accept_request
+    DROP CONSTRAINT accept_request_state_valid,
+    ADD CONSTRAINT accept_request_state_valid
+        CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['ACCEPTED', 'FAILED', 'ACCEPTING']));
+
+-- the booking service's rows: booking requests, and bookings it must undo
+ALTER TABLE waitlist.outbox
+    DROP CONSTRAINT outbox_channel_valid,
+    ADD CONSTRAINT outbox_channel_valid
+        CHECK (channel OPERATOR(pg_catalog.=) ANY (ARRAY['email', 'sms', 'push', 'webhook', 'booking']));
+INSERT INTO waitlist.channel (channel) VALUES ('booking') ON CONFLICT DO NOTHING;
+
+/*
+ * Every extension of an offer, once per key: who asked, by how much, why,
+ * and the deadline it gave (the idempotent answer).  The audit trail has its
+ * transition (extend) as well.
+ */
+CREATE TABLE waitlist.offer_extension (
+    resource_id     text        NOT NULL,
+    offer_id        bigint      NOT NULL,
+    idempotency_key text        NOT NULL,
+    by_interval     interval    NOT NULL,
+    reason          text        NOT NULL,
+    expires_at      timestamptz NOT NULL,
+    actor           name        NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT offer_extension_pkey PRIMARY KEY (resource_id, offer_id, idempotency_key)
+);
+COMMENT ON TABLE waitlist.offer_extension IS 'one row per extension of an offer (waitlist_extend_offer()), keyed by its idempotency key';
+SELECT pg_catalog.pg_extension_config_dump('waitlist.offer_extension', '');
+
+/*
+ * The booking and extension settings are new arguments of
+ * waitlist_create_resource() and waitlist_alter_resource(): both are made
+ * again, and the EXECUTE grants a DBA gave on them are kept.
+ */
+DO $upgrade$
+DECLARE
+    create_grantees pg_catalog.oid[];
+    alter_grantees pg_catalog.oid[];
+    g pg_catalog.oid;
+BEGIN
+    SELECT pg_catalog.array_agg(a.grantee) INTO create_grantees
+      FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
+     WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval)'::pg_catalog.regprocedure
+       AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+       AND a.grantee OPERATOR(pg_catalog.<>) 0;
+    SELECT pg_catalog.array_agg(a.grantee) INTO alter_grantees
+      FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
+     WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean)'::pg_catalog.regprocedure
+       AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+       AND a.grantee OPERATOR(pg_catalog.<>) 0;
+
+    DROP FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval);
+    CREATE FUNCTION @extschema@.waitlist_create_resource(resource_id text,
+                                             offer_ttl interval DEFAULT '15 minutes',
+                                             max_waiting bigint DEFAULT NULL,
+                                             booking_function regprocedure DEFAULT NULL,
+                                             channels text[] DEFAULT NULL,
+                                             wave_size integer DEFAULT NULL,
+                                             wave_interval interval DEFAULT NULL,
+                                             booking text DEFAULT NULL,
+                                             booking_timeout interval DEFAULT '2 minutes',
+                                             booking_max_attempts integer DEFAULT 5,
+                                             max_offer_extension interval DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'waitlist_create_resource'
+    LANGUAGE C CALLED ON NULL INPUT;
+    COMMENT ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval) IS 'creates a waitlisted resource';
+
+    DROP FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean);
+    CREATE FUNCTION @extschema@.waitlist_alter_resource(resource_id text,
+                                            offer_ttl interval DEFAULT NULL,
+                                            max_waiting bigint DEFAULT NULL,
+                                            clear_max_waiting boolean DEFAULT false,
+                                            booking_function regprocedure DEFAULT NULL,
+                                            clear_booking_function boolean DEFAULT false,
+                                            channels text[] DEFAULT NULL,
+                                            wave_size integer DEFAULT NULL,
+                                            wave_interval interval DEFAULT NULL,
+                                            clear_waves boolean DEFAULT false,
+                                            booking text DEFAULT NULL,
+                                            booking_timeout interval DEFAULT NULL,
+                                            booking_max_attempts integer DEFAULT NULL,
+                                            max_offer_extension interval DEFAULT NULL,
+                                            clear_max_offer_extension boolean DEFAULT false)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'waitlist_alter_resource'
+    LANGUAGE C CALLED ON NULL INPUT;
+    COMMENT ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
+
+    FOREACH g IN ARRAY COALESCE(create_grantees, '{}') LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval) TO %I',
+            pg_catalog.pg_get_userbyid(g));
+    END LOOP;
+    FOREACH g IN ARRAY COALESCE(alter_grantees, '{}') LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean) TO %I',
+            pg_catalog.pg_get_userbyid(g));
+    END LOOP;
+END
+$upgrade$;
+
+CREATE FUNCTION waitlist_booking_confirmed(offer_id bigint, reservation_ref text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_booking_confirmed'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_booking_confirmed(bigint, text) IS 'the booking service booked an ACCEPTING offer: ACCEPTED; false if this reservation was confirmed before';
+
+CREATE FUNCTION waitlist_booking_failed(offer_id bigint, reason text, retryable boolean)
+RETURNS text
+AS 'MODULE_PATHNAME', 'waitlist_booking_failed'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_booking_failed(bigint, text, boolean) IS 'the booking service could not book an ACCEPTING offer: retried, FAILED or EXPIRED; returns the offer''s state';
+
+CREATE FUNCTION waitlist_extend_offer(offer_id bigint, by_interval interval, reason text, idempotency_key text)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'waitlist_extend_offer'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_extend_offer(bigint, interval, text, text) IS 'gives an open offer more time, within the resource''s max_offer_extension; returns the new expires_at';
+
 /* ---- retention: the archive ---- */
 
 /*
@@ -262,6 +435,12 @@ CREATE TABLE waitlist_archive.accept_request (
     LIKE waitlist.accept_request,
     archived_at timestamptz NOT NULL,
     CONSTRAINT accept_request_pkey PRIMARY KEY (resource_id, offer_id, idempotency_key)
+);
+
+CREATE TABLE waitlist_archive.offer_extension (
+    LIKE waitlist.offer_extension,
+    archived_at timestamptz NOT NULL,
+    CONSTRAINT offer_extension_pkey PRIMARY KEY (resource_id, offer_id, idempotency_key)
 );
 
 CREATE TABLE waitlist_archive.capacity_event (
@@ -337,6 +516,7 @@ COMMENT ON VIEW waitlist_archive.offer_all IS 'every offer, hot and archived (ar
 SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.entry', '');
 SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.offer', '');
 SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.accept_request', '');
+SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.offer_extension', '');
 SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.capacity_event', '');
 SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('waitlist_archive.transition', '');
@@ -515,7 +695,8 @@ BEGIN
                              r.units_released, r.free_units, c.open, c.accepted, c.failed)
     FROM waitlist.resource r
     CROSS JOIN LATERAL (
-        SELECT pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'OPEN') AS open,
+        -- held: open, and accepted with the booking service booking (ACCEPTING)
+        SELECT pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING'])) AS open,
                (pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'ACCEPTED'))
                  OPERATOR(pg_catalog.+) coalesce((SELECT a.offers_accepted FROM waitlist_archive.resource_totals a
                                                   WHERE a.resource_id OPERATOR(pg_catalog.=) r.resource_id), 0) AS accepted,
@@ -552,7 +733,7 @@ BEGIN
     SELECT 'one_open_offer_per_entry', o.resource_id, 'entry', o.entry_id,
            pg_catalog.format('%s open offers', pg_catalog.count(*))
     FROM waitlist.offer o
-    WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND o.state OPERATOR(pg_catalog.=) 'OPEN'
+    WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING'])
     GROUP BY o.resource_id, o.entry_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
 
     RETURN QUERY
@@ -561,7 +742,7 @@ BEGIN
     FROM waitlist.entry e
     WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND e.state OPERATOR(pg_catalog.=) 'OFFERED'
       AND NOT EXISTS (SELECT 1 FROM waitlist.offer o
-                      WHERE o.resource_id OPERATOR(pg_catalog.=) e.resource_id AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id AND o.state OPERATOR(pg_catalog.=) 'OPEN');
+                      WHERE o.resource_id OPERATOR(pg_catalog.=) e.resource_id AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']));
 
     RETURN QUERY
     SELECT 'offer_matches_entry', o.resource_id, 'offer', o.offer_id,
@@ -569,7 +750,7 @@ BEGIN
     FROM waitlist.offer o
     JOIN waitlist.entry e ON e.resource_id OPERATOR(pg_catalog.=) o.resource_id AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id
     WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources)
-      AND ((o.state OPERATOR(pg_catalog.=) 'OPEN' AND e.state OPERATOR(pg_catalog.<>) 'OFFERED')
+      AND ((o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) AND e.state OPERATOR(pg_catalog.<>) 'OFFERED')
         OR (o.state OPERATOR(pg_catalog.=) 'ACCEPTED' AND e.state OPERATOR(pg_catalog.<>) 'ACCEPTED')
         OR (o.state OPERATOR(pg_catalog.=) 'DECLINED' AND e.state OPERATOR(pg_catalog.<>) 'DECLINED')
         OR (o.state OPERATOR(pg_catalog.=) 'EXPIRED' AND e.state OPERATOR(pg_catalog.<>) 'EXPIRED')
@@ -765,16 +946,19 @@ AS $duties$
         ('app', 'FUNCTION', '@extschema@.waitlist_inbox(text, interval)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_offer_seen(bigint)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_offer_token(bigint)', 'EXECUTE'),
+        ('app', 'FUNCTION', '@extschema@.waitlist_extend_offer(bigint, interval, text, text)', 'EXECUTE'),
         ('token', 'FUNCTION', '@extschema@.waitlist_accept_token(text, text)', 'EXECUTE'),
         ('token', 'FUNCTION', '@extschema@.waitlist_decline_token(text)', 'EXECUTE'),
         ('booking', 'FUNCTION', '@extschema@.waitlist_release(text, integer, text)', 'EXECUTE'),
         ('booking', 'FUNCTION', '@extschema@.waitlist_capacity_trigger()', 'EXECUTE'),
+        ('booking', 'FUNCTION', '@extschema@.waitlist_booking_confirmed(bigint, text)', 'EXECUTE'),
+        ('booking', 'FUNCTION', '@extschema@.waitlist_booking_failed(bigint, text, boolean)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_claim(text, integer, interval, text[])', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_ack(bigint, bigint)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_fail(bigint, bigint, text)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_retry(bigint)', 'EXECUTE'),
-        ('admin', 'FUNCTION', '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval)', 'EXECUTE'),
-        ('admin', 'FUNCTION', '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_promote(text, integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_sweep(integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_schedule_sweep(text)', 'EXECUTE'),

@@ -9,8 +9,9 @@
  * transaction, so the locks it takes (rows nobody else changes any more,
  * and the resource_totals rows of the resources concerned) last one batch;
  * the procedure waitlist_archive_all() commits between batches.  An entry
- * moves together with its offers, their outbox rows, accept requests and
- * the transitions of the entry and its offers, so every invariant
+ * moves together with its offers, their outbox rows, accept requests,
+ * extensions and the transitions of the entry and its offers, so every
+ * invariant
  * waitlist_check() reads either finds all of them hot or none; the units
  * they counted go to waitlist_archive.resource_totals in the same
  * statement.
@@ -134,6 +135,13 @@ static WaitlistPlan move_entries_plan = {
 	"  RETURNING r.*"
 	"), ra AS ("
 	"  INSERT INTO waitlist_archive.accept_request SELECT r.*, pg_catalog.now() FROM r"
+	"), x AS ("
+	"  DELETE FROM waitlist.offer_extension x USING o"
+	"  WHERE x.resource_id OPERATOR(pg_catalog.=) o.resource_id"
+	"    AND x.offer_id OPERATOR(pg_catalog.=) o.offer_id"
+	"  RETURNING x.*"
+	"), xa AS ("
+	"  INSERT INTO waitlist_archive.offer_extension SELECT x.*, pg_catalog.now() FROM x"
 	"), e AS ("
 	"  DELETE FROM waitlist.entry e USING c"
 	"  WHERE e.resource_id OPERATOR(pg_catalog.=) c.resource_id"

@@ -36,10 +36,18 @@ typedef enum WaitlistEvent
 	WAITLIST_EVENT_BOOKING_CONFLICT,
 	WAITLIST_EVENT_DECLINE,
 	WAITLIST_EVENT_EXPIRE,
-	WAITLIST_EVENT_REVOKE
+	WAITLIST_EVENT_REVOKE,
+	/* the accept saga of an external booking service */
+	WAITLIST_EVENT_REQUEST_BOOKING,
+	WAITLIST_EVENT_BOOKING_RETRY,
+	WAITLIST_EVENT_BOOKING_CONFIRMED,
+	WAITLIST_EVENT_BOOKING_FAILED,
+	WAITLIST_EVENT_BOOKING_EXHAUSTED,
+	/* more time to answer */
+	WAITLIST_EVENT_EXTEND
 } WaitlistEvent;
 
-#define WAITLIST_EVENT_COUNT	(WAITLIST_EVENT_REVOKE + 1)
+#define WAITLIST_EVENT_COUNT	(WAITLIST_EVENT_EXTEND + 1)
 
 /* What a transition does to the unit of capacity an offer holds. */
 typedef enum WaitlistUnitEffect
@@ -51,10 +59,18 @@ typedef enum WaitlistUnitEffect
 	WAITLIST_UNIT_RETIRE		/* the held unit is gone (the seat was taken) */
 } WaitlistUnitEffect;
 
+/* Whom a transition's outbox rows are for. */
+typedef enum WaitlistAudience
+{
+	WAITLIST_TO_FAN,			/* the resource's notification channels */
+	WAITLIST_TO_BOOKING			/* the booking service: channel 'booking' */
+} WaitlistAudience;
+
 /*
  * One transition: an entity in from_state (NULL: the row is created) that
  * undergoes event moves to to_state, with this effect on the unit, this
- * outbox event (NULL: none) and the reason its audit row records.
+ * outbox event (NULL: none) for this audience and the reason its audit row
+ * records.  An event may move the offer alone (its entry has no rule).
  */
 typedef struct WaitlistRule
 {
@@ -65,6 +81,7 @@ typedef struct WaitlistRule
 	WaitlistUnitEffect unit;
 	const char *outbox_event;
 	const char *reason;
+	WaitlistAudience audience;
 } WaitlistRule;
 
 extern const WaitlistRule waitlist_rules[];
@@ -94,9 +111,21 @@ extern int64 waitlist_apply_join(text *resource_id, text *user_id, Datum priorit
 								 bool cap_checked, bool *capped, int64 *free_units);
 extern bool waitlist_apply_leave(text *resource_id, int64 entry_id);
 extern int64 waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave);
+/*
+ * What a change of offers carries besides the event: the reservation, the
+ * accept's key, a detail for the outbox payload, and an interval (the
+ * booking timeout of a booking request, the time an extension adds).
+ */
+typedef struct WaitlistOfferChange
+{
+	const char *reservation_ref;
+	text	   *idempotency_key;
+	const char *detail;
+	Interval   *interval;
+} WaitlistOfferChange;
+
 extern int64 waitlist_apply_offer_event(WaitlistEvent event, text *resource_id,
-										Datum offer_ids, const char *reservation_ref,
-										text *idempotency_key, const char *detail);
+										Datum offer_ids, const WaitlistOfferChange *change);
 extern void waitlist_record_by_hand(WaitlistEntity entity, int64 id, Datum resource_id,
 									const char *from_state, const char *to_state);
 extern int64 waitlist_move_transitions(WaitlistPlan *plan, Datum *values, const char *nulls);
@@ -106,11 +135,9 @@ extern void waitlist_outbox_at_xact_end(void);
 /* --- promotion (promote.c) ----------------------------------------------- */
 
 extern int64 waitlist_settle_offers(WaitlistEvent event, text *resource_id, Datum offer_ids,
-									const char *reservation_ref, text *idempotency_key,
-									const char *detail);
+									const WaitlistOfferChange *change);
 extern int64 waitlist_settle_offer(WaitlistEvent event, text *resource_id, int64 offer_id,
-								   const char *reservation_ref, text *idempotency_key,
-								   const char *detail);
+								   const WaitlistOfferChange *change);
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers,
 									 const WaitlistResource *locked);
 extern void waitlist_promote_if_free(text *resource_id);
@@ -123,5 +150,6 @@ extern bool waitlist_release_units(text *resource_id, int32 quantity, text *even
 								   bool missing_ok);
 extern bool waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id);
 extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
+extern int64 waitlist_end_due_sagas(int64 max_offers, int owner, int nworkers);
 
 #endif							/* WAITLIST_ENGINE_H */

@@ -71,7 +71,8 @@ static WaitlistPlan status_plan = {
 	"FROM waitlist.entry e "
 	"LEFT JOIN waitlist.offer o"
 	"  ON o.resource_id OPERATOR(pg_catalog.=) $1"
-	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id AND o.state OPERATOR(pg_catalog.=) 'OPEN' "
+	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id"
+	"  AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) "
 	"WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.entry_id OPERATOR(pg_catalog.=) $2",
 	2, {TEXTOID, INT8OID}
 };

@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * offer.c
- *	  SQL entry points that end an offer: accept (with its idempotency and
- *	  the booking function), decline, and the expiry sweep.  Each settles
- *	  the offer through waitlist_settle_offers(), which follows the unit of
- *	  capacity where the state machine sends it.  Also the signed tokens
- *	  that name an offer (token.c): accept and decline by token are accept
- *	  and decline after the token is verified.
+ *	  SQL entry points that decide an offer: accept (with its idempotency,
+ *	  the booking function, or the accept saga of an external booking
+ *	  service and its reports), decline, extension, and the expiry sweep.
+ *	  Each changes the offer through waitlist_settle_offers(), which follows
+ *	  the unit of capacity where the state machine sends it.  Also the
+ *	  signed tokens that name an offer (token.c): accept and decline by
+ *	  token are accept and decline after the token is verified.
  *
  * IDENTIFICATION
  *	  src/offer.c
@@ -19,6 +20,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -33,6 +35,15 @@ PG_FUNCTION_INFO_V1(waitlist_accept_token);
 PG_FUNCTION_INFO_V1(waitlist_decline_token);
 PG_FUNCTION_INFO_V1(waitlist_rotate_token_key);
 PG_FUNCTION_INFO_V1(waitlist_token_key_material);
+PG_FUNCTION_INFO_V1(waitlist_booking_confirmed);
+PG_FUNCTION_INFO_V1(waitlist_booking_failed);
+PG_FUNCTION_INFO_V1(waitlist_extend_offer);
+
+/* the offer states the saga adds */
+#define ACCEPTING	"ACCEPTING"
+
+/* the longest booking failure reason kept, in bytes */
+#define MAX_REASON_BYTES	1000
 
 static WaitlistPlan offer_resource_plan = {
 	"SELECT resource_id, expires_at FROM waitlist.offer WHERE offer_id OPERATOR(pg_catalog.=) $1",
@@ -50,17 +61,57 @@ static WaitlistPlan offer_and_request_plan = {
 	2, {INT8OID, TEXTOID}
 };
 
-/* the offer, locked, with what deciding it needs */
-static WaitlistPlan lock_offer_plan = {
-	"SELECT o.state, o.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(),"
-	"       o.reservation_ref, e.user_id, r.booking_function "
-	"FROM waitlist.offer o"
-	"  JOIN waitlist.entry e ON e.resource_id OPERATOR(pg_catalog.=) o.resource_id"
-	"                      AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id"
-	"  JOIN waitlist.resource r ON r.resource_id OPERATOR(pg_catalog.=) o.resource_id "
-	"WHERE o.resource_id OPERATOR(pg_catalog.=) $1 AND o.offer_id OPERATOR(pg_catalog.=) $2 "
-	"FOR UPDATE OF o",
+/*
+ * The offer, locked, with what deciding it needs; the columns of the saga
+ * and of extensions ("saga") exist from 1.1 on.
+ */
+#define LOCK_OFFER_SQL(saga) \
+	"SELECT o.state, o.expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()," \
+	"       o.reservation_ref, e.user_id, r.booking_function, " saga " " \
+	"FROM waitlist.offer o" \
+	"  JOIN waitlist.entry e ON e.resource_id OPERATOR(pg_catalog.=) o.resource_id" \
+	"                      AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id" \
+	"  JOIN waitlist.resource r ON r.resource_id OPERATOR(pg_catalog.=) o.resource_id " \
+	"WHERE o.resource_id OPERATOR(pg_catalog.=) $1 AND o.offer_id OPERATOR(pg_catalog.=) $2 " \
+	"FOR UPDATE OF o"
+
+static WaitlistPlan lock_offer_plans[2] = {
+	/* [false]: a 1.0 schema, without sagas or extensions */
+	{LOCK_OFFER_SQL("false, NULL::pg_catalog.interval, 0, 0, false,"
+					" NULL::pg_catalog.interval, NULL::pg_catalog.interval"),
+	2, {TEXTOID, INT8OID}},
+	{LOCK_OFFER_SQL("r.booking OPERATOR(pg_catalog.=) 'external', r.booking_timeout,"
+					" o.booking_attempts, r.booking_max_attempts,"
+					" o.booking_deadline OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(),"
+					" coalesce(r.max_offer_extension, r.offer_ttl), o.extended_by"),
+	2, {TEXTOID, INT8OID}}
+};
+
+/* an offer's state and reservation now, for a request that joined a saga */
+static WaitlistPlan offer_state_plan = {
+	"SELECT state, reservation_ref FROM waitlist.offer"
+	" WHERE resource_id OPERATOR(pg_catalog.=) $1 AND offer_id OPERATOR(pg_catalog.=) $2",
 	2, {TEXTOID, INT8OID}
+};
+
+/* an extension asked for before under this key: the deadline it gave */
+static WaitlistPlan extension_read_plan = {
+	"SELECT expires_at FROM waitlist.offer_extension"
+	" WHERE resource_id OPERATOR(pg_catalog.=) $1 AND offer_id OPERATOR(pg_catalog.=) $2"
+	"   AND idempotency_key OPERATOR(pg_catalog.=) $3",
+	3, {TEXTOID, INT8OID, TEXTOID}
+};
+
+/* the locked offer's extension under a new key, with the deadline it gives */
+static WaitlistPlan extension_insert_plan = {
+	"INSERT INTO waitlist.offer_extension"
+	" (resource_id, offer_id, idempotency_key, by_interval, reason, expires_at, actor)"
+	" SELECT $1, $2, $3, $4, $5, o.expires_at OPERATOR(pg_catalog.+) $4, $6"
+	" FROM waitlist.offer o"
+	" WHERE o.resource_id OPERATOR(pg_catalog.=) $1 AND o.offer_id OPERATOR(pg_catalog.=) $2"
+	" ON CONFLICT DO NOTHING"
+	" RETURNING expires_at",
+	6, {TEXTOID, INT8OID, TEXTOID, INTERVALOID, TEXTOID, NAMEOID}
 };
 
 static WaitlistPlan request_insert_plan = {
@@ -91,6 +142,14 @@ typedef struct LockedOffer
 	char	   *reservation_ref;
 	text	   *user_id;
 	Oid			booking_function;
+	/* from 1.1 on: the accept saga and extensions */
+	bool		external;		/* booked by an external booking service */
+	Interval   *booking_timeout;
+	int32		booking_attempts;	/* made so far */
+	int32		booking_max_attempts;
+	bool		saga_past_deadline;
+	Interval   *max_extension;	/* in all, per offer */
+	Interval   *extended_by;
 } LockedOffer;
 
 static Datum
@@ -136,7 +195,8 @@ lock_offer(text *resource_id, int64 offer_id, LockedOffer *offer)
 	bool		isnull;
 	Datum		d;
 
-	waitlist_execute(&lock_offer_plan, values, NULL, false, 0);
+	waitlist_execute(&lock_offer_plans[waitlist_booking_sagas_installed()], values, NULL,
+					 false, 0);
 	if (SPI_processed == 0)
 		offer_not_found(offer_id);
 	tuple = SPI_tuptable->vals[0];
@@ -147,6 +207,17 @@ lock_offer(text *resource_id, int64 offer_id, LockedOffer *offer)
 	offer->user_id = DatumGetTextPP(SPI_getbinval(tuple, tupdesc, 4, &isnull));
 	d = SPI_getbinval(tuple, tupdesc, 5, &isnull);
 	offer->booking_function = isnull ? InvalidOid : DatumGetObjectId(d);
+	offer->external = DatumGetBool(SPI_getbinval(tuple, tupdesc, 6, &isnull));
+	d = SPI_getbinval(tuple, tupdesc, 7, &isnull);
+	offer->booking_timeout = isnull ? NULL : DatumGetIntervalP(d);
+	offer->booking_attempts = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 8, &isnull));
+	offer->booking_max_attempts = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 9, &isnull));
+	d = SPI_getbinval(tuple, tupdesc, 10, &isnull);
+	offer->saga_past_deadline = !isnull && DatumGetBool(d);
+	d = SPI_getbinval(tuple, tupdesc, 11, &isnull);
+	offer->max_extension = isnull ? NULL : DatumGetIntervalP(d);
+	d = SPI_getbinval(tuple, tupdesc, 12, &isnull);
+	offer->extended_by = isnull ? NULL : DatumGetIntervalP(d);
 }
 
 /*
@@ -156,7 +227,8 @@ lock_offer(text *resource_id, int64 offer_id, LockedOffer *offer)
 static void
 offer_not_open(int64 offer_id, const LockedOffer *offer)
 {
-	if (offer->past_deadline || strcmp(offer->state, "EXPIRED") == 0)
+	if (strcmp(offer->state, "EXPIRED") == 0 ||
+		(strcmp(offer->state, "OPEN") == 0 && offer->past_deadline))
 		ereport(ERROR,
 				(errcode(ERRCODE_WAITLIST_OFFER_EXPIRED),
 				 errmsg("waitlist offer %lld has expired", (long long) offer_id),
@@ -197,8 +269,9 @@ outcome_of(WaitlistEvent event)
 
 /*
  * Decide a new accept request (its accept_request row is inserted and
- * locks out the same key): book, settle the offer and record the outcome.
- * Returns the outcome; *reservation_ref gets the reference, if any.
+ * locks out the same key): book, or ask the external booking service to
+ * book, settle the offer and record the outcome.  Returns the outcome;
+ * *reservation_ref gets the reference, if any.
  */
 static const char *
 decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
@@ -209,6 +282,7 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 	char	   *conflict_message = NULL;
 	Datum		request[5];
 	char		request_nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	WaitlistOfferChange change = {.idempotency_key = idempotency_key};
 
 	lock_offer(resource_id, offer_id, &offer);
 	if (strcmp(offer.state, outcome_of(WAITLIST_EVENT_ACCEPT)) == 0)
@@ -217,8 +291,22 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 		outcome = outcome_of(WAITLIST_EVENT_ACCEPT);
 		*reservation_ref = offer.reservation_ref;
 	}
+	else if (strcmp(offer.state, outcome_of(WAITLIST_EVENT_REQUEST_BOOKING)) == 0)
+	{
+		/* another key joins the saga in flight: one booking request */
+		outcome = outcome_of(WAITLIST_EVENT_REQUEST_BOOKING);
+	}
 	else if (strcmp(offer.state, "OPEN") != 0 || offer.past_deadline)
 		offer_not_open(offer_id, &offer);
+	else if (offer.external)
+	{
+		/* the booking service is asked through the outbox; the unit stays held */
+		outcome = outcome_of(WAITLIST_EVENT_REQUEST_BOOKING);
+		change.interval = offer.booking_timeout;
+		if (waitlist_settle_offer(WAITLIST_EVENT_REQUEST_BOOKING, resource_id, offer_id,
+								  &change) == 0)
+			offer_settled_under_accept(resource_id, offer_id);
+	}
 	else if (OidIsValid(offer.booking_function) &&
 			 waitlist_call_booking(offer.booking_function, resource_id,
 								   offer.user_id, offer_id, idempotency_key,
@@ -226,16 +314,17 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 	{
 		/* the seat is gone: the unit is retired, the fan keeps their place */
 		outcome = outcome_of(WAITLIST_EVENT_BOOKING_CONFLICT);
+		change.detail = conflict_message;
 		if (waitlist_settle_offer(WAITLIST_EVENT_BOOKING_CONFLICT, resource_id, offer_id,
-								  NULL, idempotency_key, conflict_message) == 0)
+								  &change) == 0)
 			offer_settled_under_accept(resource_id, offer_id);
 	}
 	else
 	{
 		outcome = outcome_of(WAITLIST_EVENT_ACCEPT);
-		if (waitlist_settle_offer(WAITLIST_EVENT_ACCEPT, resource_id, offer_id,
-								  *reservation_ref, idempotency_key,
-								  OidIsValid(offer.booking_function) ? "booked" : "booking requested") == 0)
+		change.reservation_ref = *reservation_ref;
+		change.detail = OidIsValid(offer.booking_function) ? "booked" : "booking requested";
+		if (waitlist_settle_offer(WAITLIST_EVENT_ACCEPT, resource_id, offer_id, &change) == 0)
 			offer_settled_under_accept(resource_id, offer_id);
 	}
 
@@ -249,6 +338,22 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 }
 
 /*
+ * A request that joined an accept saga answers with where the saga is now:
+ * still ACCEPTING, or ACCEPTED with its reservation, FAILED or EXPIRED.
+ */
+static const char *
+saga_outcome(text *resource_id, int64 offer_id, char **reservation_ref)
+{
+	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(offer_id)};
+
+	waitlist_execute(&offer_state_plan, values, NULL, false, 0);
+	if (SPI_processed == 0)
+		offer_not_found(offer_id);
+	*reservation_ref = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
  * Accept the offer named by offer_id, or by token if that is not NULL (it
  * is verified first, and refused before anything is written), as
  * waitlist_accept() and waitlist_accept_token() do.
@@ -256,7 +361,9 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
  * Idempotent per key: the accept_request primary key makes a repeated key
  * wait for the first request and return its outcome, so the booking
  * function runs at most once per successful accept.  A different key on an
- * accepted offer returns the existing reservation.
+ * accepted offer returns the existing reservation.  On a resource booked by
+ * an external service the accept starts the saga (ACCEPTING); a repeated
+ * key, or another key, then answers with the saga's state.
  */
 static Datum
 accept_offer(FunctionCallInfo fcinfo, text *token, int64 offer_id, text *idempotency_key)
@@ -309,6 +416,8 @@ accept_offer(FunctionCallInfo fcinfo, text *token, int64 offer_id, text *idempot
 		else
 			outcome = decide_accept(resource_id, offer_id, idempotency_key, &reservation_ref);
 	}
+	if (strcmp(outcome, outcome_of(WAITLIST_EVENT_REQUEST_BOOKING)) == 0)
+		outcome = saga_outcome(resource_id, offer_id, &reservation_ref);
 
 	result[0] = CStringGetTextDatum(outcome);
 	result_nulls[0] = false;
@@ -356,6 +465,7 @@ decline_offer(text *token, int64 offer_id)
 	LockedOffer offer;
 	WaitlistResource res;
 	WaitlistApiCall call;
+	WaitlistOfferChange change = {0};
 	bool		declined = false;
 
 	waitlist_api_begin(&call);
@@ -370,7 +480,7 @@ decline_offer(text *token, int64 offer_id)
 			offer_not_open(offer_id, &offer);
 		waitlist_lock_resource(resource_id, &res);
 		declined = waitlist_settle_offer(WAITLIST_EVENT_DECLINE, resource_id, offer_id,
-										 NULL, NULL, NULL) > 0;
+										 &change) > 0;
 	}
 	waitlist_api_end(&call);
 	return declined;
@@ -482,6 +592,9 @@ waitlist_sweep(PG_FUNCTION_ARGS)
 	waitlist_require_read_committed("waitlist_sweep()", NULL);
 	waitlist_api_begin(&call);
 	expired = waitlist_expire_due(max_offers, -1, 0);
+	/* sagas past their deadline end as well, in what is left of the batch */
+	if (expired < max_offers)
+		expired += waitlist_end_due_sagas(max_offers - expired, -1, 0);
 	/* where no worker runs, the sweep also continues waves */
 	if (!waitlist_defer_to_worker())
 	{
@@ -502,4 +615,285 @@ Datum
 waitlist_token_key_material(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BYTEA_P(waitlist_new_token_key());
+}
+
+/* --- the accept saga: the booking service reports ------------------------ */
+
+/*
+ * The offer of a booking report, locked: the report is for a saga, so a
+ * resource that never had one (a 1.0 schema) cannot have it either.
+ */
+static text *
+lock_reported_offer(int64 offer_id, LockedOffer *offer)
+{
+	text	   *resource_id;
+
+	waitlist_require_booking_sagas("a booking report");
+	resource_id = offer_resource(offer_id, NULL);
+	lock_offer(resource_id, offer_id, offer);
+	return resource_id;
+}
+
+/* A report for an offer whose booking was never asked for. */
+static void
+no_booking_requested(int64 offer_id, const LockedOffer *offer)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("waitlist offer %lld has no booking in progress", (long long) offer_id),
+			 errdetail("The offer is %s; only an accepted offer of a resource with booking => 'external' is booked by the booking service.",
+					   offer->state)));
+}
+
+/*
+ * A booking report the waitlist must refuse, because the booking system
+ * booked what the waitlist does not hold for that booking; it has to be
+ * undone.  The report is recorded (an outbox row for the booking service,
+ * committed whatever becomes of this transaction), then refused.
+ */
+static void
+refuse_booking(text *resource_id, int64 offer_id, const LockedOffer *offer,
+			   const char *reservation_ref, bool late)
+{
+	const char *event_type = late ? "booking_late_confirmation" : "booking_duplicate_confirmation";
+	char	   *detail = psprintf(late ? "the booking was confirmed after the offer ended %s" :
+								  "the offer was booked as %s already",
+								  late ? offer->state : offer->reservation_ref);
+	bool		recorded;
+
+	recorded = waitlist_record_booking_report(resource_id, offer_id, event_type,
+											  reservation_ref, detail);
+	if (!recorded)
+		ereport(WARNING,
+				(errmsg("could not record the refused booking %s of waitlist offer %lld",
+						reservation_ref, (long long) offer_id),
+				 errdetail("No background worker could be started to write its %s outbox row.",
+						   event_type),
+				 errhint("Raise max_worker_processes; meanwhile undo booking %s by hand.",
+						 reservation_ref)));
+	if (late)
+		ereport(ERROR,
+				(errcode(ERRCODE_WAITLIST_LATE_CONFIRMATION),
+				 errmsg("waitlist offer %lld is %s: its booking came too late",
+						(long long) offer_id, offer->state),
+				 errdetail("The accept saga ended before booking %s was confirmed; the unit may have been offered to someone else.",
+						   reservation_ref),
+				 recorded ? errhint("Undo the booking: a %s outbox row on channel 'booking' says so.",
+									event_type) : 0));
+	ereport(ERROR,
+			(errcode(ERRCODE_WAITLIST_DUPLICATE_BOOKING),
+			 errmsg("waitlist offer %lld was booked twice", (long long) offer_id),
+			 errdetail("It was confirmed as booking %s, and now as booking %s.",
+					   offer->reservation_ref, reservation_ref),
+			 recorded ? errhint("Undo booking %s: a %s outbox row on channel 'booking' says so.",
+								reservation_ref, event_type) : 0));
+}
+
+/*
+ * waitlist_booking_confirmed(offer_id bigint, reservation_ref text)
+ * RETURNS boolean
+ *
+ * The booking service booked the seat: ACCEPTING -> ACCEPTED, the unit is
+ * consumed.  The same reservation again returns false; another one for an
+ * accepted offer is a double booking (WL016), and one after the saga ended
+ * is too late (WL015); both are recorded for the booking system to undo.
+ * A confirmation past the saga's deadline that finds it still ACCEPTING
+ * (not yet ended by the worker or the sweep) is taken: the unit is still
+ * held for it.
+ */
+Datum
+waitlist_booking_confirmed(PG_FUNCTION_ARGS)
+{
+	int64		offer_id;
+	text	   *reservation_ref;
+	char	   *ref;
+	text	   *resource_id;
+	LockedOffer offer;
+	WaitlistApiCall call;
+	WaitlistOfferChange change = {.detail = "booked"};
+	bool		confirmed = false;
+
+	waitlist_check_not_null(fcinfo, 0, "offer_id");
+	offer_id = PG_GETARG_INT64(0);
+	reservation_ref = waitlist_id_arg(fcinfo, 1, "reservation_ref");
+	ref = text_to_cstring(reservation_ref);
+
+	waitlist_api_begin(&call);
+	resource_id = lock_reported_offer(offer_id, &offer);
+	if (strcmp(offer.state, ACCEPTING) == 0)
+	{
+		change.reservation_ref = ref;
+		confirmed = waitlist_settle_offer(WAITLIST_EVENT_BOOKING_CONFIRMED, resource_id,
+										  offer_id, &change) > 0;
+		if (!confirmed)
+			elog(ERROR, "waitlist offer %lld left ACCEPTING while locked", (long long) offer_id);
+	}
+	else if (strcmp(offer.state, outcome_of(WAITLIST_EVENT_BOOKING_CONFIRMED)) == 0)
+	{
+		if (offer.reservation_ref == NULL || strcmp(offer.reservation_ref, ref) != 0)
+			refuse_booking(resource_id, offer_id, &offer, ref, false);
+	}
+	else if (strcmp(offer.state, "OPEN") == 0)
+		no_booking_requested(offer_id, &offer);
+	else
+		refuse_booking(resource_id, offer_id, &offer, ref, true);
+	waitlist_api_end(&call);
+
+	PG_RETURN_BOOL(confirmed);
+}
+
+/*
+ * waitlist_booking_failed(offer_id bigint, reason text, retryable boolean)
+ * RETURNS text
+ *
+ * The booking service could not book.  Not retryable (the seat is gone):
+ * FAILED, the unit is retired and the fan is back at their place in line.
+ * Retryable: another booking request after a backoff while attempts and
+ * the deadline allow, else EXPIRED and the unit goes to the next fan.
+ * Returns the offer's state then; a report for a saga that has ended
+ * changes nothing and returns the state it ended in.
+ */
+Datum
+waitlist_booking_failed(PG_FUNCTION_ARGS)
+{
+	int64		offer_id;
+	bool		retryable;
+	char	   *reason = NULL;
+	text	   *resource_id;
+	LockedOffer offer;
+	WaitlistResource res;
+	WaitlistApiCall call;
+	WaitlistEvent event;
+	WaitlistOfferChange change = {0};
+	const char *state;
+
+	waitlist_check_not_null(fcinfo, 0, "offer_id");
+	waitlist_check_not_null(fcinfo, 2, "retryable");
+	offer_id = PG_GETARG_INT64(0);
+	retryable = PG_GETARG_BOOL(2);
+	if (!PG_ARGISNULL(1))
+	{
+		reason = text_to_cstring(PG_GETARG_TEXT_PP(1));
+		reason[pg_mbcliplen(reason, strlen(reason), MAX_REASON_BYTES)] = '\0';
+	}
+
+	waitlist_api_begin(&call);
+	resource_id = lock_reported_offer(offer_id, &offer);
+	state = offer.state;
+	if (strcmp(offer.state, "OPEN") == 0)
+		no_booking_requested(offer_id, &offer);
+	else if (strcmp(offer.state, ACCEPTING) == 0)
+	{
+		if (!retryable)
+			event = WAITLIST_EVENT_BOOKING_FAILED;
+		else if (offer.booking_attempts < offer.booking_max_attempts &&
+				 !offer.saga_past_deadline)
+			event = WAITLIST_EVENT_BOOKING_RETRY;
+		else
+		{
+			/* the unit goes back: the resource's row comes after the offer's */
+			event = WAITLIST_EVENT_BOOKING_EXHAUSTED;
+			waitlist_lock_resource(resource_id, &res);
+		}
+		change.detail = reason;
+		if (waitlist_settle_offer(event, resource_id, offer_id, &change) == 0)
+			elog(ERROR, "waitlist offer %lld left ACCEPTING while locked", (long long) offer_id);
+		state = waitlist_find_rule(WAITLIST_ENTITY_OFFER, event)->to_state;
+	}
+	waitlist_api_end(&call);
+
+	PG_RETURN_TEXT_P(cstring_to_text(state));
+}
+
+/* --- more time to answer ------------------------------------------------- */
+
+/*
+ * waitlist_extend_offer(offer_id bigint, by_interval interval, reason text,
+ * idempotency_key text) RETURNS timestamptz
+ *
+ * Moves an open offer's deadline by_interval later; the unit stays held.
+ * Idempotent per key (the deadline it gave, even once the offer is
+ * settled), bounded in all by the resource's max_offer_extension (one
+ * offer_ttl unless set), audited as a transition and told to the fan, with
+ * a new token (the old one names the old deadline).
+ */
+Datum
+waitlist_extend_offer(PG_FUNCTION_ARGS)
+{
+	int64		offer_id;
+	Interval   *by;
+	text	   *reason;
+	text	   *idempotency_key;
+	text	   *resource_id;
+	LockedOffer offer;
+	WaitlistApiCall call;
+	WaitlistOfferChange change = {0};
+	Datum		values[6];
+	bool		isnull;
+	Datum		deadline;
+
+	waitlist_check_not_null(fcinfo, 0, "offer_id");
+	offer_id = PG_GETARG_INT64(0);
+	waitlist_check_not_null(fcinfo, 1, "by_interval");
+	waitlist_check_interval(PG_GETARG_DATUM(1), "by_interval", WAITLIST_MAX_SETTING_INTERVAL,
+							"An extension gives the fan more time.", NULL);
+	by = PG_GETARG_INTERVAL_P(1);
+	reason = waitlist_id_arg(fcinfo, 2, "reason");
+	idempotency_key = waitlist_id_arg(fcinfo, 3, "idempotency_key");
+
+	waitlist_api_begin(&call);
+	waitlist_require_booking_sagas("waitlist_extend_offer()");
+	resource_id = offer_resource(offer_id, NULL);
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = Int64GetDatum(offer_id);
+	values[2] = PointerGetDatum(idempotency_key);
+	values[3] = IntervalPGetDatum(by);
+	values[4] = PointerGetDatum(reason);
+	values[5] = NameGetDatum(waitlist_role_name(call.caller));
+
+	/*
+	 * Asked before: the same answer, with no lock and no write.  Looked for
+	 * again once the offer is locked, which a request with the same key
+	 * held until it committed.
+	 */
+	waitlist_execute(&extension_read_plan, values, NULL, false, 0);
+	if (SPI_processed == 0)
+	{
+		lock_offer(resource_id, offer_id, &offer);
+		waitlist_execute(&extension_read_plan, values, NULL, false, 0);
+	}
+	if (SPI_processed == 0)
+	{
+		Datum		extended_by = IntervalPGetDatum(offer.extended_by);
+		Datum		max_extension = IntervalPGetDatum(offer.max_extension);
+
+		if (strcmp(offer.state, "OPEN") != 0 || offer.past_deadline)
+			offer_not_open(offer_id, &offer);
+		if (DatumGetBool(DirectFunctionCall2(interval_gt,
+											 DirectFunctionCall2(interval_pl, extended_by,
+																 IntervalPGetDatum(by)),
+											 max_extension)))
+			ereport(ERROR,
+					(errcode(ERRCODE_WAITLIST_EXTENSION_LIMIT),
+					 errmsg("waitlist offer %lld cannot be extended by %s", (long long) offer_id,
+							DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(by)))),
+					 errdetail("Offers of resource \"%s\" may be extended by at most %s in all; this one has been extended by %s.",
+							   text_to_cstring(resource_id),
+							   DatumGetCString(DirectFunctionCall1(interval_out, max_extension)),
+							   DatumGetCString(DirectFunctionCall1(interval_out, extended_by))),
+					 errhint("Raise the resource's max_offer_extension with waitlist_alter_resource().")));
+		waitlist_execute(&extension_insert_plan, values, NULL, false, 0);
+		if (SPI_processed != 1)
+			elog(ERROR, "extension of locked waitlist offer %lld conflicted", (long long) offer_id);
+		deadline = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		change.detail = text_to_cstring(reason);
+		change.interval = by;
+		if (waitlist_settle_offer(WAITLIST_EVENT_EXTEND, resource_id, offer_id, &change) == 0)
+			elog(ERROR, "waitlist offer %lld left OPEN while locked", (long long) offer_id);
+	}
+	else
+		deadline = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	waitlist_api_end(&call);
+
+	PG_RETURN_TIMESTAMPTZ(DatumGetTimestampTz(deadline));
 }

@@ -245,6 +245,8 @@ static WaitlistPlan inbox_plan = {
 	"                              AND o.offer_id OPERATOR(pg_catalog.=) b.offer_id"
 	/* a window longer than any history is all of it: no now() - $2 overflow */
 	"    WHERE b.user_id OPERATOR(pg_catalog.=) $1"
+	/* what the booking service is told is not the fan's to read */
+	"      AND b.channel OPERATOR(pg_catalog.<>) 'booking'"
 	"      AND b.created_at OPERATOR(pg_catalog.>=) (pg_catalog.now()"
 	"          OPERATOR(pg_catalog.-) LEAST(GREATEST($2, interval '0'), interval '100 years'))"
 	"    ORDER BY b.resource_id, b.offer_id, b.event_type, b.outbox_id"

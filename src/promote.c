@@ -412,29 +412,29 @@ promote_after_failed_booking(text *resource_id)
 static bool
 puts_back_in_line(const WaitlistRule *entry)
 {
-	return strcmp(entry->to_state,
+	return entry != NULL && strcmp(entry->to_state,
 				  waitlist_find_rule(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_JOIN)->to_state) == 0;
 }
 
 /*
- * Settle open offers of a resource (an int8[] of ids) by an event and
- * follow their units as its rules say: units returned to free_units are
- * promoted (or handed on), and a fan put back in line looks for free
- * units.  The caller holds the offers and, if the event returns units, the
- * resource's row.  Offers no longer OPEN are left alone.  Returns how many
- * were settled.
+ * Settle offers of a resource (an int8[] of ids) by an event and follow
+ * their units as its rules say: units returned to free_units are promoted
+ * (or handed on), and a fan put back in line looks for free units.  The
+ * caller holds the offers and, if the event returns units, the resource's
+ * row.  Offers not in the state the event moves from are left alone.
+ * Returns how many were settled.  Every change of an offer goes through
+ * here, those that settle nothing (a booking request, an extension)
+ * included.
  */
 int64
 waitlist_settle_offers(WaitlistEvent event, text *resource_id, Datum offer_ids,
-					   const char *reservation_ref, text *idempotency_key,
-					   const char *detail)
+					   const WaitlistOfferChange *change)
 {
 	const WaitlistRule *offer = waitlist_find_rule(WAITLIST_ENTITY_OFFER, event);
 	const WaitlistRule *entry = waitlist_find_rule(WAITLIST_ENTITY_ENTRY, event);
 	int64		settled;
 
-	settled = waitlist_apply_offer_event(event, resource_id, offer_ids,
-										 reservation_ref, idempotency_key, detail);
+	settled = waitlist_apply_offer_event(event, resource_id, offer_ids, change);
 	if (settled == 0)
 		return 0;
 	if (offer->unit == WAITLIST_UNIT_RETURN)
@@ -447,49 +447,66 @@ waitlist_settle_offers(WaitlistEvent event, text *resource_id, Datum offer_ids,
 /* The same for one offer. */
 int64
 waitlist_settle_offer(WaitlistEvent event, text *resource_id, int64 offer_id,
-					  const char *reservation_ref, text *idempotency_key,
-					  const char *detail)
+					  const WaitlistOfferChange *change)
 {
 	Datum		id = Int64GetDatum(offer_id);
 
 	return waitlist_settle_offers(event, resource_id,
 								  PointerGetDatum(construct_array(&id, 1, INT8OID, sizeof(int64),
 																  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
-								  reservation_ref, idempotency_key, detail);
+								  change);
 }
 
 /*
- * Resources with offers past their deadline, earliest deadlines first; all
- * of them ($2 < 0) or one worker's share.  Deadlines are compared with the
- * transaction's start, which bounds the scan of the deadline index (and
- * never expires an offer early).
+ * Resources with offers in "state" past their "deadline" column, earliest
+ * deadlines first; all of them ($2 < 0) or one worker's share.  Deadlines
+ * are compared with the transaction's start, which bounds the scan of the
+ * deadline index (and never ends anything early).
  */
-static WaitlistPlan due_resources_plan = {
-	"SELECT DISTINCT resource_id FROM ("
-	"  SELECT resource_id FROM waitlist.offer"
-	"  WHERE state OPERATOR(pg_catalog.=) 'OPEN' AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-	"    AND ($2 OPERATOR(pg_catalog.<) 0"
-	"         OR waitlist.resource_worker(resource_id, $3) OPERATOR(pg_catalog.=) $2)"
-	"  ORDER BY expires_at LIMIT $1"
-	") due ORDER BY resource_id",
-	3, {INT8OID, INT4OID, INT4OID}
+#define DUE_RESOURCES_SQL(state, deadline) \
+	"SELECT DISTINCT resource_id FROM (" \
+	"  SELECT resource_id FROM waitlist.offer" \
+	"  WHERE state OPERATOR(pg_catalog.=) '" state "'" \
+	"    AND " deadline " OPERATOR(pg_catalog.<=) pg_catalog.now()" \
+	"    AND ($2 OPERATOR(pg_catalog.<) 0" \
+	"         OR waitlist.resource_worker(resource_id, $3) OPERATOR(pg_catalog.=) $2)" \
+	"  ORDER BY " deadline " LIMIT $1" \
+	") due ORDER BY resource_id"
+
+/* the due offers of one resource, at most $2, locked */
+#define DUE_OFFERS_SQL(state, deadline) \
+	"SELECT pg_catalog.array_agg(offer_id) FROM (" \
+	"  SELECT offer_id FROM waitlist.offer" \
+	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) '" state "'" \
+	"    AND " deadline " OPERATOR(pg_catalog.<=) pg_catalog.now()" \
+	"  ORDER BY " deadline " LIMIT $2" \
+	"  FOR UPDATE SKIP LOCKED" \
+	") due"
+
+/* What ends at a deadline: open offers, and accept sagas (1.1). */
+typedef struct DeadlineKind
+{
+	WaitlistEvent event;
+	WaitlistPlan resources_plan;
+	WaitlistPlan offers_plan;
+} DeadlineKind;
+
+static DeadlineKind offer_deadlines = {
+	WAITLIST_EVENT_EXPIRE,
+	{DUE_RESOURCES_SQL("OPEN", "expires_at"), 3, {INT8OID, INT4OID, INT4OID}},
+	{DUE_OFFERS_SQL("OPEN", "expires_at"), 2, {TEXTOID, INT8OID}}
 };
 
-static WaitlistPlan due_offers_plan = {
-	"SELECT pg_catalog.array_agg(offer_id) FROM ("
-	"  SELECT offer_id FROM waitlist.offer"
-	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'OPEN'"
-	"    AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
-	"  ORDER BY expires_at LIMIT $2"
-	"  FOR UPDATE SKIP LOCKED"
-	") due",
-	2, {TEXTOID, INT8OID}
+static DeadlineKind saga_deadlines = {
+	WAITLIST_EVENT_BOOKING_EXHAUSTED,
+	{DUE_RESOURCES_SQL("ACCEPTING", "booking_deadline"), 3, {INT8OID, INT4OID, INT4OID}},
+	{DUE_OFFERS_SQL("ACCEPTING", "booking_deadline"), 2, {TEXTOID, INT8OID}}
 };
 
 static WaitlistPlan open_offer_of_entry_plan = {
-	"SELECT offer_id FROM waitlist.offer "
+	"SELECT offer_id, state FROM waitlist.offer "
 	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND entry_id OPERATOR(pg_catalog.=) $2"
-	"  AND state OPERATOR(pg_catalog.=) 'OPEN' "
+	"  AND state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) "
 	"FOR UPDATE",
 	2, {TEXTOID, INT8OID}
 };
@@ -497,7 +514,9 @@ static WaitlistPlan open_offer_of_entry_plan = {
 /*
  * Leave while offered: the offer is REVOKED, the entry CANCELLED and the
  * unit goes to the next waiter, in the caller's transaction.  Returns false
- * if the entry had no open offer any more once locked.
+ * if the entry had no open offer any more once locked.  A fan whose
+ * booking the booking service is making cannot leave: the seat may be
+ * theirs already, and only the booking service can say.
  */
 bool
 waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
@@ -506,39 +525,47 @@ waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
 	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(entry_id)};
 	bool		isnull;
 	int64		offer_id;
+	WaitlistOfferChange change = {.detail = "the fan left the waitlist"};
 
 	waitlist_execute(&open_offer_of_entry_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
 		return false;
 	offer_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), "OPEN") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("waitlist entry %lld has a booking in progress", (long long) entry_id),
+				 errdetail("Its offer %lld was accepted and the booking service is booking it.",
+						   (long long) offer_id),
+				 errhint("Cancel the booking with the booking service, or leave once the booking has failed.")));
 	waitlist_lock_resource(resource_id, &res);
-	return waitlist_settle_offer(WAITLIST_EVENT_REVOKE, resource_id, offer_id,
-								 NULL, NULL, "the fan left the waitlist") > 0;
+	return waitlist_settle_offer(WAITLIST_EVENT_REVOKE, resource_id, offer_id, &change) > 0;
 }
 
 /*
- * Expire up to max_offers open offers past their deadline; their units go
- * back and are promoted (or handed on).  owner >= 0 limits it to that
+ * End up to max_offers offers of a kind past their deadline; the units they
+ * give back are promoted (or handed on).  owner >= 0 limits it to that
  * worker's share of nworkers.  A resource whose row another transaction has
  * locked (another sweep, a release or decline not yet committed) is passed
- * over until next time, and offers are taken with SKIP LOCKED (an accept in
- * flight holds its offer), so concurrent sweeps never wait for one another
- * nor expire an offer twice, and a transaction left open on one resource
- * holds up no other.  The gate is not needed to expire: a joiner in flight
- * only delays the promotion of the units given back.  Runs in the caller's
- * API frame.
+ * over until next time, and offers are taken with SKIP LOCKED (an accept or
+ * a booking report in flight holds its offer), so concurrent sweeps never
+ * wait for one another nor end an offer twice, and a transaction left open
+ * on one resource holds up no other.  The gate is not needed: a joiner in
+ * flight only delays the promotion of the units given back.  Runs in the
+ * caller's API frame.
  */
-int64
-waitlist_expire_due(int64 max_offers, int owner, int nworkers)
+static int64
+end_due(DeadlineKind *kind, int64 max_offers, int owner, int nworkers)
 {
 	int64		budget = max_offers;
-	int64		expired = 0;
+	int64		ended = 0;
 	Datum		args[3] = {Int64GetDatum(max_offers), Int32GetDatum(owner), Int32GetDatum(nworkers)};
+	WaitlistOfferChange change = {0};
 	SPITupleTable *due;
 	uint64		i;
 
-	waitlist_execute(&due_resources_plan, args, NULL, false, 0);
+	waitlist_execute(&kind->resources_plan, args, NULL, false, 0);
 	due = SPI_tuptable;
 	for (i = 0; i < due->numvals && budget > 0; i++)
 	{
@@ -551,15 +578,32 @@ waitlist_expire_due(int64 max_offers, int owner, int nworkers)
 
 		if (!waitlist_try_lock_resource(resource_id, &res))
 			continue;
-		waitlist_execute(&due_offers_plan, values, NULL, false, 0);
+		waitlist_execute(&kind->offers_plan, values, NULL, false, 0);
 		offer_ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (isnull)
 			continue;
-		n = waitlist_settle_offers(WAITLIST_EVENT_EXPIRE, resource_id, offer_ids,
-								   NULL, NULL, NULL);
-		expired += n;
+		n = waitlist_settle_offers(kind->event, resource_id, offer_ids, &change);
+		ended += n;
 		budget -= n;
 	}
-	return expired;
+	return ended;
 }
 
+/* Expire open offers past their expires_at. */
+int64
+waitlist_expire_due(int64 max_offers, int owner, int nworkers)
+{
+	return end_due(&offer_deadlines, max_offers, owner, nworkers);
+}
+
+/*
+ * End the accept sagas past their booking deadline (EXPIRED, the unit to the
+ * next fan); nothing on a 1.0 schema, which has none.
+ */
+int64
+waitlist_end_due_sagas(int64 max_offers, int owner, int nworkers)
+{
+	if (!waitlist_booking_sagas_installed())
+		return 0;
+	return end_due(&saga_deadlines, max_offers, owner, nworkers);
+}

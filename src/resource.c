@@ -31,13 +31,24 @@ PG_FUNCTION_INFO_V1(waitlist_alter_resource);
 	" (SELECT c, pg_catalog.min(n) AS n FROM pg_catalog.unnest(" param "::pg_catalog.text[]) WITH ORDINALITY u(c, n)" \
 	"  GROUP BY c) d)"
 
-static WaitlistPlan insert_resource_plan = {
-	"INSERT INTO waitlist.resource (resource_id, offer_ttl, max_waiting, booking_function,"
-	"                               channels, wave_size, wave_interval) "
-	"SELECT $1, $2, $3, $4,"
-	"       coalesce(" DEDUPED_CHANNELS("$5") ", '{webhook}'),"
-	"       $6, $7 ON CONFLICT (resource_id) DO NOTHING",
-	7, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID}
+/*
+ * The settings of 1.0 are $1 to $7 of the create and $1 to $10 of the alter;
+ * those of the accept saga and extensions follow (1.1).
+ */
+#define INSERT_RESOURCE_SQL(columns, values) \
+	"INSERT INTO waitlist.resource (resource_id, offer_ttl, max_waiting, booking_function," \
+	"                               channels, wave_size, wave_interval" columns ") " \
+	"SELECT $1, $2, $3, $4," \
+	"       coalesce(" DEDUPED_CHANNELS("$5") ", '{webhook}')," \
+	"       $6, $7" values " ON CONFLICT (resource_id) DO NOTHING"
+
+static WaitlistPlan insert_resource_plans[2] = {
+	{INSERT_RESOURCE_SQL("", ""),
+	7, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID}},
+	{INSERT_RESOURCE_SQL(", booking, booking_timeout, booking_max_attempts, max_offer_extension",
+						 ", $8, $9, $10, $11"),
+		11, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID,
+	TEXTOID, INTERVALOID, INT4OID, INTERVALOID}}
 };
 
 static WaitlistPlan alter_resource_plan = {
@@ -53,6 +64,31 @@ static WaitlistPlan alter_resource_plan = {
 	10, {TEXTOID, INTERVALOID, INT8OID, BOOLOID, REGPROCEDUREOID, BOOLOID,
 	TEXTARRAYOID, INT4OID, INTERVALOID, BOOLOID}
 };
+
+/*
+ * The settings of 1.1, and the booking function with them (the plan above
+ * then leaves it alone), as the booking and the function go together.
+ * Naming a function ($2) makes the resource book with it; clearing it ($3)
+ * leaves a resource booking with none, unless booking ($4) says otherwise.
+ */
+static WaitlistPlan alter_booking_plan = {
+	"UPDATE waitlist.resource SET "
+	"  booking_function = CASE WHEN $3 THEN NULL ELSE coalesce($2, booking_function) END, "
+	"  booking = coalesce($4, CASE WHEN $2 IS NOT NULL THEN 'function'"
+	"    WHEN $3 AND booking OPERATOR(pg_catalog.=) 'function' THEN 'none'"
+	"    ELSE booking END), "
+	"  booking_timeout = coalesce($5, booking_timeout), "
+	"  booking_max_attempts = coalesce($6, booking_max_attempts), "
+	"  max_offer_extension = CASE WHEN $8 THEN NULL ELSE coalesce($7, max_offer_extension) END "
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1",
+	8, {TEXTOID, REGPROCEDUREOID, BOOLOID, TEXTOID, INTERVALOID, INT4OID, INTERVALOID, BOOLOID}
+};
+
+/* the arguments of the 1.1 signatures, and those of 1.0 */
+#define CREATE_ARGS_1_0		7
+#define CREATE_ARGS			11
+#define ALTER_ARGS_1_0		10
+#define ALTER_ARGS			15
 
 static void
 check_offer_ttl(Datum ttl)
@@ -111,6 +147,74 @@ check_booking_function(Oid funcid)
 				 errdetail("A booking function must take (resource_id text, user_id text, offer_id bigint, idempotency_key text) and return text.")));
 }
 
+/*
+ * How a resource books: 'none' (an accept is the booking), 'function' (its
+ * booking function, in the accept's transaction) or 'external' (an accept
+ * saga with an external booking service).  has_function: whether the
+ * resource will have a booking function.
+ */
+static void
+check_booking(const char *booking, bool has_function)
+{
+	if (strcmp(booking, "none") != 0 && strcmp(booking, "function") != 0 &&
+		strcmp(booking, "external") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown booking \"%s\"", booking),
+				 errhint("booking is 'none', 'function' or 'external'.")));
+	if (strcmp(booking, "function") == 0 && !has_function)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("booking => 'function' needs a booking_function")));
+	if (strcmp(booking, "function") != 0 && has_function)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("booking => '%s' cannot have a booking_function", booking),
+				 errhint("Clear it with clear_booking_function => true.")));
+}
+
+static void
+check_booking_timeout(Datum timeout)
+{
+	waitlist_check_interval(timeout, "booking_timeout", WAITLIST_MAX_SETTING_INTERVAL,
+							"The booking service needs some time to book.", NULL);
+}
+
+static void
+check_booking_max_attempts(int32 attempts)
+{
+	if (attempts < 1 || attempts > WAITLIST_MAX_BOOKING_ATTEMPTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("booking_max_attempts must be between 1 and %d",
+						WAITLIST_MAX_BOOKING_ATTEMPTS)));
+}
+
+/* Zero forbids extensions. */
+static void
+check_max_offer_extension(Datum max_extension)
+{
+	Interval   *zero = palloc0(sizeof(Interval));
+
+	if (DatumGetBool(DirectFunctionCall2(interval_eq, max_extension, IntervalPGetDatum(zero))))
+		return;
+	waitlist_check_interval(max_extension, "max_offer_extension", WAITLIST_MAX_SETTING_INTERVAL,
+							"Pass interval '0' for offers that are never extended, NULL for one offer_ttl.",
+							NULL);
+}
+
+/* The settings of the accept saga and extensions, from argument "first" on. */
+static void
+check_saga_settings(FunctionCallInfo fcinfo, int first)
+{
+	if (!PG_ARGISNULL(first + 1))
+		check_booking_timeout(PG_GETARG_DATUM(first + 1));
+	if (!PG_ARGISNULL(first + 2))
+		check_booking_max_attempts(PG_GETARG_INT32(first + 2));
+	if (!PG_ARGISNULL(first + 3))
+		check_max_offer_extension(PG_GETARG_DATUM(first + 3));
+}
+
 /* Waves: a size and an interval within their bounds, given together. */
 static void
 check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool altering)
@@ -140,18 +244,33 @@ check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool alteri
 /*
  * waitlist_create_resource(resource_id text, offer_ttl interval, max_waiting
  * bigint, booking_function regprocedure, channels text[], wave_size integer,
- * wave_interval interval) RETURNS void
+ * wave_interval interval, booking text, booking_timeout interval,
+ * booking_max_attempts integer, max_offer_extension interval) RETURNS void
+ *
+ * A database still on 1.0 calls it with the first seven.
  */
 Datum
 waitlist_create_resource(PG_FUNCTION_ARGS)
 {
 	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
-	Datum		values[7];
-	char		nulls[7];
+	int			nargs = PG_NARGS() >= CREATE_ARGS ? CREATE_ARGS : CREATE_ARGS_1_0;
+	Datum		values[CREATE_ARGS];
+	char		nulls[CREATE_ARGS];
 	WaitlistApiCall call;
 	int			i;
 
 	waitlist_check_not_null(fcinfo, 1, "offer_ttl");
+	if (nargs == CREATE_ARGS)
+	{
+		char	   *booking;
+
+		waitlist_check_not_null(fcinfo, 8, "booking_timeout");
+		waitlist_check_not_null(fcinfo, 9, "booking_max_attempts");
+		check_saga_settings(fcinfo, 7);
+		booking = PG_ARGISNULL(7) ? (PG_ARGISNULL(3) ? "none" : "function") :
+			text_to_cstring(PG_GETARG_TEXT_PP(7));
+		check_booking(booking, !PG_ARGISNULL(3));
+	}
 	check_offer_ttl(PG_GETARG_DATUM(1));
 	if (!PG_ARGISNULL(2))
 		check_max_waiting(PG_GETARG_INT64(2));
@@ -163,14 +282,19 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 
 	values[0] = PointerGetDatum(resource_id);
 	nulls[0] = ' ';
-	for (i = 1; i < 7; i++)
+	for (i = 1; i < nargs; i++)
 	{
 		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
+	if (nargs == CREATE_ARGS && PG_ARGISNULL(7))
+	{
+		values[7] = CStringGetTextDatum(PG_ARGISNULL(3) ? "none" : "function");
+		nulls[7] = ' ';
+	}
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&insert_resource_plan, values, nulls, false, 0);
+	waitlist_execute(&insert_resource_plans[nargs == CREATE_ARGS], values, nulls, false, 0);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -186,20 +310,34 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
  * waitlist_alter_resource(resource_id text, offer_ttl interval, max_waiting
  * bigint, clear_max_waiting boolean, booking_function regprocedure,
  * clear_booking_function boolean, channels text[], wave_size integer,
- * wave_interval interval, clear_waves boolean) RETURNS void
+ * wave_interval interval, clear_waves boolean, booking text, booking_timeout
+ * interval, booking_max_attempts integer, max_offer_extension interval,
+ * clear_max_offer_extension boolean) RETURNS void
  *
  * A NULL setting stays as it is; the clear_* flags remove a cap, a booking
- * function or waves.  Open offers keep the deadline they were made with.
+ * function, waves or the extension bound.  Open offers keep the deadline
+ * they were made with, and sagas in flight their deadline and attempts.  A
+ * database still on 1.0 calls it with the first ten.
  */
 Datum
 waitlist_alter_resource(PG_FUNCTION_ARGS)
 {
 	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
-	Datum		values[10];
-	char		nulls[10];
+	int			nargs = PG_NARGS() >= ALTER_ARGS ? ALTER_ARGS : ALTER_ARGS_1_0;
+	Datum		values[ALTER_ARGS];
+	char		nulls[ALTER_ARGS];
 	WaitlistApiCall call;
 	int			i;
 
+	if (nargs == ALTER_ARGS)
+	{
+		waitlist_check_not_null(fcinfo, 14, "clear_max_offer_extension");
+		check_saga_settings(fcinfo, 10);
+		if (!PG_ARGISNULL(13) && PG_GETARG_BOOL(14))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cannot both set and clear max_offer_extension")));
+	}
 	waitlist_check_not_null(fcinfo, 3, "clear_max_waiting");
 	waitlist_check_not_null(fcinfo, 5, "clear_booking_function");
 	waitlist_check_not_null(fcinfo, 9, "clear_waves");
@@ -231,7 +369,7 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 
 	values[0] = PointerGetDatum(resource_id);
 	nulls[0] = ' ';
-	for (i = 1; i < 10; i++)
+	for (i = 1; i < nargs; i++)
 	{
 		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
@@ -240,6 +378,16 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 	waitlist_api_begin(&call);
 	/* lifting a wave limit may free units for people waiting: the gate comes first */
 	waitlist_lock_resource_gate(resource_id, false);
+	if (nargs == ALTER_ARGS && !PG_ARGISNULL(10))
+	{
+		WaitlistResource res;
+
+		/* the booking the resource will have, with the function it will have */
+		waitlist_read_resource(resource_id, &res);
+		check_booking(text_to_cstring(PG_GETARG_TEXT_PP(10)),
+					  !PG_ARGISNULL(4) ||
+					  (OidIsValid(res.booking_function) && !PG_GETARG_BOOL(5)));
+	}
 	if (PG_ARGISNULL(7) != PG_ARGISNULL(8))
 	{
 		WaitlistResource res;
@@ -250,6 +398,28 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("wave_size and wave_interval must be given together"),
 					 errhint("The resource has no waves yet: set both.")));
+	}
+	if (nargs == ALTER_ARGS)
+	{
+		Datum		booking[8];
+		char		booking_nulls[8];
+
+		booking[0] = values[0];
+		booking_nulls[0] = ' ';
+		booking[1] = values[4];
+		booking_nulls[1] = nulls[4];
+		booking[2] = values[5];
+		booking_nulls[2] = ' ';
+		for (i = 3; i < 8; i++)
+		{
+			booking[i] = values[i + 7];
+			booking_nulls[i] = nulls[i + 7];
+		}
+		waitlist_execute(&alter_booking_plan, booking, booking_nulls, false, 0);
+		if (SPI_processed == 0)
+			waitlist_resource_not_found(resource_id);
+		nulls[4] = 'n';
+		values[5] = BoolGetDatum(false);
 	}
 	waitlist_execute(&alter_resource_plan, values, nulls, false, 0);
 	if (SPI_processed == 0)

@@ -16,9 +16,11 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 #include "store.h"
 
@@ -160,6 +162,31 @@ waitlist_count_owned_resources(int index, int nworkers)
 										SPI_tuptable->tupdesc, 1, &isnull));
 	waitlist_api_end(&call);
 	return count;
+}
+
+/*
+ * Whether the database's schema has accept sagas and offer extensions: a
+ * database still on 1.0 runs this library too, and its tables lack their
+ * columns.
+ */
+bool
+waitlist_booking_sagas_installed(void)
+{
+	Oid			nspid = get_namespace_oid("waitlist", true);
+	Oid			relid = OidIsValid(nspid) ? get_relname_relid("offer", nspid) : InvalidOid;
+
+	return OidIsValid(relid) && get_attnum(relid, "booking_deadline") != InvalidAttrNumber;
+}
+
+/* Refuse what needs the 1.1 schema on a database still on 1.0. */
+void
+waitlist_require_booking_sagas(const char *what)
+{
+	if (!waitlist_booking_sagas_installed())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s needs version 1.1 of the waitlist extension", what),
+				 errhint("Run ALTER EXTENSION waitlist UPDATE.")));
 }
 
 /* Notification channels: a non-empty, flat array of known channel names. */

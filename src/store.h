@@ -3,7 +3,8 @@
  * store.h
  *	  Data access (layer 3): reading and locking a resource's row, whose
  *	  lock serializes everything that changes its free units; the keys that
- *	  sign offer tokens.
+ *	  sign offer tokens; refused booking reports recorded in a transaction
+ *	  of their own.
  *
  * IDENTIFICATION
  *	  src/store.h
@@ -35,6 +36,13 @@ extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
 extern void waitlist_resource_not_found(text *resource_id) pg_attribute_noreturn();
 extern int64 waitlist_count_owned_resources(int index, int nworkers);
 extern void waitlist_check_channels(Datum channels);
+extern bool waitlist_booking_sagas_installed(void);
+extern void waitlist_require_booking_sagas(const char *what);
+
+/* autonomous.c: refused booking reports, recorded all the same */
+extern bool waitlist_record_booking_report(text *resource_id, int64 offer_id,
+										   const char *event_type,
+										   const char *reservation_ref, const char *detail);
 
 /* token.c: signed offer tokens and their keys */
 extern bool waitlist_offer_tokens_installed(void);

@@ -43,6 +43,7 @@
 #define WAITING		"WAITING"
 #define OFFERED		"OFFERED"
 #define OPEN		"OPEN"
+#define ACCEPTING	"ACCEPTING"
 
 /*
  * The state machine.  An offer holds one unit of capacity from its creation
@@ -82,6 +83,33 @@ const WaitlistRule waitlist_rules[] = {
 	WAITLIST_UNIT_RETURN, "offer_revoked", "left while offered"},
 	{WAITLIST_ENTITY_ENTRY, OFFERED, WAITLIST_EVENT_REVOKE, "CANCELLED",
 	WAITLIST_UNIT_NONE, NULL, "left while offered"},
+
+	/*
+	 * The accept saga of an external booking service: the fan has accepted,
+	 * the unit stays held and the entry OFFERED while the booking service is
+	 * asked (once per attempt); it confirms, says the seat is gone, or the
+	 * saga runs out of attempts or time.
+	 */
+	{WAITLIST_ENTITY_OFFER, OPEN, WAITLIST_EVENT_REQUEST_BOOKING, ACCEPTING,
+	WAITLIST_UNIT_NONE, "booking_requested", "booking requested", WAITLIST_TO_BOOKING},
+	{WAITLIST_ENTITY_OFFER, ACCEPTING, WAITLIST_EVENT_BOOKING_RETRY, ACCEPTING,
+	WAITLIST_UNIT_NONE, "booking_requested", "booking retried", WAITLIST_TO_BOOKING},
+	{WAITLIST_ENTITY_OFFER, ACCEPTING, WAITLIST_EVENT_BOOKING_CONFIRMED, "ACCEPTED",
+	WAITLIST_UNIT_CONSUME, "offer_accepted", "booking confirmed"},
+	{WAITLIST_ENTITY_ENTRY, OFFERED, WAITLIST_EVENT_BOOKING_CONFIRMED, "ACCEPTED",
+	WAITLIST_UNIT_NONE, NULL, "booking confirmed"},
+	{WAITLIST_ENTITY_OFFER, ACCEPTING, WAITLIST_EVENT_BOOKING_FAILED, "FAILED",
+	WAITLIST_UNIT_RETIRE, "offer_failed", "booking failed"},
+	{WAITLIST_ENTITY_ENTRY, OFFERED, WAITLIST_EVENT_BOOKING_FAILED, WAITING,
+	WAITLIST_UNIT_NONE, NULL, "booking failed"},
+	{WAITLIST_ENTITY_OFFER, ACCEPTING, WAITLIST_EVENT_BOOKING_EXHAUSTED, "EXPIRED",
+	WAITLIST_UNIT_RETURN, "offer_expired", "booking exhausted"},
+	{WAITLIST_ENTITY_ENTRY, OFFERED, WAITLIST_EVENT_BOOKING_EXHAUSTED, "EXPIRED",
+	WAITLIST_UNIT_NONE, NULL, "booking exhausted"},
+
+	/* more time to answer: the deadline moves, the unit stays held */
+	{WAITLIST_ENTITY_OFFER, OPEN, WAITLIST_EVENT_EXTEND, OPEN,
+	WAITLIST_UNIT_NONE, "offer_extended", "extended"},
 };
 
 const int	waitlist_rule_count = lengthof(waitlist_rules);
@@ -89,7 +117,8 @@ const int	waitlist_rule_count = lengthof(waitlist_rules);
 static const char *const entity_names[] = {"entry", "offer"};
 static const char *const event_names[WAITLIST_EVENT_COUNT] = {
 	"join", "promote", "leave", "accept", "booking_conflict", "decline",
-	"expire", "revoke"
+	"expire", "revoke", "request_booking", "booking_retry", "booking_confirmed",
+	"booking_failed", "booking_exhausted", "extend"
 };
 static const char *const unit_effect_names[] = {
 	"none", "hold", "consume", "return", "retire"
@@ -321,27 +350,44 @@ append_audit_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
 /*
  * The one writer of outbox rows, as a CTE body: one row per offer of
  * "source" (columns offer_id, entry_id, user_id, expires_at) and channel of
- * the resource.  Keys whose value is NULL are left out of the payload.
- * The token is computed once per offer, whatever the number of channels.
+ * the rule's audience: each of the resource's channels for the fan, the
+ * channel 'booking' for the booking service.  A booking request carries
+ * the saga's key, attempt and deadline (source columns idempotency_key,
+ * booking_attempts, booking_deadline), and is deliverable no sooner than
+ * not_before.  Keys whose value is NULL are left out of the payload.  The
+ * token is computed once per offer, whatever the number of channels.
  */
 static void
 append_outbox_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
-				   const char *reservation_ref, const char *detail, const char *token)
+				   const char *reservation_ref, const char *detail, const char *token,
+				   const char *not_before)
 {
+	bool		booking = rule->audience == WAITLIST_TO_BOOKING;
+
 	appendStringInfo(buf,
 					 "INSERT INTO waitlist.outbox"
-					 " (resource_id, entry_id, offer_id, user_id, channel, event_type, payload)"
+					 " (resource_id, entry_id, offer_id, user_id, channel, event_type, payload,"
+					 "  next_attempt_at)"
 					 " SELECT $1, s.entry_id, s.offer_id, s.user_id, ch.channel, %s,"
 					 "   pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
 					 "     'resource_id', $1, 'entry_id', s.entry_id, 'offer_id', s.offer_id,"
 					 "     'user_id', s.user_id, 'expires_at', s.expires_at,"
-					 "     'reservation_ref', %s, 'detail', %s, 'token', s.token))"
-					 " FROM (SELECT s.*, %s AS token FROM %s s) s"
-					 "   CROSS JOIN waitlist.resource r"
-					 "   CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
-					 " WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
-					 " ORDER BY s.offer_id, ch.channel",
-					 sql_literal(rule->outbox_event), reservation_ref, detail, token, source);
+					 "     'reservation_ref', %s, 'detail', %s, 'token', s.token%s)),"
+					 "   %s"
+					 " FROM (SELECT s.*, %s AS token FROM %s s) s",
+					 sql_literal(rule->outbox_event), reservation_ref, detail,
+					 booking ? ", 'idempotency_key', s.idempotency_key,"
+					 " 'attempt', s.booking_attempts, 'deadline', s.booking_deadline" : "",
+					 not_before ? not_before : "pg_catalog.now()", token, source);
+	if (booking)
+		appendStringInfoString(buf, " CROSS JOIN (VALUES ('booking'::pg_catalog.text)) AS ch(channel)"
+							   " ORDER BY s.offer_id");
+	else
+		appendStringInfoString(buf,
+							   "   CROSS JOIN waitlist.resource r"
+							   "   CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
+							   " WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
+							   " ORDER BY s.offer_id, ch.channel");
 }
 
 /* The statement text, built once in a context that lives as long as the plan. */
@@ -522,6 +568,9 @@ static WaitlistPlan promote_plans[2] = {
 	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN}
 };
 
+/* the signed token of each offer of an outbox source */
+#define OFFER_TOKEN_SQL "waitlist.offer_token_for($1, s.offer_id, s.expires_at)"
+
 /*
  * The offer_created rows carry the offer's signed token (token.c signs it
  * with the key it reads once per transaction).
@@ -563,8 +612,7 @@ build_promote_sql(bool tokens)
 					 sql_literal(entry->from_state), sql_literal(entry->to_state),
 					 sql_literal(offer->to_state));
 	append_outbox_rows(&buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text",
-					   tokens ? "waitlist.offer_token_for($1, s.offer_id, s.expires_at)" :
-					   "NULL::pg_catalog.text");
+					   tokens ? OFFER_TOKEN_SQL : "NULL::pg_catalog.text", NULL);
 	appendStringInfoString(&buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
 	append_audit_rows(&buf, entry, "moved", "moved.entry_id", "moved.priority DESC, moved.seq", 4);
 	appendStringInfoString(&buf, ") UNION ALL (");
@@ -608,48 +656,88 @@ waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
 }
 
 /*
- * Settling open offers of one resource ($2, an array of ids) by an event:
- * the offers and their entries move as the event's rules say, each offer
- * gets its outbox rows ($3 reservation_ref and $5 detail go in the
- * payload), both get their audit rows, and a unit the rule returns goes
- * back to free_units.  Offers that are no longer OPEN are left alone.
- * Returns the number settled.  One plan per event.
+ * Changing offers of one resource ($2, an array of ids) by an event: the
+ * offers in the rule's from state and their entries move as the event's
+ * rules say, each offer gets its outbox rows ($3 reservation_ref and $5
+ * detail go in the payload), both get their audit rows, and a unit the
+ * rule returns goes back to free_units.  Offers in another state are left
+ * alone.  Returns the number changed.  One plan per event; $7 is the
+ * event's interval, $8 the base of the booking retries' backoff, $9 the
+ * offer's new state.
  */
 static WaitlistPlan offer_event_plans[WAITLIST_EVENT_COUNT];
+
+/*
+ * What an event changes on the offer besides its state.  A settlement
+ * records when the fan decided (for a saga: when they accepted), the
+ * reservation and the key; only the saga's events and an extension touch
+ * the columns of 1.1, so that the others run on a 1.0 schema too.
+ */
+static const char *
+offer_changes(WaitlistEvent event)
+{
+	switch (event)
+	{
+		case WAITLIST_EVENT_REQUEST_BOOKING:
+			return "SET state = $9, decided_at = pg_catalog.now(), idempotency_key = $4, booking_attempts = 1,"
+				" booking_deadline = pg_catalog.now() OPERATOR(pg_catalog.+) $7";
+		case WAITLIST_EVENT_BOOKING_RETRY:
+			return "SET state = $9, booking_attempts = o.booking_attempts OPERATOR(pg_catalog.+) 1";
+		case WAITLIST_EVENT_EXTEND:
+			return "SET state = $9, expires_at = o.expires_at OPERATOR(pg_catalog.+) $7,"
+				" extended_by = o.extended_by OPERATOR(pg_catalog.+) $7";
+		default:
+			return "SET state = $9, decided_at = coalesce(o.decided_at, pg_catalog.now()),"
+				" reservation_ref = $3, idempotency_key = coalesce($4, o.idempotency_key)";
+	}
+}
 
 static void
 build_offer_event_sql(WaitlistEvent event)
 {
 	const WaitlistRule *offer = rule_of(WAITLIST_ENTITY_OFFER, event);
-	const WaitlistRule *entry = rule_of(WAITLIST_ENTITY_ENTRY, event);
+	const WaitlistRule *entry = waitlist_find_rule(WAITLIST_ENTITY_ENTRY, event);
+	bool		booking = offer->audience == WAITLIST_TO_BOOKING;
 	WaitlistPlan *plan = &offer_event_plans[event];
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf,
 					 "WITH settled AS ("
-					 "  UPDATE waitlist.offer o"
-					 "  SET state = %s, decided_at = pg_catalog.now(),"
-					 "      reservation_ref = $3, idempotency_key = $4"
+					 "  UPDATE waitlist.offer o %s"
 					 "  WHERE o.resource_id OPERATOR(pg_catalog.=) $1"
 					 "    AND o.offer_id OPERATOR(pg_catalog.=) ANY ($2)"
 					 "    AND o.state OPERATOR(pg_catalog.=) %s"
-					 "  RETURNING o.offer_id, o.entry_id, o.user_id, o.expires_at"
-					 "), moved AS ("
-	/* ids as an array: an index lookup whatever the row estimates say */
-					 "  UPDATE waitlist.entry e SET state = %s, updated_at = pg_catalog.now()"
-					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
-					 "    AND e.state OPERATOR(pg_catalog.=) %s"
-					 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.entry_id FROM settled s))"
-					 "  RETURNING e.entry_id, e.priority, e.seq"
-					 "), notified AS (",
-					 sql_literal(offer->to_state), sql_literal(offer->from_state),
-					 sql_literal(entry->to_state), sql_literal(entry->from_state));
-	append_outbox_rows(&buf, offer, "settled", "$3", "$5", "NULL::pg_catalog.text");
+					 "  RETURNING o.offer_id, o.entry_id, o.user_id, o.expires_at%s"
+					 ")",
+					 offer_changes(event), sql_literal(offer->from_state),
+					 booking ? ", o.idempotency_key, o.booking_attempts, o.booking_deadline" : "");
+	if (entry != NULL)
+		appendStringInfo(&buf,
+						 ", moved AS ("
+		/* ids as an array: an index lookup whatever the row estimates say */
+						 "  UPDATE waitlist.entry e SET state = %s, updated_at = pg_catalog.now()"
+						 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+						 "    AND e.state OPERATOR(pg_catalog.=) %s"
+						 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.entry_id FROM settled s))"
+						 "  RETURNING e.entry_id, e.priority, e.seq"
+						 ")",
+						 sql_literal(entry->to_state), sql_literal(entry->from_state));
+	appendStringInfoString(&buf, ", notified AS (");
+	/* a retry waits out its backoff; the first request goes at once */
+	append_outbox_rows(&buf, offer, "settled", "$3", "$5",
+					   event == WAITLIST_EVENT_EXTEND ? OFFER_TOKEN_SQL : "NULL::pg_catalog.text",
+					   event == WAITLIST_EVENT_BOOKING_RETRY ?
+					   "LEAST(s.booking_deadline, pg_catalog.now() OPERATOR(pg_catalog.+) "
+					   "(SELECT " WAITLIST_BACKOFF_SQL("$8", "10 minutes", "0.1")
+					   " FROM (SELECT s.booking_attempts OPERATOR(pg_catalog.-) 1 AS attempts) a))" : NULL);
 	appendStringInfoString(&buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
 	append_audit_rows(&buf, offer, "settled", "settled.offer_id", "settled.offer_id", 6);
-	appendStringInfoString(&buf, ") UNION ALL (");
-	append_audit_rows(&buf, entry, "moved", "moved.entry_id", "moved.priority DESC, moved.seq", 6);
+	if (entry != NULL)
+	{
+		appendStringInfoString(&buf, ") UNION ALL (");
+		append_audit_rows(&buf, entry, "moved", "moved.entry_id", "moved.priority DESC, moved.seq", 6);
+	}
 	appendStringInfoString(&buf, "))");
 	if (offer->unit == WAITLIST_UNIT_RETURN)
 		appendStringInfoString(&buf,
@@ -662,31 +750,33 @@ build_offer_event_sql(WaitlistEvent event)
 							   ")");
 	appendStringInfoString(&buf, " SELECT pg_catalog.count(*) FROM settled");
 
-	plan->nargs = 6;
+	plan->nargs = 9;
 	plan->argtypes[0] = TEXTOID;
 	plan->argtypes[1] = INT8ARRAYOID;
 	plan->argtypes[2] = TEXTOID;
 	plan->argtypes[3] = TEXTOID;
 	plan->argtypes[4] = TEXTOID;
 	plan->argtypes[5] = NAMEOID;
+	plan->argtypes[6] = INTERVALOID;
+	plan->argtypes[7] = INT4OID;
+	plan->argtypes[8] = TEXTOID;
 	plan->plan_mode = WAITLIST_CUSTOM_PLAN;
 	plan->sql = keep_sql(&buf);
 }
 
 /*
- * Settle the given open offers of a resource by an event; the caller holds
- * the resource's lock if the event returns units, and then promotes them
- * (waitlist_settle_offers() does both).  Returns the number settled.
+ * Change the given offers of a resource by an event; the caller holds the
+ * resource's lock if the event returns units, and then promotes them
+ * (waitlist_settle_offers() does both).  Returns the number changed.
  */
 int64
 waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_ids,
-						   const char *reservation_ref, text *idempotency_key,
-						   const char *detail)
+						   const WaitlistOfferChange *change)
 {
 	WaitlistPlan *plan = &offer_event_plans[event];
 	ArrayType  *ids = DatumGetArrayTypeP(offer_ids);
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int64		settled;
 
@@ -694,13 +784,17 @@ waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_i
 		build_offer_event_sql(event);
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = offer_ids;
-	values[2] = reservation_ref ? CStringGetTextDatum(reservation_ref) : (Datum) 0;
-	nulls[2] = reservation_ref ? ' ' : 'n';
-	values[3] = PointerGetDatum(idempotency_key);
-	nulls[3] = idempotency_key ? ' ' : 'n';
-	values[4] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
-	nulls[4] = detail ? ' ' : 'n';
+	values[2] = change->reservation_ref ? CStringGetTextDatum(change->reservation_ref) : (Datum) 0;
+	nulls[2] = change->reservation_ref ? ' ' : 'n';
+	values[3] = PointerGetDatum(change->idempotency_key);
+	nulls[3] = change->idempotency_key ? ' ' : 'n';
+	values[4] = change->detail ? CStringGetTextDatum(change->detail) : (Datum) 0;
+	nulls[4] = change->detail ? ' ' : 'n';
 	values[5] = actor_datum();
+	values[6] = PointerGetDatum(change->interval);
+	nulls[6] = change->interval ? ' ' : 'n';
+	values[7] = Int32GetDatum(waitlist_outbox_retry_base_ms);
+	values[8] = CStringGetTextDatum(rule_of(WAITLIST_ENTITY_OFFER, event)->to_state);
 	apply(plan, ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)), values, nulls);
 	settled = first_int8(&isnull);
 	if (settled > 0)

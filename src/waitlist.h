@@ -7,7 +7,7 @@
  * The layers, each with its header, each including only those below:
  *	  shmem.h	shared memory: worker slots, wake-ups, the resource hash (no SPI)
  *	  api.h		the API frame, SPI helpers, per-resource locks, booking calls
- *	  store.h	data access: resource rows, offer token keys
+ *	  store.h	data access: resource rows, offer token keys, booking reports
  *	  engine.h	the transition engine and promotion
  * and the SQL entry points and the worker, which no header declares.
  *
@@ -32,9 +32,10 @@
  * constraints from 1.1 on.  Intervals are bounded so that no timestamp
  * arithmetic with them can leave the timestamp range.
  */
-#define WAITLIST_MAX_SETTING_INTERVAL	"1 year"	/* offer_ttl, wave_interval */
+#define WAITLIST_MAX_SETTING_INTERVAL	"1 year"	/* offer_ttl, wave_interval, ... */
 #define WAITLIST_MAX_WAITING			INT64CONST(1000000000)
 #define WAITLIST_MAX_WAVE_SIZE			1000000
+#define WAITLIST_MAX_BOOKING_ATTEMPTS	100
 
 /* waitlist_archive() leaves rows younger than this alone (see api.c) */
 #define WAITLIST_MIN_ARCHIVE_AGE_SECS	3600
@@ -72,6 +73,9 @@
 #define ERRCODE_WAITLIST_TOKEN_INVALID	MAKE_SQLSTATE('W','L','0','1','2')
 #define ERRCODE_WAITLIST_TOKEN_EXPIRED	MAKE_SQLSTATE('W','L','0','1','3')
 #define ERRCODE_WAITLIST_TOKEN_NO_OFFER	MAKE_SQLSTATE('W','L','0','1','4')
+#define ERRCODE_WAITLIST_LATE_CONFIRMATION	MAKE_SQLSTATE('W','L','0','1','5')
+#define ERRCODE_WAITLIST_DUPLICATE_BOOKING	MAKE_SQLSTATE('W','L','0','1','6')
+#define ERRCODE_WAITLIST_EXTENSION_LIMIT	MAKE_SQLSTATE('W','L','0','1','7')
 
 /* waitlist.c: settings */
 #define WAITLIST_MAX_WORKERS	32

@@ -50,39 +50,63 @@ LANGUAGE sql AS $$
        AND pg_catalog.pg_get_indexdef(i.indexrelid) LIKE '%' || def_tail
 $$;
 
-SELECT plan(144);
+SELECT plan(152);
 
 ------------------------------------------------------------------------------
 -- Functions: exact signatures and return types
 ------------------------------------------------------------------------------
 
 SELECT has_function('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval'],
-    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval) exists');
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval'],
+    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval) exists');
 SELECT function_returns('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval'], 'void',
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval'], 'void',
     'waitlist_create_resource returns void');
 SELECT is(pg_catalog.pg_get_function_arguments(
-        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval)'::regprocedure),
+        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval)'::regprocedure),
     'resource_id text, offer_ttl interval DEFAULT ''00:15:00''::interval, max_waiting bigint DEFAULT NULL::bigint, '
     'booking_function regprocedure DEFAULT NULL::regprocedure, channels text[] DEFAULT NULL::text[], '
-    'wave_size integer DEFAULT NULL::integer, wave_interval interval DEFAULT NULL::interval',
-    'waitlist_create_resource takes (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), all but the first with defaults');
+    'wave_size integer DEFAULT NULL::integer, wave_interval interval DEFAULT NULL::interval, '
+    'booking text DEFAULT NULL::text, booking_timeout interval DEFAULT ''00:02:00''::interval, '
+    'booking_max_attempts integer DEFAULT 5, max_offer_extension interval DEFAULT NULL::interval',
+    'waitlist_create_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), then (booking, booking_timeout, booking_max_attempts, max_offer_extension), all but the first with defaults');
 
 SELECT has_function('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean'],
-    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean) exists');
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean'],
+    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean) exists');
 SELECT function_returns('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean'], 'void',
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean'], 'void',
     'waitlist_alter_resource returns void');
 SELECT is(pg_catalog.pg_get_function_arguments(
-        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean)'::regprocedure),
+        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean)'::regprocedure),
     'resource_id text, offer_ttl interval DEFAULT NULL::interval, max_waiting bigint DEFAULT NULL::bigint, '
     'clear_max_waiting boolean DEFAULT false, booking_function regprocedure DEFAULT NULL::regprocedure, '
     'clear_booking_function boolean DEFAULT false, channels text[] DEFAULT NULL::text[], '
     'wave_size integer DEFAULT NULL::integer, wave_interval interval DEFAULT NULL::interval, '
-    'clear_waves boolean DEFAULT false',
-    'waitlist_alter_resource takes (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), all but the first with defaults');
+    'clear_waves boolean DEFAULT false, booking text DEFAULT NULL::text, '
+    'booking_timeout interval DEFAULT NULL::interval, booking_max_attempts integer DEFAULT NULL::integer, '
+    'max_offer_extension interval DEFAULT NULL::interval, clear_max_offer_extension boolean DEFAULT false',
+    'waitlist_alter_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, clear_max_offer_extension), all but the first with defaults');
+
+-- the accept saga and offer extensions (1.1)
+SELECT has_function('waitlist_booking_confirmed', ARRAY['bigint', 'text'],
+    'waitlist_booking_confirmed(bigint, text) exists');
+SELECT function_returns('waitlist_booking_confirmed', ARRAY['bigint', 'text'], 'boolean',
+    'waitlist_booking_confirmed returns boolean');
+SELECT has_function('waitlist_booking_failed', ARRAY['bigint', 'text', 'boolean'],
+    'waitlist_booking_failed(bigint, text, boolean) exists');
+SELECT function_returns('waitlist_booking_failed', ARRAY['bigint', 'text', 'boolean'], 'text',
+    'waitlist_booking_failed returns text');
+SELECT has_function('waitlist_extend_offer', ARRAY['bigint', 'interval', 'text', 'text'],
+    'waitlist_extend_offer(bigint, interval, text, text) exists');
+SELECT function_returns('waitlist_extend_offer', ARRAY['bigint', 'interval', 'text', 'text'],
+    'timestamp with time zone', 'waitlist_extend_offer returns timestamptz');
+SELECT is(pg_catalog.pg_get_function_arguments('waitlist_booking_failed(bigint, text, boolean)'::regprocedure),
+    'offer_id bigint, reason text, retryable boolean',
+    'waitlist_booking_failed takes (offer_id, reason, retryable)');
+SELECT is(pg_catalog.pg_get_function_arguments('waitlist_extend_offer(bigint, interval, text, text)'::regprocedure),
+    'offer_id bigint, by_interval interval, reason text, idempotency_key text',
+    'waitlist_extend_offer takes (offer_id, by_interval, reason, idempotency_key)');
 
 SELECT has_function('waitlist_join', ARRAY['text', 'text', 'integer'],
     'waitlist_join(text, text, integer) exists');
@@ -124,8 +148,8 @@ SELECT set_eq(
                            'waitlist_outbox_claim', 'waitlist_outbox_ack', 'waitlist_outbox_fail',
                            'waitlist_outbox_retry', 'waitlist_set_channel_rate', 'waitlist_inbox',
                            'waitlist_offer_seen')$$,
-    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval)'),
-             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean)'),
+    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval,text,interval,integer,interval)'),
+             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean,text,interval,integer,interval,boolean)'),
              ('waitlist_join(text,text,integer)'),
              ('waitlist_leave(bigint)'),
              ('waitlist_status(bigint)'),
@@ -195,10 +219,10 @@ SELECT is(
 CREATE ROLE wl_test_outsider NOLOGIN;
 
 SELECT function_privs_are('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval'],
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_create_resource');
 SELECT function_privs_are('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean'],
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_alter_resource');
 SELECT function_privs_are('waitlist_join', ARRAY['text', 'text', 'integer'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_join');
@@ -434,7 +458,7 @@ SELECT is(
 SELECT is(
     (SELECT count(*)::integer FROM waitlist.state_machine() m
       WHERE m.entity = 'offer' AND m.unit = 'return'),
-    3, 'three offer transitions return their unit (decline, expire, revoke)');
+    4, 'four offer transitions return their unit (decline, expire, revoke, a booking exhausted)');
 SELECT throws_ok(
     $$UPDATE waitlist.entry SET state = 'WAITING' WHERE resource_id = 'contract-states' AND user_id = 'ok-ACCEPTED'$$,
     'WL010', NULL, 'an accepted entry put back in line by hand is refused (WL010)');

@@ -292,11 +292,11 @@ SELECT col_type_is('waitlist', 'channel', 'burst', 'integer', 'waitlist.channel.
 SELECT col_type_is('waitlist', 'channel', 'tokens', 'double precision', 'waitlist.channel.tokens is double precision');
 SELECT col_type_is('waitlist', 'channel', 'refilled_at', 'timestamp with time zone', 'waitlist.channel.refilled_at is timestamp with time zone');
 SELECT results_eq($$SELECT channel FROM waitlist.channel ORDER BY channel$$,
-    $$VALUES ('email'::text), ('push'), ('sms'), ('webhook')$$,
-    'waitlist.channel has one row per channel: email, push, sms, webhook');
+    $$VALUES ('booking'::text), ('email'), ('push'), ('sms'), ('webhook')$$,
+    'waitlist.channel has one row per channel: booking, email, push, sms, webhook');
 SELECT results_eq(
     $$SELECT channel, rate_per_second, burst FROM waitlist.channel ORDER BY channel$$,
-    $$VALUES ('email'::text, NULL::float8, NULL::integer), ('push', 5, 10), ('sms', NULL, NULL), ('webhook', NULL, NULL)$$,
+    $$VALUES ('booking'::text, NULL::float8, NULL::integer), ('email', NULL, NULL), ('push', 5, 10), ('sms', NULL, NULL), ('webhook', NULL, NULL)$$,
     'channels are unlimited until a rate is set (push has the fixture''s 5/s, burst 10)');
 
 SELECT col_type_is('waitlist', 'outbox', 'channel', 'text', 'waitlist.outbox.channel is text');
