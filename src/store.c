@@ -189,9 +189,13 @@ waitlist_require_booking_sagas(const char *what)
 				 errhint("Run ALTER EXTENSION waitlist UPDATE.")));
 }
 
-/* Notification channels: a non-empty, flat array of known channel names. */
-void
-waitlist_check_channels(Datum channels)
+/*
+ * Channels: a non-empty, flat array of known channel names.  A resource
+ * notifies its fans on theirs; an outbox claim may also name 'booking', the
+ * booking service's channel (the accept saga's requests).
+ */
+static void
+check_channels(Datum channels, bool booking)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(channels);
 	Datum	   *elems;
@@ -208,6 +212,7 @@ waitlist_check_channels(Datum channels)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("channels must not be empty"),
+				 booking ? errhint("Name at least one of email, sms, push, webhook, booking.") :
 				 errhint("Name at least one of email, sms, push, webhook.")));
 	for (i = 0; i < n; i++)
 	{
@@ -215,11 +220,27 @@ waitlist_check_channels(Datum channels)
 
 		if (name == NULL ||
 			(strcmp(name, "email") != 0 && strcmp(name, "sms") != 0 &&
-			 strcmp(name, "push") != 0 && strcmp(name, "webhook") != 0))
+			 strcmp(name, "push") != 0 && strcmp(name, "webhook") != 0 &&
+			 !(booking && strcmp(name, "booking") == 0)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown notification channel \"%s\"", name ? name : "NULL"),
+					 booking ? errhint("Channels are email, sms, push, webhook and booking.") :
 					 errhint("Channels are email, sms, push and webhook.")));
 	}
+}
+
+/* A resource's channels: the fans'. */
+void
+waitlist_check_channels(Datum channels)
+{
+	check_channels(channels, false);
+}
+
+/* The channels an outbox claim names: the fans' and the booking service's. */
+void
+waitlist_check_claim_channels(Datum channels)
+{
+	check_channels(channels, true);
 }
 
