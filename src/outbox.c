@@ -95,15 +95,10 @@ PG_FUNCTION_INFO_V1(waitlist_offer_seen);
 	"  LIMIT coalesce((SELECT t.n FROM taken t WHERE t.channel OPERATOR(pg_catalog.=) '" ch "'), 0)" \
 	"  FOR UPDATE OF o SKIP LOCKED) AS " ch "_chosen"
 
-/*
- * The channels of the 1.0 contract (outbox_channel_valid) and the booking
- * service's (1.1), one branch each.  A 1.0 schema has no channel row for
- * 'booking', so its quota is 0 and its branch scans nothing.
- */
+/* the channels of the 1.0 contract (outbox_channel_valid), one branch each */
 #define FOR_EACH_CHANNEL(branch) \
 	branch("email") " UNION ALL " branch("push") " UNION ALL " \
-	branch("sms") " UNION ALL " branch("webhook") " UNION ALL " \
-	branch("booking")
+	branch("sms") " UNION ALL " branch("webhook")
 
 /*
  * A channel's rate and burst as the refill uses them: clamped to the bounds,
@@ -347,7 +342,7 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(max_rows);
 	values[2] = PG_GETARG_DATUM(2);
 	if (!PG_ARGISNULL(3))
-		waitlist_check_claim_channels(PG_GETARG_DATUM(3));
+		waitlist_check_channels(PG_GETARG_DATUM(3));
 	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 	nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
 

@@ -189,13 +189,9 @@ waitlist_require_booking_sagas(const char *what)
 				 errhint("Run ALTER EXTENSION waitlist UPDATE.")));
 }
 
-/*
- * Channels: a non-empty, flat array of known channel names.  A resource
- * notifies its fans on theirs; an outbox claim may also name 'booking', the
- * booking service's channel (the accept saga's requests).
- */
-static void
-check_channels(Datum channels, bool booking)
+/* Notification channels: a non-empty, flat array of known channel names. */
+void
+waitlist_check_channels(Datum channels)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(channels);
 	Datum	   *elems;
@@ -212,7 +208,6 @@ check_channels(Datum channels, bool booking)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("channels must not be empty"),
-				 booking ? errhint("Name at least one of email, sms, push, webhook, booking.") :
 				 errhint("Name at least one of email, sms, push, webhook.")));
 	for (i = 0; i < n; i++)
 	{
@@ -220,27 +215,11 @@ check_channels(Datum channels, bool booking)
 
 		if (name == NULL ||
 			(strcmp(name, "email") != 0 && strcmp(name, "sms") != 0 &&
-			 strcmp(name, "push") != 0 && strcmp(name, "webhook") != 0 &&
-			 !(booking && strcmp(name, "booking") == 0)))
+			 strcmp(name, "push") != 0 && strcmp(name, "webhook") != 0))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown notification channel \"%s\"", name ? name : "NULL"),
-					 booking ? errhint("Channels are email, sms, push, webhook and booking.") :
 					 errhint("Channels are email, sms, push and webhook.")));
 	}
-}
-
-/* A resource's channels: the fans'. */
-void
-waitlist_check_channels(Datum channels)
-{
-	check_channels(channels, false);
-}
-
-/* The channels an outbox claim names: the fans' and the booking service's. */
-void
-waitlist_check_claim_channels(Datum channels)
-{
-	check_channels(channels, true);
 }
 

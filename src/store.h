@@ -36,7 +36,6 @@ extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
 extern void waitlist_resource_not_found(text *resource_id) pg_attribute_noreturn();
 extern int64 waitlist_count_owned_resources(int index, int nworkers);
 extern void waitlist_check_channels(Datum channels);
-extern void waitlist_check_claim_channels(Datum channels);
 extern bool waitlist_booking_sagas_installed(void);
 extern void waitlist_require_booking_sagas(const char *what);
 
