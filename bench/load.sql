@@ -20,8 +20,8 @@ RETURNS bigint LANGUAGE sql
 SET session_replication_role = replica
 AS $$
     WITH ins AS (
-        INSERT INTO waitlist.entry (resource_id, user_id)
-        SELECT r.resource_id, 'w' || g
+        INSERT INTO waitlist.entry (resource_id, user_id, rank_key)
+        SELECT r.resource_id, 'w' || g, 0
         FROM generate_series(1, per_resource) g,
              unnest(resources) WITH ORDINALITY r(resource_id, k)
         ORDER BY g, r.k

@@ -22,9 +22,9 @@ FROM generate_series(0, :resources - 1) r;
 BEGIN;
 -- kind g % 10: 0-5 WAITING, 6 OFFERED, 7 ACCEPTED, 8 DECLINED, 9 EXPIRED;
 -- terminal offers were made at c = 61 minutes to two days ago
-INSERT INTO waitlist.entry (resource_id, user_id, state, joined_at, updated_at)
+INSERT INTO waitlist.entry (resource_id, user_id, state, joined_at, updated_at, rank_key)
 SELECT :'prefix' || '-' || (g % :resources), 'u' || g, s.state,
-       s.at - interval '1 day', s.at
+       s.at - interval '1 day', s.at, 0
 FROM generate_series(1, :entries) g
 CROSS JOIN LATERAL (SELECT CASE WHEN g % 10 < 6 THEN 'WAITING'
                                 WHEN g % 10 = 6 THEN 'OFFERED'

@@ -253,6 +253,49 @@ CREATE TABLE bench.accept_queue (
 );
 CREATE SEQUENCE bench.accept_single_seq;
 CREATE SEQUENCE bench.accept_double_seq;
+-- Scenario 12 takes its offers from bench.accept_queue too (kinds 'saga'
+-- and 'booked').
+CREATE SEQUENCE bench.accept_saga_seq;
+CREATE SEQUENCE bench.accept_booked_seq;
+
+-- Scenario 12's booking relay after the booking service answered 201 for
+-- the row it claims: claim one booking row, confirm the offer it names and
+-- ack it, in the caller's transaction.  A claim can find nothing while other relays
+-- hold the rows of accepts it cannot see yet; like a relay's poll it then
+-- claims again (a new snapshot each time), so each call completes exactly
+-- one booking (bench.relay_empty_claims counts the claims repeated).
+-- Returns the offer id.
+CREATE SEQUENCE bench.relay_empty_claims;
+CREATE FUNCTION bench.relay_booking()
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r record;
+    tries integer := 0;
+BEGIN
+    LOOP
+        SELECT c.outbox_id, c.payload, c.lease_token INTO r
+        FROM waitlist_outbox_claim('bench-relay', 1, '30 seconds', channels => '{booking}') c;
+        EXIT WHEN FOUND;
+        PERFORM nextval('bench.relay_empty_claims');
+        tries := tries + 1;
+        IF tries >= 100000 THEN
+            RAISE EXCEPTION 'no booking row to claim after % tries', tries;
+        END IF;
+    END LOOP;
+    PERFORM waitlist_booking_confirmed((r.payload->>'offer_id')::bigint, 'R-' || (r.payload->>'offer_id'));
+    PERFORM waitlist_outbox_ack(r.outbox_id, r.lease_token);
+    RETURN (r.payload->>'offer_id')::bigint;
+END
+$$;
+
+-- Scenario 12's in-database booking: the least a booking function can do
+-- (no inventory of its own), so that the baseline is the accept's own cost.
+CREATE FUNCTION bench.book(resource_id text, user_id text, offer_id bigint, idempotency_key text)
+RETURNS text
+LANGUAGE sql
+AS $$ SELECT 'R-' || offer_id $$;
 
 -- Waiting depth over time of the resources matching a LIKE pattern, from
 -- the audit trail (no sampling during the run): one row per bucket of

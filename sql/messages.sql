@@ -243,6 +243,37 @@ SELECT waitlist_offer_token(:ann_offer);
 ROLLBACK;
 
 --
+-- the accept saga and offer extensions
+--
+SELECT waitlist_create_resource('msg-bad', booking => 'pigeon');
+SELECT waitlist_create_resource('msg-bad', booking => 'function');
+SELECT waitlist_create_resource('msg-bad', booking => 'none',
+                                booking_function => 'pg_catalog.concat_ws(text, "any")'::regprocedure);
+SELECT waitlist_create_resource('msg-bad', booking_timeout => '0');
+SELECT waitlist_create_resource('msg-bad', booking_max_attempts => 0);
+SELECT waitlist_create_resource('msg-bad', max_offer_extension => '-1 second');
+SELECT waitlist_alter_resource('msg', max_offer_extension => '1 minute', clear_max_offer_extension => true);
+SELECT waitlist_create_resource('msg-ext', '10 minutes', booking => 'external');
+SELECT waitlist_join('msg-ext', u) FROM unnest(ARRAY['x1', 'x2']) u;
+SELECT waitlist_release('msg-ext', 2, 'msg-ext-1');
+SELECT max(offer_id) AS x1_offer FROM waitlist.offer WHERE user_id = 'x1' \gset
+SELECT max(offer_id) AS x2_offer FROM waitlist.offer WHERE user_id = 'x2' \gset
+SELECT waitlist_booking_confirmed(:x1_offer, 'R-x1');
+SELECT state FROM waitlist_accept(:x1_offer, 'k');
+SELECT waitlist_leave((SELECT entry_id FROM waitlist.entry WHERE user_id = 'x1'));
+SELECT waitlist_booking_confirmed(:x1_offer, 'R-x1');
+SELECT waitlist_booking_confirmed(:x1_offer, 'R-x1-again');
+SELECT state FROM waitlist_accept(:x2_offer, 'k');
+SELECT waitlist_booking_failed(:x2_offer, 'HTTP 409', false);
+SELECT waitlist_booking_confirmed(:x2_offer, 'R-x2');
+SELECT waitlist_create_resource('msg-extend', '10 minutes', max_offer_extension => '5 minutes');
+SELECT waitlist_join('msg-extend', 'y1');
+SELECT waitlist_release('msg-extend', 1, 'msg-extend-1');
+SELECT max(offer_id) AS y1_offer FROM waitlist.offer WHERE user_id = 'y1' \gset
+SELECT waitlist_extend_offer(:y1_offer, '6 minutes', 'slow bank', 'e-1');
+SELECT waitlist_extend_offer(:y1_offer, '0', 'slow bank', 'e-1');
+
+--
 -- pg_cron
 --
 SELECT waitlist_schedule_sweep();

@@ -56,6 +56,10 @@ SELECT * FROM waitlist_accept(pg_temp.offer_of('ann'), 'tap-1');
 SELECT * FROM waitlist_accept(pg_temp.offer_of('ann'), 'tap-2');
 SELECT * FROM pg_temp.booking_rows();
 SELECT payload->>'idempotency_key' AS key FROM waitlist.outbox WHERE event_type = 'booking_requested';
+-- a relay claims them on channel booking (a resource cannot notify fans there)
+SELECT channel, event_type, payload->>'offer_id' = pg_temp.offer_of('ann')::text AS for_ann
+FROM waitlist_outbox_claim('booking-relay', 10, '30 seconds', '{booking}');
+SELECT waitlist_create_resource('bad', channels => '{booking}');
 SELECT state FROM waitlist_status((SELECT entry_id FROM waitlist.entry WHERE user_id = 'ann'));
 SELECT offer_id = pg_temp.offer_of('ann') AS shows_offer
 FROM waitlist_status((SELECT entry_id FROM waitlist.entry WHERE user_id = 'ann'));

@@ -310,9 +310,10 @@ COMMENT ON TABLE waitlist.offer_extension IS 'one row per extension of an offer 
 SELECT pg_catalog.pg_extension_config_dump('waitlist.offer_extension', '');
 
 /*
- * The booking and extension settings are new arguments of
- * waitlist_create_resource() and waitlist_alter_resource(): both are made
- * again, and the EXECUTE grants a DBA gave on them are kept.
+ * The settings of 1.1 (booking, extensions, and those of the ordering rules
+ * and positions below) are new arguments of waitlist_create_resource() and
+ * waitlist_alter_resource(): both are made again, and the EXECUTE grants a
+ * DBA gave on them are kept.
  */
 DO $upgrade$
 DECLARE
@@ -344,11 +345,16 @@ BEGIN
                                              booking text DEFAULT NULL,
                                              booking_timeout interval DEFAULT '2 minutes',
                                              booking_max_attempts integer DEFAULT 5,
-                                             max_offer_extension interval DEFAULT NULL)
+                                             max_offer_extension interval DEFAULT NULL,
+                                             aging_interval interval DEFAULT NULL,
+                                             confirm_within interval DEFAULT NULL,
+                                             confirm_place_from text DEFAULT 'join',
+                                             position_visibility text DEFAULT 'exact',
+                                             position_bands integer[] DEFAULT NULL)
     RETURNS void
     AS 'MODULE_PATHNAME', 'waitlist_create_resource'
     LANGUAGE C CALLED ON NULL INPUT;
-    COMMENT ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval) IS 'creates a waitlisted resource';
+    COMMENT ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[]) IS 'creates a waitlisted resource';
 
     DROP FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean);
     CREATE FUNCTION @extschema@.waitlist_alter_resource(resource_id text,
@@ -365,18 +371,26 @@ BEGIN
                                             booking_timeout interval DEFAULT NULL,
                                             booking_max_attempts integer DEFAULT NULL,
                                             max_offer_extension interval DEFAULT NULL,
-                                            clear_max_offer_extension boolean DEFAULT false)
+                                            clear_max_offer_extension boolean DEFAULT false,
+                                            aging_interval interval DEFAULT NULL,
+                                            clear_aging_interval boolean DEFAULT false,
+                                            confirm_within interval DEFAULT NULL,
+                                            clear_confirm_within boolean DEFAULT false,
+                                            confirm_place_from text DEFAULT NULL,
+                                            position_visibility text DEFAULT NULL,
+                                            position_bands integer[] DEFAULT NULL,
+                                            clear_position_bands boolean DEFAULT false)
     RETURNS void
     AS 'MODULE_PATHNAME', 'waitlist_alter_resource'
     LANGUAGE C CALLED ON NULL INPUT;
-    COMMENT ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
+    COMMENT ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
 
     FOREACH g IN ARRAY COALESCE(create_grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval) TO %I',
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[]) TO %I',
             pg_catalog.pg_get_userbyid(g));
     END LOOP;
     FOREACH g IN ARRAY COALESCE(alter_grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean) TO %I',
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean) TO %I',
             pg_catalog.pg_get_userbyid(g));
     END LOOP;
 END
@@ -399,6 +413,85 @@ RETURNS timestamptz
 AS 'MODULE_PATHNAME', 'waitlist_extend_offer'
 LANGUAGE C CALLED ON NULL INPUT;
 COMMENT ON FUNCTION waitlist_extend_offer(bigint, interval, text, text) IS 'gives an open offer more time, within the resource''s max_offer_extension; returns the new expires_at';
+
+/* ---- fair order: aging, rule versions, confirmed places, positions ---- */
+
+/*
+ * The ordering rules of a resource (src/transition.c): aging_interval earns
+ * a waiting fan one priority point per interval waited (NULL: strict
+ * priority, then arrival), confirm_within makes a join PENDING until
+ * waitlist_confirm() (NULL: a join waits at once), confirm_place_from says
+ * whether a confirmed place counts from the join or the confirmation.
+ * rule_version names the rules and their version; every transition records
+ * it, and every change of the rules bumps it and is audited as a transition
+ * of the resource.  position_visibility and position_bands say what
+ * waitlist_status() shows of a fan's place.
+ */
+ALTER TABLE waitlist.resource
+    ADD COLUMN aging_interval interval,
+    ADD COLUMN confirm_within interval,
+    ADD COLUMN confirm_place_from text NOT NULL DEFAULT 'join',
+    ADD COLUMN rule_version text NOT NULL DEFAULT 'priority-fifo/1',
+    ADD COLUMN position_visibility text NOT NULL DEFAULT 'exact',
+    ADD COLUMN position_bands integer[];
+ALTER TABLE waitlist.resource
+    ADD CONSTRAINT resource_aging_interval_bounded
+        CHECK (aging_interval OPERATOR(pg_catalog.>) interval '0'
+               AND aging_interval OPERATOR(pg_catalog.<=) interval '1 year'),
+    ADD CONSTRAINT resource_confirm_within_bounded
+        CHECK (confirm_within OPERATOR(pg_catalog.>) interval '0'
+               AND confirm_within OPERATOR(pg_catalog.<=) interval '1 year'),
+    ADD CONSTRAINT resource_confirm_place_from_valid
+        CHECK (confirm_place_from OPERATOR(pg_catalog.=) ANY (ARRAY['join', 'confirm'])),
+    ADD CONSTRAINT resource_position_visibility_valid
+        CHECK (position_visibility OPERATOR(pg_catalog.=) ANY (ARRAY['exact', 'band', 'none'])),
+    ADD CONSTRAINT resource_position_bands_valid
+        CHECK (pg_catalog.cardinality(position_bands) OPERATOR(pg_catalog.>=) 1
+               AND pg_catalog.cardinality(position_bands) OPERATOR(pg_catalog.<=) 20);
+COMMENT ON COLUMN waitlist.resource.rule_version IS 'the ordering rules and their version, recorded on every transition';
+
+/*
+ * rank_key orders the line: priority - (joined epoch / aging_interval)
+ * orders fans as their aged priorities do at every instant, so it is stored
+ * once and indexed (priority itself without aging).  PENDING entries wait
+ * for their confirmation until confirm_by.
+ */
+ALTER TABLE waitlist.entry
+    ADD COLUMN rank_key double precision,
+    ADD COLUMN confirm_by timestamptz,
+    ADD COLUMN confirmed_at timestamptz;
+UPDATE waitlist.entry SET rank_key = priority
+WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'OFFERED']);
+ALTER TABLE waitlist.entry
+    DROP CONSTRAINT entry_state_valid,
+    ADD CONSTRAINT entry_state_valid
+        CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'CANCELLED'])),
+    ADD CONSTRAINT entry_ranked
+        CHECK (rank_key IS NOT NULL OR NOT state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED']));
+-- the line, in rank order; 1.0's index by priority goes
+CREATE INDEX entry_rank_idx ON waitlist.entry (resource_id, rank_key DESC, seq)
+    WHERE state OPERATOR(pg_catalog.=) 'WAITING';
+DROP INDEX waitlist.entry_line_idx;
+-- a PENDING entry holds its fan's place as well: a double tap finds it
+CREATE UNIQUE INDEX entry_active_user_key_11 ON waitlist.entry (resource_id, user_id)
+    WHERE state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED']);
+DROP INDEX waitlist.entry_active_user_key;
+ALTER INDEX waitlist.entry_active_user_key_11 RENAME TO entry_active_user_key;
+-- the places the worker and the sweep let go unconfirmed
+CREATE INDEX entry_confirm_by_idx ON waitlist.entry (confirm_by, resource_id)
+    WHERE state OPERATOR(pg_catalog.=) 'PENDING';
+
+-- a rule change is a transition of its resource
+ALTER TABLE waitlist.transition
+    DROP CONSTRAINT transition_entity_valid,
+    ADD CONSTRAINT transition_entity_valid
+        CHECK (entity OPERATOR(pg_catalog.=) ANY (ARRAY['entry', 'offer', 'resource']));
+
+CREATE FUNCTION waitlist_confirm(entry_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_confirm'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_confirm(bigint) IS 'confirms a PENDING place (PENDING -> WAITING); false if it was confirmed before';
 
 /* ---- retention: the archive ---- */
 
@@ -760,16 +853,18 @@ BEGIN
     SELECT 'one_active_entry_per_user', e.resource_id, 'entry', pg_catalog.min(e.entry_id),
            pg_catalog.format('user %s has %s active entries', e.user_id, pg_catalog.count(*))
     FROM waitlist.entry e
-    WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND e.state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'OFFERED'])
+    WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND e.state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED'])
     GROUP BY e.resource_id, e.user_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
 
     -- the audit trail explains every current state
     RETURN QUERY
     WITH states AS (
-        SELECT 'entry'::pg_catalog.text AS entity, e.resource_id, e.entry_id AS entity_id, e.state, 'WAITING'::pg_catalog.text AS initial
+        -- an entry is created WAITING, or PENDING where places are confirmed
+        SELECT 'entry'::pg_catalog.text AS entity, e.resource_id, e.entry_id AS entity_id, e.state,
+               ARRAY['WAITING', 'PENDING']::pg_catalog.text[] AS initial
         FROM waitlist.entry e WHERE e.resource_id OPERATOR(pg_catalog.=) ANY (resources)
         UNION ALL
-        SELECT 'offer', o.resource_id, o.offer_id, o.state, 'OPEN'
+        SELECT 'offer', o.resource_id, o.offer_id, o.state, ARRAY['OPEN']
         FROM waitlist.offer o WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources)
     ), chains AS (
         SELECT s.*, t.transition_id, t.from_state, t.to_state,
@@ -788,7 +883,7 @@ BEGIN
         ('state_has_audit_trail', c.transition_id IS NULL,
          pg_catalog.format('%s has no transition rows', c.state)),
         ('audit_starts_at_initial_state',
-         c.n OPERATOR(pg_catalog.=) 1 AND c.transition_id IS NOT NULL AND (c.from_state IS NOT NULL OR c.to_state OPERATOR(pg_catalog.<>) c.initial),
+         c.n OPERATOR(pg_catalog.=) 1 AND c.transition_id IS NOT NULL AND (c.from_state IS NOT NULL OR NOT c.to_state OPERATOR(pg_catalog.=) ANY (c.initial)),
          pg_catalog.format('first transition is %s -> %s', coalesce(c.from_state, 'NULL'), c.to_state)),
         ('audit_chain_continuous',
          c.n OPERATOR(pg_catalog.>) 1 AND ((c.from_state IS NULL) OPERATOR(pg_catalog.<>) (c.previous_to IS NULL) OR c.from_state OPERATOR(pg_catalog.<>) c.previous_to),
@@ -823,7 +918,7 @@ BEGIN
 
     /*
      * FIFO fairness: no offer went to an entry while an entry ahead of it in
-     * line (priority DESC, seq) was waiting and visible to the promotion:
+     * line (rank_key DESC, seq: aged priority, then arrival) was waiting and visible to the promotion:
      * the waiter's move to WAITING committed before the promoting
      * transaction began, and its move out of WAITING began after that
      * transaction committed.  A transition row of the waiter written by the
@@ -842,11 +937,13 @@ BEGIN
      * ahead of it (ranges of the line index) and those that left WAITING
      * after the promotion began, so the cost follows recent activity (the
      * number of promotions times the leaves in the window), not the length
-     * of the history.
+     * of the history.  A promotion made before the resource's ordering rules
+     * last changed was decided under other rules (the line was ranked again
+     * since): it is not checked against today's ranks.
      */
     RETURN QUERY
     WITH made AS (
-        SELECT t.resource_id, t.entity_id AS offer_id, e.entry_id, e.priority, e.seq,
+        SELECT t.resource_id, t.entity_id AS offer_id, e.entry_id, e.rank_key, e.seq,
                t.at AS began, t.transaction_id
         FROM waitlist.transition t
         JOIN waitlist.offer o ON o.resource_id OPERATOR(pg_catalog.=) t.resource_id AND o.offer_id OPERATOR(pg_catalog.=) t.entity_id
@@ -858,10 +955,10 @@ BEGIN
         SELECT m.resource_id, m.transaction_id, pg_catalog.min(m.began) AS began,
                CASE WHEN exact_fifo
                     THEN pg_catalog.pg_xact_commit_timestamp(m.transaction_id::pg_catalog.text::pg_catalog.xid) END AS committed,
-               (pg_catalog.array_agg(m.offer_id ORDER BY m.priority, m.seq DESC))[1] AS offer_id,
-               (pg_catalog.array_agg(m.entry_id ORDER BY m.priority, m.seq DESC))[1] AS entry_id,
-               (pg_catalog.array_agg(m.priority ORDER BY m.priority, m.seq DESC))[1] AS priority,
-               (pg_catalog.array_agg(m.seq ORDER BY m.priority, m.seq DESC))[1] AS seq
+               (pg_catalog.array_agg(m.offer_id ORDER BY m.rank_key, m.seq DESC))[1] AS offer_id,
+               (pg_catalog.array_agg(m.entry_id ORDER BY m.rank_key, m.seq DESC))[1] AS entry_id,
+               (pg_catalog.array_agg(m.rank_key ORDER BY m.rank_key, m.seq DESC))[1] AS rank_key,
+               (pg_catalog.array_agg(m.seq ORDER BY m.rank_key, m.seq DESC))[1] AS seq
         FROM made m
         GROUP BY m.resource_id, m.transaction_id
     ), recently_left AS MATERIALIZED (
@@ -873,19 +970,23 @@ BEGIN
         SELECT p.*, w.entry_id AS ahead_id
         FROM promotions p
         CROSS JOIN LATERAL (
-            -- two ranges of the line index: higher priority, and same priority earlier
+            -- two ranges of the line index: ranked higher, and ranked the same but earlier
             SELECT a.entry_id FROM waitlist.entry a
-            WHERE a.resource_id OPERATOR(pg_catalog.=) p.resource_id AND a.state OPERATOR(pg_catalog.=) 'WAITING' AND a.priority OPERATOR(pg_catalog.>) p.priority
+            WHERE a.resource_id OPERATOR(pg_catalog.=) p.resource_id AND a.state OPERATOR(pg_catalog.=) 'WAITING' AND a.rank_key OPERATOR(pg_catalog.>) p.rank_key
             UNION
             SELECT a.entry_id FROM waitlist.entry a
             WHERE a.resource_id OPERATOR(pg_catalog.=) p.resource_id AND a.state OPERATOR(pg_catalog.=) 'WAITING'
-              AND a.priority OPERATOR(pg_catalog.=) p.priority AND a.seq OPERATOR(pg_catalog.<) p.seq
+              AND a.rank_key OPERATOR(pg_catalog.=) p.rank_key AND a.seq OPERATOR(pg_catalog.<) p.seq
             UNION
             SELECT a.entry_id FROM recently_left r
             JOIN waitlist.entry a ON a.resource_id OPERATOR(pg_catalog.=) r.resource_id AND a.entry_id OPERATOR(pg_catalog.=) r.entry_id
             WHERE r.resource_id OPERATOR(pg_catalog.=) p.resource_id AND r.left_at OPERATOR(pg_catalog.>) p.began
-              AND (a.priority OPERATOR(pg_catalog.>) p.priority OR (a.priority OPERATOR(pg_catalog.=) p.priority AND a.seq OPERATOR(pg_catalog.<) p.seq))
+              AND (a.rank_key OPERATOR(pg_catalog.>) p.rank_key OR (a.rank_key OPERATOR(pg_catalog.=) p.rank_key AND a.seq OPERATOR(pg_catalog.<) p.seq))
         ) w
+        WHERE NOT EXISTS (SELECT 1 FROM waitlist.transition rc
+                          WHERE rc.resource_id OPERATOR(pg_catalog.=) p.resource_id
+                            AND rc.entity OPERATOR(pg_catalog.=) 'resource'
+                            AND rc.at OPERATOR(pg_catalog.>=) p.began)
     )
     SELECT 'fifo_order', c.resource_id, 'offer', c.offer_id,
            pg_catalog.format('offered to entry %s while entry %s, ahead of it, was waiting',
@@ -947,6 +1048,7 @@ AS $duties$
         ('app', 'FUNCTION', '@extschema@.waitlist_offer_seen(bigint)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_offer_token(bigint)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_extend_offer(bigint, interval, text, text)', 'EXECUTE'),
+        ('app', 'FUNCTION', '@extschema@.waitlist_confirm(bigint)', 'EXECUTE'),
         ('token', 'FUNCTION', '@extschema@.waitlist_accept_token(text, text)', 'EXECUTE'),
         ('token', 'FUNCTION', '@extschema@.waitlist_decline_token(text)', 'EXECUTE'),
         ('booking', 'FUNCTION', '@extschema@.waitlist_release(text, integer, text)', 'EXECUTE'),
@@ -957,8 +1059,8 @@ AS $duties$
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_ack(bigint, bigint)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_fail(bigint, bigint, text)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_retry(bigint)', 'EXECUTE'),
-        ('admin', 'FUNCTION', '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval)', 'EXECUTE'),
-        ('admin', 'FUNCTION', '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[])', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_promote(text, integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_sweep(integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_schedule_sweep(text)', 'EXECUTE'),
@@ -1181,11 +1283,15 @@ SELECT r.resource_id,
        coalesce(o.booking_failures, 0) OPERATOR(pg_catalog.+) coalesce(t.offers_failed, 0) AS booking_failures,
        coalesce(ev.dead_events, 0) AS dead_events,
        coalesce(b.outbox_backlog, 0) AS outbox_backlog,
-       b.outbox_oldest_seconds
+       b.outbox_oldest_seconds,
+       coalesce(o.bookings_in_progress, 0) AS bookings_in_progress,
+       coalesce(w.unconfirmed, 0) AS unconfirmed
 FROM waitlist.resource r
-LEFT JOIN (SELECT e.resource_id, pg_catalog.count(*) AS waiting
+LEFT JOIN (SELECT e.resource_id,
+                  pg_catalog.count(*) FILTER (WHERE e.state OPERATOR(pg_catalog.=) 'WAITING') AS waiting,
+                  pg_catalog.count(*) FILTER (WHERE e.state OPERATOR(pg_catalog.=) 'PENDING') AS unconfirmed
            FROM waitlist.entry e
-           WHERE e.state OPERATOR(pg_catalog.=) 'WAITING'
+           WHERE e.state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'PENDING'])
            GROUP BY e.resource_id) w
        ON w.resource_id OPERATOR(pg_catalog.=) r.resource_id
 LEFT JOIN (SELECT c.resource_id,
@@ -1202,7 +1308,8 @@ LEFT JOIN (SELECT f.resource_id,
                   pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'DECLINED') AS declined,
                   pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'EXPIRED') AS expired,
                   pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'EXPIRED' AND f.seen_at IS NULL) AS expired_unseen,
-                  pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'FAILED') AS booking_failures
+                  pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'FAILED') AS booking_failures,
+                  pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'ACCEPTING') AS bookings_in_progress
            FROM waitlist.offer f
            GROUP BY f.resource_id) o
        ON o.resource_id OPERATOR(pg_catalog.=) r.resource_id
@@ -1214,7 +1321,7 @@ LEFT JOIN (SELECT x.resource_id, pg_catalog.count(*) AS outbox_backlog,
        ON b.resource_id OPERATOR(pg_catalog.=) r.resource_id
 LEFT JOIN waitlist_archive.resource_totals t
        ON t.resource_id OPERATOR(pg_catalog.=) r.resource_id;
-COMMENT ON VIEW waitlist.resource_stats IS 'per resource: line, pending and dead capacity events, offers by outcome (hot and archived: counters), free units, outbox backlog';
+COMMENT ON VIEW waitlist.resource_stats IS 'per resource: line, pending and dead capacity events, offers by outcome (hot and archived: counters), free units, outbox backlog, bookings in progress (ACCEPTING), unconfirmed places (PENDING)';
 
 /* The outbox backlog per resource and channel: what relays have yet to deliver. */
 CREATE VIEW waitlist.outbox_stats AS
@@ -1350,7 +1457,9 @@ BEGIN
         (23, 'waitlist_worker_offers_made_total', 'counter', 'Offers the promotion worker made since the server started.'),
         (24, 'waitlist_worker_offers_expired_total', 'counter', 'Offers the promotion worker expired since the server started.'),
         (25, 'waitlist_worker_last_wake_timestamp_seconds', 'gauge', 'When the promotion worker last woke, as a Unix time.'),
-        (26, 'waitlist_worker_last_error_timestamp_seconds', 'gauge', 'When the promotion worker last failed, as a Unix time.')
+        (26, 'waitlist_worker_last_error_timestamp_seconds', 'gauge', 'When the promotion worker last failed, as a Unix time.'),
+        (27, 'waitlist_bookings_in_progress', 'gauge', 'Accepted offers an external booking service is booking (ACCEPTING).'),
+        (28, 'waitlist_entries_unconfirmed', 'gauge', 'Places held until the fan confirms them (PENDING).')
         ) AS f(ord, name, kind, help)
     ), rs AS MATERIALIZED (
         SELECT s.*, pg_catalog.format('resource="%s"', waitlist.prometheus_label(s.resource_id)) AS label
@@ -1382,7 +1491,9 @@ BEGIN
             ('waitlist_offers_declined_total', rs.declined::pg_catalog.float8),
             ('waitlist_offers_expired_total', rs.expired::pg_catalog.float8),
             ('waitlist_offers_expired_unseen_total', rs.expired_unseen::pg_catalog.float8),
-            ('waitlist_booking_failures_total', rs.booking_failures::pg_catalog.float8)) AS v(name, value)
+            ('waitlist_booking_failures_total', rs.booking_failures::pg_catalog.float8),
+            ('waitlist_bookings_in_progress', rs.bookings_in_progress::pg_catalog.float8),
+            ('waitlist_entries_unconfirmed', rs.unconfirmed::pg_catalog.float8)) AS v(name, value)
         UNION ALL
         SELECT v.name, os.label, v.value
         FROM os CROSS JOIN LATERAL (VALUES

@@ -158,7 +158,7 @@ setting_is_pinned(PinnedSetting setting)
  * Owner of the "waitlist" schema, which the install script creates: the
  * role the API's own SQL runs as.
  */
-static Oid
+Oid
 waitlist_owner(void)
 {
 	Oid			nspid = get_namespace_oid("waitlist", true);

@@ -79,6 +79,7 @@ extern text *waitlist_spi_text(SPITupleTable *tuptable, uint64 row, int column);
 extern void waitlist_spi_rows_to_tuplestore(FunctionCallInfo fcinfo);
 extern void waitlist_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern text *waitlist_id_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern Oid	waitlist_owner(void);
 extern void waitlist_check_interval(Datum value, const char *name, const char *max,
 									const char *positive_detail, const char *max_detail);
 extern void waitlist_check_release_quantity(int64 quantity);

@@ -44,10 +44,15 @@ typedef enum WaitlistEvent
 	WAITLIST_EVENT_BOOKING_FAILED,
 	WAITLIST_EVENT_BOOKING_EXHAUSTED,
 	/* more time to answer */
-	WAITLIST_EVENT_EXTEND
+	WAITLIST_EVENT_EXTEND,
+	/* places that count once confirmed */
+	WAITLIST_EVENT_JOIN_UNCONFIRMED,
+	WAITLIST_EVENT_CONFIRM,
+	WAITLIST_EVENT_LEAVE_UNCONFIRMED,
+	WAITLIST_EVENT_EXPIRE_UNCONFIRMED
 } WaitlistEvent;
 
-#define WAITLIST_EVENT_COUNT	(WAITLIST_EVENT_EXTEND + 1)
+#define WAITLIST_EVENT_COUNT	(WAITLIST_EVENT_EXPIRE_UNCONFIRMED + 1)
 
 /* What a transition does to the unit of capacity an offer holds. */
 typedef enum WaitlistUnitEffect
@@ -109,7 +114,10 @@ extern bool waitlist_recording_by_hand(void);
 extern bool waitlist_archiving(void);
 extern int64 waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 								 bool cap_checked, bool *capped, int64 *free_units);
-extern bool waitlist_apply_leave(text *resource_id, int64 entry_id);
+extern int64 waitlist_apply_entry_event(WaitlistEvent event, text *resource_id,
+									   Datum entry_ids);
+extern bool waitlist_apply_leave(WaitlistEvent event, text *resource_id, int64 entry_id);
+extern char *waitlist_apply_rule_change(text *resource_id, const char *reason);
 extern int64 waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave);
 /*
  * What a change of offers carries besides the event: the reservation, the
@@ -151,5 +159,6 @@ extern bool waitlist_release_units(text *resource_id, int32 quantity, text *even
 extern bool waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id);
 extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
 extern int64 waitlist_end_due_sagas(int64 max_offers, int owner, int nworkers);
+extern int64 waitlist_end_due_places(int64 max_entries, int owner, int nworkers);
 
 #endif							/* WAITLIST_ENGINE_H */

@@ -25,19 +25,24 @@
 PG_FUNCTION_INFO_V1(waitlist_join);
 PG_FUNCTION_INFO_V1(waitlist_leave);
 PG_FUNCTION_INFO_V1(waitlist_status);
+PG_FUNCTION_INFO_V1(waitlist_confirm);
 
 static WaitlistPlan active_entry_plan = {
 	"SELECT entry_id FROM waitlist.entry "
 	"WHERE resource_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2"
-	"  AND state OPERATOR(pg_catalog.=) ANY (ARRAY['WAITING', 'OFFERED'])",
+	"  AND state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED'])",
 	2, {TEXTOID, TEXTOID}
 };
 
-/* how many are waiting, counting no further than the cap */
+/*
+ * How many are waiting, counting no further than the cap; a place waiting
+ * for its confirmation counts.
+ */
 static WaitlistPlan count_waiting_plan = {
 	"SELECT pg_catalog.count(*) FROM ("
 	"  SELECT 1 FROM waitlist.entry"
-	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'WAITING'"
+	"  WHERE resource_id OPERATOR(pg_catalog.=) $1"
+	"    AND state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING'])"
 	"  LIMIT $2"
 	") w",
 	2, {TEXTOID, INT8OID}
@@ -49,32 +54,36 @@ static WaitlistPlan find_entry_plan = {
 };
 
 /*
- * The position is one plus the WAITING entries ahead in (priority DESC, seq)
- * order: those of higher priority, and those of equal priority that joined
- * earlier.  Both counts are ranges of the line index.  The entry's resource
- * is found first (find_entry_plan), so that every table is read by it.
+ * The position is one plus the WAITING entries ahead in line order: those
+ * ranked higher (1.0: of higher priority), and those ranked the same that
+ * joined earlier.  Both counts are ranges of the line index.  The entry's
+ * resource is found first (find_entry_plan), so that every table is read
+ * by it.
  */
-static WaitlistPlan status_plan = {
-	"SELECT e.state,"
-	"  CASE WHEN e.state OPERATOR(pg_catalog.=) 'WAITING' THEN 1"
-	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a"
-	"       WHERE a.resource_id OPERATOR(pg_catalog.=) $1"
-	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'"
-	"         AND a.priority OPERATOR(pg_catalog.>) e.priority)"
-	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a"
-	"       WHERE a.resource_id OPERATOR(pg_catalog.=) $1"
-	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'"
-	"         AND a.priority OPERATOR(pg_catalog.=) e.priority"
-	"         AND a.seq OPERATOR(pg_catalog.<) e.seq)"
-	"  END,"
-	"  o.offer_id, o.expires_at "
-	"FROM waitlist.entry e "
-	"LEFT JOIN waitlist.offer o"
-	"  ON o.resource_id OPERATOR(pg_catalog.=) $1"
-	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id"
-	"  AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) "
-	"WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.entry_id OPERATOR(pg_catalog.=) $2",
-	2, {TEXTOID, INT8OID}
+#define STATUS_SQL(rank) \
+	"SELECT e.state," \
+	"  CASE WHEN e.state OPERATOR(pg_catalog.=) 'WAITING' THEN 1" \
+	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a" \
+	"       WHERE a.resource_id OPERATOR(pg_catalog.=) $1" \
+	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'" \
+	"         AND a." rank " OPERATOR(pg_catalog.>) e." rank ")" \
+	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a" \
+	"       WHERE a.resource_id OPERATOR(pg_catalog.=) $1" \
+	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'" \
+	"         AND a." rank " OPERATOR(pg_catalog.=) e." rank "" \
+	"         AND a.seq OPERATOR(pg_catalog.<) e.seq)" \
+	"  END," \
+	"  o.offer_id, o.expires_at " \
+	"FROM waitlist.entry e " \
+	"LEFT JOIN waitlist.offer o" \
+	"  ON o.resource_id OPERATOR(pg_catalog.=) $1" \
+	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id" \
+	"  AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) " \
+	"WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.entry_id OPERATOR(pg_catalog.=) $2"
+
+static WaitlistPlan status_plans[2] = {
+	{STATUS_SQL("priority"), 2, {TEXTOID, INT8OID}},
+	{STATUS_SQL("rank_key"), 2, {TEXTOID, INT8OID}}
 };
 
 static int64
@@ -240,12 +249,22 @@ waitlist_leave(PG_FUNCTION_ARGS)
 			 * the entry must still get the unit.
 			 */
 			waitlist_lock_resource_gate(resource_id, false);
-			if (waitlist_apply_leave(resource_id, entry_id))
+			if (waitlist_apply_leave(WAITLIST_EVENT_LEAVE, resource_id, entry_id))
 			{
 				left = true;
 				break;
 			}
 			/* promoted (or left) meanwhile: look again */
+			continue;
+		}
+		if (strcmp(state, "PENDING") == 0)
+		{
+			/* not in line yet: no promotion can be waiting for it */
+			if (waitlist_apply_leave(WAITLIST_EVENT_LEAVE_UNCONFIRMED, resource_id, entry_id))
+			{
+				left = true;
+				break;
+			}
 			continue;
 		}
 		if (strcmp(state, "OFFERED") == 0)
@@ -292,7 +311,7 @@ waitlist_status(PG_FUNCTION_ARGS)
 		entry_not_found(entry_id);
 	arg[1] = arg[0];
 	arg[0] = PointerGetDatum(waitlist_spi_text(SPI_tuptable, 0, 1));
-	waitlist_execute(&status_plan, arg, NULL, false, 0);
+	waitlist_execute(&status_plans[waitlist_ranked_line_installed()], arg, NULL, false, 0);
 	if (SPI_processed == 0)
 		entry_not_found(entry_id);
 	for (i = 0; i < 4; i++)
@@ -303,4 +322,57 @@ waitlist_status(PG_FUNCTION_ARGS)
 	waitlist_api_end(&call);
 
 	PG_RETURN_DATUM(HeapTupleHeaderGetDatum(result));
+}
+
+/*
+ * waitlist_confirm(entry_id bigint) RETURNS boolean
+ *
+ * PENDING -> WAITING: the fan confirmed their place (clicked the link), and
+ * takes part in promotion from now on, from the place they joined at or
+ * from the back of the line (confirm_place_from).  Returns false if the
+ * place was confirmed before (or never needed it); an unconfirmed place
+ * let go, or one that left, is an error: the fan joins again.
+ */
+Datum
+waitlist_confirm(PG_FUNCTION_ARGS)
+{
+	int64		entry_id;
+	Datum		values[1];
+	text	   *resource_id;
+	char	   *state;
+	WaitlistApiCall call;
+	bool		confirmed = false;
+
+	waitlist_check_not_null(fcinfo, 0, "entry_id");
+	entry_id = PG_GETARG_INT64(0);
+	values[0] = Int64GetDatum(entry_id);
+
+	waitlist_require_read_committed("waitlist_confirm()", NULL);
+	waitlist_api_begin(&call);
+	waitlist_execute(&find_entry_plan, values, NULL, false, 0);
+	if (SPI_processed == 0)
+		entry_not_found(entry_id);
+	resource_id = waitlist_spi_text(SPI_tuptable, 0, 1);
+
+	/* a new waiter: the gate, as for a join, so no free unit is missed */
+	waitlist_lock_resource_gate(resource_id, false);
+	if (waitlist_apply_leave(WAITLIST_EVENT_CONFIRM, resource_id, entry_id))
+	{
+		confirmed = true;
+		waitlist_promote_if_free(resource_id);
+	}
+	else
+	{
+		waitlist_execute(&find_entry_plan, values, NULL, false, 0);
+		state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		if (strcmp(state, "EXPIRED") == 0 || strcmp(state, "CANCELLED") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("waitlist entry %lld can no longer be confirmed", (long long) entry_id),
+					 errdetail("The entry is %s.", state),
+					 errhint("Join the waitlist again.")));
+	}
+	waitlist_api_end(&call);
+
+	PG_RETURN_BOOL(confirmed);
 }

@@ -82,9 +82,66 @@ row_text(HeapTuple tuple, TupleDesc tupdesc, const char *column)
 }
 
 /*
+ * The rank of an entry inserted without one (by hand, or restored from a
+ * dump of 1.0): its priority, aged from its join as the resource ages.
+ */
+static WaitlistPlan entry_rank_plan = {
+	"SELECT $2::pg_catalog.float8 OPERATOR(pg_catalog.-)"
+	"       CASE WHEN r.aging_interval IS NULL THEN 0::pg_catalog.float8"
+	"       ELSE pg_catalog.date_part('epoch', $3::pg_catalog.timestamptz)"
+	"            OPERATOR(pg_catalog./) pg_catalog.date_part('epoch', r.aging_interval) END"
+	" FROM waitlist.resource r WHERE r.resource_id OPERATOR(pg_catalog.=) $1",
+	3, {TEXTOID, INT4OID, TIMESTAMPTZOID}
+};
+
+static HeapTuple
+rank_entry(HeapTuple tuple, TupleDesc tupdesc)
+{
+	int			attnum = SPI_fnumber(tupdesc, "rank_key");
+	bool		isnull;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	Datum		rank;
+	bool		rank_isnull = false;
+	int			nestlevel;
+	char	   *state;
+
+	if (attnum <= 0)
+		return tuple;			/* a 1.0 schema: the line is ordered by priority */
+	(void) heap_getattr(tuple, attnum, tupdesc, &isnull);
+	state = row_text(tuple, tupdesc, "state");
+	/* an entry that has left the line needs none */
+	if (!isnull || state == NULL ||
+		(strcmp(state, "PENDING") != 0 && strcmp(state, "WAITING") != 0 &&
+		 strcmp(state, "OFFERED") != 0))
+		return tuple;
+	values[0] = row_value(tuple, tupdesc, "resource_id", &isnull);
+	nulls[0] = isnull ? 'n' : ' ';
+	values[1] = row_value(tuple, tupdesc, "priority", &isnull);
+	nulls[1] = isnull ? 'n' : ' ';
+	values[2] = row_value(tuple, tupdesc, "joined_at", &isnull);
+	nulls[2] = isnull ? 'n' : ' ';
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nestlevel = waitlist_pin_search_path();
+	waitlist_execute(&entry_rank_plan, values, nulls, true, 1);
+	if (SPI_processed == 1)
+		rank = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &rank_isnull);
+	else
+		rank_isnull = true;		/* no such resource: the foreign key says so */
+	AtEOXact_GUC(false, nestlevel);
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	if (rank_isnull)
+		return tuple;
+	return heap_modify_tuple_by_cols(tuple, tupdesc, 1, &attnum, &rank, &rank_isnull);
+}
+
+/*
  * BEFORE INSERT and BEFORE UPDATE (WHEN the state changes) row trigger on
  * waitlist.entry and waitlist.offer (1.1); the trigger argument names the
- * entity.  Every state a row is created in or moved to must be a
+ * entity.  An entry inserted without a rank gets one.  Every state a row is created in or moved to must be a
  * transition of the state machine.
  */
 Datum
@@ -110,7 +167,11 @@ waitlist_guard_transition(PG_FUNCTION_ARGS)
 	tupdesc = RelationGetDescr(trigdata->tg_relation);
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
 		newtuple = trigdata->tg_trigtuple;
+		if (entity == WAITLIST_ENTITY_ENTRY)
+			newtuple = rank_entry(newtuple, tupdesc);
+	}
 	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		newtuple = trigdata->tg_newtuple;
 	else

@@ -595,6 +595,8 @@ waitlist_sweep(PG_FUNCTION_ARGS)
 	/* sagas past their deadline end as well, in what is left of the batch */
 	if (expired < max_offers)
 		expired += waitlist_end_due_sagas(max_offers - expired, -1, 0);
+	/* and unconfirmed places past their confirm_by (not counted: no offer) */
+	(void) waitlist_end_due_places(max_offers, -1, 0);
 	/* where no worker runs, the sweep also continues waves */
 	if (!waitlist_defer_to_worker())
 	{
@@ -674,10 +676,10 @@ refuse_booking(text *resource_id, int64 offer_id, const LockedOffer *offer,
 	if (late)
 		ereport(ERROR,
 				(errcode(ERRCODE_WAITLIST_LATE_CONFIRMATION),
-				 errmsg("waitlist offer %lld is %s: its booking came too late",
-						(long long) offer_id, offer->state),
-				 errdetail("The accept saga ended before booking %s was confirmed; the unit may have been offered to someone else.",
-						   reservation_ref),
+				 errmsg("confirmation of booking %s for waitlist offer %lld came too late",
+						reservation_ref, (long long) offer_id),
+				 errdetail("The offer is %s: its accept saga ended first, and its unit may have gone to someone else.",
+						   offer->state),
 				 recorded ? errhint("Undo the booking: a %s outbox row on channel 'booking' says so.",
 									event_type) : 0));
 	ereport(ERROR,

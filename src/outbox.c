@@ -95,10 +95,13 @@ PG_FUNCTION_INFO_V1(waitlist_offer_seen);
 	"  LIMIT coalesce((SELECT t.n FROM taken t WHERE t.channel OPERATOR(pg_catalog.=) '" ch "'), 0)" \
 	"  FOR UPDATE OF o SKIP LOCKED) AS " ch "_chosen"
 
-/* the channels of the 1.0 contract (outbox_channel_valid), one branch each */
+/*
+ * The channels, one branch each: those of the 1.0 contract, and the booking
+ * service's (1.1; on 1.0 it has no waitlist.channel row, so no quota).
+ */
 #define FOR_EACH_CHANNEL(branch) \
 	branch("email") " UNION ALL " branch("push") " UNION ALL " \
-	branch("sms") " UNION ALL " branch("webhook")
+	branch("sms") " UNION ALL " branch("webhook") " UNION ALL " branch("booking")
 
 /*
  * A channel's rate and burst as the refill uses them: clamped to the bounds,
@@ -342,7 +345,7 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(max_rows);
 	values[2] = PG_GETARG_DATUM(2);
 	if (!PG_ARGISNULL(3))
-		waitlist_check_channels(PG_GETARG_DATUM(3));
+		waitlist_check_channels(PG_GETARG_DATUM(3), true);
 	values[3] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 	nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
 
@@ -504,7 +507,7 @@ waitlist_set_channel_rate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown notification channel \"%s\"", text_to_cstring(channel)),
-				 errhint("Channels are email, sms, push and webhook.")));
+				 errhint("Channels are email, sms, push, webhook and booking.")));
 	waitlist_api_end(&call);
 
 	PG_RETURN_VOID();

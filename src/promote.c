@@ -607,3 +607,67 @@ waitlist_end_due_sagas(int64 max_offers, int owner, int nworkers)
 		return 0;
 	return end_due(&saga_deadlines, max_offers, owner, nworkers);
 }
+
+/*
+ * Unconfirmed places past their confirm_by, of one worker's share (or all):
+ * the resources first, then each one's entries, taken SKIP LOCKED (a
+ * confirmation or a leave in flight holds its entry).
+ */
+static WaitlistPlan due_places_resources_plan = {
+	"SELECT DISTINCT resource_id FROM ("
+	"  SELECT resource_id FROM waitlist.entry"
+	"  WHERE state OPERATOR(pg_catalog.=) 'PENDING'"
+	"    AND confirm_by OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	"    AND ($2 OPERATOR(pg_catalog.<) 0"
+	"         OR waitlist.resource_worker(resource_id, $3) OPERATOR(pg_catalog.=) $2)"
+	"  ORDER BY confirm_by LIMIT $1"
+	") due ORDER BY resource_id",
+	3, {INT8OID, INT4OID, INT4OID}
+};
+
+static WaitlistPlan due_places_plan = {
+	"SELECT pg_catalog.array_agg(entry_id) FROM ("
+	"  SELECT entry_id FROM waitlist.entry"
+	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'PENDING'"
+	"    AND confirm_by OPERATOR(pg_catalog.<=) pg_catalog.now()"
+	"  ORDER BY confirm_by LIMIT $2"
+	"  FOR UPDATE SKIP LOCKED"
+	") due",
+	2, {TEXTOID, INT8OID}
+};
+
+/*
+ * Let up to max_entries unconfirmed places go (EXPIRED, not_confirmed); no
+ * unit is involved, so no resource is locked.  Nothing on a 1.0 schema.
+ */
+int64
+waitlist_end_due_places(int64 max_entries, int owner, int nworkers)
+{
+	Datum		args[3] = {Int64GetDatum(max_entries), Int32GetDatum(owner), Int32GetDatum(nworkers)};
+	int64		budget = max_entries;
+	int64		ended = 0;
+	SPITupleTable *due;
+	uint64		i;
+
+	if (!waitlist_ranked_line_installed())
+		return 0;
+	waitlist_execute(&due_places_resources_plan, args, NULL, false, 0);
+	due = SPI_tuptable;
+	for (i = 0; i < due->numvals && budget > 0; i++)
+	{
+		text	   *resource_id = waitlist_spi_text(due, i, 1);
+		Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(budget)};
+		bool		isnull;
+		Datum		entry_ids;
+		int64		n;
+
+		waitlist_execute(&due_places_plan, values, NULL, false, 0);
+		entry_ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			continue;
+		n = waitlist_apply_entry_event(WAITLIST_EVENT_EXPIRE_UNCONFIRMED, resource_id, entry_ids);
+		ended += n;
+		budget -= n;
+	}
+	return ended;
+}

@@ -45,10 +45,14 @@ PG_FUNCTION_INFO_V1(waitlist_alter_resource);
 static WaitlistPlan insert_resource_plans[2] = {
 	{INSERT_RESOURCE_SQL("", ""),
 	7, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID}},
-	{INSERT_RESOURCE_SQL(", booking, booking_timeout, booking_max_attempts, max_offer_extension",
-						 ", $8, $9, $10, $11"),
-		11, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID,
-	TEXTOID, INTERVALOID, INT4OID, INTERVALOID}}
+	{INSERT_RESOURCE_SQL(", booking, booking_timeout, booking_max_attempts, max_offer_extension,"
+						 " aging_interval, confirm_within, confirm_place_from, position_visibility,"
+						 " position_bands, rule_version",
+						 ", $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+						 " CASE WHEN $12 IS NULL THEN 'priority-fifo/1' ELSE 'priority-aging/1' END"),
+		16, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID,
+			TEXTOID, INTERVALOID, INT4OID, INTERVALOID,
+	INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4ARRAYOID}}
 };
 
 static WaitlistPlan alter_resource_plan = {
@@ -84,11 +88,57 @@ static WaitlistPlan alter_booking_plan = {
 	8, {TEXTOID, REGPROCEDUREOID, BOOLOID, TEXTOID, INTERVALOID, INT4OID, INTERVALOID, BOOLOID}
 };
 
+/*
+ * The ordering and position settings ($2 to $9: aging_interval, clear it,
+ * confirm_within, clear it, confirm_place_from, position_visibility,
+ * position_bands, clear them).
+ */
+static WaitlistPlan alter_order_plan = {
+	"UPDATE waitlist.resource SET "
+	"  aging_interval = CASE WHEN $3 THEN NULL ELSE coalesce($2, aging_interval) END, "
+	"  confirm_within = CASE WHEN $5 THEN NULL ELSE coalesce($4, confirm_within) END, "
+	"  confirm_place_from = coalesce($6, confirm_place_from), "
+	"  position_visibility = coalesce($7, position_visibility), "
+	"  position_bands = CASE WHEN $9 THEN NULL ELSE coalesce($8, position_bands) END "
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1",
+	9, {TEXTOID, INTERVALOID, BOOLOID, INTERVALOID, BOOLOID, TEXTOID, TEXTOID, INT4ARRAYOID,
+	BOOLOID}
+};
+
+/* the ordering rules as they read, to see whether an alter changed them */
+static WaitlistPlan ordering_rules_plan = {
+	"SELECT coalesce(aging_interval::pg_catalog.text, 'none'),"
+	"       coalesce(confirm_within::pg_catalog.text, 'none'), confirm_place_from"
+	" FROM waitlist.resource WHERE resource_id OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+/*
+ * The line ranked again under new aging: a fan's place counts from their
+ * join, or from their confirmation where the resource says so.
+ */
+static WaitlistPlan rerank_plan = {
+	"UPDATE waitlist.entry e"
+	" SET rank_key = e.priority OPERATOR(pg_catalog.-)"
+	"     CASE WHEN r.aging_interval IS NULL THEN 0::pg_catalog.float8"
+	"     ELSE pg_catalog.date_part('epoch',"
+	"            CASE WHEN r.confirm_place_from OPERATOR(pg_catalog.=) 'confirm'"
+	"                  AND e.confirmed_at IS NOT NULL THEN e.confirmed_at ELSE e.joined_at END)"
+	"          OPERATOR(pg_catalog./) pg_catalog.date_part('epoch', r.aging_interval) END"
+	" FROM waitlist.resource r"
+	" WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND e.resource_id OPERATOR(pg_catalog.=) $1"
+	"   AND e.state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED'])",
+	1, {TEXTOID}
+};
+
 /* the arguments of the 1.1 signatures, and those of 1.0 */
 #define CREATE_ARGS_1_0		7
-#define CREATE_ARGS			11
+#define CREATE_ARGS			16
 #define ALTER_ARGS_1_0		10
-#define ALTER_ARGS			15
+#define ALTER_ARGS			23
+
+/* the most bands a resource may show */
+#define MAX_POSITION_BANDS	20
 
 static void
 check_offer_ttl(Datum ttl)
@@ -196,11 +246,15 @@ check_max_offer_extension(Datum max_extension)
 {
 	Interval   *zero = palloc0(sizeof(Interval));
 
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, max_extension, IntervalPGetDatum(zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_offer_extension must not be negative"),
+				 errhint("Pass interval '0' for offers that are never extended, NULL for one offer_ttl.")));
 	if (DatumGetBool(DirectFunctionCall2(interval_eq, max_extension, IntervalPGetDatum(zero))))
 		return;
 	waitlist_check_interval(max_extension, "max_offer_extension", WAITLIST_MAX_SETTING_INTERVAL,
-							"Pass interval '0' for offers that are never extended, NULL for one offer_ttl.",
-							NULL);
+							NULL, NULL);
 }
 
 /* The settings of the accept saga and extensions, from argument "first" on. */
@@ -213,6 +267,77 @@ check_saga_settings(FunctionCallInfo fcinfo, int first)
 		check_booking_max_attempts(PG_GETARG_INT32(first + 2));
 	if (!PG_ARGISNULL(first + 3))
 		check_max_offer_extension(PG_GETARG_DATUM(first + 3));
+}
+
+/* Ordering: aging and confirmed places, bounded like the other intervals. */
+static void
+check_ordering(FunctionCallInfo fcinfo, int aging_arg, int confirm_arg, int place_from_arg)
+{
+	if (!PG_ARGISNULL(aging_arg))
+		waitlist_check_interval(PG_GETARG_DATUM(aging_arg), "aging_interval",
+								WAITLIST_MAX_SETTING_INTERVAL,
+								"A fan earns one priority point per aging_interval waited.",
+								NULL);
+	if (!PG_ARGISNULL(confirm_arg))
+		waitlist_check_interval(PG_GETARG_DATUM(confirm_arg), "confirm_within",
+								WAITLIST_MAX_SETTING_INTERVAL,
+								"A fan needs some time to confirm their place.", NULL);
+	if (!PG_ARGISNULL(place_from_arg))
+	{
+		char	   *place_from = text_to_cstring(PG_GETARG_TEXT_PP(place_from_arg));
+
+		if (strcmp(place_from, "join") != 0 && strcmp(place_from, "confirm") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown confirm_place_from \"%s\"", place_from),
+					 errhint("A confirmed place counts from the 'join' or from the 'confirm'.")));
+	}
+}
+
+/*
+ * What waitlist_status() shows of a place: 'exact', 'band' or 'none'; and
+ * the bands' upper bounds, increasing, positive, at most 20 of them.
+ */
+static void
+check_position_display(FunctionCallInfo fcinfo, int visibility_arg, int bands_arg)
+{
+	if (!PG_ARGISNULL(visibility_arg))
+	{
+		char	   *visibility = text_to_cstring(PG_GETARG_TEXT_PP(visibility_arg));
+
+		if (strcmp(visibility, "exact") != 0 && strcmp(visibility, "band") != 0 &&
+			strcmp(visibility, "none") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown position_visibility \"%s\"", visibility),
+					 errhint("position_visibility is 'exact', 'band' or 'none'.")));
+	}
+	if (!PG_ARGISNULL(bands_arg))
+	{
+		ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(bands_arg);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		int			i;
+
+		if (ARR_NDIM(arr) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("position_bands must be a one-dimensional array")));
+		deconstruct_array(arr, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elems, &nulls, &n);
+		if (n < 1 || n > MAX_POSITION_BANDS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("position_bands must have 1 to %d bounds", MAX_POSITION_BANDS),
+					 errhint("Pass NULL for the bands 1-10, 11-100, 101-1,000, 1,001-10,000 and 10,001+.")));
+		for (i = 0; i < n; i++)
+			if (nulls[i] || DatumGetInt32(elems[i]) < 1 ||
+				(i > 0 && DatumGetInt32(elems[i]) <= DatumGetInt32(elems[i - 1])))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("position_bands must be increasing positive upper bounds"),
+						 errdetail("Each bound is the last place of its band; the last band has no bound.")));
+	}
 }
 
 /* Waves: a size and an interval within their bounds, given together. */
@@ -270,6 +395,10 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 		booking = PG_ARGISNULL(7) ? (PG_ARGISNULL(3) ? "none" : "function") :
 			text_to_cstring(PG_GETARG_TEXT_PP(7));
 		check_booking(booking, !PG_ARGISNULL(3));
+		waitlist_check_not_null(fcinfo, 13, "confirm_place_from");
+		waitlist_check_not_null(fcinfo, 14, "position_visibility");
+		check_ordering(fcinfo, 11, 12, 13);
+		check_position_display(fcinfo, 14, 15);
 	}
 	check_offer_ttl(PG_GETARG_DATUM(1));
 	if (!PG_ARGISNULL(2))
@@ -277,7 +406,7 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 		check_booking_function(PG_GETARG_OID(3));
 	if (!PG_ARGISNULL(4))
-		waitlist_check_channels(PG_GETARG_DATUM(4));
+		waitlist_check_channels(PG_GETARG_DATUM(4), false);
 	check_waves(fcinfo, 5, 6, false);
 
 	values[0] = PointerGetDatum(resource_id);
@@ -306,6 +435,50 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* the ordering rules of a resource, as ordering_rules_plan reads them */
+static char *
+ordering_rules(text *resource_id)
+{
+	Datum		values[1] = {PointerGetDatum(resource_id)};
+
+	waitlist_execute(&ordering_rules_plan, values, NULL, false, 0);
+	if (SPI_processed == 0)
+		waitlist_resource_not_found(resource_id);
+	return psprintf("aging_interval %s, confirm_within %s, places counted from the %s",
+					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
+					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+}
+
+/*
+ * Write the ordering and position settings (the alter's arguments from
+ * aging_interval on); a change of the ordering rules bumps the resource's
+ * rule version, is audited, and ranks the line again.
+ */
+static void
+alter_ordering(text *resource_id, Datum *settings, char *nulls)
+{
+	Datum		values[9];
+	char		value_nulls[9];
+	char	   *before = ordering_rules(resource_id);
+	char	   *after;
+	int			i;
+
+	values[0] = PointerGetDatum(resource_id);
+	value_nulls[0] = ' ';
+	for (i = 0; i < 8; i++)
+	{
+		values[i + 1] = settings[i];
+		value_nulls[i + 1] = nulls[i];
+	}
+	waitlist_execute(&alter_order_plan, values, value_nulls, false, 0);
+	after = ordering_rules(resource_id);
+	if (strcmp(before, after) == 0)
+		return;
+	(void) waitlist_apply_rule_change(resource_id, psprintf("ordering rules changed: %s", after));
+	waitlist_execute(&rerank_plan, values, NULL, false, 0);
+}
+
 /*
  * waitlist_alter_resource(resource_id text, offer_ttl interval, max_waiting
  * bigint, clear_max_waiting boolean, booking_function regprocedure,
@@ -332,11 +505,23 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 	if (nargs == ALTER_ARGS)
 	{
 		waitlist_check_not_null(fcinfo, 14, "clear_max_offer_extension");
+		waitlist_check_not_null(fcinfo, 16, "clear_aging_interval");
+		waitlist_check_not_null(fcinfo, 18, "clear_confirm_within");
+		waitlist_check_not_null(fcinfo, 22, "clear_position_bands");
 		check_saga_settings(fcinfo, 10);
-		if (!PG_ARGISNULL(13) && PG_GETARG_BOOL(14))
+		check_ordering(fcinfo, 15, 17, 19);
+		check_position_display(fcinfo, 20, 21);
+		if ((!PG_ARGISNULL(13) && PG_GETARG_BOOL(14)) ||
+			(!PG_ARGISNULL(15) && PG_GETARG_BOOL(16)) ||
+			(!PG_ARGISNULL(17) && PG_GETARG_BOOL(18)) ||
+			(!PG_ARGISNULL(21) && PG_GETARG_BOOL(22)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("cannot both set and clear max_offer_extension")));
+					 errmsg("cannot both set and clear %s",
+							!PG_ARGISNULL(13) && PG_GETARG_BOOL(14) ? "max_offer_extension" :
+							!PG_ARGISNULL(15) && PG_GETARG_BOOL(16) ? "aging_interval" :
+							!PG_ARGISNULL(17) && PG_GETARG_BOOL(18) ? "confirm_within" :
+							"position_bands")));
 	}
 	waitlist_check_not_null(fcinfo, 3, "clear_max_waiting");
 	waitlist_check_not_null(fcinfo, 5, "clear_booking_function");
@@ -360,7 +545,7 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 					 errmsg("cannot both set and clear booking_function")));
 	}
 	if (!PG_ARGISNULL(6))
-		waitlist_check_channels(PG_GETARG_DATUM(6));
+		waitlist_check_channels(PG_GETARG_DATUM(6), false);
 	check_waves(fcinfo, 7, 8, true);
 	if ((!PG_ARGISNULL(7) || !PG_ARGISNULL(8)) && PG_GETARG_BOOL(9))
 		ereport(ERROR,
@@ -424,6 +609,8 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 	waitlist_execute(&alter_resource_plan, values, nulls, false, 0);
 	if (SPI_processed == 0)
 		waitlist_resource_not_found(resource_id);
+	if (nargs == ALTER_ARGS)
+		alter_ordering(resource_id, values + 15, nulls + 15);
 	waitlist_promote_if_free(resource_id);
 	waitlist_api_end(&call);
 

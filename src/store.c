@@ -178,6 +178,20 @@ waitlist_booking_sagas_installed(void)
 	return OidIsValid(relid) && get_attnum(relid, "booking_deadline") != InvalidAttrNumber;
 }
 
+/*
+ * Whether the line is ranked (1.1): entries carry the rank_key the line is
+ * ordered by, and resources their rule version.  A database still on 1.0
+ * orders by priority and records the one rule version 1.0 had.
+ */
+bool
+waitlist_ranked_line_installed(void)
+{
+	Oid			nspid = get_namespace_oid("waitlist", true);
+	Oid			relid = OidIsValid(nspid) ? get_relname_relid("entry", nspid) : InvalidOid;
+
+	return OidIsValid(relid) && get_attnum(relid, "rank_key") != InvalidAttrNumber;
+}
+
 /* Refuse what needs the 1.1 schema on a database still on 1.0. */
 void
 waitlist_require_booking_sagas(const char *what)
@@ -189,9 +203,13 @@ waitlist_require_booking_sagas(const char *what)
 				 errhint("Run ALTER EXTENSION waitlist UPDATE.")));
 }
 
-/* Notification channels: a non-empty, flat array of known channel names. */
+/*
+ * Notification channels: a non-empty, flat array of known channel names;
+ * with_booking admits the booking service's channel (a claim's, not a
+ * resource's: fans are not notified through it).
+ */
 void
-waitlist_check_channels(Datum channels)
+waitlist_check_channels(Datum channels, bool with_booking)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(channels);
 	Datum	   *elems;
@@ -208,17 +226,22 @@ waitlist_check_channels(Datum channels)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("channels must not be empty"),
-				 errhint("Name at least one of email, sms, push, webhook.")));
+				 errhint("Name at least one of email, sms, push, webhook%s.",
+						 with_booking ? ", booking" : "")));
 	for (i = 0; i < n; i++)
 	{
 		char	   *name = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
 
 		if (name == NULL ||
 			(strcmp(name, "email") != 0 && strcmp(name, "sms") != 0 &&
-			 strcmp(name, "push") != 0 && strcmp(name, "webhook") != 0))
+			 strcmp(name, "push") != 0 && strcmp(name, "webhook") != 0 &&
+			 !(with_booking && strcmp(name, "booking") == 0)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown notification channel \"%s\"", name ? name : "NULL"),
+					 with_booking ? errhint("Channels are email, sms, push, webhook and booking.") :
+					 name != NULL && strcmp(name, "booking") == 0 ?
+					 errhint("Channel booking is the booking service's; fans are notified on email, sms, push and webhook.") :
 					 errhint("Channels are email, sms, push and webhook.")));
 	}
 }

@@ -35,8 +35,9 @@ extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
 									  bool missing_ok);
 extern void waitlist_resource_not_found(text *resource_id) pg_attribute_noreturn();
 extern int64 waitlist_count_owned_resources(int index, int nworkers);
-extern void waitlist_check_channels(Datum channels);
+extern void waitlist_check_channels(Datum channels, bool with_booking);
 extern bool waitlist_booking_sagas_installed(void);
+extern bool waitlist_ranked_line_installed(void);
 extern void waitlist_require_booking_sagas(const char *what);
 
 /* autonomous.c: refused booking reports, recorded all the same */

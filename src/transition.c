@@ -44,6 +44,7 @@
 #define OFFERED		"OFFERED"
 #define OPEN		"OPEN"
 #define ACCEPTING	"ACCEPTING"
+#define PENDING		"PENDING"
 
 /*
  * The state machine.  An offer holds one unit of capacity from its creation
@@ -110,6 +111,19 @@ const WaitlistRule waitlist_rules[] = {
 	/* more time to answer: the deadline moves, the unit stays held */
 	{WAITLIST_ENTITY_OFFER, OPEN, WAITLIST_EVENT_EXTEND, OPEN,
 	WAITLIST_UNIT_NONE, "offer_extended", "extended"},
+
+	/*
+	 * Confirmed places: on a resource with confirm_within, a join holds a
+	 * place (PENDING) that takes part in promotion once confirmed.
+	 */
+	{WAITLIST_ENTITY_ENTRY, NULL, WAITLIST_EVENT_JOIN_UNCONFIRMED, PENDING,
+	WAITLIST_UNIT_NONE, "confirm_requested", "joined unconfirmed"},
+	{WAITLIST_ENTITY_ENTRY, PENDING, WAITLIST_EVENT_CONFIRM, WAITING,
+	WAITLIST_UNIT_NONE, NULL, "confirmed"},
+	{WAITLIST_ENTITY_ENTRY, PENDING, WAITLIST_EVENT_LEAVE_UNCONFIRMED, "CANCELLED",
+	WAITLIST_UNIT_NONE, NULL, "left"},
+	{WAITLIST_ENTITY_ENTRY, PENDING, WAITLIST_EVENT_EXPIRE_UNCONFIRMED, "EXPIRED",
+	WAITLIST_UNIT_NONE, NULL, "not_confirmed"},
 };
 
 const int	waitlist_rule_count = lengthof(waitlist_rules);
@@ -118,7 +132,8 @@ static const char *const entity_names[] = {"entry", "offer"};
 static const char *const event_names[WAITLIST_EVENT_COUNT] = {
 	"join", "promote", "leave", "accept", "booking_conflict", "decline",
 	"expire", "revoke", "request_booking", "booking_retry", "booking_confirmed",
-	"booking_failed", "booking_exhausted", "extend"
+	"booking_failed", "booking_exhausted", "extend", "join_unconfirmed", "confirm",
+	"leave_unconfirmed", "expire_unconfirmed"
 };
 static const char *const unit_effect_names[] = {
 	"none", "hold", "consume", "return", "retire"
@@ -328,6 +343,31 @@ sql_literal(const char *s)
 }
 
 /*
+ * The rule version a transition is decided under: the resource's (1.1), or
+ * the one 1.0 had.
+ */
+#define RESOURCE_RULE_VERSION_SQL \
+	"(SELECT rv.rule_version FROM waitlist.resource rv" \
+	" WHERE rv.resource_id OPERATOR(pg_catalog.=) $1)"
+
+static const char *
+rule_version_sql(bool ranked)
+{
+	return ranked ? RESOURCE_RULE_VERSION_SQL : "'" WAITLIST_RULE_VERSION "'::pg_catalog.text";
+}
+
+/*
+ * The line's order, over an alias of waitlist.entry rows (or rows returned
+ * from them): rank_key (1.1) or priority, then arrival.
+ */
+static const char *
+line_order(bool ranked, const char *alias)
+{
+	return psprintf(ranked ? "%s.rank_key DESC, %s.seq" : "%s.priority DESC, %s.seq",
+					alias, alias);
+}
+
+/*
  * The INSERT of the audit rows of one rule, as a CTE body: one row per row
  * of "source" (which has the column id_column), in the order given (none
  * for a single row).  $1 is the resource id; the actor is parameter
@@ -335,13 +375,14 @@ sql_literal(const char *s)
  */
 static void
 append_audit_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
-				  const char *id_column, const char *order_by, int actor_param)
+				  const char *id_column, const char *order_by, int actor_param,
+				  bool ranked)
 {
 	appendStringInfo(buf,
 					 "SELECT %s, %s, $1, %s, %s, %s, %s, $%d::pg_catalog.name FROM %s",
 					 sql_literal(waitlist_entity_name(rule->entity)), id_column,
 					 sql_literal(rule->from_state), sql_literal(rule->to_state),
-					 sql_literal(rule->reason), sql_literal(WAITLIST_RULE_VERSION),
+					 sql_literal(rule->reason), rule_version_sql(ranked),
 					 actor_param, source);
 	if (order_by != NULL)
 		appendStringInfo(buf, " ORDER BY %s", order_by);
@@ -398,36 +439,12 @@ keep_sql(StringInfo buf)
 }
 
 /*
- * The entry states that hold a fan's place (those the state machine moves
- * on from), as an SQL array: the one-active-entry-per-fan index covers
- * them.
+ * The predicate of the join's ON CONFLICT, which must imply that of the
+ * one-active-entry index for the index to be inferred: 1.0's index covers
+ * WAITING and OFFERED, 1.1's PENDING as well, and these two imply both.
+ * A join that finds its fan PENDING, WAITING or OFFERED (1.1) conflicts.
  */
-static void
-append_active_entry_states(StringInfo buf)
-{
-	bool		first = true;
-	int			i;
-	int			j;
-
-	appendStringInfoString(buf, "ARRAY[");
-	for (i = 0; i < waitlist_rule_count; i++)
-	{
-		const char *state = waitlist_rules[i].from_state;
-		bool		seen = false;
-
-		if (waitlist_rules[i].entity != WAITLIST_ENTITY_ENTRY || state == NULL)
-			continue;
-		for (j = 0; j < i && !seen; j++)
-			seen = waitlist_rules[j].entity == WAITLIST_ENTITY_ENTRY &&
-				waitlist_rules[j].from_state != NULL &&
-				strcmp(waitlist_rules[j].from_state, state) == 0;
-		if (seen)
-			continue;
-		appendStringInfo(buf, "%s%s", first ? "" : ", ", sql_literal(state));
-		first = false;
-	}
-	appendStringInfoString(buf, "]");
-}
+#define JOIN_CONFLICT_STATES "ARRAY['WAITING', 'OFFERED']"
 
 /*
  * The name of the role a transition is recorded for: the API's caller, or
@@ -443,41 +460,92 @@ actor_datum(void)
 
 /*
  * The join: read the resource and, unless it has a cap not yet checked
- * ($4 false), insert the WAITING entry with its audit row; a double tap
- * conflicts on the one-active-entry index and inserts nothing.  Returns
- * (capped, new entry id or NULL, free_units); no row for an unknown
- * resource.
+ * ($4 false), insert the entry with its audit row (1.1: PENDING with its
+ * confirm_requested row where the resource wants confirmed places, ranked
+ * by its aging); a double tap conflicts on the one-active-entry index and
+ * inserts nothing.  Returns (capped, new entry id or NULL, free_units); no
+ * row for an unknown resource.
  */
-static WaitlistPlan join_plan = {
-	NULL, 5, {TEXTOID, TEXTOID, INT4OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN
+static WaitlistPlan join_plans[2] = {
+	{NULL, 5, {TEXTOID, TEXTOID, INT4OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN},
+	{NULL, 5, {TEXTOID, TEXTOID, INT4OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN}
 };
 
+/*
+ * The rank of a fan of priority "priority" placed now, on resource row
+ * "r": aged, one point per aging_interval since the epoch subtracted, so
+ * that later fans rank lower at every instant.
+ */
+#define RANK_NOW_SQL(priority) \
+	"(" priority " OPERATOR(pg_catalog.-) CASE WHEN r.aging_interval IS NULL THEN 0::pg_catalog.float8" \
+	" ELSE pg_catalog.date_part('epoch', pg_catalog.now())" \
+	"      OPERATOR(pg_catalog./) pg_catalog.date_part('epoch', r.aging_interval) END)"
+
 static void
-build_join_sql(void)
+build_join_sql(bool ranked)
 {
 	const WaitlistRule *rule = rule_of(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_JOIN);
+	const WaitlistRule *pending = rule_of(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_JOIN_UNCONFIRMED);
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf,
-					 "WITH r AS ("
-					 "  SELECT max_waiting, free_units FROM waitlist.resource"
-					 "  WHERE resource_id OPERATOR(pg_catalog.=) $1"
-					 "), ins AS ("
-					 "  INSERT INTO waitlist.entry (resource_id, user_id, priority, state)"
-					 "  SELECT $1, $2, $3, %s FROM r WHERE r.max_waiting IS NULL OR $4"
-					 "  ON CONFLICT (resource_id, user_id)"
-					 "    WHERE state OPERATOR(pg_catalog.=) ANY (",
-					 sql_literal(rule->to_state));
-	append_active_entry_states(&buf);
-	appendStringInfoString(&buf,
-						   ") DO NOTHING"
-						   "  RETURNING entry_id"
-						   "), audited AS (" WAITLIST_AUDIT_INSERT);
-	append_audit_rows(&buf, rule, "ins", "ins.entry_id", NULL, 5);
+	if (!ranked)
+	{
+		appendStringInfo(&buf,
+						 "WITH r AS ("
+						 "  SELECT max_waiting, free_units FROM waitlist.resource"
+						 "  WHERE resource_id OPERATOR(pg_catalog.=) $1"
+						 "), ins AS ("
+						 "  INSERT INTO waitlist.entry (resource_id, user_id, priority, state)"
+						 "  SELECT $1, $2, $3, %s FROM r WHERE r.max_waiting IS NULL OR $4"
+						 "  ON CONFLICT (resource_id, user_id)"
+						 "    WHERE state OPERATOR(pg_catalog.=) ANY (" JOIN_CONFLICT_STATES ") DO NOTHING"
+						 "  RETURNING entry_id"
+						 "), audited AS (" WAITLIST_AUDIT_INSERT,
+						 sql_literal(rule->to_state));
+		append_audit_rows(&buf, rule, "ins", "ins.entry_id", NULL, 5, false);
+	}
+	else
+	{
+		appendStringInfo(&buf,
+						 "WITH r AS ("
+						 "  SELECT max_waiting, free_units, aging_interval, confirm_within"
+						 "  FROM waitlist.resource"
+						 "  WHERE resource_id OPERATOR(pg_catalog.=) $1"
+						 "), ins AS ("
+						 "  INSERT INTO waitlist.entry (resource_id, user_id, priority, state, rank_key,"
+						 "                              confirm_by)"
+						 "  SELECT $1, $2, $3, CASE WHEN r.confirm_within IS NULL THEN %s ELSE %s END,"
+						 "         " RANK_NOW_SQL("$3") ","
+						 "         pg_catalog.now() OPERATOR(pg_catalog.+) r.confirm_within"
+						 "  FROM r WHERE r.max_waiting IS NULL OR $4"
+						 "  ON CONFLICT (resource_id, user_id)"
+						 "    WHERE state OPERATOR(pg_catalog.=) ANY (" JOIN_CONFLICT_STATES ") DO NOTHING"
+						 "  RETURNING entry_id, user_id, state, confirm_by"
+						 "), notified AS (",
+						 sql_literal(rule->to_state), sql_literal(pending->to_state));
+		/* the fan is asked to confirm, by the deadline of the place */
+		append_outbox_rows(&buf, pending,
+						   psprintf("(SELECT i.entry_id, NULL::pg_catalog.int8 AS offer_id, i.user_id,"
+									" i.confirm_by AS expires_at FROM ins i"
+									" WHERE i.state OPERATOR(pg_catalog.=) %s)",
+									sql_literal(pending->to_state)),
+						   "NULL::pg_catalog.text", "NULL::pg_catalog.text", "NULL::pg_catalog.text", NULL);
+		appendStringInfoString(&buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
+		append_audit_rows(&buf, rule,
+						  psprintf("ins WHERE ins.state OPERATOR(pg_catalog.=) %s",
+								   sql_literal(rule->to_state)),
+						  "ins.entry_id", NULL, 5, true);
+		appendStringInfoString(&buf, ") UNION ALL (");
+		append_audit_rows(&buf, pending,
+						  psprintf("ins WHERE ins.state OPERATOR(pg_catalog.=) %s",
+								   sql_literal(pending->to_state)),
+						  "ins.entry_id", NULL, 5, true);
+		appendStringInfoString(&buf, ")");
+	}
 	appendStringInfoString(&buf,
 						   ") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units FROM r");
-	join_plan.sql = keep_sql(&buf);
+	join_plans[ranked].sql = keep_sql(&buf);
 }
 
 /*
@@ -489,20 +557,21 @@ int64
 waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 					bool cap_checked, bool *capped, int64 *free_units)
 {
+	bool		ranked = waitlist_ranked_line_installed();
 	Datum		values[5];
 	HeapTuple	row;
 	TupleDesc	tupdesc;
 	bool		isnull;
 	Datum		d;
 
-	if (join_plan.sql == NULL)
-		build_join_sql();
+	if (join_plans[ranked].sql == NULL)
+		build_join_sql(ranked);
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = PointerGetDatum(user_id);
 	values[2] = priority;
 	values[3] = BoolGetDatum(cap_checked);
 	values[4] = actor_datum();
-	apply(&join_plan, 1, values, NULL);
+	apply(&join_plans[ranked], 1, values, NULL);
 	if (SPI_processed == 0)
 		waitlist_resource_not_found(resource_id);
 	row = SPI_tuptable->vals[0];
@@ -510,49 +579,133 @@ waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 	*capped = DatumGetBool(SPI_getbinval(row, tupdesc, 1, &isnull));
 	*free_units = DatumGetInt64(SPI_getbinval(row, tupdesc, 3, &isnull));
 	d = SPI_getbinval(row, tupdesc, 2, &isnull);
-	return isnull ? -1 : DatumGetInt64(d);
+	if (isnull)
+		return -1;
+	outbox_written();
+	return DatumGetInt64(d);
 }
 
-/* A WAITING fan leaves the line. */
-static WaitlistPlan leave_plan = {
-	NULL, 3, {TEXTOID, INT8OID, NAMEOID}, WAITLIST_GENERIC_PLAN
-};
+/*
+ * Moving entries of one resource ($2, an array of ids) by an event that
+ * concerns no offer (a leave, a confirmation, an unconfirmed place let go):
+ * those in the rule's from state move, with their audit rows.  $4 is the
+ * new state.  A confirmation whose place counts from it ranks the entry as
+ * if it joined now.  Returns the number moved.
+ */
+static WaitlistPlan entry_event_plans[2][WAITLIST_EVENT_COUNT];
+
+static const char *
+entry_changes(WaitlistEvent event)
+{
+	if (event == WAITLIST_EVENT_CONFIRM)
+		return "SET state = $4, updated_at = pg_catalog.now(), confirmed_at = pg_catalog.now(),"
+			" rank_key = CASE WHEN r.confirm_place_from OPERATOR(pg_catalog.=) 'confirm'"
+			"   THEN " RANK_NOW_SQL("e.priority") " ELSE e.rank_key END,"
+			" seq = CASE WHEN r.confirm_place_from OPERATOR(pg_catalog.=) 'confirm'"
+			"   THEN pg_catalog.nextval('waitlist.entry_seq') ELSE e.seq END";
+	return "SET state = $4, updated_at = pg_catalog.now()";
+}
 
 static void
-build_leave_sql(void)
+build_entry_event_sql(WaitlistEvent event, bool ranked)
 {
-	const WaitlistRule *rule = rule_of(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_LEAVE);
+	const WaitlistRule *rule = rule_of(WAITLIST_ENTITY_ENTRY, event);
+	WaitlistPlan *plan = &entry_event_plans[ranked][event];
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf,
 					 "WITH moved AS ("
-					 "  UPDATE waitlist.entry e SET state = %s, updated_at = pg_catalog.now()"
-					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
-					 "    AND e.entry_id OPERATOR(pg_catalog.=) $2"
+					 "  UPDATE waitlist.entry e %s"
+					 "  FROM waitlist.resource r"
+					 "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
+					 "    AND e.resource_id OPERATOR(pg_catalog.=) $1"
+					 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY ($2)"
 					 "    AND e.state OPERATOR(pg_catalog.=) %s"
 					 "  RETURNING e.entry_id"
 					 "), audited AS (" WAITLIST_AUDIT_INSERT,
-					 sql_literal(rule->to_state), sql_literal(rule->from_state));
-	append_audit_rows(&buf, rule, "moved", "moved.entry_id", NULL, 3);
+					 entry_changes(event), sql_literal(rule->from_state));
+	append_audit_rows(&buf, rule, "moved", "moved.entry_id", "moved.entry_id", 3, ranked);
 	appendStringInfoString(&buf, ") SELECT pg_catalog.count(*) FROM moved");
-	leave_plan.sql = keep_sql(&buf);
+
+	plan->nargs = 4;
+	plan->argtypes[0] = TEXTOID;
+	plan->argtypes[1] = INT8ARRAYOID;
+	plan->argtypes[2] = NAMEOID;
+	plan->argtypes[3] = TEXTOID;
+	plan->plan_mode = WAITLIST_CUSTOM_PLAN;
+	plan->sql = keep_sql(&buf);
 }
 
-/* Returns false if the entry was not WAITING (any more). */
-bool
-waitlist_apply_leave(text *resource_id, int64 entry_id)
+int64
+waitlist_apply_entry_event(WaitlistEvent event, text *resource_id, Datum entry_ids)
 {
-	Datum		values[3];
+	bool		ranked = waitlist_ranked_line_installed();
+	WaitlistPlan *plan = &entry_event_plans[ranked][event];
+	ArrayType  *ids = DatumGetArrayTypeP(entry_ids);
+	Datum		values[4];
 	bool		isnull;
 
-	if (leave_plan.sql == NULL)
-		build_leave_sql();
+	if (plan->sql == NULL)
+		build_entry_event_sql(event, ranked);
 	values[0] = PointerGetDatum(resource_id);
-	values[1] = Int64GetDatum(entry_id);
+	values[1] = entry_ids;
 	values[2] = actor_datum();
-	apply(&leave_plan, 1, values, NULL);
-	return first_int8(&isnull) > 0;
+	values[3] = CStringGetTextDatum(rule_of(WAITLIST_ENTITY_ENTRY, event)->to_state);
+	apply(plan, ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)), values, NULL);
+	return first_int8(&isnull);
+}
+
+/*
+ * One entry leaves (event: from WAITING or from PENDING).  Returns false if
+ * it was not in that state (any more).
+ */
+bool
+waitlist_apply_leave(WaitlistEvent event, text *resource_id, int64 entry_id)
+{
+	Datum		id = Int64GetDatum(entry_id);
+
+	return waitlist_apply_entry_event(event, resource_id,
+									  PointerGetDatum(construct_array(&id, 1, INT8OID, sizeof(int64),
+																	  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))) > 0;
+}
+
+/*
+ * A change of a resource's ordering rules: its rule version is bumped (the
+ * rules' name, aged or not, and the next number) and the change audited as
+ * a transition of the resource, decided under the new version.  The caller
+ * has written the new rules.  Returns the new version.
+ */
+static WaitlistPlan rule_change_plan = {
+	"WITH old AS ("
+	"  SELECT rule_version FROM waitlist.resource WHERE resource_id OPERATOR(pg_catalog.=) $1"
+	"), bumped AS ("
+	"  UPDATE waitlist.resource r"
+	"  SET rule_version = (CASE WHEN r.aging_interval IS NULL THEN 'priority-fifo/' ELSE 'priority-aging/' END)"
+	"      OPERATOR(pg_catalog.||) (pg_catalog.split_part(o.rule_version, '/', 2)::pg_catalog.int4"
+	"                               OPERATOR(pg_catalog.+) 1)::pg_catalog.text,"
+	"      updated_at = pg_catalog.now()"
+	"  FROM old o WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
+	"  RETURNING r.rule_version AS new_version, o.rule_version AS old_version"
+	"), audited AS (" WAITLIST_AUDIT_INSERT
+	"  SELECT 'resource', pg_catalog.split_part(b.new_version, '/', 2)::pg_catalog.int8, $1,"
+	"         b.old_version, b.new_version, $2, b.new_version, $3 FROM bumped b"
+	") SELECT new_version FROM bumped",
+	3, {TEXTOID, TEXTOID, NAMEOID}
+};
+
+char *
+waitlist_apply_rule_change(text *resource_id, const char *reason)
+{
+	Datum		values[3];
+
+	values[0] = PointerGetDatum(resource_id);
+	values[1] = CStringGetTextDatum(reason);
+	values[2] = actor_datum();
+	apply(&rule_change_plan, 1, values, NULL);
+	if (SPI_processed != 1)
+		waitlist_resource_not_found(resource_id);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
 /*
@@ -563,7 +716,7 @@ waitlist_apply_leave(text *resource_id, int64 entry_id)
  * reaches one further down the line.  Returns the number of offers made.
  */
 static WaitlistPlan promote_plans[2] = {
-	/* [false]: for a database whose schema (1.0) has no offer tokens yet */
+	/* [false]: for a database whose schema (1.0) has no rank and no tokens yet */
 	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN},
 	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN}
 };
@@ -573,10 +726,11 @@ static WaitlistPlan promote_plans[2] = {
 
 /*
  * The offer_created rows carry the offer's signed token (token.c signs it
- * with the key it reads once per transaction).
+ * with the key it reads once per transaction), from 1.1 on, when the line
+ * is ordered by rank.
  */
 static void
-build_promote_sql(bool tokens)
+build_promote_sql(bool ranked)
 {
 	const WaitlistRule *entry = rule_of(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_PROMOTE);
 	const WaitlistRule *offer = rule_of(WAITLIST_ENTITY_OFFER, WAITLIST_EVENT_PROMOTE);
@@ -589,7 +743,7 @@ build_promote_sql(bool tokens)
 					 "  SELECT e.entry_id FROM waitlist.entry e"
 					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
 					 "    AND e.state OPERATOR(pg_catalog.=) %s"
-					 "  ORDER BY e.priority DESC, e.seq"
+					 "  ORDER BY %s"
 					 "  LIMIT $2"
 					 "  FOR UPDATE OF e SKIP LOCKED"
 					 "), moved AS ("
@@ -597,7 +751,7 @@ build_promote_sql(bool tokens)
 					 "  UPDATE waitlist.entry e SET state = %s, updated_at = pg_catalog.now()"
 					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
 					 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT p.entry_id FROM picked p))"
-					 "  RETURNING e.entry_id, e.user_id, e.priority, e.seq"
+					 "  RETURNING e.entry_id, e.user_id, e.priority, e.seq%s"
 					 "), made AS ("
 					 "  INSERT INTO waitlist.offer (entry_id, resource_id, user_id, state, expires_at)"
 	/* clamped as the setting is bounded: no stored offer_ttl can overflow */
@@ -606,17 +760,18 @@ build_promote_sql(bool tokens)
 					 "                                interval '" WAITLIST_MAX_SETTING_INTERVAL "')"
 					 "  FROM moved m, waitlist.resource r"
 					 "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
-					 "  ORDER BY m.priority DESC, m.seq"
+					 "  ORDER BY %s"
 					 "  RETURNING offer_id, entry_id, user_id, expires_at"
 					 "), notified AS (",
-					 sql_literal(entry->from_state), sql_literal(entry->to_state),
-					 sql_literal(offer->to_state));
+					 sql_literal(entry->from_state), line_order(ranked, "e"),
+					 sql_literal(entry->to_state), ranked ? ", e.rank_key" : "",
+					 sql_literal(offer->to_state), line_order(ranked, "m"));
 	append_outbox_rows(&buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text",
-					   tokens ? OFFER_TOKEN_SQL : "NULL::pg_catalog.text", NULL);
+					   ranked ? OFFER_TOKEN_SQL : "NULL::pg_catalog.text", NULL);
 	appendStringInfoString(&buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
-	append_audit_rows(&buf, entry, "moved", "moved.entry_id", "moved.priority DESC, moved.seq", 4);
+	append_audit_rows(&buf, entry, "moved", "moved.entry_id", line_order(ranked, "moved"), 4, ranked);
 	appendStringInfoString(&buf, ") UNION ALL (");
-	append_audit_rows(&buf, offer, "made", "made.offer_id", "made.offer_id", 4);
+	append_audit_rows(&buf, offer, "made", "made.offer_id", "made.offer_id", 4, ranked);
 	appendStringInfoString(&buf,
 						   ")), counted AS ("
 						   "  SELECT pg_catalog.count(*) AS offers FROM made"
@@ -630,25 +785,25 @@ build_promote_sql(bool tokens)
 						   "  FROM counted c"
 						   "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.offers OPERATOR(pg_catalog.>) 0"
 						   ") SELECT offers FROM counted");
-	promote_plans[tokens].sql = keep_sql(&buf);
+	promote_plans[ranked].sql = keep_sql(&buf);
 }
 
 /* Offer max_offers free units; the caller holds the resource's lock. */
 int64
 waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
 {
-	bool		tokens = waitlist_offer_tokens_installed();
+	bool		ranked = waitlist_ranked_line_installed();
 	Datum		values[4];
 	bool		isnull;
 	int64		offers;
 
-	if (promote_plans[tokens].sql == NULL)
-		build_promote_sql(tokens);
+	if (promote_plans[ranked].sql == NULL)
+		build_promote_sql(ranked);
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = Int64GetDatum(max_offers);
 	values[2] = BoolGetDatum(new_wave);
 	values[3] = actor_datum();
-	apply(&promote_plans[tokens], max_offers, values, NULL);
+	apply(&promote_plans[ranked], max_offers, values, NULL);
 	offers = first_int8(&isnull);
 	if (offers > 0)
 		outbox_written();
@@ -665,7 +820,7 @@ waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
  * event's interval, $8 the base of the booking retries' backoff, $9 the
  * offer's new state.
  */
-static WaitlistPlan offer_event_plans[WAITLIST_EVENT_COUNT];
+static WaitlistPlan offer_event_plans[2][WAITLIST_EVENT_COUNT];
 
 /*
  * What an event changes on the offer besides its state.  A settlement
@@ -693,12 +848,12 @@ offer_changes(WaitlistEvent event)
 }
 
 static void
-build_offer_event_sql(WaitlistEvent event)
+build_offer_event_sql(WaitlistEvent event, bool ranked)
 {
 	const WaitlistRule *offer = rule_of(WAITLIST_ENTITY_OFFER, event);
 	const WaitlistRule *entry = waitlist_find_rule(WAITLIST_ENTITY_ENTRY, event);
 	bool		booking = offer->audience == WAITLIST_TO_BOOKING;
-	WaitlistPlan *plan = &offer_event_plans[event];
+	WaitlistPlan *plan = &offer_event_plans[ranked][event];
 	StringInfoData buf;
 
 	initStringInfo(&buf);
@@ -720,9 +875,10 @@ build_offer_event_sql(WaitlistEvent event)
 						 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
 						 "    AND e.state OPERATOR(pg_catalog.=) %s"
 						 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT s.entry_id FROM settled s))"
-						 "  RETURNING e.entry_id, e.priority, e.seq"
+						 "  RETURNING e.entry_id, e.priority, e.seq%s"
 						 ")",
-						 sql_literal(entry->to_state), sql_literal(entry->from_state));
+						 sql_literal(entry->to_state), sql_literal(entry->from_state),
+						 ranked ? ", e.rank_key" : "");
 	appendStringInfoString(&buf, ", notified AS (");
 	/* a retry waits out its backoff; the first request goes at once */
 	append_outbox_rows(&buf, offer, "settled", "$3", "$5",
@@ -732,11 +888,12 @@ build_offer_event_sql(WaitlistEvent event)
 					   "(SELECT " WAITLIST_BACKOFF_SQL("$8", "10 minutes", "0.1")
 					   " FROM (SELECT s.booking_attempts OPERATOR(pg_catalog.-) 1 AS attempts) a))" : NULL);
 	appendStringInfoString(&buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
-	append_audit_rows(&buf, offer, "settled", "settled.offer_id", "settled.offer_id", 6);
+	append_audit_rows(&buf, offer, "settled", "settled.offer_id", "settled.offer_id", 6, ranked);
 	if (entry != NULL)
 	{
 		appendStringInfoString(&buf, ") UNION ALL (");
-		append_audit_rows(&buf, entry, "moved", "moved.entry_id", "moved.priority DESC, moved.seq", 6);
+		append_audit_rows(&buf, entry, "moved", "moved.entry_id", line_order(ranked, "moved"), 6,
+						  ranked);
 	}
 	appendStringInfoString(&buf, "))");
 	if (offer->unit == WAITLIST_UNIT_RETURN)
@@ -773,7 +930,8 @@ int64
 waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_ids,
 						   const WaitlistOfferChange *change)
 {
-	WaitlistPlan *plan = &offer_event_plans[event];
+	bool		ranked = waitlist_ranked_line_installed();
+	WaitlistPlan *plan = &offer_event_plans[ranked][event];
 	ArrayType  *ids = DatumGetArrayTypeP(offer_ids);
 	Datum		values[9];
 	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -781,7 +939,7 @@ waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_i
 	int64		settled;
 
 	if (plan->sql == NULL)
-		build_offer_event_sql(event);
+		build_offer_event_sql(event, ranked);
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = offer_ids;
 	values[2] = change->reservation_ref ? CStringGetTextDatum(change->reservation_ref) : (Datum) 0;
@@ -805,9 +963,44 @@ waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_i
 /* --- changes by hand ----------------------------------------------------- */
 
 static WaitlistPlan by_hand_plan = {
-	WAITLIST_AUDIT_INSERT "VALUES ($1, $2, $3, $4, $5, 'manual', '" WAITLIST_RULE_VERSION "', $6)",
-	6, {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, NAMEOID}
+	WAITLIST_AUDIT_INSERT "VALUES ($1, $2, $3, $4, $5, 'manual', $7, $6)",
+	7, {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID}
 };
+
+/* the rule version of a resource (1.1), read as the extension owner */
+static WaitlistPlan rule_version_plan = {
+	"SELECT rule_version FROM waitlist.resource WHERE resource_id OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+/*
+ * The rule version a change by hand is recorded under: the resource's, which
+ * the one making the change need not be allowed to read.
+ */
+static Datum
+rule_version_of(Datum resource_id)
+{
+	Oid			user;
+	int			sec_context;
+	char	   *volatile version = NULL;
+
+	if (!waitlist_ranked_line_installed())
+		return CStringGetTextDatum(WAITLIST_RULE_VERSION);
+	GetUserIdAndSecContext(&user, &sec_context);
+	SetUserIdAndSecContext(waitlist_owner(), sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		waitlist_execute(&rule_version_plan, &resource_id, NULL, true, 1);
+		if (SPI_processed == 1)
+			version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(user, sec_context);
+	}
+	PG_END_TRY();
+	return CStringGetTextDatum(version ? version : WAITLIST_RULE_VERSION);
+}
 
 /*
  * Write the audit row of a state change made by hand (the row guard has
@@ -819,8 +1012,8 @@ void
 waitlist_record_by_hand(WaitlistEntity entity, int64 id, Datum resource_id,
 						const char *from_state, const char *to_state)
 {
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			nestlevel;
 
 	values[0] = CStringGetTextDatum(waitlist_entity_name(entity));
@@ -834,6 +1027,7 @@ waitlist_record_by_hand(WaitlistEntity entity, int64 id, Datum resource_id,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	nestlevel = waitlist_pin_search_path();
+	values[6] = rule_version_of(resource_id);
 	execute_flagged(&recording_depth, &by_hand_plan, 1, values, nulls);
 	AtEOXact_GUC(false, nestlevel);
 	if (SPI_finish() != SPI_OK_FINISH)

@@ -220,6 +220,8 @@ do_work(Work *work)
 			work->expired = waitlist_expire_due(EXPIRY_BATCH, worker_index, worker_count);
 			/* and the accept sagas past their deadline, on the same rounds */
 			work->expired += waitlist_end_due_sagas(EXPIRY_BATCH, worker_index, worker_count);
+			/* and the places left unconfirmed */
+			(void) waitlist_end_due_places(EXPIRY_BATCH, worker_index, worker_count);
 			break;
 		case WORK_LIST:
 			/* the plans listing work all take (owner, nworkers, limit[, skipped]) */

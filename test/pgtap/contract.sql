@@ -50,43 +50,50 @@ LANGUAGE sql AS $$
        AND pg_catalog.pg_get_indexdef(i.indexrelid) LIKE '%' || def_tail
 $$;
 
-SELECT plan(152);
+SELECT plan(153);
 
 ------------------------------------------------------------------------------
 -- Functions: exact signatures and return types
 ------------------------------------------------------------------------------
 
 SELECT has_function('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval'],
-    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval) exists');
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]'],
+    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[]) exists');
 SELECT function_returns('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval'], 'void',
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]'], 'void',
     'waitlist_create_resource returns void');
 SELECT is(pg_catalog.pg_get_function_arguments(
-        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval)'::regprocedure),
+        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[])'::regprocedure),
     'resource_id text, offer_ttl interval DEFAULT ''00:15:00''::interval, max_waiting bigint DEFAULT NULL::bigint, '
     'booking_function regprocedure DEFAULT NULL::regprocedure, channels text[] DEFAULT NULL::text[], '
     'wave_size integer DEFAULT NULL::integer, wave_interval interval DEFAULT NULL::interval, '
     'booking text DEFAULT NULL::text, booking_timeout interval DEFAULT ''00:02:00''::interval, '
-    'booking_max_attempts integer DEFAULT 5, max_offer_extension interval DEFAULT NULL::interval',
-    'waitlist_create_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), then (booking, booking_timeout, booking_max_attempts, max_offer_extension), all but the first with defaults');
+    'booking_max_attempts integer DEFAULT 5, max_offer_extension interval DEFAULT NULL::interval, '
+    'aging_interval interval DEFAULT NULL::interval, confirm_within interval DEFAULT NULL::interval, '
+    'confirm_place_from text DEFAULT ''join''::text, position_visibility text DEFAULT ''exact''::text, '
+    'position_bands integer[] DEFAULT NULL::integer[]',
+    'waitlist_create_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, aging_interval, confirm_within, confirm_place_from, position_visibility, position_bands), all but the first with defaults');
 
 SELECT has_function('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean'],
-    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean) exists');
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean'],
+    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean) exists');
 SELECT function_returns('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean'], 'void',
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean'], 'void',
     'waitlist_alter_resource returns void');
 SELECT is(pg_catalog.pg_get_function_arguments(
-        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean)'::regprocedure),
+        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean)'::regprocedure),
     'resource_id text, offer_ttl interval DEFAULT NULL::interval, max_waiting bigint DEFAULT NULL::bigint, '
     'clear_max_waiting boolean DEFAULT false, booking_function regprocedure DEFAULT NULL::regprocedure, '
     'clear_booking_function boolean DEFAULT false, channels text[] DEFAULT NULL::text[], '
     'wave_size integer DEFAULT NULL::integer, wave_interval interval DEFAULT NULL::interval, '
     'clear_waves boolean DEFAULT false, booking text DEFAULT NULL::text, '
     'booking_timeout interval DEFAULT NULL::interval, booking_max_attempts integer DEFAULT NULL::integer, '
-    'max_offer_extension interval DEFAULT NULL::interval, clear_max_offer_extension boolean DEFAULT false',
-    'waitlist_alter_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, clear_max_offer_extension), all but the first with defaults');
+    'max_offer_extension interval DEFAULT NULL::interval, clear_max_offer_extension boolean DEFAULT false, '
+    'aging_interval interval DEFAULT NULL::interval, clear_aging_interval boolean DEFAULT false, '
+    'confirm_within interval DEFAULT NULL::interval, clear_confirm_within boolean DEFAULT false, '
+    'confirm_place_from text DEFAULT NULL::text, position_visibility text DEFAULT NULL::text, '
+    'position_bands integer[] DEFAULT NULL::integer[], clear_position_bands boolean DEFAULT false',
+    'waitlist_alter_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, clear_max_offer_extension, aging_interval, clear_aging_interval, confirm_within, clear_confirm_within, confirm_place_from, position_visibility, position_bands, clear_position_bands), all but the first with defaults');
 
 -- the accept saga and offer extensions (1.1)
 SELECT has_function('waitlist_booking_confirmed', ARRAY['bigint', 'text'],
@@ -148,8 +155,8 @@ SELECT set_eq(
                            'waitlist_outbox_claim', 'waitlist_outbox_ack', 'waitlist_outbox_fail',
                            'waitlist_outbox_retry', 'waitlist_set_channel_rate', 'waitlist_inbox',
                            'waitlist_offer_seen')$$,
-    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval,text,interval,integer,interval)'),
-             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean,text,interval,integer,interval,boolean)'),
+    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval,text,interval,integer,interval,interval,interval,text,text,integer[])'),
+             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean,text,interval,integer,interval,boolean,interval,boolean,interval,boolean,text,text,integer[],boolean)'),
              ('waitlist_join(text,text,integer)'),
              ('waitlist_leave(bigint)'),
              ('waitlist_status(bigint)'),
@@ -219,10 +226,10 @@ SELECT is(
 CREATE ROLE wl_test_outsider NOLOGIN;
 
 SELECT function_privs_are('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval'],
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_create_resource');
 SELECT function_privs_are('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean'],
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_alter_resource');
 SELECT function_privs_are('waitlist_join', ARRAY['text', 'text', 'integer'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_join');
@@ -382,17 +389,17 @@ DO $$ BEGIN PERFORM waitlist_create_resource('contract-states'); END $$;
 -- aside, so what is tested here is the tables' own constraints
 SET session_replication_role = replica;
 
--- each valid entry state, one row per state (distinct users: WAITING and
--- OFFERED are both "active")
+-- each valid entry state, one row per state (distinct users: PENDING,
+-- WAITING and OFFERED are all "active")
 SELECT lives_ok(
     format($$INSERT INTO waitlist.entry (resource_id, user_id, state) VALUES ('contract-states', 'ok-%s', %L)$$, s, s),
     format('entry state %s is accepted', s))
-  FROM unnest(ARRAY['WAITING', 'OFFERED', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'CANCELLED']) AS s;
+  FROM unnest(ARRAY['PENDING', 'WAITING', 'OFFERED', 'ACCEPTED', 'DECLINED', 'EXPIRED', 'CANCELLED']) AS s;
 
 SELECT throws_ok(
     format($$INSERT INTO waitlist.entry (resource_id, user_id, state) VALUES ('contract-states', 'bad', %L)$$, s),
     '23514', NULL, format('entry state %L is rejected (23514)', s))
-  FROM unnest(ARRAY['OPEN', 'REVOKED', 'waiting', 'PENDING', 'CANCELED', '']) AS s;
+  FROM unnest(ARRAY['OPEN', 'REVOKED', 'waiting', 'pending', 'CANCELED', '']) AS s;
 
 SELECT throws_ok(
     $$INSERT INTO waitlist.entry (resource_id, user_id, state) VALUES ('contract-states', 'bad', NULL)$$,
@@ -424,13 +431,13 @@ SELECT throws_ok(
 ------------------------------------------------------------------------------
 
 SELECT isnt(
-    wl_test.entry_index_ending($$USING btree (resource_id, user_id) WHERE (state = ANY (ARRAY['WAITING'::text, 'OFFERED'::text]))$$),
+    wl_test.entry_index_ending($$USING btree (resource_id, user_id) WHERE (state = ANY (ARRAY['PENDING'::text, 'WAITING'::text, 'OFFERED'::text]))$$),
     NULL,
-    'waitlist.entry has an index on (resource_id, user_id) WHERE state IN (WAITING, OFFERED)');
+    'waitlist.entry has an index on (resource_id, user_id) WHERE state IN (PENDING, WAITING, OFFERED)');
 SELECT ok(
     (SELECT i.indisunique FROM pg_catalog.pg_index i
       WHERE i.indexrelid = ('waitlist.' || quote_ident(wl_test.entry_index_ending(
-                $$USING btree (resource_id, user_id) WHERE (state = ANY (ARRAY['WAITING'::text, 'OFFERED'::text]))$$)))::regclass),
+                $$USING btree (resource_id, user_id) WHERE (state = ANY (ARRAY['PENDING'::text, 'WAITING'::text, 'OFFERED'::text]))$$)))::regclass),
     '... and it is unique');
 
 SELECT throws_ok(
@@ -478,9 +485,9 @@ SELECT is(
     'manual', '... and audited as manual');
 
 SELECT isnt(
-    wl_test.entry_index_ending($$USING btree (resource_id, priority DESC, seq) WHERE (state = 'WAITING'::text)$$),
+    wl_test.entry_index_ending($$USING btree (resource_id, rank_key DESC, seq) WHERE (state = 'WAITING'::text)$$),
     NULL,
-    'waitlist.entry has the line index (resource_id, priority DESC, seq) WHERE state = WAITING');
+    'waitlist.entry has the line index (resource_id, rank_key DESC, seq) WHERE state = WAITING (1.1: rank_key, aged priority)');
 
 -- a line long enough for the planner to care, spread over a few resources
 DO $$
@@ -494,13 +501,13 @@ SET LOCAL enable_sort = off;
 SELECT matches(
     wl_test.plan_of($$SELECT e.entry_id FROM waitlist.entry e
                        WHERE e.resource_id = 'contract-line-2' AND e.state = 'WAITING'
-                       ORDER BY e.priority DESC, e.seq LIMIT 5 FOR UPDATE OF e SKIP LOCKED$$),
-    'Index Scan using ' || wl_test.entry_index_ending($$USING btree (resource_id, priority DESC, seq) WHERE (state = 'WAITING'::text)$$) || ' on entry',
-    'picking the next waiters reads the line index in (priority DESC, seq) order');
+                       ORDER BY e.rank_key DESC, e.seq LIMIT 5 FOR UPDATE OF e SKIP LOCKED$$),
+    'Index Scan using ' || wl_test.entry_index_ending($$USING btree (resource_id, rank_key DESC, seq) WHERE (state = 'WAITING'::text)$$) || ' on entry',
+    'picking the next waiters reads the line index in (rank_key DESC, seq) order');
 SELECT doesnt_match(
     wl_test.plan_of($$SELECT e.entry_id FROM waitlist.entry e
                        WHERE e.resource_id = 'contract-line-2' AND e.state = 'WAITING'
-                       ORDER BY e.priority DESC, e.seq LIMIT 5 FOR UPDATE OF e SKIP LOCKED$$),
+                       ORDER BY e.rank_key DESC, e.seq LIMIT 5 FOR UPDATE OF e SKIP LOCKED$$),
     'Sort',
     '... without a sort');
 RESET enable_sort;

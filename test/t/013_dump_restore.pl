@@ -222,7 +222,7 @@ is(db_sql('fresh_restored',
 		"INSERT INTO waitlist.channel (channel, rate_per_second, burst) VALUES ('push', 7, 7);"
 		  . " SELECT string_agg(channel || ' ' || coalesce(rate_per_second::text, '-'), ',' ORDER BY channel)"
 		  . " FROM waitlist.channel"),
-	'email 100,push 7,sms 2.5,webhook -',
+	'booking -,email 100,push 7,sms 2.5,webhook -',
 	'an inserted row replaces a channel still at its defaults');
 
 #
