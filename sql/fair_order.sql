@@ -122,3 +122,15 @@ SELECT waitlist_alter_resource('show', confirm_place_from => 'join');
 SELECT rule_version FROM waitlist.resource WHERE resource_id = 'show';
 SELECT reason FROM waitlist.transition WHERE resource_id = 'show' AND entity = 'resource';
 SELECT * FROM waitlist_check();
+
+--
+-- join rate limits: their bounds; without the library preloaded (as here)
+-- there are no buckets to keep them, so setting one is refused
+--
+SELECT waitlist_create_resource('bad', join_burst => 5);
+SELECT waitlist_create_resource('bad', join_rate_per_second => 0);
+SELECT waitlist_create_resource('bad', join_rate_per_second => 'NaN');
+SELECT waitlist_create_resource('bad', join_rate_per_second => 10, join_burst => 0);
+SELECT waitlist_create_resource('bad', join_rate_per_second => 10);
+SELECT waitlist_alter_resource('tour', join_rate_per_second => 10, clear_join_rate => true);
+SELECT count(*) AS bad_resources FROM waitlist.resource WHERE resource_id = 'bad';

@@ -272,6 +272,18 @@ SELECT waitlist_release('msg-extend', 1, 'msg-extend-1');
 SELECT max(offer_id) AS y1_offer FROM waitlist.offer WHERE user_id = 'y1' \gset
 SELECT waitlist_extend_offer(:y1_offer, '6 minutes', 'slow bank', 'e-1');
 SELECT waitlist_extend_offer(:y1_offer, '0', 'slow bank', 'e-1');
+SELECT waitlist_create_resource('msg-bad', join_burst => 5);
+SELECT waitlist_create_resource('msg-bad', join_rate_per_second => 1e9);
+SELECT waitlist_create_resource('msg-bad', join_rate_per_second => 10);
+SELECT waitlist_create_resource('msg-bad', aging_interval => '0');
+SELECT waitlist_create_resource('msg-bad', confirm_place_from => 'lunch');
+SELECT waitlist_create_resource('msg-bad', position_visibility => 'blurred');
+SELECT waitlist_create_resource('msg-bad', position_bands => '{10,5}');
+SELECT waitlist_create_resource('msg-bad', position_bands => '{}');
+SELECT waitlist_create_resource('msg-confirm', '10 minutes', confirm_within => '1 second');
+SELECT waitlist_join('msg-confirm', 'z1') AS z1_entry \gset
+SELECT waitlist_leave(:z1_entry);
+SELECT waitlist_confirm(:z1_entry);
 
 --
 -- pg_cron

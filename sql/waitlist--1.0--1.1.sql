@@ -350,11 +350,13 @@ BEGIN
                                              confirm_within interval DEFAULT NULL,
                                              confirm_place_from text DEFAULT 'join',
                                              position_visibility text DEFAULT 'exact',
-                                             position_bands integer[] DEFAULT NULL)
+                                             position_bands integer[] DEFAULT NULL,
+                                             join_rate_per_second double precision DEFAULT NULL,
+                                             join_burst integer DEFAULT NULL)
     RETURNS void
     AS 'MODULE_PATHNAME', 'waitlist_create_resource'
     LANGUAGE C CALLED ON NULL INPUT;
-    COMMENT ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[]) IS 'creates a waitlisted resource';
+    COMMENT ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer) IS 'creates a waitlisted resource';
 
     DROP FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean);
     CREATE FUNCTION @extschema@.waitlist_alter_resource(resource_id text,
@@ -379,18 +381,21 @@ BEGIN
                                             confirm_place_from text DEFAULT NULL,
                                             position_visibility text DEFAULT NULL,
                                             position_bands integer[] DEFAULT NULL,
-                                            clear_position_bands boolean DEFAULT false)
+                                            clear_position_bands boolean DEFAULT false,
+                                            join_rate_per_second double precision DEFAULT NULL,
+                                            join_burst integer DEFAULT NULL,
+                                            clear_join_rate boolean DEFAULT false)
     RETURNS void
     AS 'MODULE_PATHNAME', 'waitlist_alter_resource'
     LANGUAGE C CALLED ON NULL INPUT;
-    COMMENT ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
+    COMMENT ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
 
     FOREACH g IN ARRAY COALESCE(create_grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[]) TO %I',
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer) TO %I',
             pg_catalog.pg_get_userbyid(g));
     END LOOP;
     FOREACH g IN ARRAY COALESCE(alter_grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean) TO %I',
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean) TO %I',
             pg_catalog.pg_get_userbyid(g));
     END LOOP;
 END
@@ -492,6 +497,27 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'waitlist_confirm'
 LANGUAGE C CALLED ON NULL INPUT;
 COMMENT ON FUNCTION waitlist_confirm(bigint) IS 'confirms a PENDING place (PENDING -> WAITING); false if it was confirmed before';
+
+/* ---- join rate limits ---- */
+
+/*
+ * Joins beyond a resource's rate are refused (WL018), against a token bucket
+ * in shared memory (src/shmem.c), not a row every join would update: a
+ * storm of bots is turned away without queuing on the resource.  NULL: no
+ * limit.  The bounds are those of the channels' rates.
+ */
+ALTER TABLE waitlist.resource
+    ADD COLUMN join_rate_per_second double precision,
+    ADD COLUMN join_burst integer;
+ALTER TABLE waitlist.resource
+    ADD CONSTRAINT resource_join_rate_bounded
+        CHECK (join_rate_per_second OPERATOR(pg_catalog.>=) 0.000001
+               AND join_rate_per_second OPERATOR(pg_catalog.<=) 1000000),
+    ADD CONSTRAINT resource_join_burst_bounded
+        CHECK (join_burst OPERATOR(pg_catalog.>=) 1 AND join_burst OPERATOR(pg_catalog.<=) 1000000),
+    ADD CONSTRAINT resource_join_rate_given_with_burst
+        CHECK ((join_rate_per_second IS NULL) OPERATOR(pg_catalog.=) (join_burst IS NULL));
+COMMENT ON COLUMN waitlist.resource.join_rate_per_second IS 'joins per second admitted (NULL: no limit), with bursts of join_burst';
 
 /* ---- retention: the archive ---- */
 
@@ -1059,8 +1085,8 @@ AS $duties$
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_ack(bigint, bigint)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_fail(bigint, bigint, text)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_retry(bigint)', 'EXECUTE'),
-        ('admin', 'FUNCTION', '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[])', 'EXECUTE'),
-        ('admin', 'FUNCTION', '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_promote(text, integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_sweep(integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_schedule_sweep(text)', 'EXECUTE'),

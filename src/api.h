@@ -27,7 +27,7 @@ typedef struct WaitlistPlan
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[16];
+	Oid			argtypes[20];
 	int			plan_mode;		/* WAITLIST_*_PLAN, 0: the plan cache decides */
 	SPIPlanPtr	plan;
 	SPIPlanPtr	few_rows_plan;	/* custom plans: the generic one for few rows */

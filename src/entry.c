@@ -86,6 +86,13 @@ static WaitlistPlan status_plans[2] = {
 	{STATUS_SQL("rank_key"), 2, {TEXTOID, INT8OID}}
 };
 
+/* a resource's join rate (0: no limit) and burst, from 1.1 on */
+static WaitlistPlan join_rate_plan = {
+	"SELECT coalesce(join_rate_per_second, 0), coalesce(join_burst, 0)"
+	" FROM waitlist.resource WHERE resource_id OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
 static int64
 first_int8(bool *found)
 {
@@ -149,12 +156,45 @@ join_capped(text *resource_id, Datum *values)
 }
 
 /*
+ * Admit a join against its resource's rate limit, reading the rate into the
+ * resource's bucket the first time.  Returns false if refused; *retry_ms is
+ * then when a join may be admitted again.
+ */
+static bool
+admit_join(text *resource_id, uint32 hash, int64 *retry_ms)
+{
+	WaitlistJoinAdmission admission = waitlist_take_join_token(hash, retry_ms);
+
+	if (admission == WAITLIST_JOIN_UNKNOWN)
+	{
+		double		rate = 0;
+		int32		burst = 0;
+
+		if (waitlist_ranked_line_installed())
+		{
+			Datum		values[1] = {PointerGetDatum(resource_id)};
+			bool		isnull;
+
+			waitlist_execute(&join_rate_plan, values, NULL, true, 1);
+			if (SPI_processed == 0)
+				waitlist_resource_not_found(resource_id);
+			rate = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			burst = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		}
+		waitlist_learn_join_rate(hash, rate, burst);
+		admission = waitlist_take_join_token(hash, retry_ms);
+	}
+	return admission != WAITLIST_JOIN_REFUSED;
+}
+
+/*
  * waitlist_join(resource_id text, user_id text, priority integer)
  * RETURNS bigint
  *
  * Idempotent while the entry is active: a double tap returns the entry the
- * first tap made.  If the resource has free units (released while nobody
- * waited) the new entry is promoted at once.
+ * first tap made, whatever the resource's join rate.  If the resource has
+ * free units (released while nobody waited) the new entry is promoted at
+ * once.  Joins beyond the resource's join rate are refused (WL018).
  */
 Datum
 waitlist_join(PG_FUNCTION_ARGS)
@@ -166,6 +206,9 @@ waitlist_join(PG_FUNCTION_ARGS)
 	bool		capped;
 	int64		entry_id = -1;
 	int64		free_units;
+	uint32		hash;
+	int64		retry_ms = 0;
+	bool		existed = false;
 
 	waitlist_check_not_null(fcinfo, 2, "priority");
 	waitlist_require_read_committed("waitlist_join()", NULL);
@@ -174,6 +217,25 @@ waitlist_join(PG_FUNCTION_ARGS)
 	values[2] = PG_GETARG_DATUM(2);
 
 	waitlist_api_begin(&call);
+
+	hash = waitlist_resource_hash(resource_id);
+	if (!admit_join(resource_id, hash, &retry_ms))
+	{
+		bool		found;
+
+		/* a fan already in line is never turned away */
+		waitlist_execute(&active_entry_plan, values, NULL, false, 0);
+		entry_id = first_int8(&found);
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_WAITLIST_JOIN_RATE),
+					 errmsg("too many joins for waitlist resource \"%s\"",
+							text_to_cstring(resource_id)),
+					 errdetail("The resource admits joins at a limited rate."),
+					 errhint("Retry in %lld ms.", (long long) Max(retry_ms, 1))));
+		waitlist_api_end(&call);
+		PG_RETURN_INT64(entry_id);
+	}
 
 	/*
 	 * Held to commit, the gate makes a concurrent release either visible to
@@ -196,7 +258,11 @@ waitlist_join(PG_FUNCTION_ARGS)
 		entry_id = first_int8(&found);
 		if (!found)
 			elog(ERROR, "active entry vanished after a conflicting join");
+		existed = true;
 	}
+	/* a double tap takes no join from anyone */
+	if (existed)
+		waitlist_return_join_token(hash);
 
 	if (free_units > 0 || capped)
 		waitlist_promote_if_free(resource_id);

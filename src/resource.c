@@ -35,6 +35,10 @@ PG_FUNCTION_INFO_V1(waitlist_alter_resource);
  * The settings of 1.0 are $1 to $7 of the create and $1 to $10 of the alter;
  * those of the accept saga and extensions follow (1.1).
  */
+/* a join rate's burst when none is given: one second's worth, at least one */
+#define JOIN_BURST_DEFAULT_SQL(rate) \
+	"CASE WHEN " rate " IS NOT NULL THEN GREATEST(1, pg_catalog.ceil(" rate "))::pg_catalog.int4 END"
+
 #define INSERT_RESOURCE_SQL(columns, values) \
 	"INSERT INTO waitlist.resource (resource_id, offer_ttl, max_waiting, booking_function," \
 	"                               channels, wave_size, wave_interval" columns ") " \
@@ -47,12 +51,13 @@ static WaitlistPlan insert_resource_plans[2] = {
 	7, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID}},
 	{INSERT_RESOURCE_SQL(", booking, booking_timeout, booking_max_attempts, max_offer_extension,"
 						 " aging_interval, confirm_within, confirm_place_from, position_visibility,"
-						 " position_bands, rule_version",
+						 " position_bands, rule_version, join_rate_per_second, join_burst",
 						 ", $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-						 " CASE WHEN $12 IS NULL THEN 'priority-fifo/1' ELSE 'priority-aging/1' END"),
-		16, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID,
+						 " CASE WHEN $12 IS NULL THEN 'priority-fifo/1' ELSE 'priority-aging/1' END,"
+						 " $17, coalesce($18, " JOIN_BURST_DEFAULT_SQL("$17") ")"),
+		18, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID,
 			TEXTOID, INTERVALOID, INT4OID, INTERVALOID,
-	INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4ARRAYOID}}
+	INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4ARRAYOID, FLOAT8OID, INT4OID}}
 };
 
 static WaitlistPlan alter_resource_plan = {
@@ -105,6 +110,17 @@ static WaitlistPlan alter_order_plan = {
 	BOOLOID}
 };
 
+/* the join rate ($2, with burst $3; $4 clears it) */
+static WaitlistPlan alter_join_rate_plan = {
+	"UPDATE waitlist.resource SET "
+	"  join_rate_per_second = CASE WHEN $4 THEN NULL ELSE coalesce($2, join_rate_per_second) END, "
+	"  join_burst = CASE WHEN $4 THEN NULL"
+	"    WHEN $2 IS NOT NULL THEN coalesce($3, " JOIN_BURST_DEFAULT_SQL("$2") ")"
+	"    ELSE join_burst END "
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1",
+	4, {TEXTOID, FLOAT8OID, INT4OID, BOOLOID}
+};
+
 /* the ordering rules as they read, to see whether an alter changed them */
 static WaitlistPlan ordering_rules_plan = {
 	"SELECT coalesce(aging_interval::pg_catalog.text, 'none'),"
@@ -133,9 +149,9 @@ static WaitlistPlan rerank_plan = {
 
 /* the arguments of the 1.1 signatures, and those of 1.0 */
 #define CREATE_ARGS_1_0		7
-#define CREATE_ARGS			16
+#define CREATE_ARGS			18
 #define ALTER_ARGS_1_0		10
-#define ALTER_ARGS			23
+#define ALTER_ARGS			26
 
 /* the most bands a resource may show */
 #define MAX_POSITION_BANDS	20
@@ -340,6 +356,41 @@ check_position_display(FunctionCallInfo fcinfo, int visibility_arg, int bands_ar
 	}
 }
 
+/*
+ * A join rate limit: the channels' bounds, a burst only with a rate, and
+ * the shared memory that keeps the buckets (the library preloaded).
+ */
+static void
+check_join_rate(FunctionCallInfo fcinfo, int rate_arg, int burst_arg)
+{
+	if (!PG_ARGISNULL(burst_arg) && PG_ARGISNULL(rate_arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("join_burst needs a join_rate_per_second"),
+				 errhint("Give both, or the rate alone for a burst of one second's joins.")));
+	if (PG_ARGISNULL(rate_arg))
+		return;
+	if (!(PG_GETARG_FLOAT8(rate_arg) >= WAITLIST_MIN_JOIN_RATE &&
+		  PG_GETARG_FLOAT8(rate_arg) <= WAITLIST_MAX_JOIN_RATE))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("join_rate_per_second %g is out of range", PG_GETARG_FLOAT8(rate_arg)),
+				 errdetail("A join rate must be between %g and %g joins per second.",
+						   WAITLIST_MIN_JOIN_RATE, WAITLIST_MAX_JOIN_RATE),
+				 errhint("Pass NULL (or clear_join_rate) for a waitlist without a join limit.")));
+	if (!PG_ARGISNULL(burst_arg) &&
+		(PG_GETARG_INT32(burst_arg) < 1 || PG_GETARG_INT32(burst_arg) > WAITLIST_MAX_JOIN_BURST))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("join_burst must be between 1 and %d", WAITLIST_MAX_JOIN_BURST)));
+	if (!waitlist_join_limits_available())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("join rate limits need waitlist in shared_preload_libraries"),
+				 errdetail("The buckets that count joins live in shared memory."),
+				 errhint("Add waitlist to shared_preload_libraries and restart the server.")));
+}
+
 /* Waves: a size and an interval within their bounds, given together. */
 static void
 check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool altering)
@@ -399,6 +450,7 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 		waitlist_check_not_null(fcinfo, 14, "position_visibility");
 		check_ordering(fcinfo, 11, 12, 13);
 		check_position_display(fcinfo, 14, 15);
+		check_join_rate(fcinfo, 16, 17);
 	}
 	check_offer_ttl(PG_GETARG_DATUM(1));
 	if (!PG_ARGISNULL(2))
@@ -508,6 +560,12 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 		waitlist_check_not_null(fcinfo, 16, "clear_aging_interval");
 		waitlist_check_not_null(fcinfo, 18, "clear_confirm_within");
 		waitlist_check_not_null(fcinfo, 22, "clear_position_bands");
+		waitlist_check_not_null(fcinfo, 25, "clear_join_rate");
+		if (!PG_ARGISNULL(23) && PG_GETARG_BOOL(25))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cannot both set and clear the join rate")));
+		check_join_rate(fcinfo, 23, 24);
 		check_saga_settings(fcinfo, 10);
 		check_ordering(fcinfo, 15, 17, 19);
 		check_position_display(fcinfo, 20, 21);
@@ -610,7 +668,14 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 	if (SPI_processed == 0)
 		waitlist_resource_not_found(resource_id);
 	if (nargs == ALTER_ARGS)
+	{
 		alter_ordering(resource_id, values + 15, nulls + 15);
+		values[22] = values[0];
+		nulls[22] = ' ';
+		waitlist_execute(&alter_join_rate_plan, values + 22, nulls + 22, false, 0);
+		/* the buckets read the rate again once this commits */
+		waitlist_forget_join_rate_at_commit(waitlist_resource_hash(resource_id));
+	}
 	waitlist_promote_if_free(resource_id);
 	waitlist_api_end(&call);
 

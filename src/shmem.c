@@ -20,6 +20,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/htup_details.h"
 #include "commands/dbcommands.h"
 #include "common/hashfn.h"
@@ -31,6 +33,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -71,6 +74,36 @@ typedef struct WaitlistShared
 
 static WaitlistShared *shared = NULL;
 
+/*
+ * Join rate limits: a token bucket per resource, in shared memory so that
+ * no row is updated by every join.  A bucket is found by the resource's
+ * hash; two resources whose hashes share a bucket take it from each other
+ * (the newcomer starts full), so a limit is approximate under collisions,
+ * and after a restart, when every bucket starts full.  A bucket knows its
+ * resource's rate once a join has read it; a change of the setting makes it
+ * read again once that change commits.
+ */
+#define WAITLIST_JOIN_BUCKETS	4096
+
+typedef struct WaitlistJoinBucket
+{
+	slock_t		mutex;
+	uint32		hash;			/* the resource it is for */
+	bool		known;			/* rate and burst are the resource's */
+	double		rate;			/* tokens per second; 0: no limit */
+	double		burst;
+	double		tokens;
+	TimestampTz refilled_at;
+} WaitlistJoinBucket;
+
+static WaitlistJoinBucket *join_buckets = NULL;
+
+/* resources whose join rate setting the current transaction changed */
+#define WAITLIST_MAX_RATE_CHANGES	16
+static uint32 rate_changes[WAITLIST_MAX_RATE_CHANGES];
+static int	nrate_changes = 0;
+static bool rate_changes_overflowed = false;
+
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -99,6 +132,7 @@ waitlist_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(shared_size());
+	RequestAddinShmemSpace(mul_size(WAITLIST_JOIN_BUCKETS, sizeof(WaitlistJoinBucket)));
 	RequestNamedLWLockTranche("waitlist", 1);
 }
 
@@ -117,6 +151,17 @@ waitlist_shmem_startup(void)
 		memset(shared, 0, shared_size());
 		shared->lock = &(GetNamedLWLockTranche("waitlist"))->lock;
 		shared->nworkers = waitlist_worker_count;
+	}
+	join_buckets = ShmemInitStruct("waitlist join buckets",
+								   mul_size(WAITLIST_JOIN_BUCKETS, sizeof(WaitlistJoinBucket)),
+								   &found);
+	if (!found)
+	{
+		int			i;
+
+		memset(join_buckets, 0, mul_size(WAITLIST_JOIN_BUCKETS, sizeof(WaitlistJoinBucket)));
+		for (i = 0; i < WAITLIST_JOIN_BUCKETS; i++)
+			SpinLockInit(&join_buckets[i].mutex);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -386,4 +431,148 @@ waitlist_worker_stats(int index, WaitlistWorkerStats *stats)
 	LWLockAcquire(shared->lock, LW_SHARED);
 	*stats = shared->slots[index].stats;
 	LWLockRelease(shared->lock);
+}
+
+/* --- join rate limits ---------------------------------------------------- */
+
+/* Whether join rate limits can be kept: the library was preloaded. */
+bool
+waitlist_join_limits_available(void)
+{
+	return join_buckets != NULL;
+}
+
+/*
+ * Take a join token from the bucket of a resource (by hash).  Returns
+ * WAITLIST_JOIN_UNKNOWN if the bucket does not know the resource's rate
+ * (the caller reads it and calls waitlist_learn_join_rate()),
+ * WAITLIST_JOIN_ADMITTED if a token was taken or there is no limit, and
+ * WAITLIST_JOIN_REFUSED with *retry_ms, the wait for the next token.
+ */
+WaitlistJoinAdmission
+waitlist_take_join_token(uint32 hash, int64 *retry_ms)
+{
+	WaitlistJoinBucket *b;
+	WaitlistJoinAdmission admission;
+	TimestampTz now;
+
+	if (join_buckets == NULL)
+		return WAITLIST_JOIN_ADMITTED;
+	b = &join_buckets[hash % WAITLIST_JOIN_BUCKETS];
+	now = GetCurrentTimestamp();
+	SpinLockAcquire(&b->mutex);
+	if (!b->known || b->hash != hash)
+		admission = WAITLIST_JOIN_UNKNOWN;
+	else if (b->rate <= 0)
+		admission = WAITLIST_JOIN_ADMITTED;
+	else
+	{
+		double		elapsed = Max(0, (double) (now - b->refilled_at)) / USECS_PER_SEC;
+
+		b->tokens = Min(b->burst, b->tokens + elapsed * b->rate);
+		b->refilled_at = now;
+		if (b->tokens >= 1.0)
+		{
+			b->tokens -= 1.0;
+			admission = WAITLIST_JOIN_ADMITTED;
+		}
+		else
+		{
+			*retry_ms = (int64) ceil((1.0 - b->tokens) / b->rate * 1000.0);
+			admission = WAITLIST_JOIN_REFUSED;
+		}
+	}
+	SpinLockRelease(&b->mutex);
+	return admission;
+}
+
+/* A join that took a token found its fan's entry already: give it back. */
+void
+waitlist_return_join_token(uint32 hash)
+{
+	WaitlistJoinBucket *b;
+
+	if (join_buckets == NULL)
+		return;
+	b = &join_buckets[hash % WAITLIST_JOIN_BUCKETS];
+	SpinLockAcquire(&b->mutex);
+	if (b->known && b->hash == hash && b->rate > 0)
+		b->tokens = Min(b->burst, b->tokens + 1.0);
+	SpinLockRelease(&b->mutex);
+}
+
+/*
+ * The rate a resource's joins are held to (rate 0: none), as a join read
+ * it.  A bucket taken over from another resource, or learning a new rate,
+ * starts full.
+ */
+void
+waitlist_learn_join_rate(uint32 hash, double rate, int32 burst)
+{
+	WaitlistJoinBucket *b;
+
+	if (join_buckets == NULL)
+		return;
+	b = &join_buckets[hash % WAITLIST_JOIN_BUCKETS];
+	SpinLockAcquire(&b->mutex);
+	if (!b->known || b->hash != hash || b->rate != rate || b->burst != burst)
+	{
+		b->hash = hash;
+		b->rate = rate;
+		b->burst = burst;
+		b->tokens = burst;
+		b->refilled_at = GetCurrentTimestamp();
+	}
+	b->known = true;
+	SpinLockRelease(&b->mutex);
+}
+
+/* The transaction changed a resource's join rate: forget it at commit. */
+void
+waitlist_forget_join_rate_at_commit(uint32 hash)
+{
+	if (nrate_changes < WAITLIST_MAX_RATE_CHANGES)
+		rate_changes[nrate_changes++] = hash;
+	else
+		rate_changes_overflowed = true;
+}
+
+static void
+forget_join_rate(uint32 hash)
+{
+	WaitlistJoinBucket *b = &join_buckets[hash % WAITLIST_JOIN_BUCKETS];
+
+	SpinLockAcquire(&b->mutex);
+	if (b->hash == hash)
+		b->known = false;
+	SpinLockRelease(&b->mutex);
+}
+
+/*
+ * Transaction end: on commit, the buckets of the resources whose rate
+ * changed read it again at their next join (all of them if there were too
+ * many to list).
+ */
+void
+waitlist_join_rates_at_xact_end(bool commit)
+{
+	int			i;
+
+	if (commit && join_buckets != NULL)
+	{
+		if (rate_changes_overflowed)
+		{
+			for (i = 0; i < WAITLIST_JOIN_BUCKETS; i++)
+			{
+				SpinLockAcquire(&join_buckets[i].mutex);
+				join_buckets[i].known = false;
+				SpinLockRelease(&join_buckets[i].mutex);
+			}
+		}
+		else
+			for (i = 0; i < nrate_changes; i++)
+				forget_join_rate(rate_changes[i]);
+	}
+	nrate_changes = 0;
+	rate_changes_overflowed = false;
 }

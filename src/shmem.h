@@ -2,8 +2,8 @@
  *
  * shmem.h
  *	  Shared memory (layer 1): the workers' slots and counters, the wake-up
- *	  queues that committing transactions fill, and the one hash of a
- *	  resource id.  Runs no SQL.
+ *	  queues that committing transactions fill, the buckets of join rate
+ *	  limits, and the one hash of a resource id.  Runs no SQL.
  *
  * IDENTIFICATION
  *	  src/shmem.h
@@ -31,6 +31,14 @@ typedef struct WaitlistWorkerStats
 	char		last_error[256];
 } WaitlistWorkerStats;
 
+/* How a join fares against its resource's rate limit. */
+typedef enum WaitlistJoinAdmission
+{
+	WAITLIST_JOIN_ADMITTED,
+	WAITLIST_JOIN_REFUSED,
+	WAITLIST_JOIN_UNKNOWN		/* the rate must be read first */
+} WaitlistJoinAdmission;
+
 extern bool waitlist_am_worker;
 extern void waitlist_shmem_init(void);
 extern void waitlist_require_shared(void);
@@ -46,5 +54,11 @@ extern List *waitlist_worker_take_wakes(int index, bool *overflowed);
 extern void waitlist_worker_round(int index);
 extern void waitlist_worker_report(int index, int64 events, int64 offers,
 								   int64 expired, const char *error);
+extern bool waitlist_join_limits_available(void);
+extern WaitlistJoinAdmission waitlist_take_join_token(uint32 hash, int64 *retry_ms);
+extern void waitlist_return_join_token(uint32 hash);
+extern void waitlist_learn_join_rate(uint32 hash, double rate, int32 burst);
+extern void waitlist_forget_join_rate_at_commit(uint32 hash);
+extern void waitlist_join_rates_at_xact_end(bool commit);
 
 #endif							/* WAITLIST_SHMEM_H */

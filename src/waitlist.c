@@ -59,16 +59,19 @@ waitlist_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			waitlist_wakes_at_xact_end(true);
+			waitlist_join_rates_at_xact_end(true);
 			waitlist_outbox_at_xact_end();
 			break;
 		case XACT_EVENT_PREPARE:
 			waitlist_wakes_at_xact_end(false);
+			waitlist_join_rates_at_xact_end(false);
 			waitlist_outbox_at_xact_end();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			waitlist_api_reset_on_abort(InvalidSubTransactionId);
 			waitlist_wakes_at_xact_end(false);
+			waitlist_join_rates_at_xact_end(false);
 			waitlist_outbox_at_xact_end();
 			break;
 		default:

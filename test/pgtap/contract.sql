@@ -57,13 +57,13 @@ SELECT plan(153);
 ------------------------------------------------------------------------------
 
 SELECT has_function('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]'],
-    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[]) exists');
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer'],
+    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer) exists');
 SELECT function_returns('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]'], 'void',
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer'], 'void',
     'waitlist_create_resource returns void');
 SELECT is(pg_catalog.pg_get_function_arguments(
-        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[])'::regprocedure),
+        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer)'::regprocedure),
     'resource_id text, offer_ttl interval DEFAULT ''00:15:00''::interval, max_waiting bigint DEFAULT NULL::bigint, '
     'booking_function regprocedure DEFAULT NULL::regprocedure, channels text[] DEFAULT NULL::text[], '
     'wave_size integer DEFAULT NULL::integer, wave_interval interval DEFAULT NULL::interval, '
@@ -71,17 +71,18 @@ SELECT is(pg_catalog.pg_get_function_arguments(
     'booking_max_attempts integer DEFAULT 5, max_offer_extension interval DEFAULT NULL::interval, '
     'aging_interval interval DEFAULT NULL::interval, confirm_within interval DEFAULT NULL::interval, '
     'confirm_place_from text DEFAULT ''join''::text, position_visibility text DEFAULT ''exact''::text, '
-    'position_bands integer[] DEFAULT NULL::integer[]',
-    'waitlist_create_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, aging_interval, confirm_within, confirm_place_from, position_visibility, position_bands), all but the first with defaults');
+    'position_bands integer[] DEFAULT NULL::integer[], join_rate_per_second double precision DEFAULT NULL::double precision, '
+    'join_burst integer DEFAULT NULL::integer',
+    'waitlist_create_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, aging_interval, confirm_within, confirm_place_from, position_visibility, position_bands, join_rate_per_second, join_burst), all but the first with defaults');
 
 SELECT has_function('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean'],
-    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean) exists');
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean'],
+    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean) exists');
 SELECT function_returns('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean'], 'void',
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean'], 'void',
     'waitlist_alter_resource returns void');
 SELECT is(pg_catalog.pg_get_function_arguments(
-        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean)'::regprocedure),
+        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean)'::regprocedure),
     'resource_id text, offer_ttl interval DEFAULT NULL::interval, max_waiting bigint DEFAULT NULL::bigint, '
     'clear_max_waiting boolean DEFAULT false, booking_function regprocedure DEFAULT NULL::regprocedure, '
     'clear_booking_function boolean DEFAULT false, channels text[] DEFAULT NULL::text[], '
@@ -92,8 +93,10 @@ SELECT is(pg_catalog.pg_get_function_arguments(
     'aging_interval interval DEFAULT NULL::interval, clear_aging_interval boolean DEFAULT false, '
     'confirm_within interval DEFAULT NULL::interval, clear_confirm_within boolean DEFAULT false, '
     'confirm_place_from text DEFAULT NULL::text, position_visibility text DEFAULT NULL::text, '
-    'position_bands integer[] DEFAULT NULL::integer[], clear_position_bands boolean DEFAULT false',
-    'waitlist_alter_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, clear_max_offer_extension, aging_interval, clear_aging_interval, confirm_within, clear_confirm_within, confirm_place_from, position_visibility, position_bands, clear_position_bands), all but the first with defaults');
+    'position_bands integer[] DEFAULT NULL::integer[], clear_position_bands boolean DEFAULT false, '
+    'join_rate_per_second double precision DEFAULT NULL::double precision, join_burst integer DEFAULT NULL::integer, '
+    'clear_join_rate boolean DEFAULT false',
+    'waitlist_alter_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, clear_max_offer_extension, aging_interval, clear_aging_interval, confirm_within, clear_confirm_within, confirm_place_from, position_visibility, position_bands, clear_position_bands, join_rate_per_second, join_burst, clear_join_rate), all but the first with defaults');
 
 -- the accept saga and offer extensions (1.1)
 SELECT has_function('waitlist_booking_confirmed', ARRAY['bigint', 'text'],
@@ -155,8 +158,8 @@ SELECT set_eq(
                            'waitlist_outbox_claim', 'waitlist_outbox_ack', 'waitlist_outbox_fail',
                            'waitlist_outbox_retry', 'waitlist_set_channel_rate', 'waitlist_inbox',
                            'waitlist_offer_seen')$$,
-    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval,text,interval,integer,interval,interval,interval,text,text,integer[])'),
-             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean,text,interval,integer,interval,boolean,interval,boolean,interval,boolean,text,text,integer[],boolean)'),
+    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval,text,interval,integer,interval,interval,interval,text,text,integer[],double precision,integer)'),
+             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean,text,interval,integer,interval,boolean,interval,boolean,interval,boolean,text,text,integer[],boolean,double precision,integer,boolean)'),
              ('waitlist_join(text,text,integer)'),
              ('waitlist_leave(bigint)'),
              ('waitlist_status(bigint)'),
@@ -226,10 +229,10 @@ SELECT is(
 CREATE ROLE wl_test_outsider NOLOGIN;
 
 SELECT function_privs_are('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]'],
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_create_resource');
 SELECT function_privs_are('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean'],
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_alter_resource');
 SELECT function_privs_are('waitlist_join', ARRAY['text', 'text', 'integer'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_join');
