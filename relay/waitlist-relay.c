@@ -23,6 +23,21 @@
  * claimed when a request slot is free for it, so no lease ticks away while
  * its row waits in a queue here.
  *
+ * Rows of event type booking_requested (the accept saga of a resource whose
+ * booking service is an external HTTP service; run a relay with
+ * --channels=booking pointed at that service) are POSTed like any other,
+ * but the answer goes to the saga, in the statement that acks the row, so
+ * that no row is acked without its answer being reported:
+ * 2xx with a "reservation_ref" string in a JSON object calls
+ * waitlist_booking_confirmed(); 409 (the seat is gone) calls
+ * waitlist_booking_failed(..., false); any other answer, a timeout or a
+ * connection error calls waitlist_booking_failed(..., true).  The saga, not
+ * the outbox's backoff, decides whether to ask again (with a new row), so
+ * each attempt is counted once.  A report the saga refuses as too late or
+ * contradictory (WL015, WL016) is recorded by the database: the row is then
+ * acked by itself.  Any other error leaves the row leased, and it comes
+ * back: the booking service sees the same idempotency_key again.
+ *
  * SIGTERM or SIGINT: claim nothing more, finish the requests in flight (each
  * bounded by --timeout), report them and exit 0.  A second signal abandons
  * the requests in flight; their leases run out and the rows come back.
@@ -53,6 +68,10 @@
 
 /* bytes of a non-2xx response kept for last_error */
 #define RESPONSE_KEEP		200
+/* bytes of a response read at most (a booking answer is parsed whole) */
+#define RESPONSE_MAX		4096
+/* longest reservation_ref taken from a booking answer */
+#define RESERVATION_REF_MAX 200
 /* while rows keep coming, poll at least this often (rate-limited channels) */
 #define BUSY_POLL_MS		100
 /* reconnect backoff bounds */
@@ -64,6 +83,12 @@
 
 /* SQLSTATE of a stale lease token (someone else holds a newer lease) */
 #define SQLSTATE_STALE_LEASE "WL005"
+/* the saga refused a booking answer, and recorded it: the row is done */
+#define SQLSTATE_BOOKING_TOO_LATE "WL015"
+#define SQLSTATE_BOOKED_TWICE "WL016"
+
+/* outbox rows of this event type are booking requests of the accept saga */
+#define BOOKING_EVENT		"booking_requested"
 
 /* Settings, from flags and environment. */
 typedef struct Config
@@ -89,14 +114,20 @@ typedef struct Job
 {
 	char		outbox_id[24];	/* decimal, as the database sent it */
 	char		lease_token[24];
+	char		offer_id[24];	/* a booking request's offer; "" otherwise */
 	char	   *body;			/* the JSON we POST */
 	CURL	   *easy;
 	struct curl_slist *headers;
-	char		response[RESPONSE_KEEP + 1];	/* start of the response body */
+	char		response[RESPONSE_MAX + 1]; /* start of the response body */
 	size_t		response_len;
+	bool		response_cut;	/* ... and there was more */
 	char		curl_error[CURL_ERROR_SIZE];
-	bool		delivered;		/* outcome: 2xx */
+	bool		delivered;		/* outcome: 2xx; for a booking request: its
+								 * answer is recorded, only the ack is left */
 	char	   *error;			/* outcome otherwise: the error for fail() */
+	/* a booking request's outcome: confirmed with this ref, else failed */
+	char	   *reservation_ref;
+	bool		retryable;		/* a failure the saga may retry */
 	struct Job *next;			/* in the list of running requests, or of
 								 * outcomes to report */
 } Job;
@@ -278,6 +309,15 @@ usage(FILE *out)
 			"reported as a failure, and the extension retries the row with backoff and\n"
 			"dead-letters it after waitlist.outbox_max_attempts.\n"
 			"\n"
+			"Rows of event type booking_requested (the accept saga; run a relay with\n"
+			"--channels=booking and the booking service's URL) are POSTed the same way,\n"
+			"and the answer is reported to the saga as the row is acked: 2xx with a JSON\n"
+			"object holding a string \"reservation_ref\" confirms the booking\n"
+			"(waitlist_booking_confirmed), 409 fails it for good, anything else (other\n"
+			"statuses, a 2xx without a usable ref, timeouts, connection errors) fails it\n"
+			"as retryable (waitlist_booking_failed); the saga decides whether to ask\n"
+			"again, with a new row.\n"
+			"\n"
 			"Usage: " RELAY_NAME " [OPTION]...\n"
 			"\n"
 			"Options (environment variable in brackets; flags win):\n"
@@ -302,7 +342,7 @@ usage(FILE *out)
 			"  -C, --consumer=NAME       lease owner name (default host:pid)\n"
 			"                            [WAITLIST_RELAY_CONSUMER]\n"
 			"  -k, --channels=LIST       deliver only these channels, comma-separated\n"
-			"                            (email,sms,push,webhook; default all)\n"
+			"                            (email,sms,push,webhook,booking; default all)\n"
 			"                            [WAITLIST_RELAY_CHANNELS]\n"
 			"  -1, --once                deliver what is deliverable now, then exit\n"
 			"  -v, --verbose             log every delivery\n"
@@ -315,6 +355,8 @@ usage(FILE *out)
 			"and headers Content-Type: application/json, Idempotency-Key: <outbox_id>\n"
 			"(the same on every retry) and X-Waitlist-Signature: sha256=<hex HMAC-SHA256 of\n"
 			"the body under the secret>.  Channel rate limits are applied by the claim.\n"
+			"A booking service dedupes on payload.idempotency_key, the same for every\n"
+			"attempt of one saga (each attempt is a row of its own).\n"
 			"\n"
 			"SIGTERM/SIGINT: finish the requests in flight, report them, exit 0; a\n"
 			"second signal exits at once (unreported rows come back when their lease\n"
@@ -744,7 +786,7 @@ db_connect(Relay *r)
  * again later; any other error (a stale lease above all) is final.
  */
 static bool
-report_outcome(Relay *r, Job *job)
+report_delivery(Relay *r, Job *job)
 {
 	const char *params[3] = {job->outbox_id, job->lease_token, job->error};
 	PGresult   *res;
@@ -803,6 +845,95 @@ report_outcome(Relay *r, Job *job)
 	return true;
 }
 
+/*
+ * Report a booking request's answer to the saga and ack the row, in one
+ * statement: a crash cannot leave the row acked with its answer unreported,
+ * nor reported and still due for delivery.  Returns false if the connection
+ * broke.
+ * If the saga refuses the answer as too late (WL015) or as a second booking
+ * (WL016) it has recorded that itself, so only the ack is left, done on its
+ * own.  Any other error leaves the row leased; it comes back when the lease
+ * runs out, and the booking service gets the same idempotency_key again.
+ */
+static bool
+report_booking(Relay *r, Job *job)
+{
+	const char *params[5] = {job->outbox_id, job->lease_token, job->offer_id,
+		job->reservation_ref ? job->reservation_ref : job->error,
+	job->retryable ? "true" : "false"};
+	PGresult   *res;
+	const char *state;
+	char	   *sql = job->reservation_ref ?
+		xasprintf("SELECT %s.waitlist_booking_confirmed($3::bigint, $4::text)::text,"
+				  " %s.waitlist_outbox_ack($1::bigint, $2::bigint)",
+				  r->api_schema, r->api_schema) :
+		xasprintf("SELECT %s.waitlist_booking_failed($3::bigint, $4::text, $5::boolean),"
+				  " %s.waitlist_outbox_ack($1::bigint, $2::bigint)",
+				  r->api_schema, r->api_schema);
+
+	res = PQexecParams(r->conn, sql, job->reservation_ref ? 4 : 5, NULL, params,
+					   NULL, NULL, 0);
+	free(sql);
+	db_take_notifies(r);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+	{
+		r->delivered++;
+		if (job->reservation_ref == NULL)
+			log_msg("outbox %s: booking for offer %s failed (%s), the offer is now %s: %s",
+					job->outbox_id, job->offer_id,
+					job->retryable ? "retryable" : "final", PQgetvalue(res, 0, 0),
+					job->error);
+		else if (r->cfg.verbose)
+			log_msg("outbox %s: offer %s booked as %s%s", job->outbox_id, job->offer_id,
+					job->reservation_ref,
+					strcmp(PQgetvalue(res, 0, 0), "true") == 0 ? "" : " (already confirmed)");
+		PQclear(res);
+		return true;
+	}
+	if (PQstatus(r->conn) == CONNECTION_BAD)
+	{
+		PQclear(res);
+		return false;
+	}
+	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (state != NULL &&
+		(strcmp(state, SQLSTATE_BOOKING_TOO_LATE) == 0 ||
+		 strcmp(state, SQLSTATE_BOOKED_TWICE) == 0))
+	{
+		char	   *msg = one_line(PQresultErrorMessage(res));
+
+		log_msg("outbox %s: the booking answer for offer %s was refused and recorded: %s",
+				job->outbox_id, job->offer_id, msg);
+		free(msg);
+		PQclear(res);
+		/* (once recorded, a reconnect must not report it again) */
+		job->delivered = true;
+		return report_delivery(r, job);
+	}
+	if (state != NULL && strcmp(state, SQLSTATE_STALE_LEASE) == 0)
+		log_msg("outbox %s: lease lost before the booking answer was recorded (another consumer has it)",
+				job->outbox_id);
+	else
+	{
+		char	   *msg = one_line(PQresultErrorMessage(res));
+
+		log_msg("outbox %s: recording the booking answer for offer %s failed, the row comes back when its lease runs out: %s",
+				job->outbox_id, job->offer_id, msg);
+		free(msg);
+	}
+	PQclear(res);
+	return true;
+}
+
+/* Report a finished request: to the saga for a booking request. */
+static bool
+report_outcome(Relay *r, Job *job)
+{
+	if (job->offer_id[0] != '\0' && !job->delivered)
+		return report_booking(r, job);
+	return report_delivery(r, job);
+}
+
 /* Free a job and its request. */
 static void
 job_free(Job *job)
@@ -812,6 +943,7 @@ job_free(Job *job)
 	curl_slist_free_all(job->headers);
 	free(job->body);
 	free(job->error);
+	free(job->reservation_ref);
 	free(job);
 }
 
@@ -845,12 +977,14 @@ on_response_data(char *data, size_t size, size_t nmemb, void *arg)
 {
 	Job		   *job = arg;
 	size_t		len = size * nmemb;
-	size_t		room = RESPONSE_KEEP - job->response_len;
+	size_t		room = RESPONSE_MAX - job->response_len;
 	size_t		take = len < room ? len : room;
 
 	memcpy(job->response + job->response_len, data, take);
 	job->response_len += take;
 	job->response[job->response_len] = '\0';
+	if (take < len)
+		job->response_cut = true;
 	return len;
 }
 
@@ -899,6 +1033,135 @@ start_request(Relay *r, Job *job)
 	r->inflight++;
 }
 
+/*
+ * The reservation_ref of a booking service's answer, or NULL if the body
+ * is not a flat JSON object with one "reservation_ref" member whose value
+ * is a string of 1 to RESERVATION_REF_MAX printable ASCII characters.
+ * There is no JSON library here: whatever cannot be read for sure without
+ * one (a nested value, an escape in a key or in the ref, the key twice, a
+ * body cut short) is no usable ref rather than a guess, and the saga asks
+ * again.  Escapes in other strings are skipped over.
+ */
+static char *
+parse_reservation_ref(const char *body, size_t len)
+{
+	const char *p = body;
+	const char *ref = NULL;
+	size_t		ref_len = 0;
+	char	   *copy;
+
+	/* a NUL inside would hide the rest */
+	if (strlen(body) != len)
+		return NULL;
+#define SKIP_WS() while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++
+	SKIP_WS();
+	if (*p++ != '{')
+		return NULL;
+	SKIP_WS();
+	if (*p == '}')
+		return NULL;
+	for (;;)
+	{
+		const char *key;
+		bool		is_ref;
+
+		if (*p++ != '"')
+			return NULL;
+		key = p;
+		while (*p != '"')
+			if (*p == '\0' || *p == '\\' || (unsigned char) *p < 0x20)
+				return NULL;
+			else
+				p++;
+		is_ref = (size_t) (p - key) == strlen("reservation_ref") &&
+			strncmp(key, "reservation_ref", p - key) == 0;
+		p++;
+		SKIP_WS();
+		if (*p++ != ':')
+			return NULL;
+		SKIP_WS();
+		if (*p == '"')
+		{
+			const char *value = ++p;
+			bool		plain = true;
+
+			while (*p != '"')
+			{
+				if (*p == '\0' || (unsigned char) *p < 0x20)
+					return NULL;
+				if ((unsigned char) *p > 0x7e || *p == '\\')
+				{
+					plain = false;
+					if (*p == '\\' && *++p == '\0')
+						return NULL;
+				}
+				p++;
+			}
+			if (is_ref)
+			{
+				if (ref != NULL || !plain || p == value ||
+					(size_t) (p - value) > RESERVATION_REF_MAX)
+					return NULL;
+				ref = value;
+				ref_len = p - value;
+			}
+			p++;
+		}
+		else
+		{
+			const char *value = p;
+
+			/* numbers, true, false, null: nothing nested */
+			if (is_ref)
+				return NULL;
+			while (*p != '\0' && strchr("+-.0123456789Eaeflnrstu", *p) != NULL)
+				p++;
+			if (p == value)
+				return NULL;
+		}
+		SKIP_WS();
+		if (*p == ',')
+		{
+			p++;
+			SKIP_WS();
+			continue;
+		}
+		if (*p++ != '}')
+			return NULL;
+		break;
+	}
+	SKIP_WS();
+#undef SKIP_WS
+	if (*p != '\0' || ref == NULL)
+		return NULL;
+	copy = xmalloc(ref_len + 1);
+	memcpy(copy, ref, ref_len);
+	copy[ref_len] = '\0';
+	return copy;
+}
+
+/*
+ * Turn a booking service's answer into the report for the saga: a
+ * reservation_ref, or an error and whether the saga may ask again.  Only
+ * 409 says the seat is gone; any other answer may come out differently the
+ * next time.
+ */
+static void
+booking_answer(Job *job, long status)
+{
+	if (status >= 200 && status <= 299)
+	{
+		if (!job->response_cut)
+			job->reservation_ref = parse_reservation_ref(job->response, job->response_len);
+		if (job->reservation_ref == NULL)
+			job->error = xasprintf("HTTP %ld without a usable reservation_ref: %.*s",
+								   status, RESPONSE_KEEP, job->response);
+	}
+	else
+		job->error = xasprintf("HTTP %ld: %.*s", status, RESPONSE_KEEP, job->response);
+	job->retryable = status != 409;
+}
+
 /* Turn a finished transfer into an outcome and queue it for reporting. */
 static void
 finish_request(Relay *r, Job *job, CURLcode code)
@@ -914,13 +1177,18 @@ finish_request(Relay *r, Job *job, CURLcode code)
 	if (code == CURLE_OK)
 	{
 		curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &status);
-		if (status >= 200 && status <= 299)
+		if (job->offer_id[0] != '\0')
+			booking_answer(job, status);
+		else if (status >= 200 && status <= 299)
 			job->delivered = true;
 		else
-			job->error = xasprintf("HTTP %ld: %s", status, job->response);
+			job->error = xasprintf("HTTP %ld: %.*s", status, RESPONSE_KEEP, job->response);
 	}
 	else
+	{
 		job->error = xstrdup(job->curl_error[0] ? job->curl_error : curl_easy_strerror(code));
+		job->retryable = true;
+	}
 	if (job->error != NULL)
 	{
 		size_t		len;
@@ -985,7 +1253,9 @@ claim(Relay *r)
 		" pg_catalog.jsonb_build_object("
 		"   'outbox_id', c.outbox_id, 'resource_id', c.resource_id, 'user_id', c.user_id,"
 		"   'channel', c.channel, 'event_type', c.event_type, 'payload', c.payload,"
-		"   'created_at', c.created_at, 'attempts', c.attempts)::text"
+		"   'created_at', c.created_at, 'attempts', c.attempts)::text,"
+		" CASE WHEN c.event_type OPERATOR(pg_catalog.=) '" BOOKING_EVENT "'"
+		"  THEN c.payload OPERATOR(pg_catalog.->>) 'offer_id' END"
 		" FROM %s.waitlist_outbox_claim($1::text, $2::integer,"
 		"                            pg_catalog.make_interval(secs => $3::integer),"
 		"                            pg_catalog.string_to_array($4::text, ',')) c";
@@ -1037,6 +1307,18 @@ claim(Relay *r)
 		snprintf(job->outbox_id, sizeof(job->outbox_id), "%s", PQgetvalue(res, i, 0));
 		snprintf(job->lease_token, sizeof(job->lease_token), "%s", PQgetvalue(res, i, 1));
 		job->body = xstrdup(PQgetvalue(res, i, 2));
+		if (!PQgetisnull(res, i, 3))
+		{
+			const char *offer_id = PQgetvalue(res, i, 3);
+
+			/* (the saga writes it; anything else is delivered as a plain row) */
+			if (offer_id[0] != '\0' && strlen(offer_id) < sizeof(job->offer_id) &&
+				strspn(offer_id, "0123456789") == strlen(offer_id))
+				strcpy(job->offer_id, offer_id);
+			else
+				log_msg("outbox %s: a " BOOKING_EVENT " row without a usable offer_id, delivered as a plain row",
+						job->outbox_id);
+		}
 		start_request(r, job);
 	}
 	PQclear(res);

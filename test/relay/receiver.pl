@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 #
-# test/relay/receiver.pl: a tiny webhook receiver for the relay's TAP test
-# (test/t/020_relay.pl), core Perl modules only.
+# test/relay/receiver.pl: a tiny webhook receiver for the relay's TAP tests
+# (test/t/020_relay.pl), and an example booking service for the accept
+# saga's (test/t/021_booking_saga.pl); core Perl modules only.
 #
 #   perl receiver.pl PORTFILE LOGFILE [CONTROLFILE]
 #
@@ -14,6 +15,17 @@
 #   /hang        never answers (keeps the connection until the client gives up)
 #   /hang/N      hangs on the first N requests of each Idempotency-Key, then 200
 #   /delay/MS    200 after MS milliseconds (without blocking other requests)
+#   /booking/SCRIPT   a booking service, for booking_requested rows (below)
+#
+# /booking/SCRIPT books once per idempotency_key (the payload's, the same
+# for every attempt of one saga): the request that books answers 201 with
+# {"reservation_ref":"R-<offer_id>"}, and every later one with that key
+# 200 with the same ref, whatever the script says.  Until then an offer's
+# requests are answered in turn by the elements of SCRIPT, a comma-separated
+# list whose last element repeats ("503,503,201", "409", "hang"): a status
+# (201 books, 409 says the seat is gone, any other is a failure) or "hang".
+# Rows of other event types (booking_late_confirmation: the saga ended
+# before the confirmation, a real service would cancel the booking) get 200.
 #
 # If CONTROLFILE exists and is not empty, its first line (e.g. "/hang")
 # replaces the path, so that a test can switch the mode of a running relay.
@@ -21,7 +33,8 @@
 # Every request appends one line to LOGFILE, tab-separated:
 #   arrival time (epoch seconds), requests open at arrival, mode,
 #   Idempotency-Key, X-Waitlist-Signature, Content-Type,
-#   answer ("200", "500" or "hang"), body
+#   answer ("200", "500", "hang", or a booking answer: "201", "409", ...),
+#   body
 # The relay's bodies are single-line JSON.
 #
 # One process, no threads: an IO::Select loop, so a hanging or delayed
@@ -33,6 +46,7 @@ use warnings;
 
 use IO::Select;
 use IO::Socket::INET;
+use JSON::PP;
 use Time::HiRes qw(time);
 
 my ($portfile, $logfile, $controlfile) = @ARGV;
@@ -62,6 +76,7 @@ my $parent = getppid();
 my $select = IO::Select->new($listener);
 my %conn;       # fileno => { sock, buf, state, due, status }
 my %attempts;   # "mode path|key" => requests seen
+my %booked;     # booking: payload idempotency_key => reservation_ref
 
 # The mode in force: the control file if set, else the request path.
 sub mode_for
@@ -88,20 +103,48 @@ sub close_conn
 	close $c->{sock};
 }
 
+# Answer and close; a body of its own (a booking's JSON) or the status's.
 sub respond
 {
-	my ($c, $status) = @_;
-	my $text = $status == 200 ? 'OK' : 'Internal Server Error';
-	my $body = $status == 200 ? "ok\n" : "simulated failure\n";
+	my ($c, $status, $json) = @_;
+	my %text = (
+		200 => [ 'OK', "ok\n" ],
+		201 => [ 'Created', "created\n" ],
+		409 => [ 'Conflict', "seat is gone\n" ],
+		500 => [ 'Internal Server Error', "simulated failure\n" ],
+		503 => [ 'Service Unavailable', "try again later\n" ]);
+	my ($text, $body) = @{ $text{$status} // [ 'Error', "simulated failure\n" ] };
+	$body = $json if defined $json;
 	my $sock = $c->{sock};
 	$sock->blocking(1);
 	print $sock "HTTP/1.1 $status $text\r\n"
-	  . "Content-Type: text/plain\r\n"
+	  . 'Content-Type: '
+	  . (defined $json ? 'application/json' : 'text/plain') . "\r\n"
 	  . "Content-Length: "
 	  . length($body) . "\r\n"
 	  . "Connection: close\r\n\r\n"
 	  . $body;
 	close_conn($c);
+}
+
+# A booking service's answer to one request: (answer, reservation_ref).
+sub booking_answer
+{
+	my ($script, $body) = @_;
+	my $row = eval { decode_json($body) } // {};
+	my $payload = ref($row->{payload}) eq 'HASH' ? $row->{payload} : {};
+	my $offer_id = $payload->{offer_id} // '';
+	my $key = $payload->{idempotency_key} // '';
+
+	return ('200', undef) if ($row->{event_type} // '') ne 'booking_requested';
+	# the booking exists: the same answer, never a second booking
+	return ('200', $booked{$key}) if defined $booked{$key};
+	my @script = split /,/, $script;
+	my $n = $attempts{"booking|$offer_id"}++;
+	my $answer = $script[ $n < @script ? $n : $#script ] // '201';
+	return ($answer, undef) unless $answer eq '201';
+	$booked{$key} = "R-$offer_id";
+	return ($answer, $booked{$key});
 }
 
 # A complete request arrived: log it and answer, hang or schedule the answer.
@@ -113,18 +156,19 @@ sub handle_request
 	my $type = $headers->{'content-type'} // '';
 	my $mode = mode_for($path);
 	my $n = ++$attempts{"$mode|$key"};
-	my ($answer, $delay) = ('200', 0);
+	my ($answer, $delay, $ref) = ('200', 0, undef);
 
-	if ($mode eq '/fail') { $answer = '500'; }
+	if ($mode =~ m{^/booking(?:/(.*))?$}) { ($answer, $ref) = booking_answer($1 // '201', $body); }
+	elsif ($mode eq '/fail') { $answer = '500'; }
 	elsif ($mode =~ m{^/fail/(\d+)$}) { $answer = $n <= $1 ? '500' : '200'; }
 	elsif ($mode eq '/hang') { $answer = 'hang'; }
 	elsif ($mode =~ m{^/hang/(\d+)$}) { $answer = $n <= $1 ? 'hang' : '200'; }
 	elsif ($mode =~ m{^/delay/(\d+)$}) { $delay = $1 / 1000; }
 
 	my $open = scalar(grep { $_->{state} ne 'reading' } values %conn);
-	$body =~ s/[\r\n\t]/ /g;
+	(my $logged = $body) =~ s/[\r\n\t]/ /g;
 	printf $log "%.3f\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n",
-	  time, $open, $mode, $key, $sig, $type, $answer, $body;
+	  time, $open, $mode, $key, $sig, $type, $answer, $logged;
 
 	if ($answer eq 'hang')
 	{
@@ -138,7 +182,7 @@ sub handle_request
 	}
 	else
 	{
-		respond($c, $answer);
+		respond($c, $answer, defined $ref ? encode_json({ reservation_ref => $ref }) : undef);
 	}
 }
 

@@ -11,8 +11,6 @@ use strict;
 use warnings;
 
 use Digest::SHA qw(hmac_sha256_hex);
-use File::Basename qw(dirname);
-use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(time usleep);
 
@@ -22,14 +20,10 @@ use Test::More;
 use FindBin;
 use lib $FindBin::RealBin;
 use WaitlistTest qw(use_node sql slurp wait_for);
+use RelayTest;
 
 my $secret = 'relay-test-secret';
 $ENV{WAITLIST_RELAY_SECRET} = $secret;
-
-# the relay is installed with the extension, beside the server's programs
-my ($relay_dir) = grep { -x "$_/waitlist-relay" } split /:/, $ENV{PATH};
-BAIL_OUT('waitlist-relay is not installed (make install)') unless $relay_dir;
-my $relay_bin = "$relay_dir/waitlist-relay";
 
 my $node = PostgreSQL::Test::Cluster->new('relay');
 use_node($node);
@@ -45,120 +39,7 @@ $node->start;
 
 sql('CREATE EXTENSION waitlist');
 
-my $tmp = PostgreSQL::Test::Utils::tempdir;
-my $control = "$tmp/control";
-my $received = "$tmp/received.log";
-
-# --- the receiver -----------------------------------------------------------
-
-my $receiver_timeout = IPC::Run::timeout(300);
-my $receiver = IPC::Run::start(
-	[
-		$^X, dirname(__FILE__) . '/../relay/receiver.pl',
-		"$tmp/port", $received, $control
-	],
-	'<', '/dev/null', '>', "$tmp/receiver.out", '2>', "$tmp/receiver.err",
-	$receiver_timeout);
-ok(wait_for(sub { -s "$tmp/port" }, 20), 'the receiver listens')
-  or diag(slurp("$tmp/receiver.err"));
-chomp(my $port = slurp("$tmp/port"));
-my $base = "http://127.0.0.1:$port";
-
-# The receiver's log: one hash per request, in arrival order.
-sub requests
-{
-	my @requests;
-	foreach my $line (split /\n/, slurp($received))
-	{
-		my %r;
-		@r{qw(t open mode key sig type answer body)} = split /\t/, $line, 8;
-		push @requests, \%r;
-	}
-	return @requests;
-}
-
-# The requests for one outbox id, in arrival order.
-sub requests_for
-{
-	my ($id) = @_;
-	return grep { $_->{key} eq $id } requests();
-}
-
-# --- running the relay ------------------------------------------------------
-
-my $connstr = $node->connstr('postgres');
-my $runs = 0;
-my @relays;
-
-# However the test ends, no relay or receiver outlives it.
-END
-{
-	foreach my $h (map { $_->{h} } @relays)
-	{
-		eval { $h->kill_kill; };
-	}
-	eval { $receiver->kill_kill if $receiver; };
-}
-
-# Start the relay in the background against receiver path $path.
-sub start_relay
-{
-	my ($path, @args) = @_;
-	my %relay = (log => "$tmp/relay-" . ++$runs . '.log', timer => IPC::Run::timeout(300));
-	# (so that its session shows as application_name waitlist-relay)
-	delete local $ENV{PGAPPNAME};
-	$relay{h} = IPC::Run::start(
-		[
-			$relay_bin, '--dbname', $connstr, '--url', "$base$path",
-			'--timeout', '500', '--lease', '2', '--poll-interval', '200', @args
-		],
-		'<', '/dev/null', '>', "$tmp/relay-$runs.out", '2>', $relay{log},
-		$relay{timer});
-	push @relays, \%relay;
-	ok( wait_for(sub { slurp($relay{log}) =~ /connected as consumer/ }, 20),
-		"relay $runs connected")
-	  or diag(slurp($relay{log}));
-	return \%relay;
-}
-
-# Send signals, wait for the relay to exit; returns (exit status, seconds).
-sub stop_relay
-{
-	my ($relay, @signals) = @_;
-	my $start = time;
-	# (apart: two pending signals of one kind would merge into one)
-	foreach my $i (0 .. $#signals)
-	{
-		usleep(100_000) if $i > 0;
-		$relay->{h}->signal($signals[$i]);
-	}
-	$relay->{timer}->start(15);
-	if (!eval { $relay->{h}->finish; 1 })
-	{
-		$relay->{h}->kill_kill;
-		diag(slurp($relay->{log}));
-		return (-1, time - $start);
-	}
-	my $status = $relay->{h}->full_result(0);
-	diag(slurp($relay->{log})) if $status != 0;
-	return ($status, time - $start);
-}
-
-# Run the relay with --once to completion; returns its exit status.
-sub relay_once
-{
-	my ($path, @args) = @_;
-	my $log = "$tmp/relay-" . ++$runs . '.log';
-	my $ok = IPC::Run::run(
-		[
-			$relay_bin, '--dbname', $connstr, '--url', "$base$path",
-			'--timeout', '500', '--lease', '2', '--once', @args
-		],
-		'<', '/dev/null', '>', "$tmp/relay-$runs.out", '2>', $log,
-		IPC::Run::timeout(60));
-	diag(slurp($log)) unless $ok;
-	return $?;
-}
+my $control = start_receiver($node);
 
 # --- events -------------------------------------------------------------------
 
@@ -282,14 +163,9 @@ RETURNS SETOF record LANGUAGE plpgsql AS $$ BEGIN INSERT INTO trap.calls VALUES 
 CREATE FUNCTION trap.waitlist_outbox_ack(bigint, bigint) RETURNS boolean
 LANGUAGE sql AS $$ INSERT INTO trap.calls VALUES ('ack') RETURNING true $$;});
 	make_events('trapped', 2);
-	my $log = "$tmp/relay-" . ++$runs . '.log';
-	IPC::Run::run(
-		[
-			$relay_bin, '--dbname', "$connstr options='-csearch_path=trap,public'",
-			'--url', "$base/ok", '--timeout', '500', '--lease', '2', '--once'
-		],
-		'<', '/dev/null', '>', "$tmp/relay-$runs.out", '2>', $log,
-		IPC::Run::timeout(60));
+	relay_once('/ok', '--dbname',
+		$node->connstr('postgres') . " options='-csearch_path=trap,public'");
+	my $log = relay_log();
 	is(states('trapped'), 'DELIVERED/0,DELIVERED/0',
 		'a relay whose search_path starts with another schema delivers through the extension');
 	is(sql('SELECT count(*) FROM trap.calls'), '0', 'and calls none of that schema\'s functions')
@@ -475,8 +351,6 @@ is(join(',', sort { $a <=> $b } keys %ok_answers),
 	$delivered, 'the receiver accepted exactly the delivered events');
 is(scalar(grep { $_ != 1 } values %ok_answers), 0, 'each of them once');
 
-$receiver->signal('TERM');
-$receiver_timeout->start(10);
-eval { $receiver->finish; 1 } or $receiver->kill_kill;
+stop_receiver();
 $node->stop;
 done_testing();
