@@ -130,6 +130,13 @@ SELECT pg_temp.offered('show');
 SELECT * FROM waitlist_explain(pg_temp.entry_of('show', 'hal'));
 
 --
+-- how times are read out: rounded, and a rule's interval exactly
+--
+SELECT d AS span, waitlist.spoken_interval(d) AS spoken, waitlist.spoken_rule_interval(d) AS rule
+FROM unnest(ARRAY['29 seconds', '90 seconds', '59 minutes 40 seconds', '90 minutes', '47 hours',
+                  '3 days 4 hours', '-12 minutes', '1 day', '45.5 seconds']::interval[]) d;
+
+--
 -- bad input
 --
 SELECT * FROM waitlist_history(NULL);

@@ -1057,6 +1057,25 @@ AS $spoken$
     ) u
 $spoken$;
 
+-- an interval of a rule, exactly: "1 hour 30 minutes"
+CREATE FUNCTION waitlist.spoken_rule_interval(span interval)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $spoken$
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s %s%s', pg_catalog.trim_scale(v.n), v.unit,
+                                                   CASE WHEN v.n OPERATOR(pg_catalog.=) 1 THEN '' ELSE 's' END),
+                                 ' ' ORDER BY v.ord)
+    FROM (SELECT pg_catalog.justify_hours(span) AS j) s
+    CROSS JOIN LATERAL (VALUES (1, pg_catalog.date_part('month', s.j)::numeric, 'month'),
+                               (2, pg_catalog.date_part('day', s.j)::numeric, 'day'),
+                               (3, pg_catalog.date_part('hour', s.j)::numeric, 'hour'),
+                               (4, pg_catalog.date_part('minute', s.j)::numeric, 'minute'),
+                               (5, pg_catalog.date_part('second', s.j)::numeric, 'second')) v(ord, n, unit)
+    WHERE v.n OPERATOR(pg_catalog.<>) 0
+$spoken$;
+
 /*
  * The ordering rules of a resource in force at an instant.  known is false
  * where the log does not say them: an aged version the resource was
@@ -1273,7 +1292,7 @@ BEGIN
        OR (other_rank OPERATOR(pg_catalog.=) fan_rank AND other.seq OPERATOR(pg_catalog.<) fan.seq) THEN
         IF rules.known AND rules.aging IS NOT NULL THEN
             RETURN pg_catalog.format('with aging (one priority point per %s waited) their aged priority was %s higher than yours',
-                                     waitlist.spoken_interval(rules.aging),
+                                     waitlist.spoken_rule_interval(rules.aging),
                                      pg_catalog.to_char(other_rank OPERATOR(pg_catalog.-) fan_rank, 'FM999999990.0')
                                        OPERATOR(pg_catalog.||) ' points');
         ELSIF NOT rules.known THEN
@@ -1340,6 +1359,7 @@ DECLARE
     step pg_catalog.record;
     last_reason pg_catalog.text;
     place bigint;
+    left_at pg_catalog.timestamptz;
 BEGIN
     SELECT t.at, t.to_state, t.rule_version INTO joined
     FROM waitlist_archive.transition_all t
@@ -1376,6 +1396,15 @@ BEGIN
                                       waitlist.position_at(fan.resource_id, fan.entry_id, joined.at));
     END IF;
 
+    -- the end of the fan's time in line, if it ended
+    IF NOT fan.state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED']) THEN
+        SELECT t.at INTO left_at
+        FROM waitlist_archive.transition_all t
+        WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND t.entity OPERATOR(pg_catalog.=) 'entry'
+          AND t.entity_id OPERATOR(pg_catalog.=) fan.entry_id
+        ORDER BY t.transition_id DESC LIMIT 1;
+    END IF;
+
     -- every offer made to someone who joined after the fan while the fan was in line
     FOR step IN
         SELECT t.at, t.transaction_id, s.state AS fan_state, x AS other
@@ -1392,6 +1421,7 @@ BEGIN
         ) s
         WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND t.entity OPERATOR(pg_catalog.=) 'offer'
           AND t.from_state IS NULL AND t.at OPERATOR(pg_catalog.>=) joined.at
+          AND (left_at IS NULL OR t.at OPERATOR(pg_catalog.<=) left_at)
           AND (x.joined_at OPERATOR(pg_catalog.>) fan.joined_at
                OR (x.joined_at OPERATOR(pg_catalog.=) fan.joined_at AND x.entry_id OPERATOR(pg_catalog.>) fan.entry_id))
           AND s.state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING'])
