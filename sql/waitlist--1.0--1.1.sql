@@ -1072,7 +1072,7 @@ AS $spoken$
                                (2, pg_catalog.date_part('day', s.j)::numeric, 'day'),
                                (3, pg_catalog.date_part('hour', s.j)::numeric, 'hour'),
                                (4, pg_catalog.date_part('minute', s.j)::numeric, 'minute'),
-                               (5, pg_catalog.date_part('second', s.j)::numeric, 'second')) v(ord, n, unit)
+                               (5, pg_catalog.date_part('second', s.j)::numeric, 'second')) AS v(ord, n, unit)
     WHERE v.n OPERATOR(pg_catalog.<>) 0
 $spoken$;
 
