@@ -1081,6 +1081,468 @@ BEGIN
 END
 $check$;
 
+/* ---- history and explain ---- */
+
+/*
+ * Support tooling: what happened to one fan's entry, and why others were
+ * offered a place first, rebuilt from the audit trail, hot and archived
+ * (so this section follows the archive's).  Every table is read through
+ * the entry's resource_id.  A place in line at a past instant is
+ * reconstructed: the entries of the resource whose last transition before
+ * that instant left them WAITING, ranked ahead under the ordering rules in
+ * force then (the rules a resource transition recorded, or, before the
+ * first change, those it changed from).
+ */
+
+-- a span of time as an agent reads it out: in minutes, hours or days, rounded
+CREATE FUNCTION waitlist.spoken_interval(span interval)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $spoken$
+    SELECT CASE WHEN u.minutes OPERATOR(pg_catalog.<) 1 THEN 'less than a minute'
+                ELSE pg_catalog.format('%s %s%s', u.n, u.unit,
+                                       CASE WHEN u.n OPERATOR(pg_catalog.=) 1 THEN '' ELSE 's' END)
+           END
+    FROM (SELECT pg_catalog.abs(pg_catalog.date_part('epoch', span)) AS seconds) s
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.round((s.seconds OPERATOR(pg_catalog./) 60)::numeric) AS minutes,
+               pg_catalog.round((s.seconds OPERATOR(pg_catalog./) 3600)::numeric) AS hours,
+               pg_catalog.round((s.seconds OPERATOR(pg_catalog./) 86400)::numeric) AS days
+    ) r
+    CROSS JOIN LATERAL (
+        SELECT r.minutes,
+               CASE WHEN r.minutes OPERATOR(pg_catalog.<) 60 THEN r.minutes
+                    WHEN r.hours OPERATOR(pg_catalog.<) 48 THEN r.hours ELSE r.days END AS n,
+               CASE WHEN r.minutes OPERATOR(pg_catalog.<) 60 THEN 'minute'
+                    WHEN r.hours OPERATOR(pg_catalog.<) 48 THEN 'hour' ELSE 'day' END AS unit
+    ) u
+$spoken$;
+
+-- an interval of a rule, exactly: "1 hour 30 minutes"
+CREATE FUNCTION waitlist.spoken_rule_interval(span interval)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $spoken$
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s %s%s', pg_catalog.trim_scale(v.n), v.unit,
+                                                   CASE WHEN v.n OPERATOR(pg_catalog.=) 1 THEN '' ELSE 's' END),
+                                 ' ' ORDER BY v.ord)
+    FROM (SELECT pg_catalog.justify_hours(span) AS j) s
+    CROSS JOIN LATERAL (VALUES (1, pg_catalog.date_part('month', s.j)::numeric, 'month'),
+                               (2, pg_catalog.date_part('day', s.j)::numeric, 'day'),
+                               (3, pg_catalog.date_part('hour', s.j)::numeric, 'hour'),
+                               (4, pg_catalog.date_part('minute', s.j)::numeric, 'minute'),
+                               (5, pg_catalog.date_part('second', s.j)::numeric, 'second')) AS v(ord, n, unit)
+    WHERE v.n OPERATOR(pg_catalog.<>) 0
+$spoken$;
+
+/*
+ * The ordering rules of a resource in force at an instant.  known is false
+ * where the log does not say them: an aged version the resource was
+ * created with and has changed since (its interval is not recorded).
+ */
+CREATE FUNCTION waitlist.rules_at(resource text, instant timestamptz,
+                                  OUT version text, OUT aging interval,
+                                  OUT place_from text, OUT known boolean)
+RETURNS record
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $rules$
+DECLARE
+    changed pg_catalog.record;
+    rules pg_catalog.text[];
+BEGIN
+    SELECT t.to_state, t.reason INTO changed
+    FROM waitlist_archive.transition_all t
+    WHERE t.resource_id OPERATOR(pg_catalog.=) resource AND t.entity OPERATOR(pg_catalog.=) 'resource'
+      AND t.at OPERATOR(pg_catalog.<=) instant
+    ORDER BY t.transition_id DESC LIMIT 1;
+    IF FOUND THEN
+        version := changed.to_state;
+        -- the reason src/resource.c writes
+        rules := pg_catalog.regexp_match(changed.reason,
+                     'aging_interval (.*), confirm_within .*, places counted from the (join|confirm)$');
+        known := rules IS NOT NULL;
+        IF known THEN
+            aging := CASE WHEN rules[1] OPERATOR(pg_catalog.=) 'none' THEN NULL ELSE rules[1]::interval END;
+            place_from := rules[2];
+        END IF;
+        RETURN;
+    END IF;
+    SELECT t.from_state INTO version
+    FROM waitlist_archive.transition_all t
+    WHERE t.resource_id OPERATOR(pg_catalog.=) resource AND t.entity OPERATOR(pg_catalog.=) 'resource'
+    ORDER BY t.transition_id LIMIT 1;
+    IF FOUND THEN
+        -- without aging the stored seq is the order, whatever place_from said
+        known := pg_catalog.starts_with(version, 'priority-fifo/');
+        RETURN;
+    END IF;
+    SELECT r.rule_version, r.aging_interval, r.confirm_place_from, true
+    INTO version, aging, place_from, known
+    FROM waitlist.resource r WHERE r.resource_id OPERATOR(pg_catalog.=) resource;
+END
+$rules$;
+
+/*
+ * An entry's rank under the given rules (higher first, then seq): its aged
+ * priority less (instant / aging_interval), as src/transition.c ranks; the
+ * stored rank_key where the rules are not known.
+ */
+CREATE FUNCTION waitlist.rank_under(priority integer, joined_at timestamptz,
+                                    confirmed_at timestamptz, rank_key double precision,
+                                    aging interval, place_from text, known boolean)
+RETURNS double precision
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $rank$
+    SELECT CASE WHEN NOT known THEN coalesce(rank_key, priority::double precision)
+                WHEN aging IS NULL THEN priority::double precision
+                -- OPERATOR() forms share one precedence: the division is parenthesized
+                ELSE priority::double precision OPERATOR(pg_catalog.-)
+                     (pg_catalog.date_part('epoch',
+                          CASE WHEN place_from OPERATOR(pg_catalog.=) 'confirm' AND confirmed_at IS NOT NULL
+                               THEN confirmed_at ELSE joined_at END)
+                      OPERATOR(pg_catalog./) pg_catalog.date_part('epoch', aging))
+           END
+$rank$;
+
+/*
+ * The place in line of a waiting entry at an instant: one plus the other
+ * entries of its resource that the log shows WAITING then (their last
+ * transition before it went to WAITING), ranked ahead of it under the
+ * rules in force.  Reads the resource's entry transitions up to the
+ * instant, in the order of their index.
+ */
+CREATE FUNCTION waitlist.position_at(resource text, fan bigint, instant timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $position$
+DECLARE
+    rules pg_catalog.record := waitlist.rules_at(resource, instant);
+    me pg_catalog.record;
+    my_rank double precision;
+    ahead bigint;
+BEGIN
+    SELECT e.priority, e.joined_at, e.confirmed_at, e.rank_key, e.seq INTO me
+    FROM waitlist_archive.entry_all e
+    WHERE e.resource_id OPERATOR(pg_catalog.=) resource AND e.entry_id OPERATOR(pg_catalog.=) fan;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    my_rank := waitlist.rank_under(me.priority, me.joined_at, me.confirmed_at, me.rank_key,
+                                   rules.aging, rules.place_from, rules.known);
+    SELECT pg_catalog.count(*) INTO ahead
+    FROM (SELECT DISTINCT ON (t.entity_id) t.entity_id, t.to_state
+          FROM waitlist_archive.transition_all t
+          WHERE t.resource_id OPERATOR(pg_catalog.=) resource AND t.entity OPERATOR(pg_catalog.=) 'entry'
+            AND t.at OPERATOR(pg_catalog.<) instant AND t.entity_id OPERATOR(pg_catalog.<>) fan
+          ORDER BY t.entity_id, t.transition_id DESC) s
+    JOIN waitlist_archive.entry_all e
+      ON e.resource_id OPERATOR(pg_catalog.=) resource AND e.entry_id OPERATOR(pg_catalog.=) s.entity_id
+    CROSS JOIN LATERAL (
+        SELECT waitlist.rank_under(e.priority, e.joined_at, e.confirmed_at, e.rank_key,
+                                   rules.aging, rules.place_from, rules.known) AS rank
+    ) k
+    WHERE s.to_state OPERATOR(pg_catalog.=) 'WAITING'
+      AND (k.rank OPERATOR(pg_catalog.>) my_rank
+           OR (k.rank OPERATOR(pg_catalog.=) my_rank AND e.seq OPERATOR(pg_catalog.<) me.seq));
+    RETURN ahead OPERATOR(pg_catalog.+) 1;
+END
+$position$;
+
+/* The entry a support function explains, hot or archived; 22004, 42704. */
+CREATE FUNCTION waitlist.explained_entry(entry bigint)
+RETURNS waitlist_archive.entry_all
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $entry$
+DECLARE
+    found_entry waitlist_archive.entry_all;
+BEGIN
+    IF entry IS NULL THEN
+        RAISE EXCEPTION 'entry_id must not be null'
+            USING ERRCODE := 'null_value_not_allowed';
+    END IF;
+    SELECT e.* INTO found_entry FROM waitlist_archive.entry_all e
+    WHERE e.entry_id OPERATOR(pg_catalog.=) entry LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'waitlist entry % does not exist', entry
+            USING ERRCODE := 'undefined_object';
+    END IF;
+    RETURN found_entry;
+END
+$entry$;
+
+CREATE FUNCTION waitlist_history(entry_id bigint)
+RETURNS TABLE (at timestamptz, entity text, entity_id bigint, from_state text,
+               to_state text, reason text, rule_version text, actor name,
+               "position" bigint)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $history$
+#variable_conflict use_column
+DECLARE
+    fan waitlist_archive.entry_all := waitlist.explained_entry(waitlist_history.entry_id);
+    offers bigint[];
+BEGIN
+    SELECT pg_catalog.array_agg(o.offer_id) INTO offers
+    FROM waitlist_archive.offer_all o
+    WHERE o.resource_id OPERATOR(pg_catalog.=) fan.resource_id
+      AND o.entry_id OPERATOR(pg_catalog.=) fan.entry_id;
+    -- the fan was waiting just before leaving WAITING, and when an offer was made to them
+    RETURN QUERY
+    SELECT t.at, t.entity, t.entity_id, t.from_state, t.to_state, t.reason, t.rule_version, t.actor,
+           CASE WHEN (t.entity OPERATOR(pg_catalog.=) 'entry' AND t.from_state OPERATOR(pg_catalog.=) 'WAITING')
+                     OR (t.entity OPERATOR(pg_catalog.=) 'offer' AND t.from_state IS NULL)
+                THEN waitlist.position_at(fan.resource_id, fan.entry_id, t.at) END
+    FROM waitlist_archive.transition_all t
+    WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id
+      AND ((t.entity OPERATOR(pg_catalog.=) 'entry' AND t.entity_id OPERATOR(pg_catalog.=) fan.entry_id)
+           OR (t.entity OPERATOR(pg_catalog.=) 'offer' AND t.entity_id OPERATOR(pg_catalog.=) ANY (coalesce(offers, '{}'))))
+    ORDER BY t.transition_id;
+END
+$history$;
+COMMENT ON FUNCTION waitlist_history(bigint) IS 'every transition of an entry and of its offers, hot and archived, in order, with the fan''s place in line just before it (NULL where the fan was not waiting)';
+
+/*
+ * Why an offer went to someone who joined after the fan while the fan was
+ * in line.  Ranked ahead under the rules then in force: aging, priority,
+ * or the confirmation order.  Not ranked ahead: the promotion did not see
+ * the fan waiting, by the reasoning of waitlist_check()'s fifo_order (the
+ * fan's move to WAITING not yet visible, their move out of it begun before
+ * the promotion committed), or the row was locked by a transaction that
+ * left no trace (a leave rolled back), which promotions pass over.
+ */
+CREATE FUNCTION waitlist.overtake_reason(fan waitlist_archive.entry_all,
+                                         fan_state text,
+                                         other waitlist_archive.entry_all,
+                                         offered_at timestamptz, offered_by xid8)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $reason$
+DECLARE
+    rules pg_catalog.record := waitlist.rules_at(fan.resource_id, offered_at);
+    fan_rank double precision;
+    other_rank double precision;
+    exact_fifo boolean := pg_catalog.current_setting('track_commit_timestamp')::boolean;
+    commit_in_flight interval := interval '100 milliseconds';
+    committed pg_catalog.timestamptz;
+    waited pg_catalog.record;
+    moved pg_catalog.record;
+    visible boolean;
+BEGIN
+    IF fan_state OPERATOR(pg_catalog.=) 'PENDING' THEN
+        RETURN 'your place was not confirmed yet, and only confirmed places take part in offers';
+    END IF;
+    fan_rank := waitlist.rank_under(fan.priority, fan.joined_at, fan.confirmed_at, fan.rank_key,
+                                    rules.aging, rules.place_from, rules.known);
+    other_rank := waitlist.rank_under(other.priority, other.joined_at, other.confirmed_at, other.rank_key,
+                                      rules.aging, rules.place_from, rules.known);
+    IF other_rank OPERATOR(pg_catalog.>) fan_rank
+       OR (other_rank OPERATOR(pg_catalog.=) fan_rank AND other.seq OPERATOR(pg_catalog.<) fan.seq) THEN
+        IF rules.known AND rules.aging IS NOT NULL THEN
+            RETURN pg_catalog.format('with aging (one priority point per %s waited) their aged priority was %s higher than yours',
+                                     waitlist.spoken_rule_interval(rules.aging),
+                                     pg_catalog.to_char(other_rank OPERATOR(pg_catalog.-) fan_rank, 'FM999999990.0')
+                                       OPERATOR(pg_catalog.||) ' points');
+        ELSIF NOT rules.known THEN
+            RETURN pg_catalog.format('they ranked ahead of you under the ordering rules then in force (%s)', rules.version);
+        ELSIF other.priority OPERATOR(pg_catalog.>) fan.priority THEN
+            RETURN pg_catalog.format('their priority is higher than yours (%s)', fan.priority);
+        ELSE
+            RETURN pg_catalog.format('places count from the confirmation, and they confirmed %s before you',
+                                     waitlist.spoken_interval(fan.confirmed_at OPERATOR(pg_catalog.-) other.confirmed_at));
+        END IF;
+    END IF;
+
+    IF exact_fifo THEN
+        committed := pg_catalog.pg_xact_commit_timestamp(offered_by::pg_catalog.text::pg_catalog.xid);
+    END IF;
+    -- the fan's last move to WAITING before the offer, and their next move
+    SELECT t.transition_id, t.at, t.transaction_id, t.from_state INTO waited
+    FROM waitlist_archive.transition_all t
+    WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND t.entity OPERATOR(pg_catalog.=) 'entry'
+      AND t.entity_id OPERATOR(pg_catalog.=) fan.entry_id
+      AND t.to_state OPERATOR(pg_catalog.=) 'WAITING' AND t.at OPERATOR(pg_catalog.<=) offered_at
+    ORDER BY t.transition_id DESC LIMIT 1;
+    SELECT t.at, t.to_state INTO moved
+    FROM waitlist_archive.transition_all t
+    WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND t.entity OPERATOR(pg_catalog.=) 'entry'
+      AND t.entity_id OPERATOR(pg_catalog.=) fan.entry_id
+      AND t.transition_id OPERATOR(pg_catalog.>) waited.transition_id
+    ORDER BY t.transition_id LIMIT 1;
+    IF exact_fifo AND committed IS NOT NULL
+       AND pg_catalog.pg_xact_commit_timestamp(waited.transaction_id::pg_catalog.text::pg_catalog.xid) IS NOT NULL THEN
+        visible := pg_catalog.pg_xact_commit_timestamp(waited.transaction_id::pg_catalog.text::pg_catalog.xid)
+                       OPERATOR(pg_catalog.<) (offered_at OPERATOR(pg_catalog.-) commit_in_flight);
+    ELSE
+        visible := (waited.at OPERATOR(pg_catalog.+) interval '1 second') OPERATOR(pg_catalog.<) offered_at;
+        committed := offered_at OPERATOR(pg_catalog.+) interval '1 second';
+    END IF;
+    IF NOT visible THEN
+        RETURN pg_catalog.format('your %s was not yet committed when the offer was made, so the promotion could not see you waiting',
+                                 CASE WHEN waited.from_state IS NULL THEN 'join'
+                                      WHEN waited.from_state OPERATOR(pg_catalog.=) 'PENDING' THEN 'confirmation'
+                                      ELSE 'return to the line' END);
+    END IF;
+    IF moved.at IS NOT NULL AND moved.at OPERATOR(pg_catalog.<=) committed THEN
+        IF moved.to_state OPERATOR(pg_catalog.=) 'CANCELLED' THEN
+            RETURN 'you were in the middle of leaving the line when the offer was made';
+        END IF;
+        RETURN pg_catalog.format('your entry was moving to %s when the offer was made', moved.to_state);
+    END IF;
+    RETURN 'your entry was busy in another transaction when the offer was made (for example a leave that was rolled back), so the promotion passed over it';
+END
+$reason$;
+
+CREATE FUNCTION waitlist_explain(entry_id bigint)
+RETURNS SETOF text
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $explain$
+#variable_conflict use_column
+DECLARE
+    fan waitlist_archive.entry_all := waitlist.explained_entry(waitlist_explain.entry_id);
+    joined pg_catalog.record;
+    step pg_catalog.record;
+    last_reason pg_catalog.text;
+    place bigint;
+    left_at pg_catalog.timestamptz;
+BEGIN
+    SELECT t.at, t.to_state, t.rule_version INTO joined
+    FROM waitlist_archive.transition_all t
+    WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND t.entity OPERATOR(pg_catalog.=) 'entry'
+      AND t.entity_id OPERATOR(pg_catalog.=) fan.entry_id AND t.from_state IS NULL
+    ORDER BY t.transition_id LIMIT 1;
+    IF NOT FOUND THEN
+        -- an entry of 1.0 whose join the log does not hold
+        SELECT fan.joined_at AS at, 'WAITING'::pg_catalog.text AS to_state,
+               NULL::pg_catalog.text AS rule_version
+        INTO joined;
+    END IF;
+
+    -- when the fan joined, and at which place
+    IF joined.to_state OPERATOR(pg_catalog.=) 'PENDING' THEN
+        RETURN NEXT pg_catalog.format('You joined %s ago, under ordering rules %s, with a place to confirm.',
+                                      waitlist.spoken_interval(pg_catalog.now() OPERATOR(pg_catalog.-) fan.joined_at),
+                                      coalesce(joined.rule_version, 'unknown'));
+        FOR step IN
+            SELECT t.at FROM waitlist_archive.transition_all t
+            WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND t.entity OPERATOR(pg_catalog.=) 'entry'
+              AND t.entity_id OPERATOR(pg_catalog.=) fan.entry_id
+              AND t.from_state OPERATOR(pg_catalog.=) 'PENDING' AND t.to_state OPERATOR(pg_catalog.=) 'WAITING'
+            ORDER BY t.transition_id LIMIT 1
+        LOOP
+            RETURN NEXT pg_catalog.format('You confirmed your place %s after joining, at place %s.',
+                                          waitlist.spoken_interval(step.at OPERATOR(pg_catalog.-) joined.at),
+                                          waitlist.position_at(fan.resource_id, fan.entry_id, step.at));
+        END LOOP;
+    ELSE
+        RETURN NEXT pg_catalog.format('You joined %s ago, under ordering rules %s, at place %s.',
+                                      waitlist.spoken_interval(pg_catalog.now() OPERATOR(pg_catalog.-) fan.joined_at),
+                                      coalesce(joined.rule_version, 'unknown'),
+                                      waitlist.position_at(fan.resource_id, fan.entry_id, joined.at));
+    END IF;
+
+    -- the end of the fan's time in line, if it ended
+    IF NOT fan.state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED']) THEN
+        SELECT t.at INTO left_at
+        FROM waitlist_archive.transition_all t
+        WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND t.entity OPERATOR(pg_catalog.=) 'entry'
+          AND t.entity_id OPERATOR(pg_catalog.=) fan.entry_id
+        ORDER BY t.transition_id DESC LIMIT 1;
+    END IF;
+
+    -- every offer made to someone who joined after the fan while the fan was in line
+    FOR step IN
+        SELECT t.at, t.transaction_id, s.state AS fan_state, x AS other
+        FROM waitlist_archive.transition_all t
+        JOIN waitlist_archive.offer_all o
+          ON o.resource_id OPERATOR(pg_catalog.=) t.resource_id AND o.offer_id OPERATOR(pg_catalog.=) t.entity_id
+        JOIN waitlist_archive.entry_all x
+          ON x.resource_id OPERATOR(pg_catalog.=) o.resource_id AND x.entry_id OPERATOR(pg_catalog.=) o.entry_id
+        CROSS JOIN LATERAL (
+            SELECT f.to_state AS state FROM waitlist_archive.transition_all f
+            WHERE f.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND f.entity OPERATOR(pg_catalog.=) 'entry'
+              AND f.entity_id OPERATOR(pg_catalog.=) fan.entry_id AND f.at OPERATOR(pg_catalog.<) t.at
+            ORDER BY f.transition_id DESC LIMIT 1
+        ) s
+        WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND t.entity OPERATOR(pg_catalog.=) 'offer'
+          AND t.from_state IS NULL AND t.at OPERATOR(pg_catalog.>=) joined.at
+          AND (left_at IS NULL OR t.at OPERATOR(pg_catalog.<=) left_at)
+          AND (x.joined_at OPERATOR(pg_catalog.>) fan.joined_at
+               OR (x.joined_at OPERATOR(pg_catalog.=) fan.joined_at AND x.entry_id OPERATOR(pg_catalog.>) fan.entry_id))
+          AND s.state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING'])
+          -- an offer made to the fan in the same promotion overtook nobody
+          AND NOT EXISTS (SELECT 1 FROM waitlist_archive.transition_all m
+                          WHERE m.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND m.entity OPERATOR(pg_catalog.=) 'entry'
+                            AND m.entity_id OPERATOR(pg_catalog.=) fan.entry_id
+                            AND m.transaction_id OPERATOR(pg_catalog.=) t.transaction_id)
+        ORDER BY t.transition_id
+    LOOP
+        RETURN NEXT pg_catalog.format('An offer was made %s ago to a priority %s fan who joined %s after you: %s.',
+                                      waitlist.spoken_interval(pg_catalog.now() OPERATOR(pg_catalog.-) step.at),
+                                      (step.other).priority,
+                                      waitlist.spoken_interval((step.other).joined_at OPERATOR(pg_catalog.-) fan.joined_at),
+                                      waitlist.overtake_reason(fan, step.fan_state, step.other, step.at, step.transaction_id));
+    END LOOP;
+
+    -- the ordering rules changed since the fan joined
+    FOR step IN
+        SELECT t.at, t.from_state, t.to_state, t.reason
+        FROM waitlist_archive.transition_all t
+        WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND t.entity OPERATOR(pg_catalog.=) 'resource'
+          AND t.at OPERATOR(pg_catalog.>=) joined.at
+        ORDER BY t.transition_id
+    LOOP
+        RETURN NEXT pg_catalog.format('The ordering rules changed %s ago, from %s to %s: %s.',
+                                      waitlist.spoken_interval(pg_catalog.now() OPERATOR(pg_catalog.-) step.at),
+                                      step.from_state, step.to_state,
+                                      pg_catalog.regexp_replace(step.reason, '^ordering rules changed: ', ''));
+    END LOOP;
+
+    -- where the fan is now
+    IF fan.state OPERATOR(pg_catalog.=) 'WAITING' THEN
+        SELECT 1 OPERATOR(pg_catalog.+) pg_catalog.count(*) INTO place
+        FROM waitlist.entry a
+        WHERE a.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND a.state OPERATOR(pg_catalog.=) 'WAITING'
+          AND (a.rank_key OPERATOR(pg_catalog.>) fan.rank_key
+               OR (a.rank_key OPERATOR(pg_catalog.=) fan.rank_key AND a.seq OPERATOR(pg_catalog.<) fan.seq));
+        RETURN NEXT pg_catalog.format('You are waiting now, at place %s, under ordering rules %s.', place,
+                                      (SELECT r.rule_version FROM waitlist.resource r
+                                       WHERE r.resource_id OPERATOR(pg_catalog.=) fan.resource_id));
+    ELSIF fan.state OPERATOR(pg_catalog.=) 'PENDING' THEN
+        RETURN NEXT 'Your place is not confirmed yet: confirm it to take part in offers.';
+    ELSIF fan.state OPERATOR(pg_catalog.=) 'OFFERED' THEN
+        RETURN NEXT 'You have an open offer now.';
+    ELSE
+        SELECT t.reason INTO last_reason
+        FROM waitlist_archive.transition_all t
+        WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id AND t.entity OPERATOR(pg_catalog.=) 'entry'
+          AND t.entity_id OPERATOR(pg_catalog.=) fan.entry_id
+        ORDER BY t.transition_id DESC LIMIT 1;
+        RETURN NEXT pg_catalog.format('You are no longer in line: your entry is %s (%s).', fan.state,
+                                      coalesce(last_reason, 'no reason recorded'));
+    END IF;
+END
+$explain$;
+COMMENT ON FUNCTION waitlist_explain(bigint) IS 'sentences for support: when the fan joined and at which place, every offer made to someone who joined later while the fan was in line and why, rule changes since, and where the fan is now';
+
 /* ---- operations: duties and metrics ---- */
 
 /*
@@ -1140,6 +1602,8 @@ AS $duties$
         ('monitor', 'FUNCTION', '@extschema@.waitlist_check(text, interval)', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_worker_status()', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_metrics()', 'EXECUTE'),
+        ('monitor', 'FUNCTION', '@extschema@.waitlist_history(bigint)', 'EXECUTE'),
+        ('monitor', 'FUNCTION', '@extschema@.waitlist_explain(bigint)', 'EXECUTE'),
         ('monitor', 'SCHEMA', 'waitlist', 'USAGE'),
         ('monitor', 'TABLE', 'waitlist.resource_stats', 'SELECT'),
         ('monitor', 'TABLE', 'waitlist.outbox_stats', 'SELECT'),
