@@ -33,6 +33,7 @@
 #include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -510,6 +511,28 @@ waitlist_check_interval(Datum value, const char *name, const char *max,
 				 errmsg("%s must not exceed %s", name, max),
 				 max_detail ? errdetail("%s", max_detail) :
 				 errdetail("The longest %s allowed is %s.", name, max)));
+}
+
+/*
+ * The elements of an array argument that must be one-dimensional (a list
+ * of channels, of bands); returns how many.
+ */
+int
+waitlist_flat_array(Datum array, Oid elemtype, const char *name, Datum **elems, bool **nulls)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(array);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			n;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a one-dimensional array", name)));
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, elems, nulls, &n);
+	return n;
 }
 
 void

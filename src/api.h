@@ -83,6 +83,8 @@ extern Oid	waitlist_owner(void);
 extern void waitlist_check_interval(Datum value, const char *name, const char *max,
 									const char *positive_detail, const char *max_detail);
 extern void waitlist_check_release_quantity(int64 quantity);
+extern int	waitlist_flat_array(Datum array, Oid elemtype, const char *name,
+							Datum **elems, bool **nulls);
 extern void waitlist_check_archive_age(Interval *older_than);
 extern void waitlist_lock_resource_gate(const text *resource_id, bool exclusive);
 extern bool waitlist_try_lock_resource_gate(const text *resource_id);

@@ -346,17 +346,12 @@ check_position_display(FunctionCallInfo fcinfo, int visibility_arg, int bands_ar
 	}
 	if (!PG_ARGISNULL(bands_arg))
 	{
-		ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(bands_arg);
 		Datum	   *elems;
 		bool	   *nulls;
-		int			n;
+		int			n = waitlist_flat_array(PG_GETARG_DATUM(bands_arg), INT4OID, "position_bands",
+											&elems, &nulls);
 		int			i;
 
-		if (ARR_NDIM(arr) > 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("position_bands must be a one-dimensional array")));
-		deconstruct_array(arr, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elems, &nulls, &n);
 		if (n < 1 || n > MAX_POSITION_BANDS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -229,17 +229,11 @@ waitlist_require_booking_sagas(const char *what)
 void
 waitlist_check_channels(Datum channels, bool with_booking)
 {
-	ArrayType  *arr = DatumGetArrayTypeP(channels);
 	Datum	   *elems;
 	bool	   *nulls;
-	int			n;
+	int			n = waitlist_flat_array(channels, TEXTOID, "channels", &elems, &nulls);
 	int			i;
 
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("channels must be a one-dimensional array")));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
