@@ -463,8 +463,11 @@ read_line_sample(LineSample *sample)
  * The resource's line sample, refreshed first if it is due and this call
  * may write: not on a standby, not in a read-only transaction, and not
  * under REPEATABLE READ or SERIALIZABLE, whose snapshot may be older than
- * the sample (and whose write could fail the caller's transaction).  One
- * refresher at a time; the others use the sample as it is.
+ * the sample (and whose write could fail the caller's transaction).  Those
+ * use no sample that is due (the line is counted: a standby polled alone
+ * would otherwise show positions as old as the primary's last poll).  One
+ * refresher at a time; the others use the sample as it is, which the
+ * refresher is replacing.
  */
 static bool
 get_line_sample(text *resource_id, text *rule_version, LineSample *sample)
@@ -477,7 +480,7 @@ get_line_sample(text *resource_id, text *rule_version, LineSample *sample)
 	if (found && !sample->due)
 		return true;
 	if (RecoveryInProgress() || XactReadOnly || IsolationUsesXactSnapshot())
-		return found;
+		return false;
 	if (!waitlist_try_lock_resource_sample(resource_id))
 		return found;
 
