@@ -326,7 +326,7 @@ static WaitlistPlan status_entry_plan = {
 #define LINE_SAMPLE_COLUMNS \
 	"sample_rank, sample_seq, sample_position, offers_per_hour," \
 	" rule_version OPERATOR(pg_catalog.=) $2," \
-	" taken_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '1 second')" \
+	" pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '1 second' OPERATOR(pg_catalog.>) taken_at" \
 	"   OR taken_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()" \
 	"   OR rule_version OPERATOR(pg_catalog.<>) $2"
 
