@@ -533,7 +533,7 @@ fan_position(text *resource_id, float8 rank, int64 seq, const LineSample *sample
 	}
 	args[3] = Float8GetDatum(rank);
 	args[4] = Int64GetDatum(seq);
-	waitlist_execute(&count_to_fan_plan, args, NULL, true, 0);
+	waitlist_execute(&count_to_fan_plan, args, NULL, false, 0);
 	return base + DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 1, &isnull));
 }
