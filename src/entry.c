@@ -21,9 +21,12 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "engine.h"
 
@@ -337,35 +340,53 @@ static WaitlistPlan line_sample_plan = {
 };
 
 /*
- * One pass over the line index, in line order, keeping every 1,000th
- * entry (the first of each block of LINE_SAMPLE_STEP); the offers of the
- * last hour come from an index on (resource_id, created_at).
+ * Taking the sample walks the line index from point to point: the next
+ * point is the LINE_SAMPLE_STEP-th entry after the last, among those of
+ * its rank (the count of the next up to LINE_SAMPLE_STEP of them and the
+ * last one's seq) or else ranked below it ($3 entries skipped).  Each step
+ * reads at most LINE_SAMPLE_STEP index entries through a LIMIT, several
+ * times cheaper than numbering the whole line with a window function.
  */
-static WaitlistPlan refresh_line_sample_plan = {
+#define WAITING_OF_RESOURCE \
+	" FROM waitlist.entry a WHERE a.resource_id OPERATOR(pg_catalog.=) $1" \
+	"   AND a.state OPERATOR(pg_catalog.=) 'WAITING'"
+
+static WaitlistPlan step_same_rank_plan = {
+	"SELECT pg_catalog.count(*), pg_catalog.max(n.seq) FROM ("
+	"  SELECT a.seq" WAITING_OF_RESOURCE
+	"    AND a.rank_key OPERATOR(pg_catalog.=) $2 AND a.seq OPERATOR(pg_catalog.>) $3"
+	"  ORDER BY a.seq LIMIT " CppAsString2(LINE_SAMPLE_STEP) ") n",
+	3, {TEXTOID, FLOAT8OID, INT8OID}
+};
+
+static WaitlistPlan step_lower_rank_plan = {
+	"SELECT a.rank_key, a.seq" WAITING_OF_RESOURCE
+	"  AND a.rank_key OPERATOR(pg_catalog.<) $2"
+	" ORDER BY a.rank_key DESC, a.seq OFFSET $3 LIMIT 1",
+	3, {TEXTOID, FLOAT8OID, INT8OID}
+};
+
+/* the rules the sample is taken under, and the offers of the hour before $2 */
+static WaitlistPlan sample_rules_plan = {
+	"SELECT r.rule_version,"
+	"  (SELECT pg_catalog.count(*) FROM waitlist.offer o"
+	"    WHERE o.resource_id OPERATOR(pg_catalog.=) $1"
+	"      AND o.created_at OPERATOR(pg_catalog.>) ($2 OPERATOR(pg_catalog.-) interval '1 hour')"
+	"  )::pg_catalog.float8 "
+	"FROM waitlist.resource r WHERE r.resource_id OPERATOR(pg_catalog.=) $1",
+	2, {TEXTOID, TIMESTAMPTZOID}
+};
+
+static WaitlistPlan store_line_sample_plan = {
 	"INSERT INTO waitlist.line_sample AS s"
 	"  (resource_id, taken_at, rule_version, sample_rank, sample_seq, sample_position,"
 	"   offers_per_hour) "
-	"SELECT $1, pg_catalog.clock_timestamp(),"
-	"  (SELECT r.rule_version FROM waitlist.resource r WHERE r.resource_id OPERATOR(pg_catalog.=) $1),"
-	"  COALESCE(pg_catalog.array_agg(l.rank_key ORDER BY l.rn), '{}'),"
-	"  COALESCE(pg_catalog.array_agg(l.seq ORDER BY l.rn), '{}'),"
-	"  COALESCE(pg_catalog.array_agg(l.rn ORDER BY l.rn), '{}'),"
-	"  (SELECT pg_catalog.count(*) FROM waitlist.offer o"
-	"    WHERE o.resource_id OPERATOR(pg_catalog.=) $1"
-	"      AND o.created_at OPERATOR(pg_catalog.>) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) interval '1 hour')"
-	"  )::pg_catalog.float8 "
-	"FROM (SELECT a.rank_key, a.seq,"
-	"        pg_catalog.row_number() OVER (ORDER BY a.rank_key DESC, a.seq) AS rn"
-	"      FROM waitlist.entry a"
-	"      WHERE a.resource_id OPERATOR(pg_catalog.=) $1"
-	"        AND a.state OPERATOR(pg_catalog.=) 'WAITING') l "
-	"WHERE (l.rn OPERATOR(pg_catalog.%) " CppAsString2(LINE_SAMPLE_STEP) ") OPERATOR(pg_catalog.=) 1 "
+	"SELECT $1, $2, $3, $4, $5, $6, $7 "
 	"ON CONFLICT (resource_id) DO UPDATE SET taken_at = excluded.taken_at,"
 	"  rule_version = excluded.rule_version,"
 	"  sample_rank = excluded.sample_rank, sample_seq = excluded.sample_seq,"
-	"  sample_position = excluded.sample_position, offers_per_hour = excluded.offers_per_hour "
-	"RETURNING " LINE_SAMPLE_COLUMNS,
-	2, {TEXTOID, TEXTOID}
+	"  sample_position = excluded.sample_position, offers_per_hour = excluded.offers_per_hour",
+	7, {TEXTOID, TIMESTAMPTZOID, TEXTOID, FLOAT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, FLOAT8OID}
 };
 
 /*
@@ -460,6 +481,105 @@ read_line_sample(LineSample *sample)
 }
 
 /*
+ * Take the resource's sample anew and store it.  All its reads share one
+ * fresh snapshot, so that the positions are those of one instant, which
+ * taken_at records.
+ */
+static void
+take_line_sample(text *resource_id, LineSample *sample)
+{
+	Datum		args[7];
+	bool		isnull;
+	int			cap = 64;
+	int			n = 0;
+	float8		rank = get_float8_infinity();
+	int64		seq = 0;
+	int64		skip = 0;
+	TimestampTz taken_at;
+	Datum	   *elems;
+	int			i;
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	taken_at = GetCurrentTimestamp();
+	sample->rank = palloc(sizeof(float8) * cap);
+	sample->seq = palloc(sizeof(int64) * cap);
+	sample->position = palloc(sizeof(int64) * cap);
+	args[0] = PointerGetDatum(resource_id);
+	for (;;)
+	{
+		int64		same = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (n > 0)
+		{
+			args[1] = Float8GetDatum(rank);
+			args[2] = Int64GetDatum(seq);
+			waitlist_execute(&step_same_rank_plan, args, NULL, true, 0);
+			same = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			if (same == LINE_SAMPLE_STEP)
+				seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			skip = LINE_SAMPLE_STEP - 1 - same;
+			/* a step's rows are done with: a long line takes many steps */
+			SPI_freetuptable(SPI_tuptable);
+		}
+		if (same < LINE_SAMPLE_STEP)
+		{
+			bool		last;
+
+			args[1] = Float8GetDatum(rank);
+			args[2] = Int64GetDatum(skip);
+			waitlist_execute(&step_lower_rank_plan, args, NULL, true, 0);
+			last = SPI_processed == 0;
+			if (!last)
+			{
+				rank = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+				seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			}
+			SPI_freetuptable(SPI_tuptable);
+			if (last)
+				break;
+		}
+		if (n == cap)
+		{
+			cap *= 2;
+			sample->rank = repalloc(sample->rank, sizeof(float8) * cap);
+			sample->seq = repalloc(sample->seq, sizeof(int64) * cap);
+			sample->position = repalloc(sample->position, sizeof(int64) * cap);
+		}
+		sample->rank[n] = rank;
+		sample->seq[n] = seq;
+		sample->position[n] = (int64) n * LINE_SAMPLE_STEP + 1;
+		n++;
+	}
+	args[1] = TimestampTzGetDatum(taken_at);
+	waitlist_execute(&sample_rules_plan, args, NULL, true, 0);
+	if (SPI_processed == 0)
+		waitlist_resource_not_found(resource_id);
+	args[2] = PointerGetDatum(waitlist_spi_text(SPI_tuptable, 0, 1));
+	sample->offers_per_hour = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	PopActiveSnapshot();
+
+	sample->npoints = n;
+	sample->usable = true;
+	sample->due = false;
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		elems[i] = Float8GetDatum(sample->rank[i]);
+	args[3] = PointerGetDatum(construct_array(elems, n, FLOAT8OID, sizeof(float8),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(sample->seq[i]);
+	args[4] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(sample->position[i]);
+	args[5] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[6] = Float8GetDatum(sample->offers_per_hour);
+	waitlist_execute(&store_line_sample_plan, args, NULL, false, 0);
+}
+
+/*
  * The resource's line sample, refreshed first if it is due and this call
  * may write: not on a standby, not in a read-only transaction, and not
  * under REPEATABLE READ or SERIALIZABLE, whose snapshot may be older than
@@ -489,8 +609,8 @@ get_line_sample(text *resource_id, text *rule_version, LineSample *sample)
 	found = read_line_sample(sample);
 	if (found && !sample->due)
 		return true;
-	waitlist_execute(&refresh_line_sample_plan, arg, NULL, false, 0);
-	return read_line_sample(sample);
+	take_line_sample(resource_id, sample);
+	return true;
 }
 
 /*
