@@ -497,8 +497,8 @@ COMMENT ON FUNCTION waitlist_confirm(bigint) IS 'confirms a PENDING place (PENDI
 
 /*
  * What waitlist_status() reads of a long line instead of counting it
- * (src/entry.c): every 1,000th WAITING entry's (rank_key, seq) and its
- * position as of taken_at, under the resource's rule_version (a rule change
+ * (src/entry.c): every 1,000th WAITING entry's (rank_key, seq) and the
+ * last one's, with their positions as of taken_at, under the resource's rule_version (a rule change
  * ranks the line again, and so voids it), and the resource's offers of the
  * hour before.
  * A status call that finds it older than a second refreshes it, one at a
@@ -518,7 +518,7 @@ CREATE TABLE waitlist.line_sample (
     CONSTRAINT line_sample_resource_fkey FOREIGN KEY (resource_id)
         REFERENCES waitlist.resource (resource_id) ON DELETE CASCADE
 );
-COMMENT ON TABLE waitlist.line_sample IS 'every 1,000th waiting entry of a line and its position, and the offers of the last hour, refreshed by waitlist_status() at most once a second';
+COMMENT ON TABLE waitlist.line_sample IS 'every 1,000th waiting entry of a line and the last, with their positions, and the offers of the last hour, refreshed by waitlist_status() at most once a second';
 
 -- the offers of a resource's last hour, for its promotion rate
 CREATE INDEX offer_created_idx ON waitlist.offer (resource_id, created_at);

@@ -292,12 +292,13 @@ waitlist_leave(PG_FUNCTION_ARGS)
 /*
  * What a fan sees of a long line is read from its sample rather than
  * counted: every LINE_SAMPLE_STEP-th WAITING entry's (rank_key, seq) and
- * its position, taken in one statement at most once a second per resource
- * (waitlist.line_sample), with the resource's offers of the last hour.  A
- * fan's position is then the position of the last sample point at or ahead
- * of them plus the WAITING entries from that point to them, counted now:
- * at most about LINE_SAMPLE_STEP index entries, wherever the fan stands.
- * Joins and promotions never touch the sample.
+ * its position, and the last entry's, taken in one snapshot at most once a
+ * second per resource (waitlist.line_sample), with the resource's offers of
+ * the last hour.  A fan's position is then the position of the nearer
+ * sample point around them, plus or minus the WAITING entries between it
+ * and them, counted now: at most about half of LINE_SAMPLE_STEP index
+ * entries, wherever the fan stands.  Joins and promotions never touch the
+ * sample.
  */
 #define LINE_SAMPLE_STEP		1000
 #define DEFAULT_BAND_COUNT		4
@@ -356,14 +357,21 @@ static WaitlistPlan step_same_rank_plan = {
 	"  SELECT a.seq" WAITING_OF_RESOURCE
 	"    AND a.rank_key OPERATOR(pg_catalog.=) $2 AND a.seq OPERATOR(pg_catalog.>) $3"
 	"  ORDER BY a.seq LIMIT " CppAsString2(LINE_SAMPLE_STEP) ") n",
-	3, {TEXTOID, FLOAT8OID, INT8OID}
+	3, {TEXTOID, FLOAT8OID, INT8OID}, WAITLIST_GENERIC_PLAN
 };
 
 static WaitlistPlan step_lower_rank_plan = {
 	"SELECT a.rank_key, a.seq" WAITING_OF_RESOURCE
 	"  AND a.rank_key OPERATOR(pg_catalog.<) $2"
 	" ORDER BY a.rank_key DESC, a.seq OFFSET $3 LIMIT 1",
-	3, {TEXTOID, FLOAT8OID, INT8OID}
+	3, {TEXTOID, FLOAT8OID, INT8OID}, WAITLIST_GENERIC_PLAN
+};
+
+/* the last entry of the line (the index read backwards) */
+static WaitlistPlan line_tail_plan = {
+	"SELECT a.rank_key, a.seq" WAITING_OF_RESOURCE
+	" ORDER BY a.rank_key, a.seq DESC LIMIT 1",
+	1, {TEXTOID}
 };
 
 /* the rules the sample is taken under, and the offers of the hour before $2 */
@@ -393,7 +401,9 @@ static WaitlistPlan store_line_sample_plan = {
  * The WAITING entries from the point ($2, $3) (included, whether or not it
  * still waits) up to the fan ($4, $5) (excluded), in line order: each part
  * a range of the line index, so that a line of equal ranks is read by seq.
- * With the point ('Infinity', 0), all the entries ahead of the fan.
+ * With the point ('Infinity', 0), all the entries ahead of the fan.  Its
+ * plan is generic: a custom plan costs each call more planning than the
+ * count, and the ranges are index ranges whatever the values.
  */
 #define COUNT_WAITING_WHERE \
 	"  FROM waitlist.entry a WHERE a.resource_id OPERATOR(pg_catalog.=) $1" \
@@ -412,7 +422,7 @@ static WaitlistPlan count_to_fan_plan = {
 	"  OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*)" COUNT_WAITING_WHERE
 	"     a.rank_key OPERATOR(pg_catalog.=) $4 AND a.seq OPERATOR(pg_catalog.<) $5)"
 	" END",
-	5, {TEXTOID, FLOAT8OID, INT8OID, FLOAT8OID, INT8OID}
+	5, {TEXTOID, FLOAT8OID, INT8OID, FLOAT8OID, INT8OID}, WAITLIST_GENERIC_PLAN
 };
 
 /* A resource's line sample, as read; offers_per_hour < 0: none at all. */
@@ -551,6 +561,33 @@ take_line_sample(text *resource_id, LineSample *sample)
 		sample->position[n] = (int64) n * LINE_SAMPLE_STEP + 1;
 		n++;
 	}
+	/* the back of the line is a point too: no fan counts more than half a block */
+	if (n > 0)
+	{
+		waitlist_execute(&line_tail_plan, args, NULL, true, 0);
+		rank = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (rank != sample->rank[n - 1] || seq != sample->seq[n - 1])
+		{
+			args[1] = Float8GetDatum(sample->rank[n - 1]);
+			args[2] = Int64GetDatum(sample->seq[n - 1]);
+			args[3] = Float8GetDatum(rank);
+			args[4] = Int64GetDatum(seq);
+			waitlist_execute(&count_to_fan_plan, args, NULL, true, 0);
+			if (n == cap)
+			{
+				cap++;
+				sample->rank = repalloc(sample->rank, sizeof(float8) * cap);
+				sample->seq = repalloc(sample->seq, sizeof(int64) * cap);
+				sample->position = repalloc(sample->position, sizeof(int64) * cap);
+			}
+			sample->position[n] = sample->position[n - 1] +
+				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			sample->rank[n] = rank;
+			sample->seq[n] = seq;
+			n++;
+		}
+	}
 	args[1] = TimestampTzGetDatum(taken_at);
 	waitlist_execute(&sample_rules_plan, args, NULL, true, 0);
 	if (SPI_processed == 0)
@@ -614,9 +651,27 @@ get_line_sample(text *resource_id, text *rule_version, LineSample *sample)
 }
 
 /*
- * The fan's position: from the last sample point at or ahead of them in
- * line order (binary search), or from the head of the line for a fan in
- * the first block or without a sample.
+ * Whether a fan between points i and i + 1 is likely nearer the second,
+ * judged by where their seq (or, across ranks, their rank) falls between
+ * the points': a guess that only decides which side is counted.
+ */
+static bool
+nearer_next_point(const LineSample *sample, int i, float8 rank, int64 seq)
+{
+	double		frac;
+
+	if (sample->rank[i] == sample->rank[i + 1])
+		frac = (double) (seq - sample->seq[i]) /
+			(double) (sample->seq[i + 1] - sample->seq[i]);
+	else
+		frac = (sample->rank[i] - rank) / (sample->rank[i] - sample->rank[i + 1]);
+	return frac > 0.5;
+}
+
+/*
+ * The fan's position: from the nearer of the sample points around them
+ * (binary search), counting the entries between, or from the head of the
+ * line for a fan in the first block or without a sample.
  */
 static int64
 fan_position(text *resource_id, float8 rank, int64 seq, const LineSample *sample)
@@ -640,6 +695,18 @@ fan_position(text *resource_id, float8 rank, int64 seq, const LineSample *sample
 	}
 	args[0] = PointerGetDatum(resource_id);
 	/* a fan in the first block is counted from the head, exactly: lines of up to a block are live */
+	if (lo > 1 && lo < sample->npoints && nearer_next_point(sample, lo - 1, rank, seq))
+	{
+		/* from the fan (included) up to the next point: it is that much ahead */
+		args[1] = Float8GetDatum(rank);
+		args[2] = Int64GetDatum(seq);
+		args[3] = Float8GetDatum(sample->rank[lo]);
+		args[4] = Int64GetDatum(sample->seq[lo]);
+		waitlist_execute(&count_to_fan_plan, args, NULL, false, 0);
+		return Max(1, sample->position[lo] -
+				   DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull)));
+	}
 	if (lo > 1)
 	{
 		args[1] = Float8GetDatum(sample->rank[lo - 1]);
