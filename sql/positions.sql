@@ -54,6 +54,11 @@ SELECT * FROM pg_temp.statuses('short', '{1,3}');
 -- a fan who joins is seen at once, sample or not
 SELECT waitlist_join('short', 'u4') > 0 AS joined;
 SELECT * FROM pg_temp.statuses('short', '{4}');
+-- and one who leaves moves the last fan (the back of the line is a sample point) up at once
+SELECT waitlist_leave(pg_temp.entry_at('short', 1));
+SELECT at, "position" FROM pg_temp.statuses('short', '{3}');
+SELECT e.user_id, s."position" FROM waitlist.entry e, waitlist_status(e.entry_id) s
+WHERE e.resource_id = 'short' AND e.state = 'WAITING' ORDER BY e.seq;
 SELECT resource_id, rule_version, sample_position, offers_per_hour FROM waitlist.line_sample;
 
 --

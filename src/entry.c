@@ -694,7 +694,13 @@ fan_position(text *resource_id, float8 rank, int64 seq, const LineSample *sample
 			hi = mid;
 	}
 	args[0] = PointerGetDatum(resource_id);
-	/* a fan in the first block is counted from the head, exactly: lines of up to a block are live */
+
+	/*
+	 * A fan in the first block is counted from the head, exactly: lines of
+	 * up to a block (whose last entry is a point too) are live.
+	 */
+	if (lo > 1 && sample->position[lo - 1] <= LINE_SAMPLE_STEP)
+		lo = 0;
 	if (lo > 1 && lo < sample->npoints && nearer_next_point(sample, lo - 1, rank, seq))
 	{
 		/* from the fan (included) up to the next point: it is that much ahead */
