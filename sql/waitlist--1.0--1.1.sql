@@ -498,13 +498,12 @@ COMMENT ON FUNCTION waitlist_confirm(bigint) IS 'confirms a PENDING place (PENDI
 /*
  * What waitlist_status() reads of a long line instead of counting it
  * (src/entry.c): every 1,000th WAITING entry's (rank_key, seq) and the
- * last one's, with their positions as of taken_at, under the resource's rule_version (a rule change
- * ranks the line again, and so voids it), and the resource's offers of the
- * hour before.
- * A status call that finds it older than a second refreshes it, one at a
- * time; joins and promotions never touch it, so no join writes a shared
- * row.  Derived data: pg_dump leaves it out and the first status call after
- * a restore takes it again.
+ * last one's, with their positions as of taken_at, under the resource's
+ * rule_version (a rule change ranks the line again, and so voids it), and
+ * the resource's offers of the hour before.  A status call that finds it
+ * older than a second refreshes it, one at a time; joins and promotions
+ * never touch it, so no join writes a shared row.  Derived data: pg_dump
+ * leaves it out and the first status call after a restore takes it again.
  */
 CREATE TABLE waitlist.line_sample (
     resource_id     text        NOT NULL,

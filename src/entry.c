@@ -490,6 +490,25 @@ read_line_sample(LineSample *sample)
 	return sample->usable;
 }
 
+/* Room for cap points in the sample's arrays; returns cap. */
+static int
+grow_line_sample(LineSample *sample, int cap)
+{
+	if (sample->rank == NULL)
+	{
+		sample->rank = palloc(sizeof(float8) * cap);
+		sample->seq = palloc(sizeof(int64) * cap);
+		sample->position = palloc(sizeof(int64) * cap);
+	}
+	else
+	{
+		sample->rank = repalloc(sample->rank, sizeof(float8) * cap);
+		sample->seq = repalloc(sample->seq, sizeof(int64) * cap);
+		sample->position = repalloc(sample->position, sizeof(int64) * cap);
+	}
+	return cap;
+}
+
 /*
  * Take the resource's sample anew and store it.  All its reads share one
  * fresh snapshot, so that the positions are those of one instant, which
@@ -511,9 +530,8 @@ take_line_sample(text *resource_id, LineSample *sample)
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 	taken_at = GetCurrentTimestamp();
-	sample->rank = palloc(sizeof(float8) * cap);
-	sample->seq = palloc(sizeof(int64) * cap);
-	sample->position = palloc(sizeof(int64) * cap);
+	sample->rank = NULL;
+	cap = grow_line_sample(sample, cap);
 	args[0] = PointerGetDatum(resource_id);
 	for (;;)
 	{
@@ -550,12 +568,7 @@ take_line_sample(text *resource_id, LineSample *sample)
 				break;
 		}
 		if (n == cap)
-		{
-			cap *= 2;
-			sample->rank = repalloc(sample->rank, sizeof(float8) * cap);
-			sample->seq = repalloc(sample->seq, sizeof(int64) * cap);
-			sample->position = repalloc(sample->position, sizeof(int64) * cap);
-		}
+			cap = grow_line_sample(sample, cap * 2);
 		sample->rank[n] = rank;
 		sample->seq[n] = seq;
 		sample->position[n] = (int64) n * LINE_SAMPLE_STEP + 1;
@@ -575,12 +588,7 @@ take_line_sample(text *resource_id, LineSample *sample)
 			args[4] = Int64GetDatum(seq);
 			waitlist_execute(&count_to_fan_plan, args, NULL, true, 0);
 			if (n == cap)
-			{
-				cap++;
-				sample->rank = repalloc(sample->rank, sizeof(float8) * cap);
-				sample->seq = repalloc(sample->seq, sizeof(int64) * cap);
-				sample->position = repalloc(sample->position, sizeof(int64) * cap);
-			}
+				cap = grow_line_sample(sample, cap + 1);
 			sample->position[n] = sample->position[n - 1] +
 				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			sample->rank[n] = rank;
