@@ -555,6 +555,72 @@ COMMENT ON COLUMN waitlist.resource.units_returned IS 'units handed back to the 
 CREATE INDEX resource_closing_idx ON waitlist.resource (offers_close_at)
     WHERE closed_at IS NULL AND offers_close_at IS NOT NULL;
 
+/* ---- positions ---- */
+
+/*
+ * What waitlist_status() reads of a long line instead of counting it
+ * (src/entry.c): every 1,000th WAITING entry's (rank_key, seq) and the
+ * last one's, with their positions as of taken_at, under the resource's
+ * rule_version (a rule change ranks the line again, and so voids it), and
+ * the resource's offers of the hour before.  A status call that finds it
+ * older than a second refreshes it, one at a time; joins and promotions
+ * never touch it, so no join writes a shared row.  Derived data: pg_dump
+ * leaves it out and the first status call after a restore takes it again.
+ */
+CREATE TABLE waitlist.line_sample (
+    resource_id     text        NOT NULL,
+    taken_at        timestamptz NOT NULL,
+    rule_version    text        NOT NULL,
+    sample_rank     double precision[] NOT NULL,
+    sample_seq      bigint[]    NOT NULL,
+    sample_position bigint[]    NOT NULL,
+    offers_per_hour double precision NOT NULL,
+    CONSTRAINT line_sample_pkey PRIMARY KEY (resource_id),
+    CONSTRAINT line_sample_resource_fkey FOREIGN KEY (resource_id)
+        REFERENCES waitlist.resource (resource_id) ON DELETE CASCADE
+);
+COMMENT ON TABLE waitlist.line_sample IS 'every 1,000th waiting entry of a line and the last, with their positions, and the offers of the last hour, refreshed by waitlist_status() at most once a second';
+
+-- the offers of a resource's last hour, for its promotion rate
+CREATE INDEX offer_created_idx ON waitlist.offer (resource_id, created_at);
+
+-- band, estimated_wait and estimate_note: new OUT columns need the function
+-- recreated; the EXECUTE grants a DBA gave on it are kept
+DO $upgrade$
+DECLARE
+    grantees pg_catalog.oid[];
+    g pg_catalog.oid;
+BEGIN
+    SELECT pg_catalog.array_agg(a.grantee) INTO grantees
+      FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
+     WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.waitlist_status(bigint)'::pg_catalog.regprocedure
+       AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+       -- PUBLIC keeps nothing: the end of this script revokes it everywhere
+       AND a.grantee OPERATOR(pg_catalog.<>) 0;
+
+    DROP FUNCTION @extschema@.waitlist_status(bigint);
+    CREATE FUNCTION @extschema@.waitlist_status(entry_id bigint,
+                                    OUT state text,
+                                    OUT "position" bigint,
+                                    OUT offer_id bigint,
+                                    OUT offer_expires_at timestamptz,
+                                    OUT band text,
+                                    OUT estimated_wait interval,
+                                    OUT estimate_note text)
+    RETURNS record
+    AS 'MODULE_PATHNAME', 'waitlist_status'
+    LANGUAGE C CALLED ON NULL INPUT;
+    COMMENT ON FUNCTION @extschema@.waitlist_status(bigint) IS 'an entry''s state, its place in line (as the resource shows it), its open offer and its estimated wait';
+    REVOKE ALL ON FUNCTION @extschema@.waitlist_status(bigint) FROM PUBLIC;
+
+    FOREACH g IN ARRAY COALESCE(grantees, '{}') LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_status(bigint) TO %I',
+            pg_catalog.pg_get_userbyid(g));
+    END LOOP;
+END
+$upgrade$;
+
 /* ---- retention: the archive ---- */
 
 /*

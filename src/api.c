@@ -48,6 +48,7 @@
 #define WAITLIST_LOCKTAG_FIELD4		0x574C	/* 'WL' */
 #define WAITLIST_LOCK_GATE			1
 #define WAITLIST_LOCK_CAP			2
+#define WAITLIST_LOCK_SAMPLE		3
 
 /*
  * The API calls in progress in this backend, innermost last, with the
@@ -567,7 +568,7 @@ waitlist_check_archive_age(Interval *older_than)
 				 errdetail("Entries that ended more recently may still be read by status polls, accept retries and waitlist_check().")));
 }
 
-/* The lock tag of one of a resource's locks (WAITLIST_LOCK_GATE, _CAP). */
+/* The lock tag of one of a resource's locks (WAITLIST_LOCK_GATE, _CAP, _SAMPLE). */
 static void
 resource_locktag(LOCKTAG *tag, const text *resource_id, uint32 which)
 {
@@ -651,6 +652,17 @@ void
 waitlist_lock_resource_cap(const text *resource_id)
 {
 	(void) lock_resource_key(resource_id, WAITLIST_LOCK_CAP, ExclusiveLock, false);
+}
+
+/*
+ * The right to refresh a resource's line sample (src/entry.c), held to the
+ * end of the transaction; never waited for: whoever does not get it uses the
+ * sample as it is.
+ */
+bool
+waitlist_try_lock_resource_sample(const text *resource_id)
+{
+	return lock_resource_key(resource_id, WAITLIST_LOCK_SAMPLE, ExclusiveLock, true);
 }
 
 /*

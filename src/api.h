@@ -91,6 +91,7 @@ extern bool waitlist_try_lock_resource_gate(const text *resource_id);
 extern bool waitlist_try_lock_resource_gate_shared(const text *resource_id);
 extern void waitlist_unlock_resource_gate(const text *resource_id);
 extern void waitlist_lock_resource_cap(const text *resource_id);
+extern bool waitlist_try_lock_resource_sample(const text *resource_id);
 extern void waitlist_require_read_committed(const char *what, const char *why);
 
 /* booking.c */

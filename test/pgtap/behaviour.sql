@@ -85,7 +85,7 @@ SELECT results_eq(
        WHERE entity = 'entry' AND entity_id = wl_test.entry_of('show', 'alice')$$,
     $$VALUES (NULL::text, 'WAITING'::text, 'joined'::text, 'priority-fifo/1'::text, current_user::text)$$,
     'the taps wrote one transition: NULL -> WAITING, joined, by the caller');
-SELECT row_eq($$SELECT * FROM waitlist_status(wl_test.entry_of('show', 'alice'))$$,
+SELECT row_eq($$SELECT state, "position", offer_id, offer_expires_at FROM waitlist_status(wl_test.entry_of('show', 'alice'))$$,
     ROW('WAITING'::text, 1::bigint, NULL::bigint, NULL::timestamptz),
     'a lone waiter is WAITING at position 1 with no offer');
 
@@ -127,7 +127,7 @@ SELECT is(wl_test.line('show'), 'bob=1, alice=2', 'another resource''s line is n
 
 SELECT ok(waitlist_leave(wl_test.entry_of('line', 'u5')), 'leave from the middle of the line returns true');
 SELECT is(wl_test.line('line'), 'u3=1, u1=2, u2=3, u4=4, u6=5', 'the ones behind move up');
-SELECT row_eq($$SELECT * FROM waitlist_status(wl_test.entry_of('line', 'u5'))$$,
+SELECT row_eq($$SELECT state, "position", offer_id, offer_expires_at FROM waitlist_status(wl_test.entry_of('line', 'u5'))$$,
     ROW('CANCELLED'::text, NULL::bigint, NULL::bigint, NULL::timestamptz),
     'the entry that left is CANCELLED with no position');
 SELECT is(waitlist_leave(wl_test.entry_of('line', 'u5')), false, 'leaving again returns false');
@@ -232,7 +232,7 @@ CREATE TEMP TABLE x_offer ON COMMIT DROP AS
     SELECT offer_id FROM waitlist.offer WHERE entry_id = wl_test.entry_of('early', 'x');
 
 SELECT is(waitlist_leave(wl_test.entry_of('early', 'x')), true, 'an offered fan leaves');
-SELECT row_eq($$SELECT * FROM waitlist_status(wl_test.entry_of('early', 'x'))$$,
+SELECT row_eq($$SELECT state, "position", offer_id, offer_expires_at FROM waitlist_status(wl_test.entry_of('early', 'x'))$$,
     ROW('CANCELLED'::text, NULL::bigint, NULL::bigint, NULL::timestamptz),
     'the entry is CANCELLED and shows no open offer');
 SELECT is((SELECT state FROM waitlist.offer WHERE offer_id = (SELECT offer_id FROM x_offer)), 'REVOKED',

@@ -50,7 +50,7 @@ LANGUAGE sql AS $$
        AND pg_catalog.pg_get_indexdef(i.indexrelid) LIKE '%' || def_tail
 $$;
 
-SELECT plan(153);
+SELECT plan(157);
 
 ------------------------------------------------------------------------------
 -- Functions: exact signatures and return types
@@ -140,8 +140,8 @@ SELECT is(
        FROM pg_catalog.pg_proc p,
             unnest(p.proargnames, p.proallargtypes, p.proargmodes) WITH ORDINALITY AS a(name, typ, mode, n)
       WHERE p.oid = 'waitlist_status(bigint)'::regprocedure AND a.mode = 'o'),
-    'state text, position bigint, offer_id bigint, offer_expires_at timestamp with time zone',
-    'waitlist_status returns (state text, position bigint, offer_id bigint, offer_expires_at timestamptz)');
+    'state text, position bigint, offer_id bigint, offer_expires_at timestamp with time zone, band text, estimated_wait interval, estimate_note text',
+    'waitlist_status returns 1.0''s (state text, position bigint, offer_id bigint, offer_expires_at timestamptz), then (band text, estimated_wait interval, estimate_note text)');
 
 SELECT has_function('waitlist_release', ARRAY['text', 'integer', 'text'],
     'waitlist_release(text, integer, text) exists');
@@ -517,6 +517,41 @@ SELECT doesnt_match(
     'Sort',
     '... without a sort');
 RESET enable_sort;
+
+------------------------------------------------------------------------------
+-- Positions (1.1): what the resource hides, waitlist_status() never shows
+------------------------------------------------------------------------------
+
+DO $$
+BEGIN
+    PERFORM waitlist_create_resource('contract-pos-' || v, position_visibility => v)
+       FROM unnest(ARRAY['exact', 'band', 'none']) v;
+    PERFORM waitlist_join('contract-pos-' || v, 'user-' || u)
+       FROM unnest(ARRAY['exact', 'band', 'none']) v, generate_series(1, 12) u;
+END
+$$;
+SELECT is(
+    (SELECT string_agg(format('%s:%s', s."position", s.band), ',' ORDER BY e.seq)
+       FROM waitlist.entry e, waitlist_status(e.entry_id) s
+      WHERE e.resource_id = 'contract-pos-exact' AND e.user_id IN ('user-10', 'user-11')),
+    '10:1-10,11:11-100',
+    'an exact resource shows the position and its band (1-10, 11-100, ...)');
+SELECT is(
+    (SELECT count(*) FILTER (WHERE s."position" IS NULL AND s.band IS NOT NULL)::integer
+       FROM waitlist.entry e, waitlist_status(e.entry_id) s
+      WHERE e.resource_id = 'contract-pos-band'),
+    12, 'a band resource never shows the position, only its band');
+SELECT is(
+    (SELECT count(*) FILTER (WHERE s."position" IS NULL AND s.band IS NULL AND s.estimated_wait IS NULL
+                               AND s.estimate_note = 'position hidden')::integer
+       FROM waitlist.entry e, waitlist_status(e.entry_id) s
+      WHERE e.resource_id = 'contract-pos-none'),
+    12, 'a none resource shows neither position, band nor estimate, and says why');
+SELECT is(
+    (SELECT s.estimate_note FROM waitlist.entry e, waitlist_status(e.entry_id) s
+      WHERE e.resource_id = 'contract-pos-exact' AND e.user_id = 'user-1'),
+    'no offers in the last hour',
+    'without offers in the last hour the estimate is NULL, and the note says why');
 
 SELECT * FROM finish();
 ROLLBACK;
