@@ -1274,6 +1274,11 @@ claim(Relay *r)
 	snprintf(lease_s, sizeof(lease_s), "%d", r->cfg.lease_s);
 
 	sql = xasprintf(sql_format, r->api_schema);
+	/*
+	 * A NOTIFY that arrives while the claim runs announces rows its snapshot
+	 * may not see: it must make the next claim come at once.
+	 */
+	r->claim_now = false;
 	res = PQexecParams(r->conn, sql, 4, NULL, params, NULL, NULL, 0);
 	free(sql);
 	db_take_notifies(r);
@@ -1325,7 +1330,8 @@ claim(Relay *r)
 	if (r->cfg.verbose && n > 0)
 		log_msg("claimed %d row%s", n, n == 1 ? "" : "s");
 	/* a full claim: there may be more right away */
-	r->claim_now = n == want && n > 0;
+	if (n == want && n > 0)
+		r->claim_now = true;
 	return n;
 }
 

@@ -553,7 +553,7 @@ build_join_sql(bool ranked)
 	}
 	appendStringInfo(&buf,
 					 ") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units, %s FROM r",
-					 ranked ? "r.closed IS TRUE" : "false");
+					 ranked ? "r.closed IS TRUE, r.confirm_within IS NOT NULL" : "false");
 	join_plans[ranked].sql = keep_sql(&buf);
 }
 
@@ -601,7 +601,9 @@ waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 	d = SPI_getbinval(row, tupdesc, 2, &isnull);
 	if (isnull)
 		return DatumGetBool(SPI_getbinval(row, tupdesc, 4, &isnull)) ? -2 : -1;
-	outbox_written();
+	/* a place to confirm asked the fan, through the outbox */
+	if (ranked && DatumGetBool(SPI_getbinval(row, tupdesc, 5, &isnull)))
+		outbox_written();
 	return DatumGetInt64(d);
 }
 
