@@ -186,21 +186,53 @@ COMMENT ON FUNCTION waitlist_unschedule_sweep() IS 'removes this database''s pg_
 
 /* ---- promotion workers and capacity events ---- */
 
+/*
+ * Functions whose signature 1.1 changes (new arguments, new OUT columns) are
+ * dropped and made again; the EXECUTE grants DBAs gave on them (to a
+ * monitoring role, say) are kept.  These two helpers read and give them
+ * back; the end of this script drops them.  PUBLIC keeps nothing: the end of
+ * this script revokes it everywhere.
+ */
+CREATE FUNCTION waitlist.execute_grantees(f pg_catalog.regprocedure)
+RETURNS pg_catalog.oid[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $grantees$
+    SELECT coalesce(pg_catalog.array_agg(a.grantee), '{}')
+      FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
+     WHERE p.oid OPERATOR(pg_catalog.=) f
+       AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+       AND a.grantee OPERATOR(pg_catalog.<>) 0
+$grantees$;
+
+/*
+ * (A GRANT run by an extension script is recorded as one of the extension's
+ * initial privileges, which pg_dump leaves out; the end of this script
+ * takes these out of them again.)
+ */
+CREATE FUNCTION waitlist.grant_execute(f pg_catalog.regprocedure, grantees pg_catalog.oid[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $grant$
+DECLARE
+    g pg_catalog.oid;
+BEGIN
+    FOREACH g IN ARRAY grantees LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', f, pg_catalog.pg_get_userbyid(g));
+    END LOOP;
+END
+$grant$;
+
 -- the rounds counter: how often each worker looked for work (a worker that
 -- spins shows it here).  A new OUT column needs the function recreated; the
 -- EXECUTE grants a DBA gave on it (to a monitoring role, say) are kept.
 DO $upgrade$
 DECLARE
     grantees pg_catalog.oid[];
-    g pg_catalog.oid;
 BEGIN
-    SELECT pg_catalog.array_agg(a.grantee) INTO grantees
-      FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
-     WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.waitlist_worker_status()'::pg_catalog.regprocedure
-       AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
-       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
-       -- PUBLIC keeps nothing: the end of this script revokes it everywhere
-       AND a.grantee OPERATOR(pg_catalog.<>) 0;
+    grantees := waitlist.execute_grantees('@extschema@.waitlist_worker_status()');
 
     DROP FUNCTION @extschema@.waitlist_worker_status();
     CREATE FUNCTION @extschema@.waitlist_worker_status(OUT worker integer,
@@ -219,10 +251,7 @@ BEGIN
     COMMENT ON FUNCTION @extschema@.waitlist_worker_status() IS 'one row per promotion worker: pid, share, last wake-up and counters';
     REVOKE ALL ON FUNCTION @extschema@.waitlist_worker_status() FROM PUBLIC;
 
-    FOREACH g IN ARRAY COALESCE(grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_worker_status() TO %I',
-            pg_catalog.pg_get_userbyid(g));
-    END LOOP;
+    PERFORM waitlist.grant_execute('@extschema@.waitlist_worker_status()', grantees);
 END
 $upgrade$;
 
@@ -319,20 +348,9 @@ DO $upgrade$
 DECLARE
     create_grantees pg_catalog.oid[];
     alter_grantees pg_catalog.oid[];
-    g pg_catalog.oid;
 BEGIN
-    SELECT pg_catalog.array_agg(a.grantee) INTO create_grantees
-      FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
-     WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval)'::pg_catalog.regprocedure
-       AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
-       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
-       AND a.grantee OPERATOR(pg_catalog.<>) 0;
-    SELECT pg_catalog.array_agg(a.grantee) INTO alter_grantees
-      FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
-     WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean)'::pg_catalog.regprocedure
-       AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
-       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
-       AND a.grantee OPERATOR(pg_catalog.<>) 0;
+    create_grantees := waitlist.execute_grantees('@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval)');
+    alter_grantees := waitlist.execute_grantees('@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean)');
 
     DROP FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval);
     CREATE FUNCTION @extschema@.waitlist_create_resource(resource_id text,
@@ -398,14 +416,8 @@ BEGIN
     LANGUAGE C CALLED ON NULL INPUT;
     COMMENT ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
 
-    FOREACH g IN ARRAY COALESCE(create_grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean) TO %I',
-            pg_catalog.pg_get_userbyid(g));
-    END LOOP;
-    FOREACH g IN ARRAY COALESCE(alter_grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean) TO %I',
-            pg_catalog.pg_get_userbyid(g));
-    END LOOP;
+    PERFORM waitlist.grant_execute('@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean)', create_grantees);
+    PERFORM waitlist.grant_execute('@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean)', alter_grantees);
 END
 $upgrade$;
 
@@ -589,15 +601,8 @@ CREATE INDEX offer_created_idx ON waitlist.offer (resource_id, created_at);
 DO $upgrade$
 DECLARE
     grantees pg_catalog.oid[];
-    g pg_catalog.oid;
 BEGIN
-    SELECT pg_catalog.array_agg(a.grantee) INTO grantees
-      FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
-     WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.waitlist_status(bigint)'::pg_catalog.regprocedure
-       AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
-       AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
-       -- PUBLIC keeps nothing: the end of this script revokes it everywhere
-       AND a.grantee OPERATOR(pg_catalog.<>) 0;
+    grantees := waitlist.execute_grantees('@extschema@.waitlist_status(bigint)');
 
     DROP FUNCTION @extschema@.waitlist_status(bigint);
     CREATE FUNCTION @extschema@.waitlist_status(entry_id bigint,
@@ -614,10 +619,7 @@ BEGIN
     COMMENT ON FUNCTION @extschema@.waitlist_status(bigint) IS 'an entry''s state, its place in line (as the resource shows it), its open offer and its estimated wait';
     REVOKE ALL ON FUNCTION @extschema@.waitlist_status(bigint) FROM PUBLIC;
 
-    FOREACH g IN ARRAY COALESCE(grantees, '{}') LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.waitlist_status(bigint) TO %I',
-            pg_catalog.pg_get_userbyid(g));
-    END LOOP;
+    PERFORM waitlist.grant_execute('@extschema@.waitlist_status(bigint)', grantees);
 END
 $upgrade$;
 
@@ -2246,6 +2248,10 @@ AS 'MODULE_PATHNAME', 'waitlist_rotate_token_key'
 LANGUAGE C CALLED ON NULL INPUT;
 COMMENT ON FUNCTION waitlist_rotate_token_key() IS 'makes a new token signing key and returns its id; the previous key verifies until the offers that exist now have expired';
 
+-- the helpers of the functions made again, needed no more
+DROP FUNCTION waitlist.execute_grantees(pg_catalog.regprocedure);
+DROP FUNCTION waitlist.grant_execute(pg_catalog.regprocedure, pg_catalog.oid[]);
+
 /*
  * Nothing is granted to PUBLIC: not the functions above, and not the
  * internal functions of schema waitlist, which 1.0 left with the default
@@ -2269,3 +2275,25 @@ BEGIN
     END LOOP;
 END
 $revoke$;
+
+/*
+ * A GRANT or REVOKE run by an extension script is recorded in the
+ * extension's initial privileges (pg_init_privs), which pg_dump leaves out
+ * of a dump.  The EXECUTE grants DBAs gave, kept above for the functions made
+ * again, would be lost by the next dump and restore: the routines' initial
+ * privileges go back to those of a fresh install, the owner's alone.
+ */
+UPDATE pg_catalog.pg_init_privs ip
+   SET initprivs = ARRAY(SELECT i FROM pg_catalog.unnest(ip.initprivs) i
+                         WHERE EXISTS (SELECT 1 FROM pg_catalog.aclexplode(ARRAY[i]) x
+                                       WHERE x.grantee OPERATOR(pg_catalog.=) p.proowner))
+  FROM pg_catalog.pg_proc p, pg_catalog.pg_depend d, pg_catalog.pg_extension e
+ WHERE ip.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+   AND ip.objsubid OPERATOR(pg_catalog.=) 0
+   AND p.oid OPERATOR(pg_catalog.=) ip.objoid
+   AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+   AND d.objid OPERATOR(pg_catalog.=) p.oid
+   AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+   AND d.refobjid OPERATOR(pg_catalog.=) e.oid
+   AND d.deptype OPERATOR(pg_catalog.=) 'e'
+   AND e.extname OPERATOR(pg_catalog.=) 'waitlist';

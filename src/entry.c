@@ -217,6 +217,7 @@ waitlist_join(PG_FUNCTION_ARGS)
 	uint32		hash;
 	int64		retry_ms = 0;
 	bool		existed = false;
+	int			attempts;
 
 	waitlist_check_not_null(fcinfo, 2, "priority");
 	waitlist_require_read_committed("waitlist_join()", NULL);
@@ -252,27 +253,38 @@ waitlist_join(PG_FUNCTION_ARGS)
 	 */
 	waitlist_lock_resource_gate(resource_id, false);
 
-	entry_id = waitlist_apply_join(resource_id, user_id, values[2], false,
-								   &capped, &free_units);
-
-	if (capped && entry_id != -2)
-		entry_id = join_capped(resource_id, values);
-	if (entry_id < 0)
+	for (attempts = 0;; attempts++)
 	{
 		bool		found;
-
-		/* a concurrent tap of the same user made the entry first */
 		int64		active_id;
 
+		entry_id = waitlist_apply_join(resource_id, user_id, values[2], false,
+									   &capped, &free_units);
+		if (capped && entry_id != -2)
+			entry_id = join_capped(resource_id, values);
+		if (entry_id >= 0)
+			break;
+
+		/* a concurrent tap of the same user made the entry first */
 		waitlist_execute(&active_entry_plan, values, NULL, false, 0);
 		active_id = first_int8(&found);
+		if (found)
+		{
+			entry_id = active_id;
+			existed = true;
+			break;
+		}
 		/* a closed line turns away all but those in it */
-		if (!found && entry_id == -2)
+		if (entry_id == -2)
 			waitlist_refuse_closed(resource_id);
-		if (!found)
-			elog(ERROR, "active entry vanished after a conflicting join");
-		entry_id = active_id;
-		existed = true;
+
+		/*
+		 * The entry it conflicted with has left the line since (a leave
+		 * that committed in between): join again, in a new snapshot.  Each
+		 * retry follows a committed change of the fan's entries; few can.
+		 */
+		if (attempts >= 3)
+			elog(ERROR, "active entry of the fan keeps vanishing after conflicting joins");
 	}
 	/* a double tap takes no join from anyone */
 	if (existed)

@@ -195,6 +195,13 @@ up( "SET waitlist.promotion_mode = worker;"
 is(up("SELECT state FROM waitlist.capacity_event WHERE event_id = 'pending-2'"),
 	'PENDING', 'a pending event waits through the update');
 
+# a DBA's EXECUTE grants on functions whose signature 1.1 changes
+up(q{CREATE ROLE upgrade_dba;
+GRANT USAGE ON SCHEMA waitlist TO upgrade_dba;
+GRANT EXECUTE ON FUNCTION waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval),
+    waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean),
+    waitlist_status(bigint), waitlist_worker_status() TO upgrade_dba;});
+
 # --- the update ---------------------------------------------------------------
 
 my $count_query = q{
@@ -212,6 +219,22 @@ is($leases_before, '1', 'one lease is still held');
 up('ALTER EXTENSION waitlist UPDATE');
 is(up("SELECT extversion FROM pg_extension WHERE extname = 'waitlist'"),
 	'1.1', 'the database is at version 1.1');
+
+# the functions made again keep the grants DBAs gave, and PUBLIC has none
+is( up(q{SELECT string_agg(has_function_privilege('upgrade_dba', p.oid, 'EXECUTE')::text, ',' ORDER BY p.proname)
+           FROM pg_proc p
+          WHERE p.proname IN ('waitlist_create_resource', 'waitlist_alter_resource',
+                              'waitlist_status', 'waitlist_worker_status')}),
+	'true,true,true,true', 'the EXECUTE grants on the functions 1.1 makes again are kept');
+is( up(q{SELECT count(*) FROM pg_proc p, aclexplode(p.proacl) a
+          WHERE p.proname IN ('waitlist_create_resource', 'waitlist_alter_resource',
+                              'waitlist_status', 'waitlist_worker_status')
+            AND a.grantee = 0}),
+	'0', '... and PUBLIC has none');
+is(up("SELECT count(*) FROM pg_proc WHERE proname IN ('execute_grantees', 'grant_execute')"),
+	'0', 'the helpers of the update are gone');
+# (the catalog comparison below is with a fresh install, which has no DBA)
+up('DROP OWNED BY upgrade_dba; DROP ROLE upgrade_dba');
 
 # (b) nothing lost
 my %after = map { split /=/ } split / /, up($count_query);
