@@ -466,14 +466,14 @@ waitlist_settle_offer(WaitlistEvent event, text *resource_id, int64 offer_id,
 }
 
 /*
- * Resources with offers in "state" past their "deadline" column, earliest
- * deadlines first; all of them ($2 < 0) or one worker's share.  Deadlines
- * are compared with the transaction's start, which bounds the scan of the
- * deadline index (and never ends anything early).
+ * Resources with rows of "table" in "state" past their "deadline" column,
+ * earliest deadlines first; all of them ($2 < 0) or one worker's share.
+ * Deadlines are compared with the transaction's start, which bounds the
+ * scan of the deadline index (and never ends anything early).
  */
-#define DUE_RESOURCES_SQL(state, deadline) \
+#define DUE_RESOURCES_SQL(table, state, deadline) \
 	"SELECT DISTINCT resource_id FROM (" \
-	"  SELECT resource_id FROM waitlist.offer" \
+	"  SELECT resource_id FROM waitlist." table \
 	"  WHERE state OPERATOR(pg_catalog.=) '" state "'" \
 	"    AND " deadline " OPERATOR(pg_catalog.<=) pg_catalog.now()" \
 	"    AND ($2 OPERATOR(pg_catalog.<) 0" \
@@ -481,34 +481,44 @@ waitlist_settle_offer(WaitlistEvent event, text *resource_id, int64 offer_id,
 	"  ORDER BY " deadline " LIMIT $1" \
 	") due ORDER BY resource_id"
 
-/* the due offers of one resource, at most $2, locked */
-#define DUE_OFFERS_SQL(state, deadline) \
-	"SELECT pg_catalog.array_agg(offer_id) FROM (" \
-	"  SELECT offer_id FROM waitlist.offer" \
+/* the due rows of one resource (their ids), at most $2, locked */
+#define DUE_ROWS_SQL(table, id, state, deadline) \
+	"SELECT pg_catalog.array_agg(" id ") FROM (" \
+	"  SELECT " id " FROM waitlist." table \
 	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) '" state "'" \
 	"    AND " deadline " OPERATOR(pg_catalog.<=) pg_catalog.now()" \
 	"  ORDER BY " deadline " LIMIT $2" \
 	"  FOR UPDATE SKIP LOCKED" \
 	") due"
 
-/* What ends at a deadline: open offers, and accept sagas (1.1). */
+/*
+ * What ends at a deadline: open offers, accept sagas (1.1), and places left
+ * unconfirmed (1.1, entries: no unit is involved, so no resource is locked).
+ */
 typedef struct DeadlineKind
 {
+	WaitlistEntity entity;
 	WaitlistEvent event;
 	WaitlistPlan resources_plan;
-	WaitlistPlan offers_plan;
+	WaitlistPlan rows_plan;
 } DeadlineKind;
 
 static DeadlineKind offer_deadlines = {
-	WAITLIST_EVENT_EXPIRE,
-	{DUE_RESOURCES_SQL("OPEN", "expires_at"), 3, {INT8OID, INT4OID, INT4OID}},
-	{DUE_OFFERS_SQL("OPEN", "expires_at"), 2, {TEXTOID, INT8OID}}
+	WAITLIST_ENTITY_OFFER, WAITLIST_EVENT_EXPIRE,
+	{DUE_RESOURCES_SQL("offer", "OPEN", "expires_at"), 3, {INT8OID, INT4OID, INT4OID}},
+	{DUE_ROWS_SQL("offer", "offer_id", "OPEN", "expires_at"), 2, {TEXTOID, INT8OID}}
 };
 
 static DeadlineKind saga_deadlines = {
-	WAITLIST_EVENT_BOOKING_EXHAUSTED,
-	{DUE_RESOURCES_SQL("ACCEPTING", "booking_deadline"), 3, {INT8OID, INT4OID, INT4OID}},
-	{DUE_OFFERS_SQL("ACCEPTING", "booking_deadline"), 2, {TEXTOID, INT8OID}}
+	WAITLIST_ENTITY_OFFER, WAITLIST_EVENT_BOOKING_EXHAUSTED,
+	{DUE_RESOURCES_SQL("offer", "ACCEPTING", "booking_deadline"), 3, {INT8OID, INT4OID, INT4OID}},
+	{DUE_ROWS_SQL("offer", "offer_id", "ACCEPTING", "booking_deadline"), 2, {TEXTOID, INT8OID}}
+};
+
+static DeadlineKind place_deadlines = {
+	WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_EXPIRE_UNCONFIRMED,
+	{DUE_RESOURCES_SQL("entry", "PENDING", "confirm_by"), 3, {INT8OID, INT4OID, INT4OID}},
+	{DUE_ROWS_SQL("entry", "entry_id", "PENDING", "confirm_by"), 2, {TEXTOID, INT8OID}}
 };
 
 static WaitlistPlan open_offer_of_entry_plan = {
@@ -552,7 +562,7 @@ waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
 }
 
 /*
- * End up to max_offers offers of a kind past their deadline; the units they
+ * End up to max_offers rows of a kind past their deadline; the units offers
  * give back are promoted (or handed on).  owner >= 0 limits it to that
  * worker's share of nworkers.  A resource whose row another transaction has
  * locked (another sweep, a release or decline not yet committed) is passed
@@ -581,16 +591,19 @@ end_due(DeadlineKind *kind, int64 max_offers, int owner, int nworkers)
 		text	   *resource_id = waitlist_spi_text(due, i, 1);
 		Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(budget)};
 		WaitlistResource res;
-		Datum		offer_ids;
+		Datum		ids;
 		int64		n;
 
-		if (!waitlist_try_lock_resource(resource_id, &res))
+		if (kind->entity == WAITLIST_ENTITY_OFFER &&
+			!waitlist_try_lock_resource(resource_id, &res))
 			continue;
-		waitlist_execute(&kind->offers_plan, values, NULL, false, 0);
-		offer_ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		waitlist_execute(&kind->rows_plan, values, NULL, false, 0);
+		ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (isnull)
 			continue;
-		n = waitlist_settle_offers(kind->event, resource_id, offer_ids, &change);
+		n = kind->entity == WAITLIST_ENTITY_OFFER ?
+			waitlist_settle_offers(kind->event, resource_id, ids, &change) :
+			waitlist_apply_entry_event(kind->event, resource_id, ids);
 		ended += n;
 		budget -= n;
 	}
@@ -611,73 +624,21 @@ waitlist_expire_due(int64 max_offers, int owner, int nworkers)
 int64
 waitlist_end_due_sagas(int64 max_offers, int owner, int nworkers)
 {
-	if (!waitlist_booking_sagas_installed())
+	if (!waitlist_schema_is_1_1())
 		return 0;
 	return end_due(&saga_deadlines, max_offers, owner, nworkers);
 }
 
 /*
- * Unconfirmed places past their confirm_by, of one worker's share (or all):
- * the resources first, then each one's entries, taken SKIP LOCKED (a
- * confirmation or a leave in flight holds its entry).
- */
-static WaitlistPlan due_places_resources_plan = {
-	"SELECT DISTINCT resource_id FROM ("
-	"  SELECT resource_id FROM waitlist.entry"
-	"  WHERE state OPERATOR(pg_catalog.=) 'PENDING'"
-	"    AND confirm_by OPERATOR(pg_catalog.<=) pg_catalog.now()"
-	"    AND ($2 OPERATOR(pg_catalog.<) 0"
-	"         OR waitlist.resource_worker(resource_id, $3) OPERATOR(pg_catalog.=) $2)"
-	"  ORDER BY confirm_by LIMIT $1"
-	") due ORDER BY resource_id",
-	3, {INT8OID, INT4OID, INT4OID}
-};
-
-static WaitlistPlan due_places_plan = {
-	"SELECT pg_catalog.array_agg(entry_id) FROM ("
-	"  SELECT entry_id FROM waitlist.entry"
-	"  WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'PENDING'"
-	"    AND confirm_by OPERATOR(pg_catalog.<=) pg_catalog.now()"
-	"  ORDER BY confirm_by LIMIT $2"
-	"  FOR UPDATE SKIP LOCKED"
-	") due",
-	2, {TEXTOID, INT8OID}
-};
-
-/*
- * Let up to max_entries unconfirmed places go (EXPIRED, not_confirmed); no
- * unit is involved, so no resource is locked.  Nothing on a 1.0 schema.
+ * Let up to max_entries unconfirmed places past their confirm_by go
+ * (EXPIRED, not_confirmed); nothing on a 1.0 schema.
  */
 int64
 waitlist_end_due_places(int64 max_entries, int owner, int nworkers)
 {
-	Datum		args[3] = {Int64GetDatum(max_entries), Int32GetDatum(owner), Int32GetDatum(nworkers)};
-	int64		budget = max_entries;
-	int64		ended = 0;
-	SPITupleTable *due;
-	uint64		i;
-
-	if (!waitlist_ranked_line_installed())
+	if (!waitlist_schema_is_1_1())
 		return 0;
-	waitlist_execute(&due_places_resources_plan, args, NULL, false, 0);
-	due = SPI_tuptable;
-	for (i = 0; i < due->numvals && budget > 0; i++)
-	{
-		text	   *resource_id = waitlist_spi_text(due, i, 1);
-		Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(budget)};
-		bool		isnull;
-		Datum		entry_ids;
-		int64		n;
-
-		waitlist_execute(&due_places_plan, values, NULL, false, 0);
-		entry_ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (isnull)
-			continue;
-		n = waitlist_apply_entry_event(WAITLIST_EVENT_EXPIRE_UNCONFIRMED, resource_id, entry_ids);
-		ended += n;
-		budget -= n;
-	}
-	return ended;
+	return end_due(&place_deadlines, max_entries, owner, nworkers);
 }
 
 /* resources whose offers_close_at has passed and that are not closed yet */
@@ -735,7 +696,7 @@ waitlist_close_due(int32 max_resources, int owner, int nworkers)
 	int64		closed = 0;
 	uint64		i;
 
-	if (!waitlist_ranked_line_installed())
+	if (!waitlist_schema_is_1_1())
 		return 0;
 	waitlist_execute(&closing_resources_plan, args, NULL, false, 0);
 	due = SPI_tuptable;
