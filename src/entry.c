@@ -68,30 +68,27 @@ static WaitlistPlan find_entry_plan = {
  * resource is found first (find_entry_plan), so that every table is read
  * by it.
  */
-#define STATUS_SQL(rank) \
-	"SELECT e.state," \
-	"  CASE WHEN e.state OPERATOR(pg_catalog.=) 'WAITING' THEN 1" \
-	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a" \
-	"       WHERE a.resource_id OPERATOR(pg_catalog.=) $1" \
-	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'" \
-	"         AND a." rank " OPERATOR(pg_catalog.>) e." rank ")" \
-	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a" \
-	"       WHERE a.resource_id OPERATOR(pg_catalog.=) $1" \
-	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'" \
-	"         AND a." rank " OPERATOR(pg_catalog.=) e." rank "" \
-	"         AND a.seq OPERATOR(pg_catalog.<) e.seq)" \
-	"  END," \
-	"  o.offer_id, o.expires_at " \
-	"FROM waitlist.entry e " \
-	"LEFT JOIN waitlist.offer o" \
-	"  ON o.resource_id OPERATOR(pg_catalog.=) $1" \
-	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id" \
-	"  AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) " \
-	"WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.entry_id OPERATOR(pg_catalog.=) $2"
-
-/* 1.0's count, for a database not yet updated */
 static WaitlistPlan status_1_0_plan = {
-	STATUS_SQL("priority"), 2, {TEXTOID, INT8OID}
+	"SELECT e.state,"
+	"  CASE WHEN e.state OPERATOR(pg_catalog.=) 'WAITING' THEN 1"
+	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a"
+	"       WHERE a.resource_id OPERATOR(pg_catalog.=) $1"
+	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'"
+	"         AND a.priority OPERATOR(pg_catalog.>) e.priority)"
+	"    OPERATOR(pg_catalog.+) (SELECT pg_catalog.count(*) FROM waitlist.entry a"
+	"       WHERE a.resource_id OPERATOR(pg_catalog.=) $1"
+	"         AND a.state OPERATOR(pg_catalog.=) 'WAITING'"
+	"         AND a.priority OPERATOR(pg_catalog.=) e.priority"
+	"         AND a.seq OPERATOR(pg_catalog.<) e.seq)"
+	"  END,"
+	"  o.offer_id, o.expires_at "
+	"FROM waitlist.entry e "
+	"LEFT JOIN waitlist.offer o"
+	"  ON o.resource_id OPERATOR(pg_catalog.=) $1"
+	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id"
+	"  AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) "
+	"WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.entry_id OPERATOR(pg_catalog.=) $2",
+	2, {TEXTOID, INT8OID}
 };
 
 /* a resource's join rate (0: no limit) and burst, from 1.1 on */
@@ -178,7 +175,7 @@ admit_join(text *resource_id, uint32 hash, int64 *retry_ms)
 		double		rate = 0;
 		int32		burst = 0;
 
-		if (waitlist_ranked_line_installed())
+		if (waitlist_schema_is_1_1())
 		{
 			Datum		values[1] = {PointerGetDatum(resource_id)};
 			bool		isnull;
@@ -1015,7 +1012,7 @@ waitlist_status(PG_FUNCTION_ARGS)
 		entry_not_found(entry_id);
 	arg[1] = arg[0];
 	arg[0] = PointerGetDatum(waitlist_spi_text(SPI_tuptable, 0, 1));
-	if (!waitlist_ranked_line_installed())
+	if (!waitlist_schema_is_1_1())
 	{
 		waitlist_execute(&status_1_0_plan, arg, NULL, false, 0);
 		if (SPI_processed == 0)

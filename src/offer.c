@@ -39,9 +39,6 @@ PG_FUNCTION_INFO_V1(waitlist_booking_confirmed);
 PG_FUNCTION_INFO_V1(waitlist_booking_failed);
 PG_FUNCTION_INFO_V1(waitlist_extend_offer);
 
-/* the offer states the saga adds */
-#define ACCEPTING	"ACCEPTING"
-
 /* the longest booking failure reason kept, in bytes */
 #define MAX_REASON_BYTES	1000
 
@@ -195,7 +192,7 @@ lock_offer(text *resource_id, int64 offer_id, LockedOffer *offer)
 	bool		isnull;
 	Datum		d;
 
-	waitlist_execute(&lock_offer_plans[waitlist_booking_sagas_installed()], values, NULL,
+	waitlist_execute(&lock_offer_plans[waitlist_schema_is_1_1()], values, NULL,
 					 false, 0);
 	if (SPI_processed == 0)
 		offer_not_found(offer_id);
@@ -631,7 +628,7 @@ lock_reported_offer(int64 offer_id, LockedOffer *offer)
 {
 	text	   *resource_id;
 
-	waitlist_require_booking_sagas("a booking report");
+	waitlist_require_schema_1_1("a booking report");
 	resource_id = offer_resource(offer_id, NULL);
 	lock_offer(resource_id, offer_id, offer);
 	return resource_id;
@@ -723,7 +720,7 @@ waitlist_booking_confirmed(PG_FUNCTION_ARGS)
 
 	waitlist_api_begin(&call);
 	resource_id = lock_reported_offer(offer_id, &offer);
-	if (strcmp(offer.state, ACCEPTING) == 0)
+	if (strcmp(offer.state, outcome_of(WAITLIST_EVENT_REQUEST_BOOKING)) == 0)
 	{
 		change.reservation_ref = ref;
 		confirmed = waitlist_settle_offer(WAITLIST_EVENT_BOOKING_CONFIRMED, resource_id,
@@ -785,7 +782,7 @@ waitlist_booking_failed(PG_FUNCTION_ARGS)
 	state = offer.state;
 	if (strcmp(offer.state, "OPEN") == 0)
 		no_booking_requested(offer_id, &offer);
-	else if (strcmp(offer.state, ACCEPTING) == 0)
+	else if (strcmp(offer.state, outcome_of(WAITLIST_EVENT_REQUEST_BOOKING)) == 0)
 	{
 		if (!retryable)
 			event = WAITLIST_EVENT_BOOKING_FAILED;
@@ -845,7 +842,7 @@ waitlist_extend_offer(PG_FUNCTION_ARGS)
 	idempotency_key = waitlist_id_arg(fcinfo, 3, "idempotency_key");
 
 	waitlist_api_begin(&call);
-	waitlist_require_booking_sagas("waitlist_extend_offer()");
+	waitlist_require_schema_1_1("waitlist_extend_offer()");
 	resource_id = offer_resource(offer_id, NULL);
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = Int64GetDatum(offer_id);

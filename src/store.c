@@ -20,6 +20,7 @@
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 
 #include "store.h"
@@ -119,7 +120,7 @@ fetch_known_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *re
 bool
 waitlist_read_resource_ext(text *resource_id, WaitlistResource *res, bool missing_ok)
 {
-	return fetch_known_resource(&read_resource_plans[waitlist_ranked_line_installed()],
+	return fetch_known_resource(&read_resource_plans[waitlist_schema_is_1_1()],
 								resource_id, res, missing_ok);
 }
 
@@ -136,7 +137,7 @@ waitlist_read_resource(text *resource_id, WaitlistResource *res)
 bool
 waitlist_lock_resource_ext(text *resource_id, WaitlistResource *res, bool missing_ok)
 {
-	return fetch_known_resource(&lock_resource_plans[waitlist_ranked_line_installed()],
+	return fetch_known_resource(&lock_resource_plans[waitlist_schema_is_1_1()],
 								resource_id, res, missing_ok);
 }
 
@@ -155,7 +156,7 @@ waitlist_lock_resource(text *resource_id, WaitlistResource *res)
 bool
 waitlist_try_lock_resource(text *resource_id, WaitlistResource *res)
 {
-	return fetch_resource(&try_lock_resource_plans[waitlist_ranked_line_installed()],
+	return fetch_resource(&try_lock_resource_plans[waitlist_schema_is_1_1()],
 						  resource_id, res);
 }
 
@@ -183,38 +184,44 @@ waitlist_count_owned_resources(int index, int nworkers)
 }
 
 /*
- * Whether the database's schema has accept sagas and offer extensions: a
+ * Whether the database's schema is 1.1's (all of 1.1 comes with one update
+ * script: its ranked line, accept sagas, offer extensions, tokens...).  A
  * database still on 1.0 runs this library too, and its tables lack their
- * columns.
+ * columns.  The statements ask on every call, so the answer is kept until a
+ * relation changes: an update of the extension alters its tables.
  */
-bool
-waitlist_booking_sagas_installed(void)
-{
-	Oid			nspid = get_namespace_oid("waitlist", true);
-	Oid			relid = OidIsValid(nspid) ? get_relname_relid("offer", nspid) : InvalidOid;
+static int	schema_1_1 = -1;	/* -1: not known */
+static bool schema_callback_registered = false;
 
-	return OidIsValid(relid) && get_attnum(relid, "booking_deadline") != InvalidAttrNumber;
+static void
+forget_schema_version(Datum arg, Oid relid)
+{
+	schema_1_1 = -1;
 }
 
-/*
- * Whether the line is ranked (1.1): entries carry the rank_key the line is
- * ordered by, and resources their rule version.  A database still on 1.0
- * orders by priority and records the one rule version 1.0 had.
- */
 bool
-waitlist_ranked_line_installed(void)
+waitlist_schema_is_1_1(void)
 {
-	Oid			nspid = get_namespace_oid("waitlist", true);
-	Oid			relid = OidIsValid(nspid) ? get_relname_relid("entry", nspid) : InvalidOid;
+	if (schema_1_1 < 0)
+	{
+		Oid			nspid = get_namespace_oid("waitlist", true);
+		Oid			relid = OidIsValid(nspid) ? get_relname_relid("entry", nspid) : InvalidOid;
 
-	return OidIsValid(relid) && get_attnum(relid, "rank_key") != InvalidAttrNumber;
+		if (!schema_callback_registered)
+		{
+			CacheRegisterRelcacheCallback(forget_schema_version, (Datum) 0);
+			schema_callback_registered = true;
+		}
+		schema_1_1 = OidIsValid(relid) && get_attnum(relid, "rank_key") != InvalidAttrNumber;
+	}
+	return schema_1_1 == 1;
 }
 
 /* Refuse what needs the 1.1 schema on a database still on 1.0. */
 void
-waitlist_require_booking_sagas(const char *what)
+waitlist_require_schema_1_1(const char *what)
 {
-	if (!waitlist_booking_sagas_installed())
+	if (!waitlist_schema_is_1_1())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s needs version 1.1 of the waitlist extension", what),

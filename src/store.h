@@ -37,9 +37,8 @@ extern bool waitlist_read_resource_ext(text *resource_id, WaitlistResource *res,
 extern void waitlist_resource_not_found(text *resource_id) pg_attribute_noreturn();
 extern int64 waitlist_count_owned_resources(int index, int nworkers);
 extern void waitlist_check_channels(Datum channels, bool with_booking);
-extern bool waitlist_booking_sagas_installed(void);
-extern bool waitlist_ranked_line_installed(void);
-extern void waitlist_require_booking_sagas(const char *what);
+extern bool waitlist_schema_is_1_1(void);
+extern void waitlist_require_schema_1_1(const char *what);
 
 /* autonomous.c: refused booking reports, recorded all the same */
 extern bool waitlist_record_booking_report(text *resource_id, int64 offer_id,
@@ -47,7 +46,6 @@ extern bool waitlist_record_booking_report(text *resource_id, int64 offer_id,
 										   const char *reservation_ref, const char *detail);
 
 /* token.c: signed offer tokens and their keys */
-extern bool waitlist_offer_tokens_installed(void);
 extern bytea *waitlist_new_token_key(void);
 extern void waitlist_forget_token_key(void);
 extern void waitlist_sign_offer_token(text *resource_id, int64 offer_id,

@@ -122,18 +122,6 @@ static WaitlistPlan new_key_plan = {
 };
 
 /*
- * Whether the database's schema has offer tokens: a database still on 1.0
- * runs this library too, and its offers carry none.
- */
-bool
-waitlist_offer_tokens_installed(void)
-{
-	Oid			nspid = get_namespace_oid("waitlist", true);
-
-	return OidIsValid(nspid) && OidIsValid(get_relname_relid("token_key", nspid));
-}
-
-/*
  * The lock of a rotation, taken only when no transaction holds the signers'
  * lock, so that promotions never wait behind a rotation that waits.
  */

@@ -577,7 +577,7 @@ int64
 waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 					bool cap_checked, bool *capped, int64 *free_units)
 {
-	bool		ranked = waitlist_ranked_line_installed();
+	bool		ranked = waitlist_schema_is_1_1();
 	Datum		values[5];
 	HeapTuple	row;
 	TupleDesc	tupdesc;
@@ -672,7 +672,7 @@ build_entry_event_sql(WaitlistEvent event, bool ranked)
 int64
 waitlist_apply_entry_event(WaitlistEvent event, text *resource_id, Datum entry_ids)
 {
-	bool		ranked = waitlist_ranked_line_installed();
+	bool		ranked = waitlist_schema_is_1_1();
 	WaitlistPlan *plan = &entry_event_plans[ranked][event];
 	ArrayType  *ids = DatumGetArrayTypeP(entry_ids);
 	Datum		values[4];
@@ -882,7 +882,7 @@ build_promote_sql(bool ranked)
 int64
 waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
 {
-	bool		ranked = waitlist_ranked_line_installed();
+	bool		ranked = waitlist_schema_is_1_1();
 	Datum		values[4];
 	bool		isnull;
 	int64		offers;
@@ -1020,7 +1020,7 @@ int64
 waitlist_apply_offer_event(WaitlistEvent event, text *resource_id, Datum offer_ids,
 						   const WaitlistOfferChange *change)
 {
-	bool		ranked = waitlist_ranked_line_installed();
+	bool		ranked = waitlist_schema_is_1_1();
 	WaitlistPlan *plan = &offer_event_plans[ranked][event];
 	ArrayType  *ids = DatumGetArrayTypeP(offer_ids);
 	Datum		values[9];
@@ -1074,7 +1074,7 @@ rule_version_of(Datum resource_id)
 	int			sec_context;
 	char	   *volatile version = NULL;
 
-	if (!waitlist_ranked_line_installed())
+	if (!waitlist_schema_is_1_1())
 		return CStringGetTextDatum(WAITLIST_RULE_VERSION);
 	GetUserIdAndSecContext(&user, &sec_context);
 	SetUserIdAndSecContext(waitlist_owner(), sec_context | SECURITY_LOCAL_USERID_CHANGE);
