@@ -74,6 +74,7 @@ typedef struct BackoffEntry
 	TimestampTz retry_at;
 	int			delay_ms;
 	bool		stuck_this_round;
+	bool		tried_this_round;
 } BackoffEntry;
 
 static HTAB *backoff = NULL;
@@ -357,8 +358,19 @@ backoff_note(text *resource_id)
 	{
 		entry->retry_at = 0;
 		entry->delay_ms = BUSY_RETRY_MS / 2;
+		entry->tried_this_round = false;
 	}
 	entry->stuck_this_round = true;
+}
+
+/* The resource's work was tried this round (whatever came of it). */
+static void
+backoff_tried(text *resource_id)
+{
+	BackoffEntry *entry = backoff_find(resource_id, HASH_FIND, NULL);
+
+	if (entry != NULL)
+		entry->tried_this_round = true;
 }
 
 /* Whether a resource waits in the backoff (not yet to be retried). */
@@ -372,8 +384,11 @@ backoff_waiting(text *resource_id, TimestampTz now)
 
 /*
  * End of a round: resources that were stuck again double their delay (up to
- * the nap); those whose retry came and went without them being stuck are
- * done with.  Returns the milliseconds to the earliest retry, -1 if none.
+ * the nap); those tried without being stuck are done with.  One whose retry
+ * came during the round but was not tried in it (the round began early, for
+ * another resource's commit) stays, due: leaving it out here would leave its
+ * free units idle until the next idle scan.  Returns the milliseconds to
+ * the earliest retry, -1 if none.
  */
 static int64
 backoff_settle(TimestampTz now)
@@ -390,8 +405,9 @@ backoff_settle(TimestampTz now)
 			entry->delay_ms = Min(entry->delay_ms * 2, waitlist_naptime_ms);
 			entry->retry_at = TimestampTzPlusMilliseconds(now, entry->delay_ms);
 			entry->stuck_this_round = false;
+			entry->tried_this_round = false;
 		}
-		else if (entry->retry_at <= now)
+		else if (entry->tried_this_round)
 		{
 			(void) hash_search(backoff, entry->resource_id, HASH_REMOVE, NULL);
 			continue;
@@ -492,6 +508,7 @@ promote_resource(text *resource_id, List **tried, MemoryContext round_cxt)
 				   VARSIZE_ANY_EXHDR(resource_id)) == 0)
 			return false;
 	*tried = lappend(*tried, resource_id);
+	backoff_tried(resource_id);
 
 	error = run_work(&work);
 	if (error == NULL && work.events >= 0)

@@ -95,6 +95,49 @@ sub held_gate
 held_gate('idle in transaction', undef, 'COMMIT');
 held_gate('prepared', "PREPARE TRANSACTION 'held'", "COMMIT PREPARED 'held'");
 
+# The same while commits for another resource keep waking the worker: the
+# busy resource's retries come due in the middle of rounds begun for those
+# commits, and each is still made in a later round (forgetting one would
+# leave the unit idle until the next nap, a minute here).
+{
+	sql("SELECT waitlist_create_resource('held-stream', '2 seconds')");
+	sql("SELECT waitlist_create_resource('stream', '1 hour')");
+	my $first = sql("SELECT waitlist_join('held-stream', 'first')");
+	sql("SELECT waitlist_release('held-stream', 1, 'ev-1')");
+	wait_until(entry_state($first), 'OFFERED', 'stream: the offer is made');
+
+	my $holder = $node->background_psql('postgres');
+	$holder->query_safe("BEGIN; SELECT waitlist_join('held-stream', 'holder');");
+
+	my $stream = $node->background_psql('postgres');
+	$stream->query_until(qr/streaming/, q{
+\echo streaming
+DO $$
+DECLARE
+	stop timestamptz := clock_timestamp() + interval '12 seconds';
+	i int := 0;
+BEGIN
+	WHILE clock_timestamp() < stop LOOP
+		i := i + 1;
+		PERFORM waitlist_release('stream', 1, 'stream-' || i);
+		COMMIT;
+		PERFORM pg_sleep(0.003);
+	END LOOP;
+END
+$$;
+});
+	wait_until(entry_state($first), 'EXPIRED',
+		'stream: the offer expires while the join holds the gate');
+	sleep(1);
+	$holder->query_safe('COMMIT');
+	$holder->quit;
+	my $joined = sql("SELECT entry_id FROM waitlist.entry"
+		  . " WHERE resource_id = 'held-stream' AND user_id = 'holder'");
+	wait_within(entry_state($joined), 'OFFERED', 6,
+		'stream: the unit is offered to the joiner soon after the gate is free');
+	$stream->quit;
+}
+
 # A spent wave whose interval is over, with a free unit but nobody waiting:
 # nothing to do, so nothing to retry.
 sql("SELECT waitlist_create_resource('wave', '1 hour', wave_size => 1, wave_interval => '1 second')");
