@@ -24,7 +24,7 @@ BEGIN
     END IF;
 END
 $$;
-GRANT EXECUTE ON FUNCTION waitlist_join(text, text, integer),
+GRANT EXECUTE ON FUNCTION waitlist_join(text, text, integer, integer),
                           waitlist_leave(bigint),
                           waitlist_status(bigint),
                           waitlist_accept(bigint, text),

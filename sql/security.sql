@@ -40,7 +40,7 @@ ORDER BY 1;
 --
 CREATE ROLE regress_waitlist_app;
 CREATE ROLE regress_waitlist_nobody;
-GRANT EXECUTE ON FUNCTION waitlist_join(text, text, integer),
+GRANT EXECUTE ON FUNCTION waitlist_join(text, text, integer, integer),
                           waitlist_status(bigint),
                           waitlist_leave(bigint) TO regress_waitlist_app;
 

@@ -339,8 +339,8 @@ COMMENT ON TABLE waitlist.offer_extension IS 'one row per extension of an offer 
 SELECT pg_catalog.pg_extension_config_dump('waitlist.offer_extension', '');
 
 /*
- * The settings of 1.1 (booking, extensions, and those of the ordering rules
- * and positions below) are new arguments of waitlist_create_resource() and
+ * The settings of 1.1 (booking, extensions, and those of the ordering rules,
+ * positions, join rates, the cutoff and parties below) are new arguments of waitlist_create_resource() and
  * waitlist_alter_resource(): both are made again, and the EXECUTE grants a
  * DBA gave on them are kept.
  */
@@ -373,11 +373,14 @@ BEGIN
                                              join_burst integer DEFAULT NULL,
                                              offers_close_at timestamptz DEFAULT NULL,
                                              min_offer_ttl interval DEFAULT NULL,
-                                             ttl_shrink boolean DEFAULT false)
+                                             ttl_shrink boolean DEFAULT false,
+                                             max_party_size integer DEFAULT 1,
+                                             party_policy text DEFAULT 'strict',
+                                             offer_fanout integer DEFAULT 1)
     RETURNS void
     AS 'MODULE_PATHNAME', 'waitlist_create_resource'
     LANGUAGE C CALLED ON NULL INPUT;
-    COMMENT ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean) IS 'creates a waitlisted resource';
+    COMMENT ON FUNCTION @extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean, integer, text, integer) IS 'creates a waitlisted resource';
 
     DROP FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean);
     CREATE FUNCTION @extschema@.waitlist_alter_resource(resource_id text,
@@ -410,14 +413,17 @@ BEGIN
                                             clear_offers_close_at boolean DEFAULT false,
                                             min_offer_ttl interval DEFAULT NULL,
                                             clear_min_offer_ttl boolean DEFAULT false,
-                                            ttl_shrink boolean DEFAULT NULL)
+                                            ttl_shrink boolean DEFAULT NULL,
+                                            max_party_size integer DEFAULT NULL,
+                                            party_policy text DEFAULT NULL,
+                                            offer_fanout integer DEFAULT NULL)
     RETURNS void
     AS 'MODULE_PATHNAME', 'waitlist_alter_resource'
     LANGUAGE C CALLED ON NULL INPUT;
-    COMMENT ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean) IS 'changes a resource''s settings; NULL keeps a setting as it is';
+    COMMENT ON FUNCTION @extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean, integer, text, integer) IS 'changes a resource''s settings; NULL keeps a setting as it is';
 
-    PERFORM waitlist.grant_execute('@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean)', create_grantees);
-    PERFORM waitlist.grant_execute('@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean)', alter_grantees);
+    PERFORM waitlist.grant_execute('@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean, integer, text, integer)', create_grantees);
+    PERFORM waitlist.grant_execute('@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean, integer, text, integer)', alter_grantees);
 END
 $upgrade$;
 
@@ -567,6 +573,82 @@ COMMENT ON COLUMN waitlist.resource.units_returned IS 'units handed back to the 
 CREATE INDEX resource_closing_idx ON waitlist.resource (offers_close_at)
     WHERE closed_at IS NULL AND offers_close_at IS NOT NULL;
 
+/* ---- party sizes and parallel offers ---- */
+
+/*
+ * A fan may join for a party (quantity, at most the resource's
+ * max_party_size); an offer holds all of its party's units (units).  With
+ * party_policy 'strict' the head of the line waits until enough units are
+ * free; with 'skip_to_fit' the first party in line that fits is offered and
+ * those passed over keep their place.  With offer_fanout K a free unit is
+ * offered to the next K fans at once: their offers share a unit_id, the
+ * first accept takes the unit and the others are revoked (filled), their
+ * fans back at their place.  Parties and fanned-out units do not mix: a
+ * fanned-out unit is one unit.
+ */
+ALTER TABLE waitlist.resource
+    ADD COLUMN max_party_size integer NOT NULL DEFAULT 1,
+    ADD COLUMN party_policy text NOT NULL DEFAULT 'strict',
+    ADD COLUMN offer_fanout integer NOT NULL DEFAULT 1;
+ALTER TABLE waitlist.resource
+    ADD CONSTRAINT resource_max_party_size_bounded
+        CHECK (max_party_size OPERATOR(pg_catalog.>=) 1 AND max_party_size OPERATOR(pg_catalog.<=) 1000),
+    ADD CONSTRAINT resource_party_policy_valid
+        CHECK (party_policy OPERATOR(pg_catalog.=) ANY (ARRAY['strict', 'skip_to_fit'])),
+    ADD CONSTRAINT resource_offer_fanout_bounded
+        CHECK (offer_fanout OPERATOR(pg_catalog.>=) 1 AND offer_fanout OPERATOR(pg_catalog.<=) 50),
+    ADD CONSTRAINT resource_fanout_without_parties
+        CHECK (offer_fanout OPERATOR(pg_catalog.=) 1 OR max_party_size OPERATOR(pg_catalog.=) 1);
+COMMENT ON COLUMN waitlist.resource.max_party_size IS 'the largest party a fan may join for (quantity of waitlist_join())';
+COMMENT ON COLUMN waitlist.resource.party_policy IS 'strict: the head of the line waits for enough units; skip_to_fit: the first party that fits is offered';
+COMMENT ON COLUMN waitlist.resource.offer_fanout IS 'how many fans each free unit is offered to at once; the first accept takes it';
+
+ALTER TABLE waitlist.entry
+    ADD COLUMN quantity integer NOT NULL DEFAULT 1;
+ALTER TABLE waitlist.entry
+    ADD CONSTRAINT entry_quantity_positive CHECK (quantity OPERATOR(pg_catalog.>=) 1);
+COMMENT ON COLUMN waitlist.entry.quantity IS 'the size of the fan''s party: the units an offer to them holds';
+
+CREATE SEQUENCE waitlist.offer_unit_seq;
+SELECT pg_catalog.pg_extension_config_dump('waitlist.offer_unit_seq', '');
+ALTER TABLE waitlist.offer
+    ADD COLUMN units integer NOT NULL DEFAULT 1,
+    ADD COLUMN unit_id bigint;
+ALTER TABLE waitlist.offer
+    ADD CONSTRAINT offer_units_positive CHECK (units OPERATOR(pg_catalog.>=) 1),
+    ADD CONSTRAINT offer_fanned_out_unit_single
+        CHECK (unit_id IS NULL OR units OPERATOR(pg_catalog.=) 1);
+COMMENT ON COLUMN waitlist.offer.units IS 'the units of capacity the offer holds: its party''s size';
+COMMENT ON COLUMN waitlist.offer.unit_id IS 'shared by the offers of one fanned-out unit (offer_fanout > 1); NULL for an offer of its own units';
+-- the offers of one fanned-out unit
+CREATE INDEX offer_unit_idx ON waitlist.offer (resource_id, unit_id) WHERE unit_id IS NOT NULL;
+-- a fanned-out unit is taken (accepted, booking, or retired by its booking) at most once
+CREATE UNIQUE INDEX offer_unit_taken_once_key ON waitlist.offer (resource_id, unit_id)
+    WHERE unit_id IS NOT NULL
+      AND state OPERATOR(pg_catalog.=) ANY (ARRAY['ACCEPTING', 'ACCEPTED', 'FAILED']);
+
+-- the party size is a new argument of waitlist_join(); the EXECUTE grants a
+-- DBA gave on it are kept
+DO $upgrade$
+DECLARE
+    grantees pg_catalog.oid[];
+BEGIN
+    grantees := waitlist.execute_grantees('@extschema@.waitlist_join(text, text, integer)');
+
+    DROP FUNCTION @extschema@.waitlist_join(text, text, integer);
+    CREATE FUNCTION @extschema@.waitlist_join(resource_id text, user_id text,
+                                  priority integer DEFAULT 0,
+                                  quantity integer DEFAULT 1)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'waitlist_join'
+    LANGUAGE C CALLED ON NULL INPUT;
+    COMMENT ON FUNCTION @extschema@.waitlist_join(text, text, integer, integer) IS 'joins a fan (with a party of quantity) to a resource''s waitlist; idempotent while the entry is active';
+    REVOKE ALL ON FUNCTION @extschema@.waitlist_join(text, text, integer, integer) FROM PUBLIC;
+
+    PERFORM waitlist.grant_execute('@extschema@.waitlist_join(text, text, integer, integer)', grantees);
+END
+$upgrade$;
+
 /* ---- positions ---- */
 
 /*
@@ -701,9 +783,11 @@ CREATE TABLE waitlist_archive.resource_totals (
     offers_declined  bigint NOT NULL DEFAULT 0,
     offers_expired   bigint NOT NULL DEFAULT 0,
     offers_expired_unseen bigint NOT NULL DEFAULT 0,
+    units_accepted   bigint NOT NULL DEFAULT 0,
+    units_failed     bigint NOT NULL DEFAULT 0,
     CONSTRAINT resource_totals_pkey PRIMARY KEY (resource_id)
 );
-COMMENT ON TABLE waitlist_archive.resource_totals IS 'per resource: archived entries, offers by outcome (ACCEPTED, FAILED, DECLINED, EXPIRED, EXPIRED unseen), and processed capacity events with their units';
+COMMENT ON TABLE waitlist_archive.resource_totals IS 'per resource: archived entries, offers by outcome (ACCEPTED, FAILED, DECLINED, EXPIRED, EXPIRED unseen), the units of the ACCEPTED and FAILED ones (a party''s offer holds several), and processed capacity events with their units';
 
 /* The archived audit trail is append-only too; rows come only from waitlist_archive(). */
 CREATE TRIGGER transition_no_update_delete
@@ -918,13 +1002,17 @@ BEGIN
                              r.units_released, r.free_units, c.open, c.accepted, c.failed, r.units_returned)
     FROM waitlist.resource r
     CROSS JOIN LATERAL (
-        -- held: open, and accepted with the booking service booking (ACCEPTING)
-        SELECT pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING'])) AS open,
-               (pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'ACCEPTED'))
-                 OPERATOR(pg_catalog.+) coalesce((SELECT a.offers_accepted FROM waitlist_archive.resource_totals a
+        -- held: open, and accepted with the booking service booking (ACCEPTING);
+        -- an offer holds its party's units, the offers of a fanned-out unit one
+        SELECT coalesce(pg_catalog.sum(o.units) FILTER (WHERE o.unit_id IS NULL
+                          AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING'])), 0)
+                 OPERATOR(pg_catalog.+) pg_catalog.count(DISTINCT o.unit_id)
+                   FILTER (WHERE o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING'])) AS open,
+               coalesce(pg_catalog.sum(o.units) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'ACCEPTED'), 0)
+                 OPERATOR(pg_catalog.+) coalesce((SELECT a.units_accepted FROM waitlist_archive.resource_totals a
                                                   WHERE a.resource_id OPERATOR(pg_catalog.=) r.resource_id), 0) AS accepted,
-               (pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'FAILED'))
-                 OPERATOR(pg_catalog.+) coalesce((SELECT a.offers_failed FROM waitlist_archive.resource_totals a
+               coalesce(pg_catalog.sum(o.units) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'FAILED'), 0)
+                 OPERATOR(pg_catalog.+) coalesce((SELECT a.units_failed FROM waitlist_archive.resource_totals a
                                                   WHERE a.resource_id OPERATOR(pg_catalog.=) r.resource_id), 0) AS failed
         FROM waitlist.offer o WHERE o.resource_id OPERATOR(pg_catalog.=) r.resource_id) c
     WHERE r.resource_id OPERATOR(pg_catalog.=) ANY (resources)
@@ -978,7 +1066,34 @@ BEGIN
         OR (o.state OPERATOR(pg_catalog.=) 'ACCEPTED' AND e.state OPERATOR(pg_catalog.<>) 'ACCEPTED')
         OR (o.state OPERATOR(pg_catalog.=) 'DECLINED' AND e.state OPERATOR(pg_catalog.<>) 'DECLINED')
         OR (o.state OPERATOR(pg_catalog.=) 'EXPIRED' AND e.state OPERATOR(pg_catalog.<>) 'EXPIRED')
-        OR (o.state OPERATOR(pg_catalog.=) 'REVOKED' AND e.state OPERATOR(pg_catalog.<>) 'CANCELLED'));
+        OR (o.state OPERATOR(pg_catalog.=) 'REVOKED' AND e.state OPERATOR(pg_catalog.<>) 'CANCELLED'
+            -- the other offers of a fanned-out unit someone took: their fans went back in line
+            AND NOT (o.unit_id IS NOT NULL
+                     AND EXISTS (SELECT 1 FROM waitlist.offer t
+                                 WHERE t.resource_id OPERATOR(pg_catalog.=) o.resource_id
+                                   AND t.unit_id OPERATOR(pg_catalog.=) o.unit_id
+                                   AND t.state OPERATOR(pg_catalog.=) ANY (ARRAY['ACCEPTING', 'ACCEPTED', 'FAILED'])))));
+
+    -- an offer holds its party's units; a fanned-out unit is taken once
+    RETURN QUERY
+    SELECT 'offer_holds_party', o.resource_id, 'offer', o.offer_id,
+           pg_catalog.format('offer holds %s units for a party of %s', o.units, e.quantity)
+    FROM waitlist.offer o
+    JOIN waitlist.entry e ON e.resource_id OPERATOR(pg_catalog.=) o.resource_id AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id
+    WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND o.units OPERATOR(pg_catalog.<>) e.quantity;
+
+    RETURN QUERY
+    SELECT 'unit_taken_once', o.resource_id, 'offer', pg_catalog.min(o.offer_id),
+           pg_catalog.format('fanned-out unit %s is held by %s offers and taken by %s',
+                             o.unit_id,
+                             pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'OPEN'),
+                             pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) ANY (ARRAY['ACCEPTING', 'ACCEPTED', 'FAILED'])))
+    FROM waitlist.offer o
+    WHERE o.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND o.unit_id IS NOT NULL
+    GROUP BY o.resource_id, o.unit_id
+    HAVING pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) ANY (ARRAY['ACCEPTING', 'ACCEPTED', 'FAILED'])) OPERATOR(pg_catalog.>) 1
+        OR (pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) ANY (ARRAY['ACCEPTING', 'ACCEPTED', 'FAILED'])) OPERATOR(pg_catalog.>) 0
+            AND pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'OPEN') OPERATOR(pg_catalog.>) 0);
 
     RETURN QUERY
     SELECT 'one_active_entry_per_user', e.resource_id, 'entry', pg_catalog.min(e.entry_id),
@@ -1045,7 +1160,18 @@ BEGIN
       -- a resource waiting for its next wave is throttled, not idle
       AND NOT (r.wave_size IS NOT NULL AND r.wave_offers OPERATOR(pg_catalog.>=) r.wave_size
                AND (r.wave_started_at OPERATOR(pg_catalog.+) r.wave_interval) OPERATOR(pg_catalog.>) pg_catalog.now())
-      AND EXISTS (SELECT 1 FROM waitlist.entry e WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id AND e.state OPERATOR(pg_catalog.=) 'WAITING');
+      -- a party that does not fit waits: strictly at the head, or any party with skip_to_fit
+      AND EXISTS (SELECT 1 FROM waitlist.entry e
+                  WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id AND e.state OPERATOR(pg_catalog.=) 'WAITING'
+                    AND e.quantity OPERATOR(pg_catalog.<=) r.free_units
+                    AND (r.party_policy OPERATOR(pg_catalog.=) 'skip_to_fit'
+                         OR NOT EXISTS (SELECT 1 FROM waitlist.entry h
+                                        WHERE h.resource_id OPERATOR(pg_catalog.=) e.resource_id
+                                          AND h.state OPERATOR(pg_catalog.=) 'WAITING'
+                                          AND h.quantity OPERATOR(pg_catalog.>) r.free_units
+                                          AND (h.rank_key OPERATOR(pg_catalog.>) e.rank_key
+                                               OR (h.rank_key OPERATOR(pg_catalog.=) e.rank_key
+                                                   AND h.seq OPERATOR(pg_catalog.<) e.seq)))));
 
     /*
      * FIFO fairness: no offer went to an entry while an entry ahead of it in
@@ -1074,7 +1200,7 @@ BEGIN
      */
     RETURN QUERY
     WITH made AS (
-        SELECT t.resource_id, t.entity_id AS offer_id, e.entry_id, e.rank_key, e.seq,
+        SELECT t.resource_id, t.entity_id AS offer_id, e.entry_id, e.rank_key, e.seq, e.quantity,
                t.at AS began, t.transaction_id
         FROM waitlist.transition t
         JOIN waitlist.offer o ON o.resource_id OPERATOR(pg_catalog.=) t.resource_id AND o.offer_id OPERATOR(pg_catalog.=) t.entity_id
@@ -1089,7 +1215,8 @@ BEGIN
                (pg_catalog.array_agg(m.offer_id ORDER BY m.rank_key, m.seq DESC))[1] AS offer_id,
                (pg_catalog.array_agg(m.entry_id ORDER BY m.rank_key, m.seq DESC))[1] AS entry_id,
                (pg_catalog.array_agg(m.rank_key ORDER BY m.rank_key, m.seq DESC))[1] AS rank_key,
-               (pg_catalog.array_agg(m.seq ORDER BY m.rank_key, m.seq DESC))[1] AS seq
+               (pg_catalog.array_agg(m.seq ORDER BY m.rank_key, m.seq DESC))[1] AS seq,
+               (pg_catalog.array_agg(m.quantity ORDER BY m.rank_key, m.seq DESC))[1] AS quantity
         FROM made m
         GROUP BY m.resource_id, m.transaction_id
     ), recently_left AS MATERIALIZED (
@@ -1098,18 +1225,18 @@ BEGIN
         WHERE t.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND t.entity OPERATOR(pg_catalog.=) 'entry' AND t.from_state OPERATOR(pg_catalog.=) 'WAITING'
           AND t.at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) fifo_window)
     ), candidates AS (
-        SELECT p.*, w.entry_id AS ahead_id
+        SELECT p.*, w.entry_id AS ahead_id, w.quantity AS ahead_quantity
         FROM promotions p
         CROSS JOIN LATERAL (
             -- two ranges of the line index: ranked higher, and ranked the same but earlier
-            SELECT a.entry_id FROM waitlist.entry a
+            SELECT a.entry_id, a.quantity FROM waitlist.entry a
             WHERE a.resource_id OPERATOR(pg_catalog.=) p.resource_id AND a.state OPERATOR(pg_catalog.=) 'WAITING' AND a.rank_key OPERATOR(pg_catalog.>) p.rank_key
             UNION
-            SELECT a.entry_id FROM waitlist.entry a
+            SELECT a.entry_id, a.quantity FROM waitlist.entry a
             WHERE a.resource_id OPERATOR(pg_catalog.=) p.resource_id AND a.state OPERATOR(pg_catalog.=) 'WAITING'
               AND a.rank_key OPERATOR(pg_catalog.=) p.rank_key AND a.seq OPERATOR(pg_catalog.<) p.seq
             UNION
-            SELECT a.entry_id FROM recently_left r
+            SELECT a.entry_id, a.quantity FROM recently_left r
             JOIN waitlist.entry a ON a.resource_id OPERATOR(pg_catalog.=) r.resource_id AND a.entry_id OPERATOR(pg_catalog.=) r.entry_id
             WHERE r.resource_id OPERATOR(pg_catalog.=) p.resource_id AND r.left_at OPERATOR(pg_catalog.>) p.began
               AND (a.rank_key OPERATOR(pg_catalog.>) p.rank_key OR (a.rank_key OPERATOR(pg_catalog.=) p.rank_key AND a.seq OPERATOR(pg_catalog.<) p.seq))
@@ -1118,6 +1245,11 @@ BEGIN
                           WHERE rc.resource_id OPERATOR(pg_catalog.=) p.resource_id
                             AND rc.entity OPERATOR(pg_catalog.=) 'resource'
                             AND rc.at OPERATOR(pg_catalog.>=) p.began)
+          -- with skip_to_fit a party that did not fit is passed over by smaller ones
+          AND NOT (w.quantity OPERATOR(pg_catalog.>) p.quantity
+                   AND EXISTS (SELECT 1 FROM waitlist.resource pr
+                               WHERE pr.resource_id OPERATOR(pg_catalog.=) p.resource_id
+                                 AND pr.party_policy OPERATOR(pg_catalog.=) 'skip_to_fit'))
     )
     SELECT 'fifo_order', c.resource_id, 'offer', c.offer_id,
            pg_catalog.format('offered to entry %s while entry %s, ahead of it, was waiting',
@@ -1233,7 +1365,7 @@ BEGIN
         version := changed.to_state;
         -- the reason src/resource.c writes
         rules := pg_catalog.regexp_match(changed.reason,
-                     'aging_interval (.*), confirm_within .*, places counted from the (join|confirm)$');
+                     'aging_interval (.*), confirm_within .*, places counted from the (join|confirm)(, parties [a-z_]+)?$');
         known := rules IS NOT NULL;
         IF known THEN
             aging := CASE WHEN rules[1] OPERATOR(pg_catalog.=) 'none' THEN NULL ELSE rules[1]::interval END;
@@ -1436,6 +1568,16 @@ BEGIN
         END IF;
     END IF;
 
+    -- skip_to_fit: the promotion passed over parties larger than the units it had
+    IF fan.quantity OPERATOR(pg_catalog.>) other.quantity AND EXISTS (
+        SELECT 1 FROM waitlist_archive.transition_all p
+        WHERE p.resource_id OPERATOR(pg_catalog.=) other.resource_id AND p.entity OPERATOR(pg_catalog.=) 'entry'
+          AND p.entity_id OPERATOR(pg_catalog.=) other.entry_id AND p.transaction_id OPERATOR(pg_catalog.=) offered_by
+          AND pg_catalog.starts_with(p.reason, 'promoted past a larger party')) THEN
+        RETURN pg_catalog.format('your party of %s did not fit the units free then, and the resource offers them to the first party in line that fits (skip_to_fit); you kept your place',
+                                 fan.quantity);
+    END IF;
+
     IF exact_fifo THEN
         committed := pg_catalog.pg_xact_commit_timestamp(offered_by::pg_catalog.text::pg_catalog.xid);
     END IF;
@@ -1632,7 +1774,7 @@ IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $duties$
     VALUES
-        ('app', 'FUNCTION', '@extschema@.waitlist_join(text, text, integer)', 'EXECUTE'),
+        ('app', 'FUNCTION', '@extschema@.waitlist_join(text, text, integer, integer)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_leave(bigint)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_status(bigint)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_accept(bigint, text)', 'EXECUTE'),
@@ -1652,8 +1794,8 @@ AS $duties$
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_ack(bigint, bigint)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_fail(bigint, bigint, text)', 'EXECUTE'),
         ('relay', 'FUNCTION', '@extschema@.waitlist_outbox_retry(bigint)', 'EXECUTE'),
-        ('admin', 'FUNCTION', '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean)', 'EXECUTE'),
-        ('admin', 'FUNCTION', '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean, integer, text, integer)', 'EXECUTE'),
+        ('admin', 'FUNCTION', '@extschema@.waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean, integer, text, integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_promote(text, integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_sweep(integer)', 'EXECUTE'),
         ('admin', 'FUNCTION', '@extschema@.waitlist_schedule_sweep(text)', 'EXECUTE'),

@@ -52,10 +52,12 @@ typedef enum WaitlistEvent
 	WAITLIST_EVENT_EXPIRE_UNCONFIRMED,
 	/* the offer cutoff: the line closes */
 	WAITLIST_EVENT_CLOSE,
-	WAITLIST_EVENT_CLOSE_UNCONFIRMED
+	WAITLIST_EVENT_CLOSE_UNCONFIRMED,
+	/* a fanned-out unit was taken: its other offers are withdrawn */
+	WAITLIST_EVENT_FILL
 } WaitlistEvent;
 
-#define WAITLIST_EVENT_COUNT	(WAITLIST_EVENT_CLOSE_UNCONFIRMED + 1)
+#define WAITLIST_EVENT_COUNT	(WAITLIST_EVENT_FILL + 1)
 
 /* What a transition does to the unit of capacity an offer holds. */
 typedef enum WaitlistUnitEffect
@@ -116,14 +118,31 @@ extern bool waitlist_engine_applying(void);
 extern bool waitlist_recording_by_hand(void);
 extern bool waitlist_archiving(void);
 extern int64 waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
-								 bool cap_checked, bool *capped, int64 *free_units);
+								 int32 quantity, bool cap_checked, bool *capped,
+								 int64 *free_units);
 extern void waitlist_refuse_closed(text *resource_id) pg_attribute_noreturn();
 extern int64 waitlist_apply_entry_event(WaitlistEvent event, text *resource_id,
 									   Datum entry_ids);
 extern bool waitlist_apply_leave(WaitlistEvent event, text *resource_id, int64 entry_id);
 extern char *waitlist_apply_rule_change(text *resource_id, const char *reason);
 extern void waitlist_apply_return_units(text *resource_id, int64 quantity, const char *why);
-extern int64 waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave);
+/*
+ * One promotion step: offer up to "units" free units, in at most
+ * max_offers offers, to the parties in line of at most max_quantity each
+ * (those of skip_to_fit's later passes), each unit to "fanout" fans.
+ */
+typedef struct WaitlistPromotion
+{
+	int64		units;
+	int64		max_offers;
+	bool		new_wave;
+	int32		fanout;
+	int32		max_quantity;
+	bool		passing_over;	/* parties larger than max_quantity are passed over */
+} WaitlistPromotion;
+
+extern int64 waitlist_apply_promote(text *resource_id, const WaitlistPromotion *promotion,
+									int64 *units_spent);
 /*
  * What a change of offers carries besides the event: the reservation, the
  * accept's key, a detail for the outbox payload, and an interval (the
@@ -152,7 +171,7 @@ extern int64 waitlist_settle_offers(WaitlistEvent event, text *resource_id, Datu
 extern int64 waitlist_settle_offer(WaitlistEvent event, text *resource_id, int64 offer_id,
 								   const WaitlistOfferChange *change);
 extern int64 waitlist_promote_locked(text *resource_id, int64 max_offers,
-									 const WaitlistResource *locked);
+									 const WaitlistResource *locked, int64 *units_spent);
 extern void waitlist_promote_if_free(text *resource_id);
 extern int64 waitlist_fold_and_promote(text *resource_id, int64 *offers,
 									   bool wait_for_gate);
@@ -162,6 +181,8 @@ extern int64 waitlist_fold_pending(int32 max_resources);
 extern bool waitlist_release_units(text *resource_id, int32 quantity, text *event_id,
 								   bool missing_ok);
 extern bool waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id);
+extern void waitlist_lock_unit_offers(text *resource_id, int64 offer_id);
+extern int64 waitlist_fill_unit(text *resource_id, int64 offer_id);
 extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
 extern int64 waitlist_end_due_sagas(int64 max_offers, int owner, int nworkers);
 extern int64 waitlist_end_due_places(int64 max_entries, int owner, int nworkers);

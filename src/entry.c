@@ -157,7 +157,7 @@ join_capped(text *resource_id, Datum *values)
 	}
 
 	return waitlist_apply_join(resource_id, DatumGetTextPP(values[1]), values[2],
-							   true, &capped, &free_units);
+							   DatumGetInt32(values[3]), true, &capped, &free_units);
 }
 
 /*
@@ -193,20 +193,23 @@ admit_join(text *resource_id, uint32 hash, int64 *retry_ms)
 }
 
 /*
- * waitlist_join(resource_id text, user_id text, priority integer)
- * RETURNS bigint
+ * waitlist_join(resource_id text, user_id text, priority integer, quantity
+ * integer) RETURNS bigint
  *
  * Idempotent while the entry is active: a double tap returns the entry the
- * first tap made, whatever the resource's join rate.  If the resource has
- * free units (released while nobody waited) the new entry is promoted at
- * once.  Joins beyond the resource's join rate are refused (WL018).
+ * first tap made, whatever the resource's join rate (and party size: the
+ * first tap's stays).  If the resource has free units (released while
+ * nobody waited) the new entry is promoted at once.  Joins beyond the
+ * resource's join rate are refused (WL018), parties larger than its
+ * max_party_size too.  A database still on 1.0 calls it without quantity.
  */
 Datum
 waitlist_join(PG_FUNCTION_ARGS)
 {
 	text	   *resource_id = waitlist_id_arg(fcinfo, 0, "resource_id");
 	text	   *user_id = waitlist_id_arg(fcinfo, 1, "user_id");
-	Datum		values[3];
+	Datum		values[4];
+	int32		quantity = 1;
 	WaitlistApiCall call;
 	bool		capped;
 	int64		entry_id = -1;
@@ -217,10 +220,21 @@ waitlist_join(PG_FUNCTION_ARGS)
 	int			attempts;
 
 	waitlist_check_not_null(fcinfo, 2, "priority");
+	if (PG_NARGS() > 3)
+	{
+		waitlist_check_not_null(fcinfo, 3, "quantity");
+		quantity = PG_GETARG_INT32(3);
+		if (quantity < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("quantity %d is out of range", quantity),
+					 errdetail("A party has at least one member.")));
+	}
 	waitlist_require_read_committed("waitlist_join()", NULL);
 	values[0] = PointerGetDatum(resource_id);
 	values[1] = PointerGetDatum(user_id);
 	values[2] = PG_GETARG_DATUM(2);
+	values[3] = Int32GetDatum(quantity);
 
 	waitlist_api_begin(&call);
 
@@ -255,7 +269,7 @@ waitlist_join(PG_FUNCTION_ARGS)
 		bool		found;
 		int64		active_id;
 
-		entry_id = waitlist_apply_join(resource_id, user_id, values[2], false,
+		entry_id = waitlist_apply_join(resource_id, user_id, values[2], quantity, false,
 									   &capped, &free_units);
 		if (capped && entry_id != -2)
 			entry_id = join_capped(resource_id, values);

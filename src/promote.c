@@ -133,24 +133,35 @@ waitlist_promote_idle(int32 max_resources)
 
 		if (!waitlist_try_lock_resource(resource_id, &res))
 			continue;
-		offers += waitlist_promote_locked(resource_id, -1, &res);
+		offers += waitlist_promote_locked(resource_id, -1, &res, NULL);
 	}
 	return offers;
 }
 
 /*
- * Offer up to max_offers (all, if negative) of the resource's free units to
- * the next waiters.  The caller holds the resource's lock; "locked" is what
- * taking it read, or NULL if the caller has changed the row since (the row
- * is then read again).  Returns the number of offers made.
+ * Offer the resource's free units to the next parties in line, in up to
+ * max_offers offers (all, if negative).  The caller holds the resource's
+ * lock; "locked" is what taking it read, or NULL if the caller has changed
+ * the row since (the row is then read again).  Returns the number of offers
+ * made; *units_spent (if not NULL) gets the units they hold.
+ *
+ * A strict line is taken in order while its parties fit: a party that does
+ * not fit waits at the head, and nobody behind it is offered first.  With
+ * skip_to_fit each pass offers the parties in line that fit what is left,
+ * passing over those that do not; a party passed over keeps its place.
  */
 int64
 waitlist_promote_locked(text *resource_id, int64 max_offers,
-						const WaitlistResource *locked)
+						const WaitlistResource *locked, int64 *units_spent)
 {
 	WaitlistResource res;
-	int64		wanted;
+	WaitlistPromotion promotion;
+	int64		units_left;
+	int64		offers_left;
+	int64		offers = 0;
 
+	if (units_spent != NULL)
+		*units_spent = 0;
 	if (locked != NULL)
 		res = *locked;
 	else
@@ -163,16 +174,42 @@ waitlist_promote_locked(text *resource_id, int64 max_offers,
 										"too little time is left before offers_close_at");
 		return 0;
 	}
-	wanted = res.free_units;
-	if (max_offers >= 0 && max_offers < wanted)
-		wanted = max_offers;
+	units_left = res.free_units;
+	offers_left = max_offers >= 0 ? max_offers : PG_INT64_MAX;
 	/* with waves, what is left of this wave's (or a new wave's) size */
-	if (res.wave_budget >= 0 && res.wave_budget < wanted)
-		wanted = res.wave_budget;
-	if (wanted <= 0)
-		return 0;
+	if (res.wave_budget >= 0)
+		offers_left = Min(offers_left, res.wave_budget);
 
-	return waitlist_apply_promote(resource_id, wanted, res.new_wave);
+	promotion.new_wave = res.new_wave;
+	promotion.fanout = Max(res.offer_fanout, 1);
+	/* a fanned-out unit is offered to parties of one */
+	promotion.max_quantity = promotion.fanout > 1 ? 1 : PG_INT32_MAX;
+	promotion.passing_over = false;
+	while (units_left > 0 && offers_left > 0)
+	{
+		int64		made;
+		int64		spent;
+
+		if (!res.strict_parties && promotion.fanout == 1)
+		{
+			promotion.max_quantity = (int32) Min(units_left, PG_INT32_MAX);
+			promotion.passing_over = true;
+		}
+		promotion.units = units_left;
+		promotion.max_offers = units_left > PG_INT64_MAX / promotion.fanout ? offers_left :
+			Min(offers_left, units_left * promotion.fanout);
+		made = waitlist_apply_promote(resource_id, &promotion, &spent);
+		offers += made;
+		units_left -= spent;
+		offers_left -= made;
+		if (units_spent != NULL)
+			*units_spent += spent;
+		/* later passes go on with the same wave */
+		promotion.new_wave = false;
+		if (made == 0 || !promotion.passing_over)
+			break;
+	}
+	return offers;
 }
 
 /*
@@ -253,8 +290,13 @@ promote_added_units(text *resource_id, WaitlistResource *locked)
 		res = *locked;
 	else
 		waitlist_read_resource(resource_id, &res);
-	if (waitlist_promote_locked(resource_id, -1, &res) >= res.free_units)
-		waitlist_unlock_resource_gate(resource_id);
+	{
+		int64		spent;
+
+		(void) waitlist_promote_locked(resource_id, -1, &res, &spent);
+		if (spent >= res.free_units)
+			waitlist_unlock_resource_gate(resource_id);
+	}
 }
 
 
@@ -288,7 +330,7 @@ fold_and_promote_locked(text *resource_id, WaitlistResource *locked, int64 *offe
 		locked->free_units = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 														 SPI_tuptable->tupdesc, 2, &isnull));
 	}
-	*offers = waitlist_promote_locked(resource_id, -1, locked);
+	*offers = waitlist_promote_locked(resource_id, -1, locked, NULL);
 	return events;
 }
 
@@ -391,7 +433,7 @@ waitlist_promote_if_free(text *resource_id)
 		return;
 	}
 	waitlist_lock_resource(resource_id, &res);
-	(void) waitlist_promote_locked(resource_id, -1, &res);
+	(void) waitlist_promote_locked(resource_id, -1, &res, NULL);
 }
 
 /*
@@ -559,6 +601,65 @@ waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
 				 errhint("Cancel the booking with the booking service, or leave once the booking has failed.")));
 	waitlist_lock_resource(resource_id, &res);
 	return waitlist_settle_offer(WAITLIST_EVENT_REVOKE, resource_id, offer_id, &change) > 0;
+}
+
+/*
+ * The offers of a fanned-out unit (1.1), the given one's included, locked
+ * in offer order: accepts of two of them come one after the other, so the
+ * second finds its offer revoked, and its fan's booking function never
+ * runs.  Nothing for an offer of its own units, or on a 1.0 schema.
+ */
+static WaitlistPlan lock_unit_offers_plan = {
+	"SELECT o.offer_id FROM waitlist.offer o"
+	" WHERE o.resource_id OPERATOR(pg_catalog.=) $1"
+	"   AND o.unit_id OPERATOR(pg_catalog.=) (SELECT g.unit_id FROM waitlist.offer g"
+	"                                          WHERE g.resource_id OPERATOR(pg_catalog.=) $1"
+	"                                            AND g.offer_id OPERATOR(pg_catalog.=) $2)"
+	" ORDER BY o.offer_id FOR UPDATE",
+	2, {TEXTOID, INT8OID}
+};
+
+/* the other open offers of a unit the given offer has taken, as an int8[] */
+static WaitlistPlan unit_rivals_plan = {
+	"SELECT pg_catalog.array_agg(o.offer_id ORDER BY o.offer_id) FROM waitlist.offer o"
+	" JOIN waitlist.offer g ON g.resource_id OPERATOR(pg_catalog.=) o.resource_id"
+	"                      AND g.unit_id OPERATOR(pg_catalog.=) o.unit_id"
+	" WHERE o.resource_id OPERATOR(pg_catalog.=) $1 AND g.offer_id OPERATOR(pg_catalog.=) $2"
+	"   AND g.state OPERATOR(pg_catalog.=) ANY (ARRAY['ACCEPTING', 'ACCEPTED', 'FAILED'])"
+	"   AND o.offer_id OPERATOR(pg_catalog.<>) $2 AND o.state OPERATOR(pg_catalog.=) 'OPEN'",
+	2, {TEXTOID, INT8OID}
+};
+
+void
+waitlist_lock_unit_offers(text *resource_id, int64 offer_id)
+{
+	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(offer_id)};
+
+	if (waitlist_schema_is_1_1())
+		waitlist_execute(&lock_unit_offers_plan, values, NULL, false, 0);
+}
+
+/*
+ * The given offer took its fanned-out unit (accepted, booking, or its
+ * booking failed): the unit's other open offers are withdrawn (filled), and
+ * their fans go back to their places in line.  The caller holds them all
+ * (waitlist_lock_unit_offers()).  Returns how many were withdrawn.
+ */
+int64
+waitlist_fill_unit(text *resource_id, int64 offer_id)
+{
+	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(offer_id)};
+	WaitlistOfferChange change = {.detail = "another fan took the unit"};
+	bool		isnull;
+	Datum		rivals;
+
+	if (!waitlist_schema_is_1_1())
+		return 0;
+	waitlist_execute(&unit_rivals_plan, values, NULL, false, 0);
+	rivals = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return 0;
+	return waitlist_settle_offers(WAITLIST_EVENT_FILL, resource_id, rivals, &change);
 }
 
 /*

@@ -54,7 +54,7 @@ waitlist_promote(PG_FUNCTION_ARGS)
 	waitlist_api_begin(&call);
 	waitlist_lock_resource_gate(resource_id, true);
 	waitlist_lock_resource(resource_id, &res);
-	offers = waitlist_promote_locked(resource_id, max_offers, &res);
+	offers = waitlist_promote_locked(resource_id, max_offers, &res, NULL);
 	waitlist_api_end(&call);
 
 	PG_RETURN_INT32((int32) offers);

@@ -52,14 +52,17 @@ static WaitlistPlan insert_resource_plans[2] = {
 	{INSERT_RESOURCE_SQL(", booking, booking_timeout, booking_max_attempts, max_offer_extension,"
 						 " aging_interval, confirm_within, confirm_place_from, position_visibility,"
 						 " position_bands, rule_version, join_rate_per_second, join_burst,"
-						 " offers_close_at, min_offer_ttl, ttl_shrink",
+						 " offers_close_at, min_offer_ttl, ttl_shrink, max_party_size, party_policy,"
+						 " offer_fanout",
 						 ", $8, $9, $10, $11, $12, $13, $14, $15, $16,"
 						 " CASE WHEN $12 IS NULL THEN 'priority-fifo/1' ELSE 'priority-aging/1' END,"
-						 " $17, coalesce($18, " JOIN_BURST_DEFAULT_SQL("$17") "), $19, $20, $21"),
-		21, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID,
+						 " $17, coalesce($18, " JOIN_BURST_DEFAULT_SQL("$17") "), $19, $20, $21,"
+						 " $22, $23, $24"),
+		24, {TEXTOID, INTERVALOID, INT8OID, REGPROCEDUREOID, TEXTARRAYOID, INT4OID, INTERVALOID,
 			TEXTOID, INTERVALOID, INT4OID, INTERVALOID,
 			INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4ARRAYOID, FLOAT8OID, INT4OID,
-	TIMESTAMPTZOID, INTERVALOID, BOOLOID}}
+			TIMESTAMPTZOID, INTERVALOID, BOOLOID,
+	INT4OID, TEXTOID, INT4OID}}
 };
 
 static WaitlistPlan alter_resource_plan = {
@@ -137,10 +140,34 @@ static WaitlistPlan alter_cutoff_plan = {
 	6, {TEXTOID, TIMESTAMPTZOID, BOOLOID, INTERVALOID, BOOLOID, BOOLOID}
 };
 
+/*
+ * Parties and parallel offers ($2 max_party_size, $3 party_policy, $4
+ * offer_fanout).
+ */
+static WaitlistPlan alter_party_plan = {
+	"UPDATE waitlist.resource SET "
+	"  max_party_size = coalesce($2, max_party_size), "
+	"  party_policy = coalesce($3, party_policy), "
+	"  offer_fanout = coalesce($4, offer_fanout) "
+	"WHERE resource_id OPERATOR(pg_catalog.=) $1",
+	4, {TEXTOID, INT4OID, TEXTOID, INT4OID}
+};
+
+/* what a fanout needs: the party size, and the parties larger than one in line */
+static WaitlistPlan party_state_plan = {
+	"SELECT r.max_party_size, r.offer_fanout,"
+	"       (SELECT pg_catalog.count(*) FROM waitlist.entry e"
+	"        WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+	"          AND e.state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED'])"
+	"          AND e.quantity OPERATOR(pg_catalog.>) 1)"
+	" FROM waitlist.resource r WHERE r.resource_id OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
 /* the ordering rules as they read, to see whether an alter changed them */
 static WaitlistPlan ordering_rules_plan = {
 	"SELECT coalesce(aging_interval::pg_catalog.text, 'none'),"
-	"       coalesce(confirm_within::pg_catalog.text, 'none'), confirm_place_from"
+	"       coalesce(confirm_within::pg_catalog.text, 'none'), confirm_place_from, party_policy"
 	" FROM waitlist.resource WHERE resource_id OPERATOR(pg_catalog.=) $1",
 	1, {TEXTOID}
 };
@@ -165,9 +192,9 @@ static WaitlistPlan rerank_plan = {
 
 /* the arguments of the 1.1 signatures, and those of 1.0 */
 #define CREATE_ARGS_1_0		7
-#define CREATE_ARGS			21
+#define CREATE_ARGS			24
 #define ALTER_ARGS_1_0		10
-#define ALTER_ARGS			31
+#define ALTER_ARGS			34
 
 /* the most bands a resource may show */
 #define MAX_POSITION_BANDS	20
@@ -418,6 +445,49 @@ check_cutoff(FunctionCallInfo fcinfo, int close_arg, int min_ttl_arg)
 								"An offer needs some time to be answered.", NULL);
 }
 
+/*
+ * Parties and parallel offers: a party size and a fanout within their
+ * bounds, a known policy; a fanned-out unit is one unit, so a fanout above
+ * one takes parties of one only (the values the resource will have).
+ */
+static void
+check_parties(FunctionCallInfo fcinfo, int size_arg, int policy_arg, int fanout_arg)
+{
+	if (!PG_ARGISNULL(size_arg) &&
+		(PG_GETARG_INT32(size_arg) < 1 || PG_GETARG_INT32(size_arg) > WAITLIST_MAX_PARTY_SIZE))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_party_size %d is out of range", PG_GETARG_INT32(size_arg)),
+				 errdetail("A party has between 1 and %d members.", WAITLIST_MAX_PARTY_SIZE)));
+	if (!PG_ARGISNULL(policy_arg))
+	{
+		char	   *policy = text_to_cstring(PG_GETARG_TEXT_PP(policy_arg));
+
+		if (strcmp(policy, "strict") != 0 && strcmp(policy, "skip_to_fit") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown party_policy \"%s\"", policy),
+					 errhint("Use 'strict' (the head of the line waits until its party fits) or 'skip_to_fit' (the first party that fits is offered).")));
+	}
+	if (!PG_ARGISNULL(fanout_arg) &&
+		(PG_GETARG_INT32(fanout_arg) < 1 || PG_GETARG_INT32(fanout_arg) > WAITLIST_MAX_OFFER_FANOUT))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("offer_fanout %d is out of range", PG_GETARG_INT32(fanout_arg)),
+				 errdetail("A unit is offered to between 1 and %d fans at once.",
+						   WAITLIST_MAX_OFFER_FANOUT)));
+}
+
+static void
+refuse_fanout_with_parties(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("offer_fanout above 1 needs max_party_size 1"),
+			 errdetail("%s", detail),
+			 errhint("A unit offered to several fans at once is one unit: keep parties on resources with offer_fanout 1.")));
+}
+
 /* Waves: a size and an interval within their bounds, given together. */
 static void
 check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool altering)
@@ -447,9 +517,10 @@ check_waves(FunctionCallInfo fcinfo, int size_arg, int interval_arg, bool alteri
 /*
  * waitlist_create_resource(resource_id text, offer_ttl interval, max_waiting
  * bigint, booking_function regprocedure, channels text[], wave_size integer,
- * wave_interval interval, booking text, booking_timeout interval,
- * booking_max_attempts integer, max_offer_extension interval) RETURNS void
+ * wave_interval interval, ...) RETURNS void
  *
+ * The settings of 1.1 follow those of 1.0 (docs/api.md lists them all, in
+ * order: the accept saga, ordering, positions, join rate, cutoff, parties).
  * A database still on 1.0 calls it with the first seven.
  */
 Datum
@@ -480,6 +551,13 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 		check_join_rate(fcinfo, 16, 17);
 		waitlist_check_not_null(fcinfo, 20, "ttl_shrink");
 		check_cutoff(fcinfo, 18, 19);
+		waitlist_check_not_null(fcinfo, 21, "max_party_size");
+		waitlist_check_not_null(fcinfo, 22, "party_policy");
+		waitlist_check_not_null(fcinfo, 23, "offer_fanout");
+		check_parties(fcinfo, 21, 22, 23);
+		if (PG_GETARG_INT32(23) > 1 && PG_GETARG_INT32(21) > 1)
+			refuse_fanout_with_parties(psprintf("The resource would take parties of up to %d.",
+												PG_GETARG_INT32(21)));
 	}
 	check_offer_ttl(PG_GETARG_DATUM(1));
 	if (!PG_ARGISNULL(2))
@@ -525,19 +603,71 @@ ordering_rules(text *resource_id)
 	waitlist_execute(&ordering_rules_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
 		waitlist_resource_not_found(resource_id);
-	return psprintf("aging_interval %s, confirm_within %s, places counted from the %s",
+	return psprintf("aging_interval %s, confirm_within %s, places counted from the %s, parties %s",
 					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
 					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
-					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3),
+					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4));
 }
 
 /*
- * Write the ordering and position settings (the alter's arguments from
- * aging_interval on); a change of the ordering rules bumps the resource's
- * rule version, is audited, and ranks the line again.
+ * Write the party settings (the alter's last three arguments): the fanout
+ * and the party size the resource will have must go together, and a
+ * fanout above one waits for the parties in line to be served first.
  */
 static void
-alter_ordering(text *resource_id, Datum *settings, char *nulls)
+alter_parties(text *resource_id, Datum *settings, char *nulls)
+{
+	Datum		values[4];
+	char		value_nulls[4];
+	int32		max_party_size;
+	int32		fanout;
+	int64		parties;
+	bool		isnull;
+	int			i;
+
+	values[0] = PointerGetDatum(resource_id);
+	value_nulls[0] = ' ';
+	waitlist_execute(&party_state_plan, values, NULL, false, 0);
+	if (SPI_processed == 0)
+		waitlist_resource_not_found(resource_id);
+	max_party_size = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	fanout = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	parties = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (nulls[0] != 'n')
+		max_party_size = DatumGetInt32(settings[0]);
+	if (nulls[2] != 'n')
+	{
+		if (DatumGetInt32(settings[2]) > 1 && fanout == 1 && parties > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("waitlist resource \"%s\" has parties of more than one in line",
+							text_to_cstring(resource_id)),
+					 errdetail("%lld entries in line are for parties; a fanned-out unit is one unit.",
+							   (long long) parties),
+					 errhint("Set offer_fanout once the parties in line have been served.")));
+		fanout = DatumGetInt32(settings[2]);
+	}
+	if (fanout > 1 && max_party_size > 1)
+		refuse_fanout_with_parties(psprintf("The resource would take parties of up to %d.",
+											max_party_size));
+	for (i = 0; i < 3; i++)
+	{
+		values[i + 1] = settings[i];
+		value_nulls[i + 1] = nulls[i];
+	}
+	waitlist_execute(&alter_party_plan, values, value_nulls, false, 0);
+}
+
+/*
+ * Write the ordering, position and party settings (the alter's arguments
+ * from aging_interval on, and its last three); a change of the ordering
+ * rules (the party policy is one) bumps the resource's rule version, is
+ * audited, and ranks the line again.
+ */
+static void
+alter_ordering(text *resource_id, Datum *settings, char *nulls,
+			   Datum *party_settings, char *party_nulls)
 {
 	Datum		values[9];
 	char		value_nulls[9];
@@ -553,6 +683,7 @@ alter_ordering(text *resource_id, Datum *settings, char *nulls)
 		value_nulls[i + 1] = nulls[i];
 	}
 	waitlist_execute(&alter_order_plan, values, value_nulls, false, 0);
+	alter_parties(resource_id, party_settings, party_nulls);
 	after = ordering_rules(resource_id);
 	if (strcmp(before, after) == 0)
 		return;
@@ -564,10 +695,9 @@ alter_ordering(text *resource_id, Datum *settings, char *nulls)
  * waitlist_alter_resource(resource_id text, offer_ttl interval, max_waiting
  * bigint, clear_max_waiting boolean, booking_function regprocedure,
  * clear_booking_function boolean, channels text[], wave_size integer,
- * wave_interval interval, clear_waves boolean, booking text, booking_timeout
- * interval, booking_max_attempts integer, max_offer_extension interval,
- * clear_max_offer_extension boolean) RETURNS void
+ * wave_interval interval, clear_waves boolean, ...) RETURNS void
  *
+ * The settings of 1.1 follow, as in waitlist_create_resource().
  * A NULL setting stays as it is; the clear_* flags remove a cap, a booking
  * function, waves or the extension bound.  Open offers keep the deadline
  * they were made with, and sagas in flight their deadline and attempts.  A
@@ -604,6 +734,7 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 					 errmsg("cannot both set and clear %s",
 							!PG_ARGISNULL(26) && PG_GETARG_BOOL(27) ? "offers_close_at" : "min_offer_ttl")));
 		check_cutoff(fcinfo, 26, 28);
+		check_parties(fcinfo, 31, 32, 33);
 		check_saga_settings(fcinfo, 10);
 		check_ordering(fcinfo, 15, 17, 19);
 		check_position_display(fcinfo, 20, 21);
@@ -707,7 +838,7 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 		waitlist_resource_not_found(resource_id);
 	if (nargs == ALTER_ARGS)
 	{
-		alter_ordering(resource_id, values + 15, nulls + 15);
+		alter_ordering(resource_id, values + 15, nulls + 15, values + 31, nulls + 31);
 		values[22] = values[0];
 		nulls[22] = ' ';
 		waitlist_execute(&alter_join_rate_plan, values + 22, nulls + 22, false, 0);

@@ -30,7 +30,7 @@
  * still offer.  The wave's end is clamped (WAITLIST_WAVE_END_SQL), so a bad
  * row fails no statement.
  */
-#define RESOURCE_COLUMNS(closing) \
+#define RESOURCE_COLUMNS(closing, parties) \
 	"SELECT free_units, max_waiting, booking_function," \
 	"  CASE WHEN wave_size IS NULL THEN -1" \
 	"       WHEN wave_started_at IS NULL" \
@@ -38,7 +38,7 @@
 	"       ELSE GREATEST(wave_size OPERATOR(pg_catalog.-) wave_offers, 0) END," \
 	"  wave_size IS NOT NULL AND (wave_started_at IS NULL" \
 	"    OR " WAITLIST_WAVE_END_SQL " OPERATOR(pg_catalog.<=) pg_catalog.now())," \
-	closing \
+	closing ", " parties \
 	" FROM waitlist.resource r WHERE resource_id OPERATOR(pg_catalog.=) $1"
 
 /*
@@ -50,20 +50,27 @@
 	"(r.offers_close_at IS NOT NULL AND pg_catalog.now() OPERATOR(pg_catalog.>=)" \
 	" (r.offers_close_at OPERATOR(pg_catalog.-) coalesce(r.min_offer_ttl, interval '0')))"
 
+/* parties (1.1): whether the head of the line waits for its party to fit, and the fanout */
+#define PARTIES_1_0 "true, 1"
+#define PARTIES_1_1 "r.party_policy OPERATOR(pg_catalog.=) 'strict', r.offer_fanout"
+
+#define RESOURCE_COLUMNS_1_0 RESOURCE_COLUMNS(CLOSING_1_0, PARTIES_1_0)
+#define RESOURCE_COLUMNS_1_1 RESOURCE_COLUMNS(CLOSING_1_1, PARTIES_1_1)
+
 /* [1]: a 1.1 schema */
 static WaitlistPlan read_resource_plans[2] = {
-	{RESOURCE_COLUMNS(CLOSING_1_0), 1, {TEXTOID}},
-	{RESOURCE_COLUMNS(CLOSING_1_1), 1, {TEXTOID}}
+	{RESOURCE_COLUMNS_1_0, 1, {TEXTOID}},
+	{RESOURCE_COLUMNS_1_1, 1, {TEXTOID}}
 };
 
 static WaitlistPlan lock_resource_plans[2] = {
-	{RESOURCE_COLUMNS(CLOSING_1_0) " FOR NO KEY UPDATE", 1, {TEXTOID}},
-	{RESOURCE_COLUMNS(CLOSING_1_1) " FOR NO KEY UPDATE", 1, {TEXTOID}}
+	{RESOURCE_COLUMNS_1_0 " FOR NO KEY UPDATE", 1, {TEXTOID}},
+	{RESOURCE_COLUMNS_1_1 " FOR NO KEY UPDATE", 1, {TEXTOID}}
 };
 
 static WaitlistPlan try_lock_resource_plans[2] = {
-	{RESOURCE_COLUMNS(CLOSING_1_0) " FOR NO KEY UPDATE SKIP LOCKED", 1, {TEXTOID}},
-	{RESOURCE_COLUMNS(CLOSING_1_1) " FOR NO KEY UPDATE SKIP LOCKED", 1, {TEXTOID}}
+	{RESOURCE_COLUMNS_1_0 " FOR NO KEY UPDATE SKIP LOCKED", 1, {TEXTOID}},
+	{RESOURCE_COLUMNS_1_1 " FOR NO KEY UPDATE SKIP LOCKED", 1, {TEXTOID}}
 };
 
 void
@@ -98,6 +105,8 @@ fetch_resource(WaitlistPlan *plan, text *resource_id, WaitlistResource *res)
 	res->wave_budget = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 4, &isnull));
 	res->new_wave = DatumGetBool(SPI_getbinval(tuple, tupdesc, 5, &isnull));
 	res->closing = DatumGetBool(SPI_getbinval(tuple, tupdesc, 6, &isnull));
+	res->strict_parties = DatumGetBool(SPI_getbinval(tuple, tupdesc, 7, &isnull));
+	res->offer_fanout = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 8, &isnull));
 	return true;
 }
 

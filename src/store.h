@@ -25,6 +25,8 @@ typedef struct WaitlistResource
 	int32		wave_budget;	/* -1: no waves */
 	bool		new_wave;		/* promoting now starts a new wave */
 	bool		closing;		/* past (or too near) offers_close_at: no offers */
+	bool		strict_parties; /* the head of the line waits for its party to fit */
+	int32		offer_fanout;	/* fans each free unit is offered to at once */
 } WaitlistResource;
 
 extern void waitlist_lock_resource(text *resource_id, WaitlistResource *res);

@@ -130,6 +130,15 @@ const WaitlistRule waitlist_rules[] = {
 	WAITLIST_UNIT_NONE, "waitlist_closed", "closed"},
 	{WAITLIST_ENTITY_ENTRY, PENDING, WAITLIST_EVENT_CLOSE_UNCONFIRMED, "EXPIRED",
 	WAITLIST_UNIT_NONE, "waitlist_closed", "closed"},
+
+	/*
+	 * Parallel offers: another fan took the unit this offer shared (it holds
+	 * none of its own), and the fan goes back to their place in line.
+	 */
+	{WAITLIST_ENTITY_OFFER, OPEN, WAITLIST_EVENT_FILL, "REVOKED",
+	WAITLIST_UNIT_NONE, "offer_revoked", "filled"},
+	{WAITLIST_ENTITY_ENTRY, OFFERED, WAITLIST_EVENT_FILL, WAITING,
+	WAITLIST_UNIT_NONE, NULL, "filled"},
 };
 
 const int	waitlist_rule_count = lengthof(waitlist_rules);
@@ -139,7 +148,7 @@ static const char *const event_names[WAITLIST_EVENT_COUNT] = {
 	"join", "promote", "leave", "accept", "booking_conflict", "decline",
 	"expire", "revoke", "request_booking", "booking_retry", "booking_confirmed",
 	"booking_failed", "booking_exhausted", "extend", "join_unconfirmed", "confirm",
-	"leave_unconfirmed", "expire_unconfirmed", "close", "close_unconfirmed"
+	"leave_unconfirmed", "expire_unconfirmed", "close", "close_unconfirmed", "fill"
 };
 static const char *const unit_effect_names[] = {
 	"none", "hold", "consume", "return", "retire"
@@ -380,18 +389,27 @@ line_order(bool ranked, const char *alias)
  * actor_param.
  */
 static void
-append_audit_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
-				  const char *id_column, const char *order_by, int actor_param,
-				  bool ranked)
+append_audit_rows_because(StringInfo buf, const WaitlistRule *rule, const char *reason_sql,
+						  const char *source, const char *id_column, const char *order_by,
+						  int actor_param, bool ranked)
 {
 	appendStringInfo(buf,
 					 "SELECT %s, %s, $1, %s, %s, %s, %s, $%d::pg_catalog.name FROM %s",
 					 sql_literal(waitlist_entity_name(rule->entity)), id_column,
 					 sql_literal(rule->from_state), sql_literal(rule->to_state),
-					 sql_literal(rule->reason), rule_version_sql(ranked),
-					 actor_param, source);
+					 reason_sql, rule_version_sql(ranked), actor_param, source);
 	if (order_by != NULL)
 		appendStringInfo(buf, " ORDER BY %s", order_by);
+}
+
+/* The same, with the rule's own reason. */
+static void
+append_audit_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
+				  const char *id_column, const char *order_by, int actor_param,
+				  bool ranked)
+{
+	append_audit_rows_because(buf, rule, sql_literal(rule->reason), source, id_column,
+							  order_by, actor_param, ranked);
 }
 
 /*
@@ -401,13 +419,15 @@ append_audit_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
  * channel 'booking' for the booking service.  A booking request carries
  * the saga's key, attempt and deadline (source columns idempotency_key,
  * booking_attempts, booking_deadline), and is deliverable no sooner than
- * not_before.  Keys whose value is NULL are left out of the payload.  The
- * token is computed once per offer, whatever the number of channels.
+ * not_before.  With "party" the payload says how many units an offer of
+ * more than one holds (source column units).  Keys whose value is NULL are
+ * left out of the payload.  The token is computed once per offer, whatever
+ * the number of channels.
  */
 static void
-append_outbox_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
-				   const char *reservation_ref, const char *detail, const char *token,
-				   const char *not_before)
+append_outbox_rows_of(StringInfo buf, const WaitlistRule *rule, const char *source,
+					  const char *reservation_ref, const char *detail, const char *token,
+					  const char *not_before, bool party)
 {
 	bool		booking = rule->audience == WAITLIST_TO_BOOKING;
 
@@ -419,12 +439,13 @@ append_outbox_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
 					 "   pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
 					 "     'resource_id', $1, 'entry_id', s.entry_id, 'offer_id', s.offer_id,"
 					 "     'user_id', s.user_id, 'expires_at', s.expires_at,"
-					 "     'reservation_ref', %s, 'detail', %s, 'token', s.token%s)),"
+					 "     'reservation_ref', %s, 'detail', %s, 'token', s.token%s%s)),"
 					 "   %s"
 					 " FROM (SELECT s.*, %s AS token FROM %s s) s",
 					 sql_literal(rule->outbox_event), reservation_ref, detail,
 					 booking ? ", 'idempotency_key', s.idempotency_key,"
 					 " 'attempt', s.booking_attempts, 'deadline', s.booking_deadline" : "",
+					 party ? ", 'quantity', NULLIF(s.units, 1)" : "",
 					 not_before ? not_before : "pg_catalog.now()", token, source);
 	if (booking)
 		appendStringInfoString(buf, " CROSS JOIN (VALUES ('booking'::pg_catalog.text)) AS ch(channel)"
@@ -435,6 +456,15 @@ append_outbox_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
 							   "   CROSS JOIN LATERAL pg_catalog.unnest(r.channels) AS ch(channel)"
 							   " WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
 							   " ORDER BY s.offer_id, ch.channel");
+}
+
+/* The same, for rows of offers of one unit each, or of no offer. */
+static void
+append_outbox_rows(StringInfo buf, const WaitlistRule *rule, const char *source,
+				   const char *reservation_ref, const char *detail, const char *token,
+				   const char *not_before)
+{
+	append_outbox_rows_of(buf, rule, source, reservation_ref, detail, token, not_before, false);
 }
 
 /* The statement text, built once in a context that lives as long as the plan. */
@@ -474,7 +504,7 @@ actor_datum(void)
  */
 static WaitlistPlan join_plans[2] = {
 	{NULL, 5, {TEXTOID, TEXTOID, INT4OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN},
-	{NULL, 5, {TEXTOID, TEXTOID, INT4OID, BOOLOID, NAMEOID}, WAITLIST_GENERIC_PLAN}
+	{NULL, 6, {TEXTOID, TEXTOID, INT4OID, BOOLOID, NAMEOID, INT4OID}, WAITLIST_GENERIC_PLAN}
 };
 
 /*
@@ -515,18 +545,19 @@ build_join_sql(bool ranked)
 	{
 		appendStringInfo(&buf,
 						 "WITH r AS ("
-						 "  SELECT max_waiting, free_units, aging_interval, confirm_within,"
+						 "  SELECT max_waiting, free_units, aging_interval, confirm_within, max_party_size,"
 						 "         closed_at IS NOT NULL OR offers_close_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 						 "           AS closed"
 						 "  FROM waitlist.resource"
 						 "  WHERE resource_id OPERATOR(pg_catalog.=) $1"
 						 "), ins AS ("
 						 "  INSERT INTO waitlist.entry (resource_id, user_id, priority, state, rank_key,"
-						 "                              confirm_by)"
+						 "                              confirm_by, quantity)"
 						 "  SELECT $1, $2, $3, CASE WHEN r.confirm_within IS NULL THEN %s ELSE %s END,"
 						 "         " RANK_NOW_SQL("$3") ","
-						 "         pg_catalog.now() OPERATOR(pg_catalog.+) r.confirm_within"
+						 "         pg_catalog.now() OPERATOR(pg_catalog.+) r.confirm_within, $6"
 						 "  FROM r WHERE (r.max_waiting IS NULL OR $4) AND r.closed IS NOT TRUE"
+						 "    AND $6 OPERATOR(pg_catalog.<=) r.max_party_size"
 						 "  ON CONFLICT (resource_id, user_id)"
 						 "    WHERE state OPERATOR(pg_catalog.=) ANY (" JOIN_CONFLICT_STATES ") DO NOTHING"
 						 "  RETURNING entry_id, user_id, state, confirm_by"
@@ -553,7 +584,7 @@ build_join_sql(bool ranked)
 	}
 	appendStringInfo(&buf,
 					 ") SELECT r.max_waiting IS NOT NULL, (SELECT entry_id FROM ins), r.free_units, %s FROM r",
-					 ranked ? "r.closed IS TRUE, r.confirm_within IS NOT NULL" : "false");
+					 ranked ? "r.closed IS TRUE, r.confirm_within IS NOT NULL, r.max_party_size" : "false");
 	join_plans[ranked].sql = keep_sql(&buf);
 }
 
@@ -567,18 +598,32 @@ waitlist_refuse_closed(text *resource_id)
 			 errdetail("No offers are made after the resource's offers_close_at.")));
 }
 
+/* A party larger than the resource takes. */
+static void
+refuse_party(text *resource_id, int32 quantity, int32 max_party_size)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("a party of %d is larger than waitlist resource \"%s\" takes",
+					quantity, text_to_cstring(resource_id)),
+			 errdetail("The resource's max_party_size is %d.", max_party_size),
+			 errhint("Join with a smaller quantity, or raise max_party_size with waitlist_alter_resource().")));
+}
+
 /*
- * Join a fan: returns the new entry's id, or -1 if the fan has an active
- * entry already or the resource has a cap and cap_checked is false (then
- * *capped is true), or -2 if the resource's line is closed (the fan may be
- * in it already).  *free_units gets the resource's free units.
+ * Join a fan for a party of "quantity" (1.0: always one): returns the new
+ * entry's id, or -1 if the fan has an active entry already or the resource
+ * has a cap and cap_checked is false (then *capped is true), or -2 if the
+ * resource's line is closed (the fan may be in it already).  A party
+ * larger than the resource's max_party_size is refused.  *free_units gets
+ * the resource's free units.
  */
 int64
-waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
+waitlist_apply_join(text *resource_id, text *user_id, Datum priority, int32 quantity,
 					bool cap_checked, bool *capped, int64 *free_units)
 {
 	bool		ranked = waitlist_schema_is_1_1();
-	Datum		values[5];
+	Datum		values[6];
 	HeapTuple	row;
 	TupleDesc	tupdesc;
 	bool		isnull;
@@ -591,6 +636,7 @@ waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 	values[2] = priority;
 	values[3] = BoolGetDatum(cap_checked);
 	values[4] = actor_datum();
+	values[5] = Int32GetDatum(quantity);
 	apply(&join_plans[ranked], 1, values, NULL);
 	if (SPI_processed == 0)
 		waitlist_resource_not_found(resource_id);
@@ -600,7 +646,18 @@ waitlist_apply_join(text *resource_id, text *user_id, Datum priority,
 	*free_units = DatumGetInt64(SPI_getbinval(row, tupdesc, 3, &isnull));
 	d = SPI_getbinval(row, tupdesc, 2, &isnull);
 	if (isnull)
-		return DatumGetBool(SPI_getbinval(row, tupdesc, 4, &isnull)) ? -2 : -1;
+	{
+		if (DatumGetBool(SPI_getbinval(row, tupdesc, 4, &isnull)))
+			return -2;
+		if (ranked)
+		{
+			int32		max_party_size = DatumGetInt32(SPI_getbinval(row, tupdesc, 6, &isnull));
+
+			if (quantity > max_party_size)
+				refuse_party(resource_id, quantity, max_party_size);
+		}
+		return -1;
+	}
 	/* a place to confirm asked the fan, through the outbox */
 	if (ranked && DatumGetBool(SPI_getbinval(row, tupdesc, 5, &isnull)))
 		outbox_written();
@@ -782,16 +839,26 @@ waitlist_apply_rule_change(text *resource_id, const char *reason)
 }
 
 /*
- * The promotion step: pick the next $2 waiters in line, move them on, make
+ * The promotion step: pick the next waiters in line, move them on, make
  * one offer each with its outbox rows, write the audit rows of both, and
  * take the units from free_units ($3: the offers start a new wave).  SKIP
  * LOCKED passes over an entry that a concurrent leave holds; the LIMIT then
- * reaches one further down the line.  Returns the number of offers made.
+ * reaches one further down the line.  Returns the number of offers made and
+ * the units they hold.
+ *
+ * From 1.1 on an offer holds its party's units: $2 units are offered, in
+ * at most $5 offers, to the parties in line of at most $6 each.  The line
+ * is taken in order as long as the parties fit, so a party that does not
+ * fit stops it (strict: the head waits); skip_to_fit passes a smaller
+ * $6 on later passes ($8: its audit rows say a party was passed over).
+ * With a fanout $7 above one, each unit is offered to $7 fans at once,
+ * parties of one each; their offers share a unit_id.
  */
 static WaitlistPlan promote_plans[2] = {
 	/* [false]: for a database whose schema (1.0) has no rank and no tokens yet */
 	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN},
-	{NULL, 4, {TEXTOID, INT8OID, BOOLOID, NAMEOID}, WAITLIST_CUSTOM_PLAN}
+	{NULL, 8, {TEXTOID, INT8OID, BOOLOID, NAMEOID, INT8OID, INT4OID, INT4OID, BOOLOID},
+	WAITLIST_CUSTOM_PLAN}
 };
 
 /*
@@ -816,20 +883,27 @@ static WaitlistPlan promote_plans[2] = {
 #define OFFER_TOKEN_SQL "waitlist.offer_token_for($1, s.offer_id, s.expires_at)"
 
 /*
- * The offer_created rows carry the offer's signed token (token.c signs it
- * with the key it reads once per transaction), from 1.1 on, when the line
- * is ordered by rank.
+ * The reason a promoted fan's audit row gives: on skip_to_fit's later
+ * passes, whether a larger party still waits ahead of them.
  */
+#define PASSED_OVER_REASON_SQL(promoted) \
+	"CASE WHEN $8 AND EXISTS (SELECT 1 FROM waitlist.entry a" \
+	"    WHERE a.resource_id OPERATOR(pg_catalog.=) $1 AND a.state OPERATOR(pg_catalog.=) 'WAITING'" \
+	"      AND a.quantity OPERATOR(pg_catalog.>) $6" \
+	"      AND (a.rank_key OPERATOR(pg_catalog.>) " promoted ".rank_key" \
+	"           OR (a.rank_key OPERATOR(pg_catalog.=) " promoted ".rank_key" \
+	"               AND a.seq OPERATOR(pg_catalog.<) " promoted ".seq)))" \
+	"  THEN 'promoted past a larger party that did not fit'" \
+	"  ELSE %s END"
+
+/* 1.0's promotion: the next $2 waiters, one unit each */
 static void
-build_promote_sql(bool ranked)
+build_promote_sql_1_0(StringInfo buf)
 {
 	const WaitlistRule *entry = rule_of(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_PROMOTE);
 	const WaitlistRule *offer = rule_of(WAITLIST_ENTITY_OFFER, WAITLIST_EVENT_PROMOTE);
-	StringInfoData buf;
 
-	Assert(offer->unit == WAITLIST_UNIT_HOLD && offer->from_state == NULL);
-	initStringInfo(&buf);
-	appendStringInfo(&buf,
+	appendStringInfo(buf,
 					 "WITH picked AS ("
 					 "  SELECT e.entry_id FROM waitlist.entry e"
 					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
@@ -842,59 +916,153 @@ build_promote_sql(bool ranked)
 					 "  UPDATE waitlist.entry e SET state = %s, updated_at = pg_catalog.now()"
 					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
 					 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT p.entry_id FROM picked p))"
-					 "  RETURNING e.entry_id, e.user_id, e.priority, e.seq%s"
+					 "  RETURNING e.entry_id, e.user_id, e.priority, e.seq"
 					 "), made AS ("
 					 "  INSERT INTO waitlist.offer (entry_id, resource_id, user_id, state, expires_at)"
-	/* clamped as the setting is bounded: no stored offer_ttl can overflow */
-					 "  SELECT m.entry_id, $1, m.user_id, %s, %s"
+					 "  SELECT m.entry_id, $1, m.user_id, %s, " OFFER_DEADLINE_1_0_SQL
 					 "  FROM moved m, waitlist.resource r"
 					 "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
 					 "  ORDER BY %s"
 					 "  RETURNING offer_id, entry_id, user_id, expires_at"
 					 "), notified AS (",
-					 sql_literal(entry->from_state), line_order(ranked, "e"),
-					 sql_literal(entry->to_state), ranked ? ", e.rank_key" : "",
-					 sql_literal(offer->to_state), ranked ? OFFER_DEADLINE_SQL : OFFER_DEADLINE_1_0_SQL,
-					 line_order(ranked, "m"));
-	append_outbox_rows(&buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text",
-					   ranked ? OFFER_TOKEN_SQL : "NULL::pg_catalog.text", NULL);
-	appendStringInfoString(&buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
-	append_audit_rows(&buf, entry, "moved", "moved.entry_id", line_order(ranked, "moved"), 4, ranked);
-	appendStringInfoString(&buf, ") UNION ALL (");
-	append_audit_rows(&buf, offer, "made", "made.offer_id", "made.offer_id", 4, ranked);
-	appendStringInfoString(&buf,
+					 sql_literal(entry->from_state), line_order(false, "e"),
+					 sql_literal(entry->to_state), sql_literal(offer->to_state),
+					 line_order(false, "m"));
+	append_outbox_rows(buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text",
+					   "NULL::pg_catalog.text", NULL);
+	appendStringInfoString(buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
+	append_audit_rows(buf, entry, "moved", "moved.entry_id", line_order(false, "moved"), 4, false);
+	appendStringInfoString(buf, ") UNION ALL (");
+	append_audit_rows(buf, offer, "made", "made.offer_id", "made.offer_id", 4, false);
+	appendStringInfoString(buf,
 						   ")), counted AS ("
-						   "  SELECT pg_catalog.count(*) AS offers FROM made"
-						   "), spent AS ("
+						   "  SELECT pg_catalog.count(*) AS offers, pg_catalog.count(*) AS units FROM made"
+						   ")");
+}
+
+/*
+ * 1.1's: parties in line order while they fit, each unit to $7 fans (group
+ * grp), the offer_created rows carrying the offer's signed token (token.c
+ * signs it with the key it reads once per transaction).
+ */
+static void
+build_promote_sql_1_1(StringInfo buf)
+{
+	const WaitlistRule *entry = rule_of(WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_PROMOTE);
+	const WaitlistRule *offer = rule_of(WAITLIST_ENTITY_OFFER, WAITLIST_EVENT_PROMOTE);
+
+	appendStringInfo(buf,
+					 "WITH candidates AS ("
+					 "  SELECT e.entry_id, e.quantity, e.rank_key, e.seq FROM waitlist.entry e"
+					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+					 "    AND e.state OPERATOR(pg_catalog.=) %s"
+					 "    AND e.quantity OPERATOR(pg_catalog.<=) $6"
+					 "  ORDER BY %s"
+					 "  LIMIT $5"
+					 "  FOR UPDATE OF e SKIP LOCKED"
+					 "), picked AS ("
+	/* the parties that fit, in line order: the first that does not ends it */
+					 "  SELECT c.entry_id, c.quantity, (c.n OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) $7 AS grp"
+					 "  FROM (SELECT c.entry_id, c.quantity,"
+					 "               pg_catalog.row_number() OVER w AS n, pg_catalog.sum(c.quantity) OVER w AS upto"
+					 "        FROM candidates c"
+					 "        WINDOW w AS (ORDER BY %s ROWS UNBOUNDED PRECEDING)) c"
+					 "  WHERE c.upto OPERATOR(pg_catalog.<=) ($2 OPERATOR(pg_catalog.*) $7)"
+					 "), units AS ("
+	/* one unit per group of fans; an id shared by the offers of a fanned-out one */
+					 "  SELECT g.grp, g.units,"
+					 "         CASE WHEN $7 OPERATOR(pg_catalog.>) 1"
+					 "              THEN pg_catalog.nextval('waitlist.offer_unit_seq') END AS unit_id"
+					 "  FROM (SELECT p.grp, pg_catalog.max(p.quantity) AS units FROM picked p GROUP BY p.grp) g"
+					 "), moved AS ("
+	/* ids as an array: an index lookup whatever the row estimates say */
+					 "  UPDATE waitlist.entry e SET state = %s, updated_at = pg_catalog.now()"
+					 "  WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+					 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT p.entry_id FROM picked p))"
+					 "  RETURNING e.entry_id, e.user_id, e.priority, e.seq, e.rank_key, e.quantity"
+					 "), made AS ("
+					 "  INSERT INTO waitlist.offer (entry_id, resource_id, user_id, state, expires_at, units, unit_id)"
+					 "  SELECT m.entry_id, $1, m.user_id, %s, " OFFER_DEADLINE_SQL ", m.quantity, u.unit_id"
+					 "  FROM moved m"
+					 "  JOIN picked p ON p.entry_id OPERATOR(pg_catalog.=) m.entry_id"
+					 "  JOIN units u ON u.grp OPERATOR(pg_catalog.=) p.grp"
+					 "  CROSS JOIN waitlist.resource r"
+					 "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
+					 "  ORDER BY %s"
+					 "  RETURNING offer_id, entry_id, user_id, expires_at, units"
+					 "), notified AS (",
+					 sql_literal(entry->from_state), line_order(true, "e"), line_order(true, "c"),
+					 sql_literal(entry->to_state), sql_literal(offer->to_state),
+					 line_order(true, "m"));
+	append_outbox_rows_of(buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text",
+						  OFFER_TOKEN_SQL, NULL, true);
+	appendStringInfoString(buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
+	append_audit_rows_because(buf, entry,
+							  psprintf(PASSED_OVER_REASON_SQL("moved"), sql_literal(entry->reason)),
+							  "moved", "moved.entry_id", line_order(true, "moved"), 4, true);
+	appendStringInfoString(buf, ") UNION ALL (");
+	append_audit_rows(buf, offer, "made", "made.offer_id", "made.offer_id", 4, true);
+	appendStringInfoString(buf,
+						   ")), counted AS ("
+						   "  SELECT (SELECT pg_catalog.count(*) FROM made) AS offers,"
+						   "         (SELECT coalesce(pg_catalog.sum(u.units), 0) FROM units u) AS units"
+						   ")");
+}
+
+static void
+build_promote_sql(bool ranked)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (ranked)
+		build_promote_sql_1_1(&buf);
+	else
+		build_promote_sql_1_0(&buf);
+	appendStringInfoString(&buf,
+						   ", spent AS ("
 						   "  UPDATE waitlist.resource r"
-						   "  SET free_units = r.free_units OPERATOR(pg_catalog.-) c.offers,"
+						   "  SET free_units = r.free_units OPERATOR(pg_catalog.-) c.units,"
 						   "      updated_at = pg_catalog.now(),"
 						   "      wave_started_at = CASE WHEN $3 THEN pg_catalog.now() ELSE r.wave_started_at END,"
 						   "      wave_offers = CASE WHEN $3 THEN c.offers"
 						   "                         ELSE r.wave_offers OPERATOR(pg_catalog.+) c.offers END"
 						   "  FROM counted c"
 						   "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.offers OPERATOR(pg_catalog.>) 0"
-						   ") SELECT offers FROM counted");
+						   ") SELECT offers, units FROM counted");
 	promote_plans[ranked].sql = keep_sql(&buf);
 }
 
-/* Offer max_offers free units; the caller holds the resource's lock. */
+/*
+ * Make the offers of one promotion step; the caller holds the resource's
+ * lock.  Returns the number of offers made; *units_spent gets the units
+ * they hold.
+ */
 int64
-waitlist_apply_promote(text *resource_id, int64 max_offers, bool new_wave)
+waitlist_apply_promote(text *resource_id, const WaitlistPromotion *promotion,
+					   int64 *units_spent)
 {
 	bool		ranked = waitlist_schema_is_1_1();
-	Datum		values[4];
+	Datum		values[8];
 	bool		isnull;
 	int64		offers;
 
 	if (promote_plans[ranked].sql == NULL)
 		build_promote_sql(ranked);
 	values[0] = PointerGetDatum(resource_id);
-	values[1] = Int64GetDatum(max_offers);
-	values[2] = BoolGetDatum(new_wave);
+	/* 1.0: one unit per offer, as many as both bounds allow */
+	values[1] = Int64GetDatum(ranked ? promotion->units :
+							  Min(promotion->units, promotion->max_offers));
+	values[2] = BoolGetDatum(promotion->new_wave);
 	values[3] = actor_datum();
-	apply(&promote_plans[ranked], max_offers, values, NULL);
+	values[4] = Int64GetDatum(promotion->max_offers);
+	values[5] = Int32GetDatum(promotion->max_quantity);
+	values[6] = Int32GetDatum(promotion->fanout);
+	values[7] = BoolGetDatum(promotion->passing_over);
+	apply(&promote_plans[ranked], promotion->max_offers, values, NULL);
 	offers = first_int8(&isnull);
+	*units_spent = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 2, &isnull));
 	if (offers > 0)
 		outbox_written();
 	return offers;
@@ -937,6 +1105,25 @@ offer_changes(WaitlistEvent event)
 	}
 }
 
+/*
+ * The units settled offers give back (1.1): a party's offer all of its
+ * own, and a fanned-out unit once, when none of its other offers still
+ * holds it or took it.  The caller holds the resource's row, so settlements
+ * of one unit's offers come one after the other, each seeing the last.
+ */
+#define RETURNED_UNITS_SQL \
+	"SELECT coalesce(pg_catalog.sum(s.units) FILTER (WHERE s.unit_id IS NULL), 0)" \
+	"       OPERATOR(pg_catalog.+)" \
+	"       (SELECT pg_catalog.count(DISTINCT f.unit_id) FROM settled f" \
+	"        WHERE f.unit_id IS NOT NULL" \
+	"          AND NOT EXISTS (SELECT 1 FROM waitlist.offer t" \
+	"                          WHERE t.resource_id OPERATOR(pg_catalog.=) $1" \
+	"                            AND t.unit_id OPERATOR(pg_catalog.=) f.unit_id" \
+	"                            AND t.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING', 'ACCEPTED', 'FAILED'])" \
+	"                            AND t.offer_id OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT a.offer_id FROM settled a))))" \
+	"       AS n" \
+	" FROM settled s"
+
 static void
 build_offer_event_sql(WaitlistEvent event, bool ranked)
 {
@@ -953,10 +1140,11 @@ build_offer_event_sql(WaitlistEvent event, bool ranked)
 					 "  WHERE o.resource_id OPERATOR(pg_catalog.=) $1"
 					 "    AND o.offer_id OPERATOR(pg_catalog.=) ANY ($2)"
 					 "    AND o.state OPERATOR(pg_catalog.=) %s"
-					 "  RETURNING o.offer_id, o.entry_id, o.user_id, o.expires_at%s"
+					 "  RETURNING o.offer_id, o.entry_id, o.user_id, o.expires_at%s%s"
 					 ")",
 					 offer_changes(event), sql_literal(offer->from_state),
-					 booking ? ", o.idempotency_key, o.booking_attempts, o.booking_deadline" : "");
+					 booking ? ", o.idempotency_key, o.booking_attempts, o.booking_deadline" : "",
+					 ranked ? ", o.units, o.unit_id" : "");
 	if (entry != NULL)
 		appendStringInfo(&buf,
 						 ", moved AS ("
@@ -987,14 +1175,15 @@ build_offer_event_sql(WaitlistEvent event, bool ranked)
 	}
 	appendStringInfoString(&buf, "))");
 	if (offer->unit == WAITLIST_UNIT_RETURN)
-		appendStringInfoString(&buf,
-							   ", returned AS ("
-							   "  UPDATE waitlist.resource r"
-							   "  SET free_units = r.free_units OPERATOR(pg_catalog.+) c.n,"
-							   "      updated_at = pg_catalog.now()"
-							   "  FROM (SELECT pg_catalog.count(*) AS n FROM settled) c"
-							   "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.n OPERATOR(pg_catalog.>) 0"
-							   ")");
+		appendStringInfo(&buf,
+						 ", returned AS ("
+						 "  UPDATE waitlist.resource r"
+						 "  SET free_units = r.free_units OPERATOR(pg_catalog.+) c.n,"
+						 "      updated_at = pg_catalog.now()"
+						 "  FROM (%s) c"
+						 "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1 AND c.n OPERATOR(pg_catalog.>) 0"
+						 ")",
+						 ranked ? RETURNED_UNITS_SQL : "SELECT pg_catalog.count(*) AS n FROM settled");
 	appendStringInfoString(&buf, " SELECT pg_catalog.count(*) FROM settled");
 
 	plan->nargs = 9;

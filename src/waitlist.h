@@ -35,6 +35,9 @@
 #define WAITLIST_MAX_SETTING_INTERVAL	"1 year"	/* offer_ttl, wave_interval, ... */
 #define WAITLIST_MAX_WAITING			INT64CONST(1000000000)
 #define WAITLIST_MAX_WAVE_SIZE			1000000
+/* the largest party a resource may take, and the most fans a unit is offered to at once */
+#define WAITLIST_MAX_PARTY_SIZE			1000
+#define WAITLIST_MAX_OFFER_FANOUT		50
 #define WAITLIST_MAX_BOOKING_ATTEMPTS	100
 #define WAITLIST_MIN_JOIN_RATE			0.000001	/* joins per second */
 #define WAITLIST_MAX_JOIN_RATE			1000000.0

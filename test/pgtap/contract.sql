@@ -50,20 +50,20 @@ LANGUAGE sql AS $$
        AND pg_catalog.pg_get_indexdef(i.indexrelid) LIKE '%' || def_tail
 $$;
 
-SELECT plan(157);
+SELECT plan(158);
 
 ------------------------------------------------------------------------------
 -- Functions: exact signatures and return types
 ------------------------------------------------------------------------------
 
 SELECT has_function('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer', 'timestamp with time zone', 'interval', 'boolean'],
-    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean) exists');
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer', 'timestamp with time zone', 'interval', 'boolean', 'integer', 'text', 'integer'],
+    'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean, integer, text, integer) exists');
 SELECT function_returns('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer', 'timestamp with time zone', 'interval', 'boolean'], 'void',
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer', 'timestamp with time zone', 'interval', 'boolean', 'integer', 'text', 'integer'], 'void',
     'waitlist_create_resource returns void');
 SELECT is(pg_catalog.pg_get_function_arguments(
-        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean)'::regprocedure),
+        'waitlist_create_resource(text, interval, bigint, regprocedure, text[], integer, interval, text, interval, integer, interval, interval, interval, text, text, integer[], double precision, integer, timestamp with time zone, interval, boolean, integer, text, integer)'::regprocedure),
     'resource_id text, offer_ttl interval DEFAULT ''00:15:00''::interval, max_waiting bigint DEFAULT NULL::bigint, '
     'booking_function regprocedure DEFAULT NULL::regprocedure, channels text[] DEFAULT NULL::text[], '
     'wave_size integer DEFAULT NULL::integer, wave_interval interval DEFAULT NULL::interval, '
@@ -73,17 +73,18 @@ SELECT is(pg_catalog.pg_get_function_arguments(
     'confirm_place_from text DEFAULT ''join''::text, position_visibility text DEFAULT ''exact''::text, '
     'position_bands integer[] DEFAULT NULL::integer[], join_rate_per_second double precision DEFAULT NULL::double precision, '
     'join_burst integer DEFAULT NULL::integer, offers_close_at timestamp with time zone DEFAULT NULL::timestamp with time zone, '
-    'min_offer_ttl interval DEFAULT NULL::interval, ttl_shrink boolean DEFAULT false',
-    'waitlist_create_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, aging_interval, confirm_within, confirm_place_from, position_visibility, position_bands, join_rate_per_second, join_burst, offers_close_at, min_offer_ttl, ttl_shrink), all but the first with defaults');
+    'min_offer_ttl interval DEFAULT NULL::interval, ttl_shrink boolean DEFAULT false, '
+    'max_party_size integer DEFAULT 1, party_policy text DEFAULT ''strict''::text, offer_fanout integer DEFAULT 1',
+    'waitlist_create_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, booking_function, channels, wave_size, wave_interval), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, aging_interval, confirm_within, confirm_place_from, position_visibility, position_bands, join_rate_per_second, join_burst, offers_close_at, min_offer_ttl, ttl_shrink, max_party_size, party_policy, offer_fanout), all but the first with defaults');
 
 SELECT has_function('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean', 'timestamp with time zone', 'boolean', 'interval', 'boolean', 'boolean'],
-    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean) exists');
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean', 'timestamp with time zone', 'boolean', 'interval', 'boolean', 'boolean', 'integer', 'text', 'integer'],
+    'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean, integer, text, integer) exists');
 SELECT function_returns('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean', 'timestamp with time zone', 'boolean', 'interval', 'boolean', 'boolean'], 'void',
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean', 'timestamp with time zone', 'boolean', 'interval', 'boolean', 'boolean', 'integer', 'text', 'integer'], 'void',
     'waitlist_alter_resource returns void');
 SELECT is(pg_catalog.pg_get_function_arguments(
-        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean)'::regprocedure),
+        'waitlist_alter_resource(text, interval, bigint, boolean, regprocedure, boolean, text[], integer, interval, boolean, text, interval, integer, interval, boolean, interval, boolean, interval, boolean, text, text, integer[], boolean, double precision, integer, boolean, timestamp with time zone, boolean, interval, boolean, boolean, integer, text, integer)'::regprocedure),
     'resource_id text, offer_ttl interval DEFAULT NULL::interval, max_waiting bigint DEFAULT NULL::bigint, '
     'clear_max_waiting boolean DEFAULT false, booking_function regprocedure DEFAULT NULL::regprocedure, '
     'clear_booking_function boolean DEFAULT false, channels text[] DEFAULT NULL::text[], '
@@ -98,8 +99,9 @@ SELECT is(pg_catalog.pg_get_function_arguments(
     'join_rate_per_second double precision DEFAULT NULL::double precision, join_burst integer DEFAULT NULL::integer, '
     'clear_join_rate boolean DEFAULT false, offers_close_at timestamp with time zone DEFAULT NULL::timestamp with time zone, '
     'clear_offers_close_at boolean DEFAULT false, min_offer_ttl interval DEFAULT NULL::interval, '
-    'clear_min_offer_ttl boolean DEFAULT false, ttl_shrink boolean DEFAULT NULL::boolean',
-    'waitlist_alter_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, clear_max_offer_extension, aging_interval, clear_aging_interval, confirm_within, clear_confirm_within, confirm_place_from, position_visibility, position_bands, clear_position_bands, join_rate_per_second, join_burst, clear_join_rate, offers_close_at, clear_offers_close_at, min_offer_ttl, clear_min_offer_ttl, ttl_shrink), all but the first with defaults');
+    'clear_min_offer_ttl boolean DEFAULT false, ttl_shrink boolean DEFAULT NULL::boolean, '
+    'max_party_size integer DEFAULT NULL::integer, party_policy text DEFAULT NULL::text, offer_fanout integer DEFAULT NULL::integer',
+    'waitlist_alter_resource takes 1.0''s (resource_id, offer_ttl, max_waiting, clear_max_waiting, booking_function, clear_booking_function, channels, wave_size, wave_interval, clear_waves), then (booking, booking_timeout, booking_max_attempts, max_offer_extension, clear_max_offer_extension, aging_interval, clear_aging_interval, confirm_within, clear_confirm_within, confirm_place_from, position_visibility, position_bands, clear_position_bands, join_rate_per_second, join_burst, clear_join_rate, offers_close_at, clear_offers_close_at, min_offer_ttl, clear_min_offer_ttl, ttl_shrink, max_party_size, party_policy, offer_fanout), all but the first with defaults');
 
 -- the accept saga and offer extensions (1.1)
 SELECT has_function('waitlist_booking_confirmed', ARRAY['bigint', 'text'],
@@ -121,10 +123,13 @@ SELECT is(pg_catalog.pg_get_function_arguments('waitlist_extend_offer(bigint, in
     'offer_id bigint, by_interval interval, reason text, idempotency_key text',
     'waitlist_extend_offer takes (offer_id, by_interval, reason, idempotency_key)');
 
-SELECT has_function('waitlist_join', ARRAY['text', 'text', 'integer'],
-    'waitlist_join(text, text, integer) exists');
-SELECT function_returns('waitlist_join', ARRAY['text', 'text', 'integer'], 'bigint',
+SELECT has_function('waitlist_join', ARRAY['text', 'text', 'integer', 'integer'],
+    'waitlist_join(text, text, integer, integer) exists');
+SELECT function_returns('waitlist_join', ARRAY['text', 'text', 'integer', 'integer'], 'bigint',
     'waitlist_join returns bigint');
+SELECT is(pg_catalog.pg_get_function_arguments('waitlist_join(text, text, integer, integer)'::regprocedure),
+    'resource_id text, user_id text, priority integer DEFAULT 0, quantity integer DEFAULT 1',
+    'waitlist_join takes (resource_id, user_id, priority, quantity), priority and quantity with defaults');
 
 SELECT has_function('waitlist_leave', ARRAY['bigint'],
     'waitlist_leave(bigint) exists');
@@ -161,9 +166,9 @@ SELECT set_eq(
                            'waitlist_outbox_claim', 'waitlist_outbox_ack', 'waitlist_outbox_fail',
                            'waitlist_outbox_retry', 'waitlist_set_channel_rate', 'waitlist_inbox',
                            'waitlist_offer_seen')$$,
-    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval,text,interval,integer,interval,interval,interval,text,text,integer[],double precision,integer,timestamp with time zone,interval,boolean)'),
-             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean,text,interval,integer,interval,boolean,interval,boolean,interval,boolean,text,text,integer[],boolean,double precision,integer,boolean,timestamp with time zone,boolean,interval,boolean,boolean)'),
-             ('waitlist_join(text,text,integer)'),
+    $$VALUES ('waitlist_create_resource(text,interval,bigint,regprocedure,text[],integer,interval,text,interval,integer,interval,interval,interval,text,text,integer[],double precision,integer,timestamp with time zone,interval,boolean,integer,text,integer)'),
+             ('waitlist_alter_resource(text,interval,bigint,boolean,regprocedure,boolean,text[],integer,interval,boolean,text,interval,integer,interval,boolean,interval,boolean,interval,boolean,text,text,integer[],boolean,double precision,integer,boolean,timestamp with time zone,boolean,interval,boolean,boolean,integer,text,integer)'),
+             ('waitlist_join(text,text,integer,integer)'),
              ('waitlist_leave(bigint)'),
              ('waitlist_status(bigint)'),
              ('waitlist_release(text,integer,text)'),
@@ -178,7 +183,7 @@ SELECT set_eq(
     'each API function has exactly one signature (no stray overloads)');
 
 SELECT volatility_is('waitlist_status', ARRAY['bigint'], 'volatile', 'waitlist_status is VOLATILE, so it sees a join made earlier in the same statement');
-SELECT volatility_is('waitlist_join', ARRAY['text', 'text', 'integer'], 'volatile', 'waitlist_join is VOLATILE');
+SELECT volatility_is('waitlist_join', ARRAY['text', 'text', 'integer', 'integer'], 'volatile', 'waitlist_join is VOLATILE');
 SELECT volatility_is('waitlist_release', ARRAY['text', 'integer', 'text'], 'volatile', 'waitlist_release is VOLATILE');
 SELECT volatility_is('waitlist_promote', ARRAY['text', 'integer'], 'volatile', 'waitlist_promote is VOLATILE');
 SELECT volatility_is('waitlist_leave', ARRAY['bigint'], 'volatile', 'waitlist_leave is VOLATILE');
@@ -232,12 +237,12 @@ SELECT is(
 CREATE ROLE wl_test_outsider NOLOGIN;
 
 SELECT function_privs_are('waitlist_create_resource',
-    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer', 'timestamp with time zone', 'interval', 'boolean'],
+    ARRAY['text', 'interval', 'bigint', 'regprocedure', 'text[]', 'integer', 'interval', 'text', 'interval', 'integer', 'interval', 'interval', 'interval', 'text', 'text', 'integer[]', 'double precision', 'integer', 'timestamp with time zone', 'interval', 'boolean', 'integer', 'text', 'integer'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_create_resource');
 SELECT function_privs_are('waitlist_alter_resource',
-    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean', 'timestamp with time zone', 'boolean', 'interval', 'boolean', 'boolean'],
+    ARRAY['text', 'interval', 'bigint', 'boolean', 'regprocedure', 'boolean', 'text[]', 'integer', 'interval', 'boolean', 'text', 'interval', 'integer', 'interval', 'boolean', 'interval', 'boolean', 'interval', 'boolean', 'text', 'text', 'integer[]', 'boolean', 'double precision', 'integer', 'boolean', 'timestamp with time zone', 'boolean', 'interval', 'boolean', 'boolean', 'integer', 'text', 'integer'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_alter_resource');
-SELECT function_privs_are('waitlist_join', ARRAY['text', 'text', 'integer'],
+SELECT function_privs_are('waitlist_join', ARRAY['text', 'text', 'integer', 'integer'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_join');
 SELECT function_privs_are('waitlist_leave', ARRAY['bigint'],
     'wl_test_outsider', ARRAY[]::name[], 'a plain role may not execute waitlist_leave');
@@ -255,7 +260,7 @@ SELECT is(wl_test.sqlstate_as('wl_test_outsider', $$SELECT waitlist_join('contra
 SELECT is(wl_test.sqlstate_as('wl_test_outsider', $$SELECT count(*) FROM waitlist.entry$$),
     '42501', 'a plain role cannot read the tables of schema waitlist (42501)');
 
-GRANT EXECUTE ON FUNCTION waitlist_join(text, text, integer) TO wl_test_outsider;
+GRANT EXECUTE ON FUNCTION waitlist_join(text, text, integer, integer) TO wl_test_outsider;
 SELECT is(wl_test.sqlstate_as('wl_test_outsider', $$SELECT waitlist_join('contract-priv', 'u1')$$),
     '00000', 'with EXECUTE on waitlist_join and no table privileges, a role can join');
 SELECT is(
