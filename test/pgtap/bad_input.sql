@@ -70,7 +70,7 @@ BEGIN
 END
 $$;
 
-SELECT plan(334);
+SELECT plan(362);
 
 SELECT is(wl_test.digest() ~ '(^|\n)entry n=5 ' AND wl_test.digest() ~ '(^|\n)offer n=2 ' AND wl_test.digest() ~ '(^|\n)capacity_event n=1 ',
     true, 'the fixture has entries, offers and a capacity event');
@@ -722,6 +722,43 @@ SELECT is(wl_test.digest(), :'probe_before', '... and the session goes on with n
 
 \set VERBOSITY default
 \set ON_ERROR_STOP 1
+
+------------------------------------------------------------------------------
+-- Parties and parallel offers: out of range, unknown, or not together (22023),
+-- NULL (22004), a fanout over parties already in line (55000)
+------------------------------------------------------------------------------
+
+SELECT waitlist_create_resource('bad-party', max_party_size => 3);
+SELECT waitlist_join('bad-party', 'party-of-two', 0, 2);
+SELECT wl_test.rejects($$SELECT waitlist_join('bad-party', 'party-x', 0, 0)$$, '22023',
+    'waitlist_join with quantity 0');
+SELECT wl_test.rejects($$SELECT waitlist_join('bad-party', 'party-x', 0, 4)$$, '22023',
+    'waitlist_join with a party above max_party_size');
+SELECT wl_test.rejects($$SELECT waitlist_join('bad-party', 'party-x', 0, 2147483647)$$, '22023',
+    'waitlist_join with a party larger than the resource could ever free');
+SELECT wl_test.rejects($$SELECT waitlist_join('bad-party', 'party-x', 0, NULL)$$, '22004',
+    'waitlist_join with NULL quantity');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-party-2', max_party_size => 0)$$, '22023',
+    'waitlist_create_resource with max_party_size 0');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-party-2', max_party_size => 100000)$$, '22023',
+    'waitlist_create_resource with an absurd max_party_size');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-party-2', party_policy => 'biggest_first')$$, '22023',
+    'waitlist_create_resource with an unknown party_policy');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-party-2', party_policy => NULL)$$, '22004',
+    'waitlist_create_resource with NULL party_policy');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-party-2', offer_fanout => 0)$$, '22023',
+    'waitlist_create_resource with offer_fanout 0');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-party-2', offer_fanout => 1000)$$, '22023',
+    'waitlist_create_resource with an absurd offer_fanout');
+SELECT wl_test.rejects($$SELECT waitlist_create_resource('bad-party-2', offer_fanout => 2, max_party_size => 2)$$, '22023',
+    'waitlist_create_resource with a fanout and parties');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad-party', offer_fanout => -1)$$, '22023',
+    'waitlist_alter_resource with a negative offer_fanout');
+SELECT waitlist_create_resource('bad-party-empty', max_party_size => 3);
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad-party-empty', offer_fanout => 2)$$, '22023',
+    'waitlist_alter_resource with a fanout on a resource of parties');
+SELECT wl_test.rejects($$SELECT waitlist_alter_resource('bad-party', offer_fanout => 2, max_party_size => 1)$$, '55000',
+    'waitlist_alter_resource with a fanout while parties wait');
 
 ------------------------------------------------------------------------------
 -- After all these errors the API frames are unwound: a change by hand is

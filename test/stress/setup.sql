@@ -7,7 +7,7 @@
 -- records them in stress_caught, and lets anything else through: pgbench
 -- then aborts the client and the run fails.
 --
--- Resources: hot-1 .. hot-3 get 70% of the joins, leaves and promotions and
+-- Resources (hot-3 and the odd cold ones seat parties of mixed sizes): hot-1 .. hot-3 get 70% of the joins, leaves and promotions and
 -- 97% of the releases, cold-1 .. cold-200 the rest.  Offers stay open 1 to
 -- 2 seconds.  hot-1, hot-2 and the even cold
 -- resources book through stress_book(); the others accept without a
@@ -85,13 +85,16 @@ BEGIN
                                      booking_function => 'stress_book(text,text,bigint,text)');
     PERFORM waitlist_create_resource('hot-2', interval '2 seconds',
                                      booking_function => 'stress_book(text,text,bigint,text)');
-    PERFORM waitlist_create_resource('hot-3', interval '1.5 seconds');
+    -- hot-3 seats parties of up to four, the head of the line waiting for its party
+    PERFORM waitlist_create_resource('hot-3', interval '1.5 seconds', max_party_size => 4);
     FOR i IN 1 .. 200 LOOP
         IF i % 2 = 0 THEN
             PERFORM waitlist_create_resource('cold-' || i, interval '1 second' * (1 + i % 3 * 0.5),
                                              booking_function => 'stress_book(text,text,bigint,text)');
         ELSE
-            PERFORM waitlist_create_resource('cold-' || i, interval '1 second' * (1 + i % 3 * 0.5));
+            -- the odd cold resources seat parties of up to three, the first that fits first
+            PERFORM waitlist_create_resource('cold-' || i, interval '1 second' * (1 + i % 3 * 0.5),
+                                             max_party_size => 3, party_policy => 'skip_to_fit');
         END IF;
     END LOOP;
     INSERT INTO stress_seat (resource_id, seat_no)
@@ -102,8 +105,10 @@ $$;
 CREATE FUNCTION stress_join(pick integer, usr integer, prio integer)
 RETURNS bigint
 LANGUAGE sql AS $$
-    SELECT waitlist_join(stress_resource(pick), 'u' || usr,
-                         CASE WHEN prio = 1 THEN 1 ELSE 0 END)
+    -- parties of mixed sizes where the resource seats them
+    SELECT waitlist_join(r.resource_id, 'u' || usr, CASE WHEN prio = 1 THEN 1 ELSE 0 END,
+                         1 + usr % r.max_party_size)
+    FROM waitlist.resource r WHERE r.resource_id = stress_resource(pick)
 $$;
 
 -- the user's active entry leaves, if there is one

@@ -111,7 +111,7 @@ sub check_recovered
 			q{SELECT count(*) FROM waitlist.resource r
   WHERE r.units_released <> (SELECT coalesce(sum(quantity), 0) FROM waitlist.capacity_event e
                              WHERE e.resource_id = r.resource_id)
-     OR r.units_released <> r.free_units + (SELECT count(*) FROM waitlist.offer o
+     OR r.units_released <> r.free_units + (SELECT coalesce(sum(o.units), 0) FROM waitlist.offer o
                              WHERE o.resource_id = r.resource_id
                                AND o.state IN ('OPEN', 'ACCEPTED', 'FAILED'))}),
 		'0',
