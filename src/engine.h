@@ -181,7 +181,7 @@ extern int64 waitlist_fold_pending(int32 max_resources);
 extern bool waitlist_release_units(text *resource_id, int32 quantity, text *event_id,
 								   bool missing_ok);
 extern bool waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id);
-extern void waitlist_lock_unit_offers(text *resource_id, int64 offer_id);
+extern bool waitlist_lock_unit_offers(text *resource_id, int64 offer_id);
 extern int64 waitlist_fill_unit(text *resource_id, int64 offer_id);
 extern int64 waitlist_expire_due(int64 max_offers, int owner, int nworkers);
 extern int64 waitlist_end_due_sagas(int64 max_offers, int owner, int nworkers);

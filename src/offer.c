@@ -280,9 +280,10 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 	Datum		request[5];
 	char		request_nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	WaitlistOfferChange change = {.idempotency_key = idempotency_key};
+	bool		fanned_out;
 
 	/* a unit offered to several fans goes to the first to get here */
-	waitlist_lock_unit_offers(resource_id, offer_id);
+	fanned_out = waitlist_lock_unit_offers(resource_id, offer_id);
 	lock_offer(resource_id, offer_id, &offer);
 	if (strcmp(offer.state, outcome_of(WAITLIST_EVENT_ACCEPT)) == 0)
 	{
@@ -327,7 +328,8 @@ decide_accept(text *resource_id, int64 offer_id, text *idempotency_key,
 			offer_settled_under_accept(resource_id, offer_id);
 	}
 	/* the unit is taken (or gone): the other fans it was offered to go back in line */
-	(void) waitlist_fill_unit(resource_id, offer_id);
+	if (fanned_out)
+		(void) waitlist_fill_unit(resource_id, offer_id);
 
 	request[0] = PointerGetDatum(resource_id);
 	request[1] = Int64GetDatum(offer_id);

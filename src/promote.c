@@ -607,7 +607,8 @@ waitlist_revoke_offer_of_entry(text *resource_id, int64 entry_id)
  * The offers of a fanned-out unit (1.1), the given one's included, locked
  * in offer order: accepts of two of them come one after the other, so the
  * second finds its offer revoked, and its fan's booking function never
- * runs.  Nothing for an offer of its own units, or on a 1.0 schema.
+ * runs.  Returns false, having locked nothing, for an offer of its own
+ * units, or on a 1.0 schema.
  */
 static WaitlistPlan lock_unit_offers_plan = {
 	"SELECT o.offer_id FROM waitlist.offer o"
@@ -630,13 +631,15 @@ static WaitlistPlan unit_rivals_plan = {
 	2, {TEXTOID, INT8OID}
 };
 
-void
+bool
 waitlist_lock_unit_offers(text *resource_id, int64 offer_id)
 {
 	Datum		values[2] = {PointerGetDatum(resource_id), Int64GetDatum(offer_id)};
 
-	if (waitlist_schema_is_1_1())
-		waitlist_execute(&lock_unit_offers_plan, values, NULL, false, 0);
+	if (!waitlist_schema_is_1_1())
+		return false;
+	waitlist_execute(&lock_unit_offers_plan, values, NULL, false, 0);
+	return SPI_processed > 0;
 }
 
 /*
@@ -653,8 +656,6 @@ waitlist_fill_unit(text *resource_id, int64 offer_id)
 	bool		isnull;
 	Datum		rivals;
 
-	if (!waitlist_schema_is_1_1())
-		return 0;
 	waitlist_execute(&unit_rivals_plan, values, NULL, false, 0);
 	rivals = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
