@@ -153,14 +153,19 @@ static WaitlistPlan alter_party_plan = {
 	4, {TEXTOID, INT4OID, TEXTOID, INT4OID}
 };
 
-/* what a fanout needs: the party size, and the parties larger than one in line */
-static WaitlistPlan party_state_plan = {
-	"SELECT r.max_party_size, r.offer_fanout,"
-	"       (SELECT pg_catalog.count(*) FROM waitlist.entry e"
-	"        WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
-	"          AND e.state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED'])"
-	"          AND e.quantity OPERATOR(pg_catalog.>) 1)"
-	" FROM waitlist.resource r WHERE r.resource_id OPERATOR(pg_catalog.=) $1",
+/* the party settings a change of them starts from */
+static WaitlistPlan party_settings_plan = {
+	"SELECT max_party_size, offer_fanout FROM waitlist.resource"
+	" WHERE resource_id OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+/* the parties of more than one in line, which a fanout would not serve */
+static WaitlistPlan parties_in_line_plan = {
+	"SELECT pg_catalog.count(*) FROM waitlist.entry e"
+	" WHERE e.resource_id OPERATOR(pg_catalog.=) $1"
+	"   AND e.state OPERATOR(pg_catalog.=) ANY (ARRAY['PENDING', 'WAITING', 'OFFERED'])"
+	"   AND e.quantity OPERATOR(pg_catalog.>) 1",
 	1, {TEXTOID}
 };
 
@@ -626,19 +631,28 @@ alter_parties(text *resource_id, Datum *settings, char *nulls)
 	bool		isnull;
 	int			i;
 
+	/* most alters change other settings: nothing to read or write then */
+	if (nulls[0] == 'n' && nulls[1] == 'n' && nulls[2] == 'n')
+		return;
 	values[0] = PointerGetDatum(resource_id);
 	value_nulls[0] = ' ';
-	waitlist_execute(&party_state_plan, values, NULL, false, 0);
+	waitlist_execute(&party_settings_plan, values, NULL, false, 0);
 	if (SPI_processed == 0)
 		waitlist_resource_not_found(resource_id);
 	max_party_size = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	fanout = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	parties = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	if (nulls[0] != 'n')
 		max_party_size = DatumGetInt32(settings[0]);
 	if (nulls[2] != 'n')
 	{
-		if (DatumGetInt32(settings[2]) > 1 && fanout == 1 && parties > 0)
+		/* only a fanout switched on can strand the parties in line */
+		parties = 0;
+		if (DatumGetInt32(settings[2]) > 1 && fanout == 1)
+		{
+			waitlist_execute(&parties_in_line_plan, values, NULL, false, 0);
+			parties = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		if (parties > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("waitlist resource \"%s\" has parties of more than one in line",
