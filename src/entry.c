@@ -56,6 +56,17 @@ static WaitlistPlan count_waiting_plan = {
 	2, {TEXTOID, INT8OID}
 };
 
+/*
+ * The end of both status statements: entry $2 of resource $1 ("e") and the
+ * offer that holds units for it, if any ("o").
+ */
+#define ENTRY_AND_HELD_OFFER_SQL \
+	"LEFT JOIN waitlist.offer o" \
+	"  ON o.resource_id OPERATOR(pg_catalog.=) $1" \
+	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id" \
+	"  AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) " \
+	"WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.entry_id OPERATOR(pg_catalog.=) $2"
+
 static WaitlistPlan find_entry_plan = {
 	"SELECT resource_id, state FROM waitlist.entry WHERE entry_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}
@@ -83,11 +94,7 @@ static WaitlistPlan status_1_0_plan = {
 	"  END,"
 	"  o.offer_id, o.expires_at "
 	"FROM waitlist.entry e "
-	"LEFT JOIN waitlist.offer o"
-	"  ON o.resource_id OPERATOR(pg_catalog.=) $1"
-	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id"
-	"  AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) "
-	"WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.entry_id OPERATOR(pg_catalog.=) $2",
+	ENTRY_AND_HELD_OFFER_SQL,
 	2, {TEXTOID, INT8OID}
 };
 
@@ -408,11 +415,7 @@ static WaitlistPlan status_entry_plan = {
 	"  r.position_visibility, r.position_bands, r.rule_version "
 	"FROM waitlist.entry e "
 	"JOIN waitlist.resource r ON r.resource_id OPERATOR(pg_catalog.=) $1 "
-	"LEFT JOIN waitlist.offer o"
-	"  ON o.resource_id OPERATOR(pg_catalog.=) $1"
-	"  AND o.entry_id OPERATOR(pg_catalog.=) e.entry_id"
-	"  AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) "
-	"WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.entry_id OPERATOR(pg_catalog.=) $2",
+	ENTRY_AND_HELD_OFFER_SQL,
 	2, {TEXTOID, INT8OID}
 };
 
