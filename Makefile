@@ -10,10 +10,12 @@ MODULE_big = waitlist
 OBJS = \
 	src/shmem.o \
 	src/api.o \
+	src/shards.o \
 	src/booking.o \
 	src/store.o \
 	src/token.o \
 	src/autonomous.o \
+	src/forward.o \
 	src/transition.o \
 	src/promote.o \
 	src/entry.o \
@@ -25,6 +27,7 @@ OBJS = \
 	src/guard.o \
 	src/cron.o \
 	src/archive.o \
+	src/distribute.o \
 	src/worker.o \
 	src/waitlist.o
 
@@ -69,8 +72,8 @@ $(FULL_SCRIPT): sql/install-guard.sql.in sql/$(EXTENSION)--1.0.sql sql/$(EXTENSI
 	{ echo '/* $(notdir $@): made by make from $(notdir $^); edit those */'; \
 	  for f in $^; do echo; cat $$f; done; } > $@
 
-# every object depends on the shared header (PGXS tracks no header dependencies)
-$(OBJS): src/waitlist.h
+# every object depends on the headers (PGXS tracks no header dependencies)
+$(OBJS): $(wildcard src/*.h)
 
 .PHONY: bench
 # Benchmarks on a throwaway cluster (bench/README.md): `make bench`, or

@@ -984,10 +984,24 @@ AS $check$
 #variable_conflict use_column
 DECLARE
     resources pg_catalog.text[];
+    one_resource pg_catalog.text;
     exact_fifo boolean := pg_catalog.current_setting('track_commit_timestamp')::boolean;
     -- how long a commit may stay invisible after its timestamp (see fifo_order)
     commit_in_flight interval := interval '100 milliseconds';
 BEGIN
+    -- on Citus: one resource at a time, on its node (waitlist.check_resource())
+    -- distributed: begin
+    IF waitlist.tables_distributed() THEN
+        FOR one_resource IN
+            SELECT r.resource_id FROM waitlist.resource r
+            WHERE for_resource IS NULL OR r.resource_id OPERATOR(pg_catalog.=) for_resource
+            ORDER BY r.resource_id
+        LOOP
+            RETURN QUERY SELECT * FROM waitlist.check_resource(one_resource, fifo_window);
+        END LOOP;
+        RETURN;
+    END IF;
+    -- distributed: end
     IF for_resource IS NULL THEN
         SELECT pg_catalog.array_agg(r.resource_id) INTO resources FROM waitlist.resource r;
     ELSE
@@ -2389,6 +2403,252 @@ RETURNS integer
 AS 'MODULE_PATHNAME', 'waitlist_rotate_token_key'
 LANGUAGE C CALLED ON NULL INPUT;
 COMMENT ON FUNCTION waitlist_rotate_token_key() IS 'makes a new token signing key and returns its id; the previous key verifies until the offers that exist now have expired';
+
+/* ---- scale-out on Citus ---- */
+
+/*
+ * Spread the extension's tables over a Citus cluster, by resource_id
+ * (docs/scale-out.md).  Run once on the coordinator, after CREATE EXTENSION
+ * citus and CREATE EXTENSION waitlist on every node and citus_add_node() for
+ * each worker; running it again distributes what is not distributed yet.
+ *
+ * - Every table of a resource's rows is distributed by resource_id, all in
+ *   one co-location group, so a resource's rows live on one node and each
+ *   API call's statements, and the triggers that audit them, stay on it.
+ * - token_key becomes a reference table: every node signs and verifies.
+ *   channel (the relay's rate limits, read and written by outbox claims)
+ *   stays on the coordinator, where the relay claims.
+ * - The calls named by a resource_id are delegated to the node that holds
+ *   the resource: the coordinator passes the whole call on.
+ * - Each node draws the ids of the rows it stores, ids no other node draws
+ *   (waitlist.node_ids()), so an entry, offer or outbox id is unique in the
+ *   whole cluster and a resource's ids grow across shard moves.
+ */
+CREATE FUNCTION waitlist_distribute(shard_count integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $distribute$
+DECLARE
+    tables pg_catalog.text[] := ARRAY[
+        'waitlist.resource', 'waitlist.entry', 'waitlist.offer', 'waitlist.accept_request',
+        'waitlist.offer_extension', 'waitlist.capacity_event', 'waitlist.outbox',
+        'waitlist.transition', 'waitlist.line_sample',
+        'waitlist_archive.resource_totals', 'waitlist_archive.entry', 'waitlist_archive.offer',
+        'waitlist_archive.accept_request', 'waitlist_archive.offer_extension',
+        'waitlist_archive.capacity_event', 'waitlist_archive.outbox',
+        'waitlist_archive.transition'];
+    delegated pg_catalog.text[] := ARRAY[
+        '@extschema@.waitlist_join(text,text,integer,integer)',
+        '@extschema@.waitlist_release(text,integer,text)',
+        '@extschema@.waitlist_promote(text,integer)'];
+    version pg_catalog.text;
+    missing pg_catalog.text;
+    existing_shards integer;
+    t pg_catalog.text;
+    f pg_catalog.text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'waitlist_distribute() needs the citus extension'
+            USING ERRCODE := 'feature_not_supported',
+                  HINT := 'Run CREATE EXTENSION citus on every node and add the worker nodes first; a single server needs no waitlist_distribute().';
+    END IF;
+    IF shard_count IS NOT NULL AND (shard_count OPERATOR(pg_catalog.<) 1 OR shard_count OPERATOR(pg_catalog.>) 4096) THEN
+        RAISE EXCEPTION 'shard_count must be between 1 and 4096'
+            USING ERRCODE := 'invalid_parameter_value',
+                  DETAIL := pg_catalog.format('The value given was %s.', shard_count);
+    END IF;
+    IF NOT pg_catalog.citus_is_coordinator() THEN
+        RAISE EXCEPTION 'waitlist_distribute() must run on the coordinator'
+            USING ERRCODE := 'object_not_in_prerequisite_state',
+                  HINT := 'Connect to the coordinator node and call it there.';
+    END IF;
+
+    SELECT e.extversion INTO version FROM pg_catalog.pg_extension e
+     WHERE e.extname OPERATOR(pg_catalog.=) 'waitlist';
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s:%s (%s)', w.nodename, w.nodeport,
+                                    CASE WHEN NOT w.success THEN w.result
+                                         WHEN w.result OPERATOR(pg_catalog.=) '' THEN 'not installed'
+                                         ELSE 'version ' OPERATOR(pg_catalog.||) w.result END),
+                                 ', ' ORDER BY w.nodename, w.nodeport)
+      INTO missing
+      FROM pg_catalog.run_command_on_workers(
+               $q$SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'waitlist'$q$) w
+     WHERE NOT w.success OR w.result OPERATOR(pg_catalog.<>) version;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'the waitlist extension % is missing on some nodes', version
+            USING ERRCODE := 'object_not_in_prerequisite_state',
+                  DETAIL := pg_catalog.format('Nodes: %s.', missing),
+                  HINT := 'Run CREATE EXTENSION waitlist (or ALTER EXTENSION waitlist UPDATE) in this database on each of those nodes (on a worker already added, with citus.enable_ddl_propagation off), then call waitlist_distribute() again.';
+    END IF;
+
+    SELECT pg_catalog.count(*)::integer INTO existing_shards
+      FROM pg_catalog.pg_dist_shard s
+     WHERE s.logicalrelid OPERATOR(pg_catalog.=) 'waitlist.resource'::pg_catalog.regclass;
+    IF existing_shards OPERATOR(pg_catalog.>) 0 AND shard_count IS NOT NULL
+       AND shard_count OPERATOR(pg_catalog.<>) existing_shards THEN
+        RAISE EXCEPTION 'the waitlist tables are distributed already, in % shards', existing_shards
+            USING ERRCODE := 'object_not_in_prerequisite_state',
+                  HINT := 'Call waitlist_distribute() without a shard_count, or change the shard count with Citus''s alter_distributed_table().';
+    END IF;
+
+    -- triggers audit and guard every change; co-located functions need
+    -- streaming replication (one placement per shard)
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    PERFORM pg_catalog.set_config('citus.shard_replication_factor', '1', true);
+    PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+
+    FOREACH t IN ARRAY tables LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+                               WHERE p.logicalrelid OPERATOR(pg_catalog.=) t::pg_catalog.regclass);
+        IF t OPERATOR(pg_catalog.=) 'waitlist.resource' THEN
+            PERFORM pg_catalog.create_distributed_table(t, 'resource_id',
+                        shard_count => coalesce(shard_count,
+                                                pg_catalog.current_setting('citus.shard_count')::integer));
+        ELSE
+            PERFORM pg_catalog.create_distributed_table(t, 'resource_id',
+                                                        colocate_with => 'waitlist.resource');
+        END IF;
+    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+                    WHERE p.logicalrelid OPERATOR(pg_catalog.=) 'waitlist.token_key'::pg_catalog.regclass) THEN
+        PERFORM pg_catalog.create_reference_table('waitlist.token_key');
+    END IF;
+
+    FOREACH f IN ARRAY delegated LOOP
+        PERFORM pg_catalog.create_distributed_function(f::pg_catalog.regprocedure, 'resource_id',
+                                                       colocate_with => 'waitlist.resource');
+    END LOOP;
+    -- a call made on a node without its resource goes on through this one,
+    -- in the caller's transaction (src/forward.c)
+    PERFORM pg_catalog.create_distributed_function(
+        'waitlist.forward(pg_catalog.text, pg_catalog.regprocedure, pg_catalog.text[], pg_catalog.oid)'::pg_catalog.regprocedure,
+        'resource_id', colocate_with => 'waitlist.resource', force_delegation => true);
+
+    -- a node's ids come from a range of its own, here and on each worker
+    PERFORM waitlist.use_node_id_range();
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s:%s (%s)', w.nodename, w.nodeport, w.result),
+                                 ', ')
+      INTO missing
+      FROM pg_catalog.run_command_on_workers('SELECT waitlist.use_node_id_range()') w
+     WHERE NOT w.success;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'could not give every node an id range of its own'
+            USING ERRCODE := 'object_not_in_prerequisite_state',
+                  DETAIL := pg_catalog.format('Nodes: %s.', missing),
+                  HINT := 'Call waitlist_distribute() again once the nodes can be reached.';
+    END IF;
+END
+$distribute$;
+COMMENT ON FUNCTION waitlist_distribute(integer) IS 'distributes the waitlist tables over a Citus cluster by resource_id and delegates the per-resource calls to the node that holds the resource (run on the coordinator)';
+
+CREATE FUNCTION waitlist.node_ids()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'waitlist_node_ids'
+LANGUAGE C;
+COMMENT ON FUNCTION waitlist.node_ids() IS 'gives a row stored on a Citus node its id from the node''s own sequence, above every id of its resource (internal)';
+
+/*
+ * On every install, so that the shards Citus makes of these tables have it;
+ * on a single server it returns at once.  Not ENABLE ALWAYS: rows a restore
+ * or a shard move copies keep their ids.
+ */
+CREATE TRIGGER node_ids BEFORE INSERT ON waitlist.entry
+    FOR EACH ROW EXECUTE FUNCTION waitlist.node_ids('entry_id', 'entry_entry_id_seq');
+CREATE TRIGGER node_ids BEFORE INSERT ON waitlist.offer
+    FOR EACH ROW EXECUTE FUNCTION waitlist.node_ids('offer_id', 'offer_offer_id_seq');
+CREATE TRIGGER node_ids BEFORE INSERT ON waitlist.outbox
+    FOR EACH ROW EXECUTE FUNCTION waitlist.node_ids('outbox_id', 'outbox_outbox_id_seq');
+CREATE TRIGGER node_ids BEFORE INSERT ON waitlist.transition
+    FOR EACH ROW EXECUTE FUNCTION waitlist.node_ids('transition_id', 'transition_transition_id_seq');
+
+CREATE FUNCTION waitlist.forward(resource_id pg_catalog.text, call pg_catalog.regprocedure,
+                                 arguments pg_catalog.text[], caller pg_catalog.oid)
+RETURNS SETOF pg_catalog.text[]
+AS 'MODULE_PATHNAME', 'waitlist_forward'
+LANGUAGE C;
+COMMENT ON FUNCTION waitlist.forward(pg_catalog.text, pg_catalog.regprocedure, pg_catalog.text[], pg_catalog.oid) IS 'runs an API call passed on from another Citus node on the node that holds the resource, as the role that made it; its result as text (internal)';
+
+CREATE FUNCTION waitlist.tables_distributed()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'waitlist_tables_distributed_sql'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION waitlist.tables_distributed() IS 'whether waitlist_distribute() has distributed the tables over Citus (internal)';
+
+/*
+ * On Citus, waitlist_check() checks one resource at a time: each of its
+ * queries must name the resource in every table it reads for Citus to send
+ * it whole to the node that holds the resource.  waitlist.check_resource()
+ * is waitlist_check() made so, from waitlist_check()'s own text: each table
+ * it reads is read through a subquery of the checked resource's rows.
+ */
+DO $make_check_resource$
+DECLARE
+    body pg_catalog.text;
+    setting pg_catalog.text;
+BEGIN
+    SELECT p.prosrc INTO body FROM pg_catalog.pg_proc p
+     WHERE p.oid OPERATOR(pg_catalog.=)
+           '@extschema@.waitlist_check(pg_catalog.text, interval)'::pg_catalog.regprocedure;
+    body := pg_catalog.regexp_replace(body, '[-]- distributed: begin.*[-]- distributed: end', '');
+    body := pg_catalog.regexp_replace(body,
+        '(FROM|JOIN) (waitlist|waitlist_archive)[.]([a-z_]+) ([a-z]+)([[:space:]])',
+        '\1 (SELECT * FROM \2.\3 WHERE resource_id OPERATOR(pg_catalog.=) ANY (resources)) \4\5 ', 'g');
+    EXECUTE $create$
+        CREATE FUNCTION waitlist.check_resource(for_resource pg_catalog.text, fifo_window interval,
+                                                OUT invariant pg_catalog.text,
+                                                OUT resource_id pg_catalog.text,
+                                                OUT entity pg_catalog.text,
+                                                OUT entity_id bigint,
+                                                OUT detail pg_catalog.text)
+        RETURNS SETOF record
+        LANGUAGE plpgsql
+        STABLE
+        SECURITY DEFINER
+        AS $create$ OPERATOR(pg_catalog.||) pg_catalog.quote_literal(body);
+    -- and the settings of waitlist_check(), as they are
+    FOR setting IN
+        SELECT pg_catalog.unnest(p.proconfig) FROM pg_catalog.pg_proc p
+         WHERE p.oid OPERATOR(pg_catalog.=)
+               '@extschema@.waitlist_check(pg_catalog.text, interval)'::pg_catalog.regprocedure
+    LOOP
+        EXECUTE 'ALTER FUNCTION waitlist.check_resource(pg_catalog.text, interval) SET '
+                OPERATOR(pg_catalog.||) pg_catalog.regexp_replace(setting, '=', ' = ');
+    END LOOP;
+END
+$make_check_resource$;
+COMMENT ON FUNCTION waitlist.check_resource(pg_catalog.text, interval) IS 'waitlist_check() of one resource, each query naming the resource in every table it reads, as Citus routes it (internal)';
+
+/*
+ * This node's sequences of unit ids and lease tokens, moved into the node's
+ * own range: group g draws from g * 2^48 up, so that no two nodes draw the
+ * same (a resource's units keep their ids when its shards move).  The row
+ * ids come from waitlist.node_ids().  Idempotent: a sequence already in its
+ * range keeps its place.
+ */
+CREATE FUNCTION waitlist.use_node_id_range()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $range$
+DECLARE
+    low bigint := (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)::bigint
+                  OPERATOR(pg_catalog.*) 281474976710656;
+    seq pg_catalog.regclass;
+BEGIN
+    IF low OPERATOR(pg_catalog.=) 0 THEN
+        RETURN;
+    END IF;
+    FOREACH seq IN ARRAY ARRAY['waitlist.offer_unit_seq', 'waitlist.lease_token_seq']::pg_catalog.regclass[] LOOP
+        IF coalesce((SELECT s.last_value FROM pg_catalog.pg_sequences s
+                      WHERE pg_catalog.format('%I.%I', s.schemaname, s.sequencename)
+                            OPERATOR(pg_catalog.=) seq::pg_catalog.text), 0) OPERATOR(pg_catalog.<) low THEN
+            PERFORM pg_catalog.setval(seq, low, false);
+        END IF;
+    END LOOP;
+END
+$range$;
+COMMENT ON FUNCTION waitlist.use_node_id_range() IS 'moves this node''s unit id and lease token sequences to the node''s own range of 2^48 (internal, for waitlist_distribute())';
 
 -- the helpers of the functions made again, needed no more
 DROP FUNCTION waitlist.execute_grantees(pg_catalog.regprocedure);

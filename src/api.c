@@ -237,6 +237,18 @@ waitlist_api_begin(WaitlistApiCall *call)
 									 PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_SAVE, true, 0, false);
 
+	/*
+	 * On Citus our statements run on the node of the resource's shards, and
+	 * some call functions of ours that read more of that resource's shards,
+	 * or a reference table, on that same node.  Citus takes those reads for
+	 * nested distributed queries (which could reach another node) and
+	 * refuses them; ours never leave the node.
+	 */
+	if (waitlist_tables_distributed())
+		(void) set_config_option("citus.allow_nested_distributed_execution", "on",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	call_stack[call_depth] = call;
@@ -331,27 +343,85 @@ waitlist_pin_search_path(void)
 }
 
 static SPIPlanPtr
-prepare_kept(WaitlistPlan *plan, int cursor_options)
+prepare_kept(WaitlistPlan *plan, const char *sql, int cursor_options, bool time_parameters)
 {
-	SPIPlanPtr	p = SPI_prepare_cursor(plan->sql, plan->nargs, plan->argtypes,
-									   cursor_options);
+	Oid			argtypes[lengthof(plan->argtypes) + 2];
+	int			nargs = plan->nargs;
+	SPIPlanPtr	p;
+
+	memcpy(argtypes, plan->argtypes, nargs * sizeof(Oid));
+	if (time_parameters)
+	{
+		argtypes[nargs++] = TIMESTAMPTZOID;
+		argtypes[nargs++] = TIMESTAMPTZOID;
+	}
+	p = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 	if (p == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-			 plan->sql, SPI_result_code_string(SPI_result));
+			 sql, SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(p) != 0)
 		elog(ERROR, "SPI_keepplan failed");
 	return p;
 }
 
-/* Prepare a statement on first use and keep it for the life of the backend. */
+/*
+ * Prepare a statement on first use and keep it for the life of the backend.
+ *
+ * On Citus, a generic plan of a statement that writes several tables of one
+ * resource cannot be routed to the resource's shards: Citus routes it once
+ * it sees the parameters.  So once the tables are distributed, every kept
+ * statement is planned for each run's parameters, and the plans kept before
+ * are prepared again.  A node-scope statement is prepared again whenever
+ * the node's shards change (a shard moved).
+ */
 SPIPlanPtr
 waitlist_plan(WaitlistPlan *plan)
 {
+	bool		distributed = waitlist_tables_distributed();
+	char	   *sql = NULL;
+
+	if (distributed && plan->node_scope)
+		sql = waitlist_node_scope_sql(plan->sql);
+	else if (distributed && (plan->plan == NULL || !plan->prepared_distributed))
+	{
+		bool		substituted;
+
+		sql = waitlist_time_parameters_sql(plan->sql, plan->nargs, &substituted);
+		if (!substituted)
+		{
+			pfree(sql);
+			sql = NULL;
+		}
+	}
+	if (plan->plan != NULL &&
+		(plan->prepared_distributed != distributed ||
+		 (sql != NULL && (plan->prepared_sql == NULL || strcmp(sql, plan->prepared_sql) != 0))))
+	{
+		SPI_freeplan(plan->plan);
+		plan->plan = NULL;
+		if (plan->few_rows_plan != NULL)
+			SPI_freeplan(plan->few_rows_plan);
+		plan->few_rows_plan = NULL;
+	}
 	if (plan->plan == NULL)
-		plan->plan = prepare_kept(plan,
-								  plan->plan_mode == WAITLIST_CUSTOM_PLAN ? CURSOR_OPT_CUSTOM_PLAN :
-								  plan->plan_mode == WAITLIST_GENERIC_PLAN ? CURSOR_OPT_GENERIC_PLAN : 0);
+	{
+		const char *text = plan->sql;
+
+		if (plan->prepared_sql != NULL)
+			pfree(plan->prepared_sql);
+		plan->prepared_sql = NULL;
+		if (sql != NULL)
+			text = plan->prepared_sql = MemoryContextStrdup(TopMemoryContext, sql);
+		plan->time_parameters = distributed && !plan->node_scope && sql != NULL;
+		plan->plan = prepare_kept(plan, text,
+								  distributed || plan->plan_mode == WAITLIST_CUSTOM_PLAN ? CURSOR_OPT_CUSTOM_PLAN :
+								  plan->plan_mode == WAITLIST_GENERIC_PLAN ? CURSOR_OPT_GENERIC_PLAN : 0,
+								  plan->time_parameters);
+		plan->prepared_distributed = distributed;
+	}
+	if (sql != NULL)
+		pfree(sql);
 	return plan->plan;
 }
 
@@ -359,7 +429,24 @@ static int
 execute_prepared(WaitlistPlan *plan, SPIPlanPtr p, Datum *values, const char *nulls,
 				 bool read_only, long count)
 {
-	int			rc = SPI_execute_plan(p, values, nulls, read_only, count);
+	Datum		all_values[lengthof(plan->argtypes) + 2];
+	char		all_nulls[lengthof(plan->argtypes) + 2];
+	int			rc;
+
+	if (plan->time_parameters && p == plan->plan)
+	{
+		for (int i = 0; i < plan->nargs; i++)
+		{
+			all_values[i] = values[i];
+			all_nulls[i] = nulls != NULL ? nulls[i] : ' ';
+		}
+		all_values[plan->nargs] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		all_values[plan->nargs + 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+		all_nulls[plan->nargs] = all_nulls[plan->nargs + 1] = ' ';
+		values = all_values;
+		nulls = all_nulls;
+	}
+	rc = SPI_execute_plan(p, values, nulls, read_only, count);
 
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
@@ -367,11 +454,31 @@ execute_prepared(WaitlistPlan *plan, SPIPlanPtr p, Datum *values, const char *nu
 	return rc;
 }
 
-/* Run a kept statement. */
+/* A statement's text on a resource's shards, planned as the statement is. */
+static SPIPlanPtr
+prepare_on_shards(WaitlistPlan *plan, const char *sql)
+{
+	return prepare_kept(plan, sql,
+						plan->plan_mode == WAITLIST_CUSTOM_PLAN ? CURSOR_OPT_CUSTOM_PLAN :
+						plan->plan_mode == WAITLIST_GENERIC_PLAN ? CURSOR_OPT_GENERIC_PLAN : 0,
+						false);
+}
+
+/*
+ * Run a kept statement.  On Citus, on the node of the resource the
+ * statement is about, against its shards (shards.c).
+ */
 int
 waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
 				 bool read_only, long count)
 {
+	if (waitlist_tables_distributed())
+	{
+		SPIPlanPtr	local = waitlist_shard_local_plan(plan, values, nulls, prepare_on_shards);
+
+		if (local != NULL)
+			return execute_prepared(plan, local, values, nulls, read_only, count);
+	}
 	return execute_prepared(plan, waitlist_plan(plan), values, nulls, read_only, count);
 }
 
@@ -383,10 +490,11 @@ waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
 int
 waitlist_execute_rows(WaitlistPlan *plan, int64 rows, Datum *values, const char *nulls)
 {
-	if (plan->plan_mode != WAITLIST_CUSTOM_PLAN || rows < 0 || rows > WAITLIST_FEW_ROWS)
+	if (plan->plan_mode != WAITLIST_CUSTOM_PLAN || rows < 0 || rows > WAITLIST_FEW_ROWS ||
+		waitlist_tables_distributed())
 		return waitlist_execute(plan, values, nulls, false, 0);
 	if (plan->few_rows_plan == NULL)
-		plan->few_rows_plan = prepare_kept(plan, CURSOR_OPT_GENERIC_PLAN);
+		plan->few_rows_plan = prepare_kept(plan, plan->sql, CURSOR_OPT_GENERIC_PLAN, false);
 	return execute_prepared(plan, plan->few_rows_plan, values, nulls, false, 0);
 }
 

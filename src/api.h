@@ -29,8 +29,16 @@ typedef struct WaitlistPlan
 	int			nargs;
 	Oid			argtypes[24];
 	int			plan_mode;		/* WAITLIST_*_PLAN, 0: the plan cache decides */
+	bool		node_scope;		/* on Citus: reads this node's shards only */
 	SPIPlanPtr	plan;
 	SPIPlanPtr	few_rows_plan;	/* custom plans: the generic one for few rows */
+	bool		prepared_distributed;	/* prepared for Citus-distributed tables */
+	char	   *prepared_sql;	/* the text prepared, if not sql; in TopMemoryContext */
+	bool		time_parameters;	/* prepared with the clock as two more parameters */
+	int			resource_parameter; /* 0: not known, 1: none, N + 1: $N */
+	SPIPlanPtr *shard_plans;	/* on Citus: by local shard index */
+	int			nshard_plans;
+	uint64		shard_plans_generation;
 } WaitlistPlan;
 
 /*
@@ -48,6 +56,14 @@ typedef struct WaitlistPlan
  */
 #define WAITLIST_GENERIC_PLAN	2
 #define WAITLIST_FEW_ROWS		16
+
+/* shards.c: the statements on a Citus cluster */
+extern bool waitlist_tables_distributed(void);
+extern char *waitlist_node_scope_sql(const char *sql);
+extern bool waitlist_resource_is_local(text *resource_id);
+extern char *waitlist_time_parameters_sql(const char *sql, int nargs, bool *substituted);
+extern SPIPlanPtr waitlist_shard_local_plan(WaitlistPlan *plan, Datum *values, const char *nulls,
+											SPIPlanPtr (*prepare) (WaitlistPlan *plan, const char *sql));
 
 /*
  * State of one API call: who called (recorded as the transition actor), and

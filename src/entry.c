@@ -226,6 +226,8 @@ waitlist_join(PG_FUNCTION_ARGS)
 	bool		existed = false;
 	int			attempts;
 
+	WAITLIST_FORWARD(WAITLIST_ROUTE_RESOURCE, 0);
+
 	waitlist_check_not_null(fcinfo, 2, "priority");
 	if (PG_NARGS() > 3)
 	{
@@ -330,6 +332,8 @@ waitlist_leave(PG_FUNCTION_ARGS)
 	WaitlistApiCall call;
 	bool		left = false;
 	int			attempts;
+
+	WAITLIST_FORWARD(WAITLIST_ROUTE_ENTRY, 0);
 
 	waitlist_check_not_null(fcinfo, 0, "entry_id");
 	entry_id = PG_GETARG_INT64(0);
@@ -1007,6 +1011,8 @@ waitlist_status(PG_FUNCTION_ARGS)
 	WaitlistApiCall call;
 	int			i;
 
+	WAITLIST_FORWARD(WAITLIST_ROUTE_ENTRY, 0);
+
 	waitlist_check_not_null(fcinfo, 0, "entry_id");
 	entry_id = PG_GETARG_INT64(0);
 	arg[0] = Int64GetDatum(entry_id);
@@ -1097,6 +1103,8 @@ waitlist_confirm(PG_FUNCTION_ARGS)
 	char	   *state;
 	WaitlistApiCall call;
 	bool		confirmed = false;
+
+	WAITLIST_FORWARD(WAITLIST_ROUTE_ENTRY, 0);
 
 	waitlist_check_not_null(fcinfo, 0, "entry_id");
 	entry_id = PG_GETARG_INT64(0);

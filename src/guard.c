@@ -280,7 +280,7 @@ waitlist_record_transitions(PG_FUNCTION_ARGS)
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed");
 	nestlevel = waitlist_pin_search_path();
-	rc = SPI_execute_plan(waitlist_plan(plan), values, NULL, false, 0);
+	rc = waitlist_execute(plan, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "recording transitions failed: %s", SPI_result_code_string(rc));
 	AtEOXact_GUC(false, nestlevel);

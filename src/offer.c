@@ -439,6 +439,8 @@ accept_offer(FunctionCallInfo fcinfo, text *token, int64 offer_id, text *idempot
 Datum
 waitlist_accept(PG_FUNCTION_ARGS)
 {
+	WAITLIST_FORWARD(WAITLIST_ROUTE_OFFER, 0);
+
 	waitlist_check_not_null(fcinfo, 0, "offer_id");
 	return accept_offer(fcinfo, NULL, PG_GETARG_INT64(0),
 						waitlist_id_arg(fcinfo, 1, "idempotency_key"));
@@ -451,6 +453,8 @@ waitlist_accept(PG_FUNCTION_ARGS)
 Datum
 waitlist_accept_token(PG_FUNCTION_ARGS)
 {
+	WAITLIST_FORWARD(WAITLIST_ROUTE_TOKEN, 0);
+
 	waitlist_check_not_null(fcinfo, 0, "token");
 	return accept_offer(fcinfo, PG_GETARG_TEXT_PP(0), 0,
 						waitlist_id_arg(fcinfo, 1, "idempotency_key"));
@@ -493,6 +497,8 @@ decline_offer(text *token, int64 offer_id)
 Datum
 waitlist_decline(PG_FUNCTION_ARGS)
 {
+	WAITLIST_FORWARD(WAITLIST_ROUTE_OFFER, 0);
+
 	waitlist_check_not_null(fcinfo, 0, "offer_id");
 	PG_RETURN_BOOL(decline_offer(NULL, PG_GETARG_INT64(0)));
 }
@@ -501,6 +507,8 @@ waitlist_decline(PG_FUNCTION_ARGS)
 Datum
 waitlist_decline_token(PG_FUNCTION_ARGS)
 {
+	WAITLIST_FORWARD(WAITLIST_ROUTE_TOKEN, 0);
+
 	waitlist_check_not_null(fcinfo, 0, "token");
 	PG_RETURN_BOOL(decline_offer(PG_GETARG_TEXT_PP(0), 0));
 }
@@ -519,6 +527,8 @@ waitlist_offer_token(PG_FUNCTION_ARGS)
 	text	   *resource_id;
 	TimestampTz expires_at;
 	WaitlistApiCall call;
+
+	WAITLIST_FORWARD(WAITLIST_ROUTE_OFFER, 0);
 
 	waitlist_check_not_null(fcinfo, 0, "offer_id");
 	offer_id = PG_GETARG_INT64(0);
@@ -719,6 +729,8 @@ waitlist_booking_confirmed(PG_FUNCTION_ARGS)
 	WaitlistOfferChange change = {.detail = "booked"};
 	bool		confirmed = false;
 
+	WAITLIST_FORWARD(WAITLIST_ROUTE_OFFER, 0);
+
 	waitlist_check_not_null(fcinfo, 0, "offer_id");
 	offer_id = PG_GETARG_INT64(0);
 	reservation_ref = waitlist_id_arg(fcinfo, 1, "reservation_ref");
@@ -772,6 +784,8 @@ waitlist_booking_failed(PG_FUNCTION_ARGS)
 	WaitlistEvent event;
 	WaitlistOfferChange change = {0};
 	const char *state;
+
+	WAITLIST_FORWARD(WAITLIST_ROUTE_OFFER, 0);
 
 	waitlist_check_not_null(fcinfo, 0, "offer_id");
 	waitlist_check_not_null(fcinfo, 2, "retryable");
@@ -837,6 +851,8 @@ waitlist_extend_offer(PG_FUNCTION_ARGS)
 	Datum		values[6];
 	bool		isnull;
 	Datum		deadline;
+
+	WAITLIST_FORWARD(WAITLIST_ROUTE_OFFER, 0);
 
 	waitlist_check_not_null(fcinfo, 0, "offer_id");
 	offer_id = PG_GETARG_INT64(0);

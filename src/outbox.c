@@ -196,7 +196,7 @@ static WaitlistPlan fail_plan = {
 	"  state = CASE WHEN (attempts OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) $3"
 	"               THEN 'DEAD' ELSE 'PENDING' END,"
 	"  next_attempt_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) "
-	WAITLIST_BACKOFF_SQL("$4", "1 hour", "0.5")
+	WAITLIST_BACKOFF_SQL("$4", "1 hour", "0.5", "outbox_id::pg_catalog.text")
 	" WHERE outbox_id OPERATOR(pg_catalog.=) $1"
 	" RETURNING state OPERATOR(pg_catalog.=) 'DEAD'",
 	4, {INT8OID, TEXTOID, INT4OID, INT4OID}
@@ -542,6 +542,8 @@ waitlist_offer_seen(PG_FUNCTION_ARGS)
 	Datum		values[1];
 	WaitlistApiCall call;
 	bool		first;
+
+	WAITLIST_FORWARD(WAITLIST_ROUTE_OFFER, 0);
 
 	waitlist_check_not_null(fcinfo, 0, "offer_id");
 	offer_id = PG_GETARG_INT64(0);

@@ -101,7 +101,7 @@ WaitlistPlan waitlist_idle_resources_plan = {
 	"               WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id"
 	"                 AND e.state OPERATOR(pg_catalog.=) 'WAITING')"
 	" LIMIT $3",
-	3, {INT4OID, INT4OID, INT4OID}
+	3, {INT4OID, INT4OID, INT4OID}, 0, true
 };
 
 /*
@@ -306,7 +306,7 @@ static WaitlistPlan pending_resources_plan = {
 	" WHERE state OPERATOR(pg_catalog.=) 'PENDING'"
 	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 	" LIMIT $1",
-	1, {INT4OID}
+	1, {INT4OID}, 0, true
 };
 
 /*
@@ -547,19 +547,19 @@ typedef struct DeadlineKind
 
 static DeadlineKind offer_deadlines = {
 	WAITLIST_ENTITY_OFFER, WAITLIST_EVENT_EXPIRE,
-	{DUE_RESOURCES_SQL("offer", "OPEN", "expires_at"), 3, {INT8OID, INT4OID, INT4OID}},
+	{DUE_RESOURCES_SQL("offer", "OPEN", "expires_at"), 3, {INT8OID, INT4OID, INT4OID}, 0, true},
 	{DUE_ROWS_SQL("offer", "offer_id", "OPEN", "expires_at"), 2, {TEXTOID, INT8OID}}
 };
 
 static DeadlineKind saga_deadlines = {
 	WAITLIST_ENTITY_OFFER, WAITLIST_EVENT_BOOKING_EXHAUSTED,
-	{DUE_RESOURCES_SQL("offer", "ACCEPTING", "booking_deadline"), 3, {INT8OID, INT4OID, INT4OID}},
+	{DUE_RESOURCES_SQL("offer", "ACCEPTING", "booking_deadline"), 3, {INT8OID, INT4OID, INT4OID}, 0, true},
 	{DUE_ROWS_SQL("offer", "offer_id", "ACCEPTING", "booking_deadline"), 2, {TEXTOID, INT8OID}}
 };
 
 static DeadlineKind place_deadlines = {
 	WAITLIST_ENTITY_ENTRY, WAITLIST_EVENT_EXPIRE_UNCONFIRMED,
-	{DUE_RESOURCES_SQL("entry", "PENDING", "confirm_by"), 3, {INT8OID, INT4OID, INT4OID}},
+	{DUE_RESOURCES_SQL("entry", "PENDING", "confirm_by"), 3, {INT8OID, INT4OID, INT4OID}, 0, true},
 	{DUE_ROWS_SQL("entry", "entry_id", "PENDING", "confirm_by"), 2, {TEXTOID, INT8OID}}
 };
 
@@ -750,7 +750,7 @@ static WaitlistPlan closing_resources_plan = {
 	"   AND ($1 OPERATOR(pg_catalog.<) 0"
 	"        OR waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1)"
 	" ORDER BY offers_close_at LIMIT $3",
-	3, {INT4OID, INT4OID, INT4OID}
+	3, {INT4OID, INT4OID, INT4OID}, 0, true
 };
 
 /* the entries a resource's closing ends, of one state */

@@ -40,6 +40,8 @@ waitlist_promote(PG_FUNCTION_ARGS)
 	WaitlistResource res;
 	WaitlistApiCall call;
 
+	WAITLIST_FORWARD(WAITLIST_ROUTE_RESOURCE, 0);
+
 	if (!PG_ARGISNULL(1))
 	{
 		max_offers = PG_GETARG_INT32(1);
@@ -75,6 +77,8 @@ waitlist_release(PG_FUNCTION_ARGS)
 	text	   *event_id = waitlist_id_arg(fcinfo, 2, "event_id");
 	WaitlistApiCall call;
 	bool		recorded;
+
+	WAITLIST_FORWARD(WAITLIST_ROUTE_RESOURCE, 0);
 
 	waitlist_check_not_null(fcinfo, 1, "quantity");
 	waitlist_check_release_quantity(PG_GETARG_INT32(1));

@@ -538,6 +538,8 @@ waitlist_create_resource(PG_FUNCTION_ARGS)
 	WaitlistApiCall call;
 	int			i;
 
+	WAITLIST_FORWARD(WAITLIST_ROUTE_RESOURCE, 0);
+
 	waitlist_check_not_null(fcinfo, 1, "offer_ttl");
 	if (nargs == CREATE_ARGS)
 	{
@@ -727,6 +729,8 @@ waitlist_alter_resource(PG_FUNCTION_ARGS)
 	WaitlistApiCall call;
 	int			i;
 	bool		isnull;
+
+	WAITLIST_FORWARD(WAITLIST_ROUTE_RESOURCE, 0);
 
 	if (nargs == ALTER_ARGS)
 	{

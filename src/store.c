@@ -172,7 +172,7 @@ waitlist_try_lock_resource(text *resource_id, WaitlistResource *res)
 static WaitlistPlan count_owned_plan = {
 	"SELECT pg_catalog.count(*) FROM waitlist.resource "
 	"WHERE waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1",
-	2, {INT4OID, INT4OID}
+	2, {INT4OID, INT4OID}, 0, true
 };
 
 /* How many resources a worker owns, for waitlist_worker_status(). */

@@ -55,4 +55,24 @@ extern void waitlist_sign_offer_token(text *resource_id, int64 offer_id,
 extern int64 waitlist_verify_offer_token(text *token, text **resource_id);
 extern int32 waitlist_rotate_token_keys(void);
 
+/* forward.c: a call for a resource another Citus node holds goes there */
+typedef enum WaitlistRoute
+{
+	WAITLIST_ROUTE_RESOURCE,	/* the argument is the resource_id */
+	WAITLIST_ROUTE_ENTRY,		/* an entry id */
+	WAITLIST_ROUTE_OFFER,		/* an offer id */
+	WAITLIST_ROUTE_TOKEN		/* a signed offer token */
+} WaitlistRoute;
+
+extern bool waitlist_forwarded(FunctionCallInfo fcinfo, WaitlistRoute route, int argno,
+							   Datum *result);
+
+/* first in an entry point: return what the resource's node answered */
+#define WAITLIST_FORWARD(route, argno) \
+	do { \
+		Datum		forwarded_result_; \
+		if (waitlist_forwarded(fcinfo, (route), (argno), &forwarded_result_)) \
+			return forwarded_result_; \
+	} while (0)
+
 #endif							/* WAITLIST_STORE_H */

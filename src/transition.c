@@ -1163,7 +1163,7 @@ build_offer_event_sql(WaitlistEvent event, bool ranked)
 					   event == WAITLIST_EVENT_EXTEND ? OFFER_TOKEN_SQL : "NULL::pg_catalog.text",
 					   event == WAITLIST_EVENT_BOOKING_RETRY ?
 					   "LEAST(s.booking_deadline, pg_catalog.now() OPERATOR(pg_catalog.+) "
-					   "(SELECT " WAITLIST_BACKOFF_SQL("$8", "10 minutes", "0.1")
+					   "(SELECT " WAITLIST_BACKOFF_SQL("$8", "10 minutes", "0.1", "s.offer_id::pg_catalog.text")
 					   " FROM (SELECT s.booking_attempts OPERATOR(pg_catalog.-) 1 AS attempts) a))" : NULL);
 	appendStringInfoString(&buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
 	append_audit_rows(&buf, offer, "settled", "settled.offer_id", "settled.offer_id", 6, ranked);

@@ -105,16 +105,20 @@ extern int	waitlist_outbox_retry_base_ms;
  * alike: the next attempt after base_ms (an SQL expression in
  * milliseconds) times 2^attempts, with a jitter of +-jitter (a fraction,
  * as a numeric literal) so that a burst of failures does not come back as
- * a burst, and at most cap (an interval literal).  Events are retried with
+ * a burst, and at most cap (an interval literal).  The jitter is drawn from
+ * a hash of the row's key (a text expression) and its attempt, not from
+ * random(): Citus refuses volatile functions in an UPDATE of a distributed
+ * table, and rows failing together still spread out.  Events are retried with
  * little jitter, to a schedule an operator can predict; deliveries with
  * much, as many fail together when a provider is down.  Over a column "attempts" of
  * the row being retried.
  */
-#define WAITLIST_BACKOFF_SQL(base_ms, cap, jitter) \
+#define WAITLIST_BACKOFF_SQL(base_ms, cap, jitter, key) \
 	"LEAST(interval '1 millisecond' OPERATOR(pg_catalog.*) " base_ms \
 	"        OPERATOR(pg_catalog.*) (2 OPERATOR(pg_catalog.^) LEAST(attempts, 30))" \
 	"        OPERATOR(pg_catalog.*) ((1 OPERATOR(pg_catalog.-) " jitter ")" \
-	"          OPERATOR(pg_catalog.+) (pg_catalog.random() OPERATOR(pg_catalog.*) (2 OPERATOR(pg_catalog.*) " jitter ")))," \
+	"          OPERATOR(pg_catalog.+) (((pg_catalog.hashtextextended(" key ", attempts) OPERATOR(pg_catalog.&) 65535)::pg_catalog.float8" \
+	"              OPERATOR(pg_catalog./) 65535) OPERATOR(pg_catalog.*) (2 OPERATOR(pg_catalog.*) " jitter ")))," \
 	"      interval '" cap "')"
 
 #endif							/* WAITLIST_H */

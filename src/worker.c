@@ -86,7 +86,7 @@ static WaitlistPlan due_event_resources_plan = {
 	"   AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"   AND resource_id OPERATOR(pg_catalog.<>) ALL ($4)"
 	" LIMIT $3",
-	4, {INT4OID, INT4OID, INT4OID, TEXTARRAYOID}
+	4, {INT4OID, INT4OID, INT4OID, TEXTARRAYOID}, 0, true
 };
 
 /*
@@ -102,7 +102,7 @@ static WaitlistPlan failed_events_plan = {
 	"  state = CASE WHEN (attempts OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) $3"
 	"               THEN 'DEAD' ELSE 'PENDING' END,"
 	"  next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+) "
-	WAITLIST_BACKOFF_SQL("$4", "10 minutes", "0.1")
+	WAITLIST_BACKOFF_SQL("$4", "10 minutes", "0.1", "event_id")
 	" WHERE resource_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'PENDING'"
 	"   AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()",
 	4, {TEXTOID, TEXTOID, INT4OID, INT4OID}
@@ -135,7 +135,7 @@ static WaitlistPlan next_deadline_plan = {
 	"                  WHERE e.resource_id OPERATOR(pg_catalog.=) r.resource_id"
 	"                    AND e.state OPERATOR(pg_catalog.=) 'WAITING'))"
 	"  OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::bigint",
-	3, {INT4OID, INT4OID, TEXTARRAYOID}
+	3, {INT4OID, INT4OID, TEXTARRAYOID}, 0, true
 };
 
 /*
@@ -156,7 +156,7 @@ static WaitlistPlan undone_resources_plan = {
 	"   AND waitlist.resource_worker(resource_id, $2) OPERATOR(pg_catalog.=) $1"
 	"   AND resource_id OPERATOR(pg_catalog.<>) ALL ($3)"
 	" LIMIT 1000",
-	3, {INT4OID, INT4OID, TEXTARRAYOID}
+	3, {INT4OID, INT4OID, TEXTARRAYOID}, 0, true
 };
 
 typedef enum WorkKind
