@@ -2524,6 +2524,10 @@ BEGIN
     PERFORM pg_catalog.create_distributed_function(
         'waitlist.forward(pg_catalog.text, pg_catalog.regprocedure, pg_catalog.text[], pg_catalog.oid)'::pg_catalog.regprocedure,
         'resource_id', colocate_with => 'waitlist.resource', force_delegation => true);
+    -- an outbox claim goes to each node with a key of that node (src/outbox.c)
+    PERFORM pg_catalog.create_distributed_function(
+        'waitlist.claim_here(pg_catalog.text, pg_catalog.text, integer, interval, integer[])'::pg_catalog.regprocedure,
+        'route_key', colocate_with => 'waitlist.resource', force_delegation => true);
 
     -- a node's ids come from a range of its own, here and on each worker
     PERFORM waitlist.use_node_id_range();
@@ -2568,6 +2572,22 @@ RETURNS SETOF pg_catalog.text[]
 AS 'MODULE_PATHNAME', 'waitlist_forward'
 LANGUAGE C;
 COMMENT ON FUNCTION waitlist.forward(pg_catalog.text, pg_catalog.regprocedure, pg_catalog.text[], pg_catalog.oid) IS 'runs an API call passed on from another Citus node on the node that holds the resource, as the role that made it; its result as text (internal)';
+
+CREATE FUNCTION waitlist.claim_here(route_key pg_catalog.text, consumer pg_catalog.text,
+                                    max_rows integer, lease interval, quotas integer[],
+                                    OUT outbox_id bigint,
+                                    OUT resource_id pg_catalog.text,
+                                    OUT user_id pg_catalog.text,
+                                    OUT channel pg_catalog.text,
+                                    OUT event_type pg_catalog.text,
+                                    OUT payload pg_catalog.jsonb,
+                                    OUT created_at pg_catalog.timestamptz,
+                                    OUT attempts integer,
+                                    OUT lease_token bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'waitlist_claim_here'
+LANGUAGE C;
+COMMENT ON FUNCTION waitlist.claim_here(pg_catalog.text, pg_catalog.text, integer, interval, integer[]) IS 'the outbox claim of the Citus node that route_key hashes to, over its shards, within the quotas the coordinator''s buckets give (internal)';
 
 CREATE FUNCTION waitlist.tables_distributed()
 RETURNS boolean

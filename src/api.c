@@ -464,6 +464,14 @@ prepare_on_shards(WaitlistPlan *plan, const char *sql)
 						false);
 }
 
+/* Run a kept statement against shard "index" of this node (shards.c). */
+int
+waitlist_execute_on_shard(WaitlistPlan *plan, int index, Datum *values, const char *nulls)
+{
+	return execute_prepared(plan, waitlist_shard_plan(plan, index, prepare_on_shards),
+							values, nulls, false, 0);
+}
+
 /*
  * Run a kept statement.  On Citus, on the node of the resource the
  * statement is about, against its shards (shards.c).

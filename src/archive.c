@@ -310,6 +310,8 @@ waitlist_archive(PG_FUNCTION_ARGS)
 	int64		moved = 0;
 	WaitlistApiCall call;
 
+	waitlist_refuse_on_cluster("waitlist_archive()");
+
 	waitlist_check_not_null(fcinfo, 0, "older_than");
 	waitlist_check_not_null(fcinfo, 1, "batch");
 	older_than = PG_GETARG_INTERVAL_P(0);

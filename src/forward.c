@@ -69,6 +69,15 @@ static WaitlistPlan archived_offer_anywhere_plan = {
 	1, {INT8OID}
 };
 
+static WaitlistPlan outbox_here_plan = {
+	"SELECT b.resource_id FROM waitlist.outbox b WHERE b.outbox_id OPERATOR(pg_catalog.=) $1",
+	1, {INT8OID}, 0, true
+};
+static WaitlistPlan outbox_anywhere_plan = {
+	"SELECT b.resource_id FROM waitlist.outbox b WHERE b.outbox_id OPERATOR(pg_catalog.=) $1",
+	1, {INT8OID}
+};
+
 static text *
 first_resource(WaitlistPlan *plan, Datum id)
 {
@@ -105,6 +114,11 @@ route_resource(FunctionCallInfo fcinfo, WaitlistRoute route, int argno)
 				resource_id = first_resource(&offer_anywhere_plan, key);
 			if (resource_id == NULL)
 				resource_id = first_resource(&archived_offer_anywhere_plan, key);
+			return resource_id;
+		case WAITLIST_ROUTE_OUTBOX:
+			resource_id = first_resource(&outbox_here_plan, key);
+			if (resource_id == NULL)
+				resource_id = first_resource(&outbox_anywhere_plan, key);
 			return resource_id;
 		case WAITLIST_ROUTE_TOKEN:
 			/* a bad token gets its error where the call runs */

@@ -120,21 +120,40 @@ PG_FUNCTION_INFO_V1(waitlist_offer_seen);
  * counted is at most what fills the bucket, and refilled_at is taken as no
  * later than now, so that no stored value can make the arithmetic fail.
  */
-static WaitlistPlan refill_plan = {
-	"UPDATE waitlist.channel b SET"
-	"  tokens = LEAST(" CHANNEL_BURST ", GREATEST(b.tokens, 0) OPERATOR(pg_catalog.+) (" CHANNEL_RATE
-	"    OPERATOR(pg_catalog.*) pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()"
-	"      OPERATOR(pg_catalog.-) GREATEST(LEAST(b.refilled_at, pg_catalog.clock_timestamp()),"
-	"               pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) (interval '1 second'"
-	"                 OPERATOR(pg_catalog.*) (" CHANNEL_BURST " OPERATOR(pg_catalog./) " CHANNEL_RATE ")))))),"
-	"  refilled_at = pg_catalog.clock_timestamp()"
-	" WHERE b.rate_per_second IS NOT NULL"
+#define REFILL_SQL \
+	"UPDATE waitlist.channel b SET" \
+	"  refilled_at = pg_catalog.clock_timestamp()," \
+	"  tokens = LEAST(" CHANNEL_BURST ", GREATEST(b.tokens, 0) OPERATOR(pg_catalog.+) (" CHANNEL_RATE \
+	"    OPERATOR(pg_catalog.*) pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()" \
+	"      OPERATOR(pg_catalog.-) GREATEST(LEAST(b.refilled_at, pg_catalog.clock_timestamp())," \
+	"               pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) (interval '1 second'" \
+	"                 OPERATOR(pg_catalog.*) (" CHANNEL_BURST " OPERATOR(pg_catalog./) " CHANNEL_RATE "))))))" \
+	" WHERE b.rate_per_second IS NOT NULL" \
 	"   AND ($1::pg_catalog.text[] IS NULL OR b.channel OPERATOR(pg_catalog.=) ANY ($1))"
+
+static WaitlistPlan refill_plan = {
+	REFILL_SQL
 	"   AND EXISTS (SELECT 1 FROM waitlist.outbox o"
 	"               WHERE o.channel OPERATOR(pg_catalog.=) b.channel"
 	"                 AND o.state OPERATOR(pg_catalog.=) 'PENDING')",
 	1, {TEXTARRAYOID}
 };
+
+/*
+ * The end of a claim: lease the rows of "chosen" to consumer $1 for $3, and
+ * return them.
+ */
+#define LEASE_CHOSEN_SQL \
+	"UPDATE waitlist.outbox o" \
+	"  SET lease_owner = $1," \
+	"      lease_token = (SELECT pg_catalog.nextval('waitlist.lease_token_seq'))," \
+	"      lease_expires_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $3" \
+	"  FROM chosen c WHERE o.resource_id OPERATOR(pg_catalog.=) c.resource_id" \
+	"    AND o.outbox_id OPERATOR(pg_catalog.=) c.outbox_id" \
+	/* ids as an array: an index lookup whatever the row estimates say */ \
+	"    AND o.outbox_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c2.outbox_id FROM chosen c2))" \
+	"  RETURNING o.outbox_id, o.resource_id, o.user_id, o.channel, o.event_type, o.payload," \
+	"            o.created_at, o.attempts, o.lease_token"
 
 /*
  * Lease the oldest deliverable rows, within each rate-limited channel no
@@ -158,30 +177,197 @@ static WaitlistPlan claim_plan = {
 	"  UPDATE waitlist.channel b SET tokens = b.tokens OPERATOR(pg_catalog.-) x.n"
 	"  FROM (SELECT channel, pg_catalog.count(*) AS n FROM chosen GROUP BY channel) x"
 	"  WHERE b.channel OPERATOR(pg_catalog.=) x.channel AND b.rate_per_second IS NOT NULL"
-	") UPDATE waitlist.outbox o"
-	"  SET lease_owner = $1,"
-	"      lease_token = (SELECT pg_catalog.nextval('waitlist.lease_token_seq')),"
-	"      lease_expires_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $3"
-	"  FROM chosen c WHERE o.resource_id OPERATOR(pg_catalog.=) c.resource_id"
-	"    AND o.outbox_id OPERATOR(pg_catalog.=) c.outbox_id"
-	/* ids as an array: an index lookup whatever the row estimates say */
-	"    AND o.outbox_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT c2.outbox_id FROM chosen c2))"
-	"  RETURNING o.outbox_id, o.resource_id, o.user_id, o.channel, o.event_type, o.payload,"
-	"            o.created_at, o.attempts, o.lease_token",
+	") " LEASE_CHOSEN_SQL,
 	4, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID}, WAITLIST_CUSTOM_PLAN
+};
+
+/*
+ * On Citus, a claim goes to each node that holds shards (waitlist.claim_here(),
+ * a distributed function called with a key of that node), and on each node
+ * to each of its shards in turn: a node's claim is claim_plan on one shard,
+ * with the quotas the coordinator's buckets allow ($4: email, push, sms,
+ * webhook, booking) and no bucket of its own.  The order per user and
+ * channel then holds within a shard, not across them.
+ */
+#define FOR_EACH_NUMBERED_CHANNEL(branch) \
+	branch("email", "1") " UNION ALL " branch("push", "2") " UNION ALL " \
+	branch("sms", "3") " UNION ALL " branch("webhook", "4") " UNION ALL " branch("booking", "5")
+#define SHARD_CHANNEL_CANDIDATES(ch, k) \
+	"SELECT * FROM (" DELIVERABLE_ROWS(ch) " LIMIT LEAST($4[" k "], $2)) AS " ch "_candidates"
+
+static WaitlistPlan shard_claim_plan = {
+	"WITH taken AS MATERIALIZED ("
+	"  SELECT c.channel, pg_catalog.count(*)::integer AS n FROM ("
+	FOR_EACH_NUMBERED_CHANNEL(SHARD_CHANNEL_CANDIDATES)
+	"    ORDER BY outbox_id LIMIT $2) c"
+	"  GROUP BY c.channel"
+	"), chosen AS ("
+	FOR_EACH_CHANNEL(CHANNEL_CHOSEN)
+	") " LEASE_CHOSEN_SQL,
+	4, {TEXTOID, INT4OID, INTERVALOID, INT4ARRAYOID}, WAITLIST_CUSTOM_PLAN
+};
+
+/* the coordinator's buckets, refilled, whether or not the cluster has rows for them */
+static WaitlistPlan cluster_refill_plan = {
+	REFILL_SQL,
+	1, {TEXTARRAYOID}
+};
+
+/* the quota of each channel, in FOR_EACH_NUMBERED_CHANNEL's order */
+static WaitlistPlan cluster_quotas_plan = {
+	"SELECT ARRAY(SELECT " CHANNEL_QUOTA("email") " UNION ALL SELECT " CHANNEL_QUOTA("push")
+	" UNION ALL SELECT " CHANNEL_QUOTA("sms") " UNION ALL SELECT " CHANNEL_QUOTA("webhook")
+	" UNION ALL SELECT " CHANNEL_QUOTA("booking") ")",
+	4, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID}
+};
+
+static WaitlistPlan cluster_spend_plan = {
+	"UPDATE waitlist.channel b SET tokens = b.tokens OPERATOR(pg_catalog.-) $2"
+	" WHERE b.channel OPERATOR(pg_catalog.=) $1 AND b.rate_per_second IS NOT NULL",
+	2, {TEXTOID, INT4OID}
+};
+
+static WaitlistPlan node_claim_plan = {
+	"SELECT * FROM waitlist.claim_here($1, $2, $3, $4, $5)",
+	5, {TEXTOID, TEXTOID, INT4OID, INTERVALOID, INT4ARRAYOID}
+};
+
+#define NUMBERED_CHANNELS 5
+static const char *const numbered_channels[NUMBERED_CHANNELS] = {"email", "push", "sms", "webhook", "booking"};
+
+/* Take the claimed rows out of the quotas they were claimed under. */
+static int
+spend_quotas(int32 *quotas, int *spent)
+{
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *channel = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4);
+
+		for (int k = 0; k < NUMBERED_CHANNELS; k++)
+			if (strcmp(channel, numbered_channels[k]) == 0)
+			{
+				quotas[k]--;
+				if (spent != NULL)
+					spent[k]++;
+			}
+	}
+	return (int) SPI_processed;
+}
+
+static Datum
+quotas_array(int32 *quotas)
+{
+	Datum		elems[NUMBERED_CHANNELS];
+
+	for (int k = 0; k < NUMBERED_CHANNELS; k++)
+		elems[k] = Int32GetDatum(Max(quotas[k], 0));
+	return PointerGetDatum(construct_array(elems, NUMBERED_CHANNELS, INT4OID,
+										   sizeof(int32), true, TYPALIGN_INT));
+}
+
+static void
+quotas_from_array(Datum array, int32 *quotas)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(DatumGetArrayTypeP(array), INT4OID, sizeof(int32), true, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (int k = 0; k < NUMBERED_CHANNELS; k++)
+		quotas[k] = k < n && !nulls[k] ? DatumGetInt32(elems[k]) : 0;
+}
+
+/*
+ * The claim on a cluster: the coordinator's buckets give the quotas, each
+ * node claims within what is left, and the buckets pay for what the nodes
+ * claimed.  values are the claim's: consumer, max_rows, lease, channels.
+ */
+static void
+claim_on_cluster(FunctionCallInfo fcinfo, Datum *values, char *nulls)
+{
+	int32		quotas[NUMBERED_CHANNELS];
+	int			spent[NUMBERED_CHANNELS] = {0};
+	int			remaining = DatumGetInt32(values[1]);
+	char	  **keys;
+	int			nkeys;
+	bool		isnull;
+
+	waitlist_execute(&cluster_refill_plan, &values[3], &nulls[3], false, 0);
+	waitlist_execute(&cluster_quotas_plan, values, nulls, true, 0);
+	quotas_from_array(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+					  quotas);
+	nkeys = waitlist_node_route_keys(&keys);
+	for (int n = 0; n < nkeys && remaining > 0; n++)
+	{
+		Datum		args[5] = {CStringGetTextDatum(keys[n]), values[0], Int32GetDatum(remaining),
+		values[2], quotas_array(quotas)};
+
+		waitlist_execute(&node_claim_plan, args, NULL, false, 0);
+		waitlist_spi_rows_to_tuplestore(fcinfo);
+		remaining -= spend_quotas(quotas, spent);
+	}
+	for (int k = 0; k < NUMBERED_CHANNELS; k++)
+	{
+		Datum		args[2] = {CStringGetTextDatum(numbered_channels[k]), Int32GetDatum(spent[k])};
+
+		if (spent[k] > 0)
+			waitlist_execute(&cluster_spend_plan, args, NULL, false, 0);
+	}
+}
+
+PG_FUNCTION_INFO_V1(waitlist_claim_here);
+
+/*
+ * waitlist.claim_here(route_key, consumer, max_rows, lease, quotas): the
+ * claim of one node, over its shards (see claim_on_cluster()).
+ */
+Datum
+waitlist_claim_here(PG_FUNCTION_ARGS)
+{
+	int32		quotas[NUMBERED_CHANNELS];
+	int			remaining = PG_GETARG_INT32(2);
+	WaitlistApiCall call;
+
+	InitMaterializedSRF(fcinfo, 0);
+	quotas_from_array(PG_GETARG_DATUM(4), quotas);
+	waitlist_api_begin(&call);
+	for (int i = 0; i < waitlist_shard_count() && remaining > 0; i++)
+	{
+		Datum		args[4] = {PG_GETARG_DATUM(1), Int32GetDatum(remaining), PG_GETARG_DATUM(3),
+		quotas_array(quotas)};
+
+		if (!waitlist_shard_is_local(i))
+			continue;
+		waitlist_execute_on_shard(&shard_claim_plan, i, args, NULL);
+		waitlist_spi_rows_to_tuplestore(fcinfo);
+		remaining -= spend_quotas(quotas, NULL);
+	}
+	waitlist_api_end(&call);
+	return (Datum) 0;
+}
+
+/*
+ * The row's resource first: the statements on a row then name it, and on
+ * Citus run on its shard.
+ */
+static WaitlistPlan outbox_resource_plan = {
+	"SELECT resource_id FROM waitlist.outbox WHERE outbox_id OPERATOR(pg_catalog.=) $1",
+	1, {INT8OID}, 0, true
 };
 
 static WaitlistPlan lock_row_plan = {
 	"SELECT state, lease_token, attempts FROM waitlist.outbox"
-	" WHERE outbox_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-	1, {INT8OID}
+	" WHERE resource_id OPERATOR(pg_catalog.=) $2 AND outbox_id OPERATOR(pg_catalog.=) $1"
+	" FOR UPDATE",
+	2, {INT8OID, TEXTOID}
 };
 
 static WaitlistPlan ack_plan = {
 	"UPDATE waitlist.outbox SET state = 'DELIVERED', delivered_at = pg_catalog.now(),"
 	"  lease_expires_at = NULL, last_error = NULL"
-	" WHERE outbox_id OPERATOR(pg_catalog.=) $1",
-	1, {INT8OID}
+	" WHERE resource_id OPERATOR(pg_catalog.=) $2 AND outbox_id OPERATOR(pg_catalog.=) $1",
+	2, {INT8OID, TEXTOID}
 };
 
 /*
@@ -197,22 +383,18 @@ static WaitlistPlan fail_plan = {
 	"               THEN 'DEAD' ELSE 'PENDING' END,"
 	"  next_attempt_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) "
 	WAITLIST_BACKOFF_SQL("$4", "1 hour", "0.5", "outbox_id::pg_catalog.text")
-	" WHERE outbox_id OPERATOR(pg_catalog.=) $1"
+	" WHERE resource_id OPERATOR(pg_catalog.=) $5 AND outbox_id OPERATOR(pg_catalog.=) $1"
 	" RETURNING state OPERATOR(pg_catalog.=) 'DEAD'",
-	4, {INT8OID, TEXTOID, INT4OID, INT4OID}
+	5, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID}
 };
 
 static WaitlistPlan retry_plan = {
 	"UPDATE waitlist.outbox SET state = 'PENDING', attempts = 0, last_error = NULL,"
 	"  next_attempt_at = pg_catalog.now(), lease_owner = NULL, lease_token = NULL,"
 	"  lease_expires_at = NULL"
-	" WHERE outbox_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'DEAD'",
-	1, {INT8OID}
-};
-
-static WaitlistPlan outbox_exists_plan = {
-	"SELECT 1 FROM waitlist.outbox WHERE outbox_id OPERATOR(pg_catalog.=) $1",
-	1, {INT8OID}
+	" WHERE resource_id OPERATOR(pg_catalog.=) $2 AND outbox_id OPERATOR(pg_catalog.=) $1"
+	"   AND state OPERATOR(pg_catalog.=) 'DEAD'",
+	2, {INT8OID, TEXTOID}
 };
 
 static WaitlistPlan set_rate_plan = {
@@ -260,15 +442,17 @@ static WaitlistPlan inbox_plan = {
 	2, {TEXTOID, INTERVALOID}
 };
 
-static WaitlistPlan offer_seen_plan = {
-	"UPDATE waitlist.offer SET seen_at = pg_catalog.now()"
-	" WHERE offer_id OPERATOR(pg_catalog.=) $1 AND seen_at IS NULL",
-	1, {INT8OID}
+/* the offer's resource first: on Citus the update then runs on its shard */
+static WaitlistPlan offer_seen_resource_plan = {
+	"SELECT resource_id FROM waitlist.offer WHERE offer_id OPERATOR(pg_catalog.=) $1",
+	1, {INT8OID}, 0, true
 };
 
-static WaitlistPlan offer_exists_plan = {
-	"SELECT 1 FROM waitlist.offer WHERE offer_id OPERATOR(pg_catalog.=) $1",
-	1, {INT8OID}
+static WaitlistPlan offer_seen_plan = {
+	"UPDATE waitlist.offer SET seen_at = pg_catalog.now()"
+	" WHERE resource_id OPERATOR(pg_catalog.=) $2 AND offer_id OPERATOR(pg_catalog.=) $1"
+	"   AND seen_at IS NULL",
+	2, {INT8OID, TEXTOID}
 };
 
 static void
@@ -279,14 +463,26 @@ outbox_row_not_found(int64 outbox_id)
 			 errmsg("outbox row " INT64_FORMAT " does not exist", outbox_id)));
 }
 
+/* The resource of an outbox row; errors if there is no such row. */
+static text *
+outbox_resource(int64 outbox_id)
+{
+	Datum		id = Int64GetDatum(outbox_id);
+
+	waitlist_execute(&outbox_resource_plan, &id, NULL, true, 1);
+	if (SPI_processed == 0)
+		outbox_row_not_found(outbox_id);
+	return waitlist_spi_text(SPI_tuptable, 0, 1);
+}
+
 /*
- * Lock an outbox row a consumer holds a lease on; refuses a stale token.
- * Returns the row's state.
+ * Lock an outbox row of the resource that a consumer holds a lease on;
+ * refuses a stale token.  Returns the row's state.
  */
 static char *
-lock_leased_row(int64 outbox_id, int64 lease_token)
+lock_leased_row(int64 outbox_id, text *resource_id, int64 lease_token)
 {
-	Datum		values[1] = {Int64GetDatum(outbox_id)};
+	Datum		values[2] = {Int64GetDatum(outbox_id), PointerGetDatum(resource_id)};
 	char	   *state;
 	bool		isnull;
 	Datum		token;
@@ -350,9 +546,14 @@ waitlist_outbox_claim(PG_FUNCTION_ARGS)
 	nulls[3] = PG_ARGISNULL(3) ? 'n' : ' ';
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&refill_plan, &values[3], &nulls[3], false, 0);
-	waitlist_execute(&claim_plan, values, nulls, false, 0);
-	waitlist_spi_rows_to_tuplestore(fcinfo);
+	if (waitlist_tables_distributed())
+		claim_on_cluster(fcinfo, values, nulls);
+	else
+	{
+		waitlist_execute(&refill_plan, &values[3], &nulls[3], false, 0);
+		waitlist_execute(&claim_plan, values, nulls, false, 0);
+		waitlist_spi_rows_to_tuplestore(fcinfo);
+	}
 	waitlist_api_end(&call);
 
 	return (Datum) 0;
@@ -367,14 +568,17 @@ Datum
 waitlist_outbox_ack(PG_FUNCTION_ARGS)
 {
 	int64		outbox_id = outbox_id_arg(fcinfo);
-	Datum		values[1] = {Int64GetDatum(outbox_id)};
+	Datum		values[2] = {Int64GetDatum(outbox_id)};
 	WaitlistApiCall call;
 	char	   *state;
+
+	WAITLIST_FORWARD(WAITLIST_ROUTE_OUTBOX, 0);
 
 	waitlist_check_not_null(fcinfo, 1, "lease_token");
 
 	waitlist_api_begin(&call);
-	state = lock_leased_row(outbox_id, PG_GETARG_INT64(1));
+	values[1] = PointerGetDatum(outbox_resource(outbox_id));
+	state = lock_leased_row(outbox_id, DatumGetTextPP(values[1]), PG_GETARG_INT64(1));
 	if (strcmp(state, "PENDING") == 0)
 		waitlist_execute(&ack_plan, values, NULL, false, 0);
 	waitlist_api_end(&call);
@@ -395,11 +599,13 @@ waitlist_outbox_fail(PG_FUNCTION_ARGS)
 {
 	int64		outbox_id = outbox_id_arg(fcinfo);
 	text	   *error;
-	Datum		values[4];
+	Datum		values[5];
 	WaitlistApiCall call;
 	char	   *state;
 	bool		dead = false;
 	bool		isnull;
+
+	WAITLIST_FORWARD(WAITLIST_ROUTE_OUTBOX, 0);
 
 	waitlist_check_not_null(fcinfo, 1, "lease_token");
 	waitlist_check_not_null(fcinfo, 2, "error");
@@ -415,7 +621,8 @@ waitlist_outbox_fail(PG_FUNCTION_ARGS)
 	values[3] = Int32GetDatum(waitlist_outbox_retry_base_ms);
 
 	waitlist_api_begin(&call);
-	state = lock_leased_row(outbox_id, PG_GETARG_INT64(1));
+	values[4] = PointerGetDatum(outbox_resource(outbox_id));
+	state = lock_leased_row(outbox_id, DatumGetTextPP(values[4]), PG_GETARG_INT64(1));
 	if (strcmp(state, "DELIVERED") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WAITLIST_STALE_LEASE),
@@ -432,14 +639,14 @@ Datum
 waitlist_outbox_retry(PG_FUNCTION_ARGS)
 {
 	int64		outbox_id = outbox_id_arg(fcinfo);
-	Datum		values[1] = {Int64GetDatum(outbox_id)};
+	Datum		values[2] = {Int64GetDatum(outbox_id)};
 	WaitlistApiCall call;
 	bool		revived;
 
+	WAITLIST_FORWARD(WAITLIST_ROUTE_OUTBOX, 0);
+
 	waitlist_api_begin(&call);
-	waitlist_execute(&outbox_exists_plan, values, NULL, false, 0);
-	if (SPI_processed == 0)
-		outbox_row_not_found(outbox_id);
+	values[1] = PointerGetDatum(outbox_resource(outbox_id));
 	waitlist_execute(&retry_plan, values, NULL, false, 0);
 	revived = SPI_processed > 0;
 	waitlist_api_end(&call);
@@ -521,6 +728,8 @@ waitlist_inbox(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	WaitlistApiCall call;
 
+	waitlist_refuse_on_cluster("waitlist_inbox()");
+
 	waitlist_check_not_null(fcinfo, 1, "since");
 	values[0] = PointerGetDatum(user_id);
 	values[1] = PG_GETARG_DATUM(1);
@@ -539,7 +748,7 @@ Datum
 waitlist_offer_seen(PG_FUNCTION_ARGS)
 {
 	int64		offer_id;
-	Datum		values[1];
+	Datum		values[2];
 	WaitlistApiCall call;
 	bool		first;
 
@@ -550,16 +759,14 @@ waitlist_offer_seen(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(offer_id);
 
 	waitlist_api_begin(&call);
+	waitlist_execute(&offer_seen_resource_plan, values, NULL, true, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("waitlist offer " INT64_FORMAT " does not exist", offer_id)));
+	values[1] = PointerGetDatum(waitlist_spi_text(SPI_tuptable, 0, 1));
 	waitlist_execute(&offer_seen_plan, values, NULL, false, 0);
 	first = SPI_processed > 0;
-	if (!first)
-	{
-		waitlist_execute(&offer_exists_plan, values, NULL, false, 0);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("waitlist offer " INT64_FORMAT " does not exist", offer_id)));
-	}
 	waitlist_api_end(&call);
 
 	PG_RETURN_BOOL(first);

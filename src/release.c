@@ -126,6 +126,8 @@ waitlist_retry_event(PG_FUNCTION_ARGS)
 	uint64		i;
 	WaitlistApiCall call;
 
+	waitlist_refuse_on_cluster("waitlist_retry_event()");
+
 	waitlist_api_begin(&call);
 	waitlist_execute(&event_exists_plan, values, nulls, false, 0);
 	if (SPI_processed == 0)

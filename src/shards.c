@@ -177,6 +177,9 @@ typedef struct ShardMap
 	int32	   *hash_min;		/* ascending */
 	int32	   *hash_max;
 	bool	   *local;
+	int32	   *group;			/* the Citus group of the node holding it */
+	int			nroutes;		/* the nodes holding shards, one key each */
+	char	  **route_keys;
 	int			ntables;
 	ShardTable *tables;
 } ShardMap;
@@ -210,7 +213,8 @@ static const char *shard_map_sql =
 "       d.logicalrelid::pg_catalog.oid, d.partmethod OPERATOR(pg_catalog.=) 'n',"
 "       s.shardminvalue::pg_catalog.int4, s.shardmaxvalue::pg_catalog.int4,"
 "       pg_catalog.shard_name(s.logicalrelid, s.shardid),"
-"       p.groupid OPERATOR(pg_catalog.=) (SELECT groupid FROM pg_catalog.pg_dist_local_group)"
+"       p.groupid OPERATOR(pg_catalog.=) (SELECT groupid FROM pg_catalog.pg_dist_local_group),"
+"       p.groupid"
 "  FROM pg_catalog.pg_dist_partition d"
 "  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.logicalrelid"
 "  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
@@ -283,7 +287,9 @@ load_shard_map(void)
 				map->hash_min = palloc0(sizeof(int32) * nrows);
 				map->hash_max = palloc0(sizeof(int32) * nrows);
 				map->local = palloc0(sizeof(bool) * nrows);
+				map->group = palloc0(sizeof(int32) * nrows);
 			}
+			map->group[index] = DatumGetInt32(SPI_getbinval(row, desc, 8, &isnull));
 			map->hash_min[index] = DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull));
 			map->hash_max[index] = DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
 			map->local[index] = DatumGetBool(SPI_getbinval(row, desc, 7, &isnull));
@@ -300,18 +306,26 @@ load_shard_map(void)
  * function under the column's (default) collation.
  */
 static int
-local_shard_index(text *resource_id)
+shard_index_of(text *key)
 {
 	int32		hash;
 
 	if (shard_map == NULL)
 		shard_map = load_shard_map();
 	hash = DatumGetInt32(DirectFunctionCall1Coll(hashtext, DEFAULT_COLLATION_OID,
-												 PointerGetDatum(resource_id)));
+												 PointerGetDatum(key)));
 	for (int i = 0; i < shard_map->nshards; i++)
 		if (hash >= shard_map->hash_min[i] && hash <= shard_map->hash_max[i])
-			return shard_map->local[i] ? i : -1;
+			return i;
 	return -1;
+}
+
+static int
+local_shard_index(text *resource_id)
+{
+	int			index = shard_index_of(resource_id);
+
+	return index >= 0 && shard_map->local[index] ? index : -1;
 }
 
 /*
@@ -406,6 +420,20 @@ waitlist_shard_local_plan(WaitlistPlan *plan, Datum *values, const char *nulls,
 	index = local_shard_index(DatumGetTextPP(values[plan->resource_parameter - 2]));
 	if (index < 0)
 		return NULL;
+	return waitlist_shard_plan(plan, index, prepare);
+}
+
+/*
+ * The statement on shard "index" of each of our tables (a shard of this
+ * node), prepared once and kept until the shards change.
+ */
+SPIPlanPtr
+waitlist_shard_plan(WaitlistPlan *plan, int index,
+					SPIPlanPtr (*prepare) (WaitlistPlan *plan, const char *sql))
+{
+	if (shard_map == NULL)
+		shard_map = load_shard_map();
+	Assert(index >= 0 && index < shard_map->nshards && shard_map->local[index]);
 	if (plan->shard_plans_generation != shard_map_generation)
 	{
 		for (int i = 0; i < plan->nshard_plans; i++)
@@ -492,4 +520,90 @@ waitlist_node_scope_sql(const char *sql)
 		p += len;
 	}
 	return buf.data;
+}
+
+/*
+ * Refuse what does not work on a Citus cluster yet (docs/scale-out.md),
+ * rather than leave Citus to refuse a statement of it.
+ */
+void
+waitlist_refuse_on_cluster(const char *what)
+{
+	if (waitlist_tables_distributed())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s does not work on a Citus cluster yet", what),
+				 errdetail("The waitlist tables of this database are distributed over Citus (waitlist_distribute())."),
+				 errhint("See \"What does not work on a cluster yet\" in docs/scale-out.md.")));
+}
+
+/* The number of shard indexes, and whether this node holds shard "index". */
+int
+waitlist_shard_count(void)
+{
+	if (shard_map == NULL)
+		shard_map = load_shard_map();
+	return shard_map->nshards;
+}
+
+bool
+waitlist_shard_is_local(int index)
+{
+	if (shard_map == NULL)
+		shard_map = load_shard_map();
+	return index >= 0 && index < shard_map->nshards && shard_map->local[index];
+}
+
+/*
+ * One key per node that holds shards: a text that Citus hashes into one of
+ * that node's shards, so that a distributed function called with it runs
+ * there (outbox claims, which are about no one resource, go to each node
+ * so).  Found by trying "waitlist-node-0", "waitlist-node-1", ...: a node
+ * holding k of n shards takes about n / k tries.
+ */
+int
+waitlist_node_route_keys(char ***keys)
+{
+	if (shard_map == NULL)
+		shard_map = load_shard_map();
+	if (shard_map->route_keys == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(shard_map_cxt);
+		int32	   *groups = palloc(sizeof(int32) * Max(shard_map->nshards, 1));
+		char	  **found = palloc0(sizeof(char *) * Max(shard_map->nshards, 1));
+		int			ngroups = 0;
+
+		for (int i = 0; i < shard_map->nshards; i++)
+		{
+			bool		seen = false;
+
+			for (int g = 0; g < ngroups && !seen; g++)
+				seen = groups[g] == shard_map->group[i];
+			if (!seen)
+				groups[ngroups++] = shard_map->group[i];
+		}
+		for (int tries = 0; tries < 1000000; tries++)
+		{
+			char	   *key = psprintf("waitlist-node-%d", tries);
+			int			index = shard_index_of(cstring_to_text(key));
+			bool		all = true;
+
+			for (int g = 0; g < ngroups; g++)
+			{
+				if (found[g] == NULL && index >= 0 && shard_map->group[index] == groups[g])
+					found[g] = key;
+				all = all && found[g] != NULL;
+			}
+			if (all)
+				break;
+		}
+		for (int g = 0; g < ngroups; g++)
+			if (found[g] == NULL)
+				elog(ERROR, "no route key found for Citus group %d", groups[g]);
+		shard_map->route_keys = found;
+		shard_map->nroutes = ngroups;
+		MemoryContextSwitchTo(old);
+	}
+	*keys = shard_map->route_keys;
+	return shard_map->nroutes;
 }

@@ -61,6 +61,7 @@ typedef enum WaitlistRoute
 	WAITLIST_ROUTE_RESOURCE,	/* the argument is the resource_id */
 	WAITLIST_ROUTE_ENTRY,		/* an entry id */
 	WAITLIST_ROUTE_OFFER,		/* an offer id */
+	WAITLIST_ROUTE_OUTBOX,		/* an outbox row id */
 	WAITLIST_ROUTE_TOKEN		/* a signed offer token */
 } WaitlistRoute;
 
