@@ -1,11 +1,11 @@
 # The same API on Citus: one coordinator and two workers on this machine,
 # the tables distributed by resource_id with waitlist_distribute(), and the
 # concert scenario run through the coordinator: joins across 20 resources,
-# cancellations on both workers at once, accepts and double taps, expiry
-# and promotion by each node's own worker, a worker's promotion worker
-# killed mid-storm, a shard moved mid-scenario; then no invariant broken
-# anywhere, no resource with rows on two nodes, and every offer with its
-# outbox row.
+# cancellations on both workers at once, accepts and double taps, calls in
+# transaction blocks and by token, expiry and promotion by each node's own
+# worker, a worker node's promotion worker killed mid-storm, a shard moved
+# mid-scenario; then no invariant broken anywhere, no resource with rows on
+# two nodes, and every offer with its outbox row.
 
 use strict;
 use warnings;
@@ -141,6 +141,57 @@ is(sql("SELECT waitlist_leave($waiting)"), 't', 'a leave through the coordinator
 wait_until(
 	"SELECT count(*) FROM waitlist.offer WHERE resource_id = 'show-11' AND state = 'OPEN'",
 	'3', "the declined unit goes to the next fan, by the worker of show-11's node");
+
+# --- calls inside a transaction block, and by token ------------------------------
+
+# not sent on by Citus (a transaction block): passed on by the extension, in
+# the caller's transaction
+sql("BEGIN; SELECT waitlist_join('show-4', 'in-a-block'); SELECT waitlist_join('show-5', 'in-a-block'); COMMIT;");
+is(sql("SELECT count(*) FROM waitlist.entry WHERE user_id = 'in-a-block'"), '2',
+	'joins of two nodes in one transaction block are both made');
+sql("BEGIN; SELECT waitlist_join('show-4', 'rolled-back'); SELECT waitlist_join('show-5', 'rolled-back'); ROLLBACK;");
+is(sql("SELECT count(*) FROM waitlist.entry WHERE user_id = 'rolled-back'"), '0',
+	'... and both rolled back with it');
+my $linked = sql("SELECT min(offer_id) FROM waitlist.offer WHERE resource_id = 'show-5' AND state = 'OPEN'");
+my $token = sql("SELECT waitlist_offer_token($linked)");
+is(sql("SELECT state FROM waitlist_accept_token('$token', 'link-1')"), 'ACCEPTED',
+	'an accept by signed token through the coordinator');
+is(sql("SELECT state FROM waitlist.offer WHERE offer_id = $linked"), 'ACCEPTED', '... accepts its offer');
+my $seen = sql("SELECT min(offer_id) FROM waitlist.offer WHERE resource_id = 'show-6' AND state = 'OPEN'");
+is(sql("SELECT waitlist_offer_seen($seen)"), 't', 'an offer marked seen through the coordinator');
+is(sql("SELECT waitlist_offer_seen($seen)"), 'f', '... once');
+
+# --- the outbox, claimed from the coordinator ------------------------------------
+
+my $pending = sql("SELECT count(*) FROM waitlist.outbox WHERE state = 'PENDING'");
+cmp_ok($pending, '>', 50, 'the offers left outbox rows to deliver');
+# a rate-limited channel: the coordinator's bucket bounds the whole cluster
+sql("SELECT waitlist_set_channel_rate('webhook', 0.001, 7)");
+is(sql("SELECT count(*) FROM waitlist_outbox_claim('relay-0', 1000)"), '7',
+	"a claim hands out no more rows of a rate-limited channel than its bucket holds, over all nodes");
+is(sql("SELECT count(*) FROM waitlist_outbox_claim('relay-0', 1000)"), '0', '... and then none');
+sql("SELECT waitlist_set_channel_rate('webhook', NULL)");
+my $claimed = sql(
+	"SELECT count(*), count(DISTINCT resource_id), count(DISTINCT outbox_id)"
+	  . " FROM waitlist_outbox_claim('relay-1', 1000)");
+my ($rows, $resources_claimed, $distinct) = split /\|/, $claimed;
+cmp_ok($rows, '>', 40, 'a claim from the coordinator leases rows');
+cmp_ok($resources_claimed, '>', 10, '... of resources on both nodes');
+is($distinct, $rows, '... each once');
+my @leased = split /\n/, sql(
+	"SELECT outbox_id || ',' || lease_token FROM waitlist.outbox WHERE lease_owner = 'relay-1'"
+	  . " AND lease_expires_at > now() ORDER BY outbox_id LIMIT 3");
+my ($ack_id, $ack_token) = split /,/, $leased[0];
+my ($fail_id, $fail_token) = split /,/, $leased[1];
+is(sql("SELECT waitlist_outbox_ack($ack_id, $ack_token)"), 't', 'an ack through the coordinator');
+is(sql("SELECT state FROM waitlist.outbox WHERE outbox_id = $ack_id"), 'DELIVERED', '... delivers the row');
+is(sql("SELECT waitlist_outbox_fail($fail_id, $fail_token, 'provider down')"), 'f', 'a failure through the coordinator');
+is(sql("SELECT state || ' ' || attempts FROM waitlist.outbox WHERE outbox_id = $fail_id"), 'PENDING 1',
+	'... is retried later');
+($rc, $out, $err) = $coordinator->psql('postgres', "SELECT waitlist_outbox_ack($ack_id, $ack_token + 1)");
+like($err, qr/is stale/, 'a stale lease is refused through the coordinator too');
+is(sql("SELECT count(*) FROM waitlist_outbox_claim('relay-2', 1000) WHERE outbox_id = $ack_id"), '0',
+	'a second claim does not hand out a delivered row');
 
 # --- expiry by each node's worker ---------------------------------------------
 
