@@ -1825,6 +1825,7 @@ AS $duties$
         ('monitor', 'FUNCTION', '@extschema@.waitlist_status(bigint)', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_check(text, interval)', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_worker_status()', 'EXECUTE'),
+        ('monitor', 'FUNCTION', '@extschema@.waitlist_cluster_worker_status()', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_metrics()', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_history(bigint)', 'EXECUTE'),
         ('monitor', 'FUNCTION', '@extschema@.waitlist_explain(bigint)', 'EXECUTE'),
@@ -2638,6 +2639,56 @@ BEGIN
 END
 $make_check_resource$;
 COMMENT ON FUNCTION waitlist.check_resource(pg_catalog.text, interval) IS 'waitlist_check() of one resource, each query naming the resource in every table it reads, as Citus routes it (internal)';
+
+/*
+ * The promotion workers of every node of a Citus cluster, from the
+ * coordinator: waitlist_worker_status() of each node, with the node.  A
+ * node that cannot be asked gives one row with its error.
+ */
+CREATE FUNCTION waitlist_cluster_worker_status(OUT node_name pg_catalog.text,
+                                               OUT node_port integer,
+                                               OUT worker integer,
+                                               OUT pid integer,
+                                               OUT resources_owned bigint,
+                                               OUT last_wake pg_catalog.timestamptz,
+                                               OUT events_processed bigint,
+                                               OUT offers_made bigint,
+                                               OUT offers_expired bigint,
+                                               OUT last_error pg_catalog.text,
+                                               OUT last_error_at pg_catalog.timestamptz,
+                                               OUT rounds bigint)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $cluster_status$
+BEGIN
+    IF NOT waitlist.tables_distributed() THEN
+        RAISE EXCEPTION 'waitlist_cluster_worker_status() needs a database distributed over Citus'
+            USING ERRCODE := 'object_not_in_prerequisite_state',
+                  HINT := 'On a single server, waitlist_worker_status() reports every promotion worker.';
+    END IF;
+    RETURN QUERY
+    SELECT n.nodename, n.nodeport, s.*
+      FROM pg_catalog.pg_dist_node n
+      CROSS JOIN @extschema@.waitlist_worker_status() s
+     WHERE n.groupid OPERATOR(pg_catalog.=) (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)
+       AND n.noderole OPERATOR(pg_catalog.=) 'primary';
+    RETURN QUERY
+    SELECT w.nodename, w.nodeport, s.worker, s.pid, s.resources_owned, s.last_wake,
+           s.events_processed, s.offers_made, s.offers_expired,
+           CASE WHEN w.success THEN s.last_error ELSE w.result END,
+           s.last_error_at, s.rounds
+      FROM pg_catalog.run_command_on_workers(
+               $q$SELECT coalesce(pg_catalog.json_agg(s), '[]') FROM @extschema@.waitlist_worker_status() s$q$) w
+      LEFT JOIN LATERAL pg_catalog.json_to_recordset(
+               CASE WHEN w.success THEN w.result::pg_catalog.json ELSE '[{}]' END)
+           AS s(worker integer, pid integer, resources_owned bigint, last_wake pg_catalog.timestamptz,
+                events_processed bigint, offers_made bigint, offers_expired bigint,
+                last_error pg_catalog.text, last_error_at pg_catalog.timestamptz, rounds bigint) ON true
+     ORDER BY 1, 2, 3;
+END
+$cluster_status$;
+COMMENT ON FUNCTION waitlist_cluster_worker_status() IS 'on a Citus cluster: waitlist_worker_status() of every node, with the node';
 
 /*
  * This node's sequences of unit ids and lease tokens, moved into the node's

@@ -251,6 +251,16 @@ for my $round (1, 2)
 		"the worker of show-3's new node promotes it");
 }
 
+# --- the workers of every node, from the coordinator ----------------------------
+
+is( sql(
+		"SELECT count(DISTINCT node_port) FILTER (WHERE pid IS NOT NULL AND last_error IS NULL)"
+		  . " FROM waitlist_cluster_worker_status()"),
+	'3', "every node's promotion worker reports to the coordinator");
+cmp_ok(
+	sql("SELECT sum(offers_made) FROM waitlist_cluster_worker_status() WHERE node_port <> " . $coordinator->port),
+	'>', 0, "... with the offers the workers of the worker nodes made");
+
 # --- every resource lives on one node -----------------------------------------
 
 my %seen;
