@@ -2520,6 +2520,25 @@ BEGIN
         PERFORM pg_catalog.create_distributed_function(f::pg_catalog.regprocedure, 'resource_id',
                                                        colocate_with => 'waitlist.resource');
     END LOOP;
+    -- the calls named by an entry, offer or outbox id: Citus sends them to the
+    -- node of the id's shard, which is its resource's (waitlist.node_ids())
+    FOR f, t IN VALUES
+        ('@extschema@.waitlist_leave(bigint)', 'entry_id'),
+        ('@extschema@.waitlist_status(bigint)', 'entry_id'),
+        ('@extschema@.waitlist_confirm(bigint)', 'entry_id'),
+        ('@extschema@.waitlist_accept(bigint, pg_catalog.text)', 'offer_id'),
+        ('@extschema@.waitlist_decline(bigint)', 'offer_id'),
+        ('@extschema@.waitlist_offer_token(bigint)', 'offer_id'),
+        ('@extschema@.waitlist_offer_seen(bigint)', 'offer_id'),
+        ('@extschema@.waitlist_extend_offer(bigint, interval, pg_catalog.text, pg_catalog.text)', 'offer_id'),
+        ('@extschema@.waitlist_booking_confirmed(bigint, pg_catalog.text)', 'offer_id'),
+        ('@extschema@.waitlist_booking_failed(bigint, pg_catalog.text, boolean)', 'offer_id'),
+        ('@extschema@.waitlist_outbox_ack(bigint, bigint)', 'outbox_id'),
+        ('@extschema@.waitlist_outbox_fail(bigint, bigint, pg_catalog.text)', 'outbox_id'),
+        ('@extschema@.waitlist_outbox_retry(bigint)', 'outbox_id') LOOP
+        PERFORM pg_catalog.create_distributed_function(f::pg_catalog.regprocedure, t,
+                                                       colocate_with => 'waitlist.resource');
+    END LOOP;
     -- a call made on a node without its resource goes on through this one,
     -- in the caller's transaction (src/forward.c)
     PERFORM pg_catalog.create_distributed_function(

@@ -68,6 +68,7 @@ extern SPIPlanPtr waitlist_shard_local_plan(WaitlistPlan *plan, Datum *values, c
 extern SPIPlanPtr waitlist_shard_plan(WaitlistPlan *plan, int index,
 									  SPIPlanPtr (*prepare) (WaitlistPlan *plan, const char *sql));
 extern int	waitlist_shard_count(void);
+extern int	waitlist_shard_index_of(text *key);
 extern bool waitlist_shard_is_local(int index);
 extern int	waitlist_node_route_keys(char ***keys);
 extern int	waitlist_execute_on_shard(WaitlistPlan *plan, int index, Datum *values,

@@ -150,8 +150,27 @@ node_group(void)
 	return group;
 }
 
+/*
+ * Whether Citus puts the id, taken as a distribution value, in the shard of
+ * its resource: then a call named by the id alone (waitlist_accept(offer_id,
+ * ...)), a distributed function by that argument, is sent by Citus straight
+ * to the resource's node.  Citus hashes a bigint distribution argument as
+ * the text of the table's distribution column.
+ */
+static bool
+id_routes_to(int64 id, int resource_shard)
+{
+	char		digits[MAXINT8LEN + 1];
+
+	snprintf(digits, sizeof(digits), INT64_FORMAT, id);
+	return waitlist_shard_index_of(cstring_to_text(digits)) == resource_shard;
+}
+
+/* how many ids are drawn, at most, to find one that routes to its resource */
+#define NODE_ID_ROUTE_TRIES		100000
+
 static int64
-next_node_id(Relation rel, const char *id_column, Oid seqid, Datum resource_id)
+next_node_id(Relation rel, const char *id_column, Oid seqid, Datum resource_id, bool routed)
 {
 	int64		n = DatumGetInt64(DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seqid)));
 	int64		group = node_group();
@@ -168,6 +187,19 @@ next_node_id(Relation rel, const char *id_column, Oid seqid, Datum resource_id)
 							Int64GetDatum((largest - NODE_ID_BASE) / NODE_ID_GROUPS +
 										  NODE_ID_REBASE_MARGIN));
 		n = DatumGetInt64(DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seqid)));
+	}
+	if (routed)
+	{
+		int			shard = waitlist_shard_index_of(DatumGetTextPP(resource_id));
+
+		/*
+		 * About one id in as many as there are shards routes to a given
+		 * shard; the ids passed over are never used.  An id that does not
+		 * route (none found in the tries) still works: its call is passed on.
+		 */
+		for (int tries = 0; tries < NODE_ID_ROUTE_TRIES && shard >= 0 &&
+			 !id_routes_to(NODE_ID_BASE + n * NODE_ID_GROUPS + group, shard); tries++)
+			n = DatumGetInt64(DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seqid)));
 	}
 	return NODE_ID_BASE + n * NODE_ID_GROUPS + group;
 }
@@ -218,7 +250,8 @@ waitlist_node_ids(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	id = next_node_id(rel, id_column, seqid, resource_id);
+	/* the ids that API calls are named by route to their resource's node */
+	id = next_node_id(rel, id_column, seqid, resource_id, strcmp(id_column, "transition_id") != 0);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 
@@ -311,8 +344,8 @@ waitlist_forward(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("the shards of waitlist resource \"%s\" are not on this node",
 						text_to_cstring(resource_id)),
-				 errdetail("They moved while the call was passed on."),
-				 errhint("Retry the transaction.")));
+				 errdetail("Either they moved while the call was passed on, or Citus sent the call here by an id made before waitlist_distribute(), which does not name its node."),
+				 errhint("Retry the transaction; a call by an id made before waitlist_distribute() goes to the right node inside a transaction block.")));
 
 	/* the call runs as the role that made it, as on the node it was made on */
 	GetUserIdAndSecContext(&save_user, &save_context);

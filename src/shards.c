@@ -607,3 +607,10 @@ waitlist_node_route_keys(char ***keys)
 	*keys = shard_map->route_keys;
 	return shard_map->nroutes;
 }
+
+/* The index of the shard Citus puts a distribution value in. */
+int
+waitlist_shard_index_of(text *key)
+{
+	return shard_index_of(key);
+}

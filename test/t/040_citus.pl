@@ -129,6 +129,22 @@ is( sql(
 
 # --- accepts, double taps, declines, leaves by id -----------------------------
 
+# ids name their node: Citus sends a call by id straight there
+is( sql(
+		"SELECT count(*) FROM waitlist.entry"
+		  . " WHERE get_shard_id_for_distribution_column('waitlist.resource', entry_id::text)"
+		  . "    <> get_shard_id_for_distribution_column('waitlist.resource', resource_id)"),
+	'0', "every entry id hashes to its resource's shard");
+is( sql(
+		"SELECT count(*) FROM waitlist.offer"
+		  . " WHERE get_shard_id_for_distribution_column('waitlist.resource', offer_id::text)"
+		  . "    <> get_shard_id_for_distribution_column('waitlist.resource', resource_id)"),
+	'0', "... and every offer id to its offer's");
+my $probe = sql("SELECT min(entry_id) FROM waitlist.entry WHERE resource_id = 'show-7'");
+($rc, $out, $err) = $coordinator->psql('postgres',
+	"SET client_min_messages = debug1; SELECT state FROM waitlist_status($probe)");
+like($err, qr/pushing down the function call/, 'a status by entry id is sent by Citus to the node');
+
 my $offer = sql("SELECT min(offer_id) FROM waitlist.offer WHERE resource_id = 'show-1' AND state = 'OPEN'");
 is(sql("SELECT state FROM waitlist_accept($offer, 'tap-1')"), 'ACCEPTED', 'an accept through the coordinator');
 is(sql("SELECT state FROM waitlist_accept($offer, 'tap-1')"), 'ACCEPTED', 'a double tap gets the same answer');
