@@ -121,17 +121,11 @@ route_resource(FunctionCallInfo fcinfo, WaitlistRoute route, int argno)
 				resource_id = first_resource(&outbox_anywhere_plan, key);
 			return resource_id;
 		case WAITLIST_ROUTE_TOKEN:
-			/* a bad token gets its error where the call runs */
-			PG_TRY();
-			{
-				(void) waitlist_verify_offer_token(PG_GETARG_TEXT_PP(argno), &resource_id);
-			}
-			PG_CATCH();
-			{
-				FlushErrorState();
-				resource_id = NULL;
-			}
-			PG_END_TRY();
+			/*
+			 * Verified here as on the resource's node: the keys are a
+			 * reference table, so a bad token gets the same error here.
+			 */
+			(void) waitlist_verify_offer_token(PG_GETARG_TEXT_PP(argno), &resource_id);
 			return resource_id;
 	}
 	return NULL;
