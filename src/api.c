@@ -342,6 +342,14 @@ waitlist_pin_search_path(void)
 	return nestlevel;
 }
 
+/* the cursor options of a statement's plan mode */
+static int
+plan_cursor_options(WaitlistPlan *plan)
+{
+	return plan->plan_mode == WAITLIST_CUSTOM_PLAN ? CURSOR_OPT_CUSTOM_PLAN :
+		plan->plan_mode == WAITLIST_GENERIC_PLAN ? CURSOR_OPT_GENERIC_PLAN : 0;
+}
+
 static SPIPlanPtr
 prepare_kept(WaitlistPlan *plan, const char *sql, int cursor_options, bool time_parameters)
 {
@@ -415,8 +423,7 @@ waitlist_plan(WaitlistPlan *plan)
 			text = plan->prepared_sql = MemoryContextStrdup(TopMemoryContext, sql);
 		plan->time_parameters = distributed && !plan->node_scope && sql != NULL;
 		plan->plan = prepare_kept(plan, text,
-								  distributed || plan->plan_mode == WAITLIST_CUSTOM_PLAN ? CURSOR_OPT_CUSTOM_PLAN :
-								  plan->plan_mode == WAITLIST_GENERIC_PLAN ? CURSOR_OPT_GENERIC_PLAN : 0,
+								  distributed ? CURSOR_OPT_CUSTOM_PLAN : plan_cursor_options(plan),
 								  plan->time_parameters);
 		plan->prepared_distributed = distributed;
 	}
@@ -458,10 +465,7 @@ execute_prepared(WaitlistPlan *plan, SPIPlanPtr p, Datum *values, const char *nu
 static SPIPlanPtr
 prepare_on_shards(WaitlistPlan *plan, const char *sql)
 {
-	return prepare_kept(plan, sql,
-						plan->plan_mode == WAITLIST_CUSTOM_PLAN ? CURSOR_OPT_CUSTOM_PLAN :
-						plan->plan_mode == WAITLIST_GENERIC_PLAN ? CURSOR_OPT_GENERIC_PLAN : 0,
-						false);
+	return prepare_kept(plan, sql, plan_cursor_options(plan), false);
 }
 
 /* Run a kept statement against shard "index" of this node (shards.c). */

@@ -87,6 +87,16 @@ first_resource(WaitlistPlan *plan, Datum id)
 	return waitlist_spi_text(SPI_tuptable, 0, 1);
 }
 
+/*
+ * The resource of an outbox row in this node's shards (on a single server,
+ * in the table); NULL if there is none here.
+ */
+text *
+waitlist_outbox_row_resource(int64 outbox_id)
+{
+	return first_resource(&outbox_here_plan, Int64GetDatum(outbox_id));
+}
+
 /* the resource the call is about; NULL if none is found (the call says so) */
 static text *
 route_resource(FunctionCallInfo fcinfo, WaitlistRoute route, int argno)
@@ -116,7 +126,7 @@ route_resource(FunctionCallInfo fcinfo, WaitlistRoute route, int argno)
 				resource_id = first_resource(&archived_offer_anywhere_plan, key);
 			return resource_id;
 		case WAITLIST_ROUTE_OUTBOX:
-			resource_id = first_resource(&outbox_here_plan, key);
+			resource_id = waitlist_outbox_row_resource(DatumGetInt64(key));
 			if (resource_id == NULL)
 				resource_id = first_resource(&outbox_anywhere_plan, key);
 			return resource_id;

@@ -140,6 +140,22 @@ static WaitlistPlan refill_plan = {
 };
 
 /*
+ * The start of a claim: "taken" merges the channels' candidates (the
+ * branches of "candidates") oldest first up to max_rows ($2) and counts what
+ * that leaves to each channel; "chosen" locks that many of each channel's
+ * deliverable rows.
+ */
+#define TAKEN_AND_CHOSEN_SQL(candidates) \
+	"WITH taken AS MATERIALIZED (" \
+	"  SELECT c.channel, pg_catalog.count(*)::integer AS n FROM (" \
+	candidates \
+	"    ORDER BY outbox_id LIMIT $2) c" \
+	"  GROUP BY c.channel" \
+	"), chosen AS (" \
+	FOR_EACH_CHANNEL(CHANNEL_CHOSEN) \
+	")"
+
+/*
  * The end of a claim: lease the rows of "chosen" to consumer $1 for $3, and
  * return them.
  */
@@ -166,14 +182,8 @@ static WaitlistPlan refill_plan = {
  * bucket is empty, is not scanned at all (LIMIT 0).
  */
 static WaitlistPlan claim_plan = {
-	"WITH taken AS MATERIALIZED ("
-	"  SELECT c.channel, pg_catalog.count(*)::integer AS n FROM ("
-	FOR_EACH_CHANNEL(CHANNEL_CANDIDATES)
-	"    ORDER BY outbox_id LIMIT $2) c"
-	"  GROUP BY c.channel"
-	"), chosen AS ("
-	FOR_EACH_CHANNEL(CHANNEL_CHOSEN)
-	"), spent AS ("
+	TAKEN_AND_CHOSEN_SQL(FOR_EACH_CHANNEL(CHANNEL_CANDIDATES))
+	", spent AS ("
 	"  UPDATE waitlist.channel b SET tokens = b.tokens OPERATOR(pg_catalog.-) x.n"
 	"  FROM (SELECT channel, pg_catalog.count(*) AS n FROM chosen GROUP BY channel) x"
 	"  WHERE b.channel OPERATOR(pg_catalog.=) x.channel AND b.rate_per_second IS NOT NULL"
@@ -196,14 +206,8 @@ static WaitlistPlan claim_plan = {
 	"SELECT * FROM (" DELIVERABLE_ROWS(ch) " LIMIT LEAST($4[" k "], $2)) AS " ch "_candidates"
 
 static WaitlistPlan shard_claim_plan = {
-	"WITH taken AS MATERIALIZED ("
-	"  SELECT c.channel, pg_catalog.count(*)::integer AS n FROM ("
-	FOR_EACH_NUMBERED_CHANNEL(SHARD_CHANNEL_CANDIDATES)
-	"    ORDER BY outbox_id LIMIT $2) c"
-	"  GROUP BY c.channel"
-	"), chosen AS ("
-	FOR_EACH_CHANNEL(CHANNEL_CHOSEN)
-	") " LEASE_CHOSEN_SQL,
+	TAKEN_AND_CHOSEN_SQL(FOR_EACH_NUMBERED_CHANNEL(SHARD_CHANNEL_CANDIDATES))
+	" " LEASE_CHOSEN_SQL,
 	4, {TEXTOID, INT4OID, INTERVALOID, INT4ARRAYOID}, WAITLIST_CUSTOM_PLAN
 };
 
@@ -215,9 +219,8 @@ static WaitlistPlan cluster_refill_plan = {
 
 /* the quota of each channel, in FOR_EACH_NUMBERED_CHANNEL's order */
 static WaitlistPlan cluster_quotas_plan = {
-	"SELECT ARRAY(SELECT " CHANNEL_QUOTA("email") " UNION ALL SELECT " CHANNEL_QUOTA("push")
-	" UNION ALL SELECT " CHANNEL_QUOTA("sms") " UNION ALL SELECT " CHANNEL_QUOTA("webhook")
-	" UNION ALL SELECT " CHANNEL_QUOTA("booking") ")",
+	"SELECT ARRAY[" CHANNEL_QUOTA("email") ", " CHANNEL_QUOTA("push") ", " CHANNEL_QUOTA("sms") ","
+	" " CHANNEL_QUOTA("webhook") ", " CHANNEL_QUOTA("booking") "]",
 	4, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID}
 };
 
@@ -347,15 +350,6 @@ waitlist_claim_here(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/*
- * The row's resource first: the statements on a row then name it, and on
- * Citus run on its shard.
- */
-static WaitlistPlan outbox_resource_plan = {
-	"SELECT resource_id FROM waitlist.outbox WHERE outbox_id OPERATOR(pg_catalog.=) $1",
-	1, {INT8OID}, 0, true
-};
-
 static WaitlistPlan lock_row_plan = {
 	"SELECT state, lease_token, attempts FROM waitlist.outbox"
 	" WHERE resource_id OPERATOR(pg_catalog.=) $2 AND outbox_id OPERATOR(pg_catalog.=) $1"
@@ -463,16 +457,19 @@ outbox_row_not_found(int64 outbox_id)
 			 errmsg("outbox row " INT64_FORMAT " does not exist", outbox_id)));
 }
 
-/* The resource of an outbox row; errors if there is no such row. */
+/*
+ * The resource of an outbox row; errors if there is no such row.  Looked up
+ * first, so that the statements on the row name it, and on Citus run on its
+ * shard.
+ */
 static text *
 outbox_resource(int64 outbox_id)
 {
-	Datum		id = Int64GetDatum(outbox_id);
+	text	   *resource_id = waitlist_outbox_row_resource(outbox_id);
 
-	waitlist_execute(&outbox_resource_plan, &id, NULL, true, 1);
-	if (SPI_processed == 0)
+	if (resource_id == NULL)
 		outbox_row_not_found(outbox_id);
-	return waitlist_spi_text(SPI_tuptable, 0, 1);
+	return resource_id;
 }
 
 /*

@@ -301,12 +301,12 @@ load_shard_map(void)
 }
 
 /*
- * The index of the shard of the resource, if this node holds it; else -1.
+ * The index of the shard Citus puts a distribution value in; -1 if none.
  * The hash is Citus's of a text distribution column: the type's hash
  * function under the column's (default) collation.
  */
-static int
-shard_index_of(text *key)
+int
+waitlist_shard_index_of(text *key)
 {
 	int32		hash;
 
@@ -320,10 +320,11 @@ shard_index_of(text *key)
 	return -1;
 }
 
+/* The index of the resource's shard if this node holds it, else -1. */
 static int
 local_shard_index(text *resource_id)
 {
-	int			index = shard_index_of(resource_id);
+	int			index = waitlist_shard_index_of(resource_id);
 
 	return index >= 0 && shard_map->local[index] ? index : -1;
 }
@@ -585,7 +586,7 @@ waitlist_node_route_keys(char ***keys)
 		for (int tries = 0; tries < 1000000; tries++)
 		{
 			char	   *key = psprintf("waitlist-node-%d", tries);
-			int			index = shard_index_of(cstring_to_text(key));
+			int			index = waitlist_shard_index_of(cstring_to_text(key));
 			bool		all = true;
 
 			for (int g = 0; g < ngroups; g++)
@@ -606,11 +607,4 @@ waitlist_node_route_keys(char ***keys)
 	}
 	*keys = shard_map->route_keys;
 	return shard_map->nroutes;
-}
-
-/* The index of the shard Citus puts a distribution value in. */
-int
-waitlist_shard_index_of(text *key)
-{
-	return shard_index_of(key);
 }

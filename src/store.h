@@ -67,6 +67,7 @@ typedef enum WaitlistRoute
 
 extern bool waitlist_forwarded(FunctionCallInfo fcinfo, WaitlistRoute route, int argno,
 							   Datum *result);
+extern text *waitlist_outbox_row_resource(int64 outbox_id);
 
 /* first in an entry point: return what the resource's node answered */
 #define WAITLIST_FORWARD(route, argno) \
