@@ -1509,22 +1509,29 @@ AS $history$
 DECLARE
     fan waitlist_archive.entry_all := waitlist.explained_entry(waitlist_history.entry_id);
     offers bigint[];
+    steps waitlist_archive.transition_all[];
 BEGIN
     SELECT pg_catalog.array_agg(o.offer_id) INTO offers
     FROM waitlist_archive.offer_all o
     WHERE o.resource_id OPERATOR(pg_catalog.=) fan.resource_id
       AND o.entry_id OPERATOR(pg_catalog.=) fan.entry_id;
+    /*
+     * The transitions first, the places in line from them: on Citus, a
+     * function that reads the tables may not run inside a query of a shard.
+     */
+    SELECT pg_catalog.array_agg(t ORDER BY t.transition_id) INTO steps
+    FROM waitlist_archive.transition_all t
+    WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id
+      AND ((t.entity OPERATOR(pg_catalog.=) 'entry' AND t.entity_id OPERATOR(pg_catalog.=) fan.entry_id)
+           OR (t.entity OPERATOR(pg_catalog.=) 'offer' AND t.entity_id OPERATOR(pg_catalog.=) ANY (coalesce(offers, '{}'))));
     -- the fan was waiting just before leaving WAITING, and when an offer was made to them
     RETURN QUERY
     SELECT t.at, t.entity, t.entity_id, t.from_state, t.to_state, t.reason, t.rule_version, t.actor,
            CASE WHEN (t.entity OPERATOR(pg_catalog.=) 'entry' AND t.from_state OPERATOR(pg_catalog.=) 'WAITING')
                      OR (t.entity OPERATOR(pg_catalog.=) 'offer' AND t.from_state IS NULL)
                 THEN waitlist.position_at(fan.resource_id, fan.entry_id, t.at) END
-    FROM waitlist_archive.transition_all t
-    WHERE t.resource_id OPERATOR(pg_catalog.=) fan.resource_id
-      AND ((t.entity OPERATOR(pg_catalog.=) 'entry' AND t.entity_id OPERATOR(pg_catalog.=) fan.entry_id)
-           OR (t.entity OPERATOR(pg_catalog.=) 'offer' AND t.entity_id OPERATOR(pg_catalog.=) ANY (coalesce(offers, '{}'))))
-    ORDER BY t.transition_id;
+    FROM pg_catalog.unnest(coalesce(steps, '{}')) WITH ORDINALITY AS t
+    ORDER BY t.ordinality;
 END
 $history$;
 COMMENT ON FUNCTION waitlist_history(bigint) IS 'every transition of an entry and of its offers, hot and archived, in order, with the fan''s place in line just before it (NULL where the fan was not waiting)';
