@@ -71,6 +71,13 @@ static int	call_depth = 0;
 static SubTransactionId booking_subxid = InvalidSubTransactionId;
 
 /*
+ * The shard of this node that every kept statement runs against, while a
+ * call about no one resource does one shard's part (waitlist_archive());
+ * -1 for none.  Forgotten when a transaction aborts.
+ */
+static int	shard_scope = -1;
+
+/*
  * Settings that change what SQL means or how a value prints, pinned for the
  * extension's own SQL as search_path is.  Left to the caller, TimeZone moves
  * every deadline computed with a day or month in it (now() + offer_ttl
@@ -308,6 +315,7 @@ waitlist_api_reset_on_abort(SubTransactionId subxid)
 		call_depth--;
 	if (subxid == InvalidSubTransactionId || booking_subxid >= subxid)
 		booking_subxid = InvalidSubTransactionId;
+	shard_scope = -1;
 }
 
 /*
@@ -476,6 +484,17 @@ waitlist_execute_on_shard(WaitlistPlan *plan, int index, Datum *values, const ch
 							values, nulls, false, 0);
 }
 
+/* Set the shard scope (-1: none); returns the one it replaces. */
+int
+waitlist_scope_to_shard(int index)
+{
+	int			previous = shard_scope;
+
+	Assert(index < 0 || waitlist_shard_is_local(index));
+	shard_scope = index;
+	return previous;
+}
+
 /*
  * Run a kept statement.  On Citus, on the node of the resource the
  * statement is about, against its shards (shards.c).
@@ -486,7 +505,12 @@ waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
 {
 	if (waitlist_tables_distributed())
 	{
-		SPIPlanPtr	local = waitlist_shard_local_plan(plan, values, nulls, prepare_on_shards);
+		SPIPlanPtr	local;
+
+		if (shard_scope >= 0)
+			return execute_prepared(plan, waitlist_shard_plan(plan, shard_scope, prepare_on_shards),
+									values, nulls, read_only, count);
+		local = waitlist_shard_local_plan(plan, values, nulls, prepare_on_shards);
 
 		if (local != NULL)
 			return execute_prepared(plan, local, values, nulls, read_only, count);

@@ -61,16 +61,17 @@ typedef struct WaitlistPlan
 extern bool waitlist_tables_distributed(void);
 extern char *waitlist_node_scope_sql(const char *sql);
 extern bool waitlist_resource_is_local(text *resource_id);
-extern void waitlist_refuse_on_cluster(const char *what);
 extern char *waitlist_time_parameters_sql(const char *sql, int nargs, bool *substituted);
 extern SPIPlanPtr waitlist_shard_local_plan(WaitlistPlan *plan, Datum *values, const char *nulls,
 											SPIPlanPtr (*prepare) (WaitlistPlan *plan, const char *sql));
 extern SPIPlanPtr waitlist_shard_plan(WaitlistPlan *plan, int index,
 									  SPIPlanPtr (*prepare) (WaitlistPlan *plan, const char *sql));
+extern Oid	waitlist_logical_relation(Oid relid);
 extern int	waitlist_shard_count(void);
 extern int	waitlist_shard_index_of(text *key);
 extern bool waitlist_shard_is_local(int index);
 extern int	waitlist_node_route_keys(char ***keys);
+extern int	waitlist_scope_to_shard(int index);
 extern int	waitlist_execute_on_shard(WaitlistPlan *plan, int index, Datum *values,
 									  const char *nulls);
 

@@ -293,6 +293,33 @@ lock_batch(Datum *args, Datum *arrays, int *count)
 }
 
 /*
+ * One batch: up to "batch" terminal entries (with what belongs to them) and
+ * up to "batch" processed capacity events; how many entries and events moved.
+ */
+static int64
+archive_batch(Interval *older_than, int32 batch)
+{
+	Datum		args[2];
+	Datum		arrays[2];
+	int			count;
+	int64		moved = 0;
+
+	args[0] = IntervalPGetDatum(older_than);
+	args[1] = Int32GetDatum(batch);
+	lock_batch(args, arrays, &count);
+	if (count > 0)
+	{
+		(void) waitlist_move_transitions(&move_transitions_plan, arrays, NULL);
+		waitlist_execute(&move_entries_plan, arrays, NULL, false, 0);
+		moved += count_result();
+	}
+
+	waitlist_execute(&move_events_plan, args, NULL, false, 0);
+	moved += count_result();
+	return moved;
+}
+
+/*
  * waitlist_archive(older_than interval, batch integer) RETURNS bigint
  *
  * Moves up to batch terminal entries and up to batch processed capacity
@@ -304,13 +331,9 @@ waitlist_archive(PG_FUNCTION_ARGS)
 {
 	Interval   *older_than;
 	int32		batch;
-	Datum		args[2];
-	Datum		arrays[2];
-	int			count;
 	int64		moved = 0;
 	WaitlistApiCall call;
-
-	waitlist_refuse_on_cluster("waitlist_archive()");
+	List	   *answers;
 
 	waitlist_check_not_null(fcinfo, 0, "older_than");
 	waitlist_check_not_null(fcinfo, 1, "batch");
@@ -323,22 +346,27 @@ waitlist_archive(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch must be between 1 and %d", WAITLIST_MAX_ARCHIVE_BATCH)));
 
-	args[0] = IntervalPGetDatum(older_than);
-	args[1] = Int32GetDatum(batch);
+	/* on a cluster, each node moves up to a batch of its own rows */
+	if (waitlist_fanned_out(fcinfo, &answers))
+		PG_RETURN_INT64(waitlist_sum_of_answers(answers));
 
 	waitlist_api_begin(&call);
-
-	lock_batch(args, arrays, &count);
-	if (count > 0)
+	if (!waitlist_tables_distributed())
+		moved = archive_batch(older_than, batch);
+	else
 	{
-		(void) waitlist_move_transitions(&move_transitions_plan, arrays, NULL);
-		waitlist_execute(&move_entries_plan, arrays, NULL, false, 0);
-		moved += count_result();
+		/* a batch across the node's shards, each moved where it lies */
+		for (int i = 0; i < waitlist_shard_count() && moved < batch; i++)
+		{
+			int			outer_scope;
+
+			if (!waitlist_shard_is_local(i))
+				continue;
+			outer_scope = waitlist_scope_to_shard(i);
+			moved += archive_batch(older_than, batch - (int32) moved);
+			(void) waitlist_scope_to_shard(outer_scope);
+		}
 	}
-
-	waitlist_execute(&move_events_plan, args, NULL, false, 0);
-	moved += count_result();
-
 	waitlist_api_end(&call);
 
 	PG_RETURN_INT64(moved);

@@ -181,7 +181,8 @@ static text *
 row_event_id(Relation rel, HeapTuple row)
 {
 	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
-	Oid			table = RelationGetRelid(rel);
+	/* on Citus, a distributed table's rows are named by it, not its shard */
+	Oid			table = waitlist_logical_relation(RelationGetRelid(rel));
 	Relation	index;
 	StringInfoData buf;
 	int			i;

@@ -35,7 +35,7 @@
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
-#include "api.h"
+#include "store.h"
 
 PG_FUNCTION_INFO_V1(waitlist_tables_distributed_sql);
 
@@ -350,8 +350,17 @@ waitlist_forward(PG_FUNCTION_ARGS)
 	/* the call runs as the role that made it, as on the node it was made on */
 	GetUserIdAndSecContext(&save_user, &save_context);
 	SetUserIdAndSecContext(caller, save_context);
-	if (SPI_execute_with_args(sql.data, ntexts, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "waitlist.forward(): the call failed");
+	waitlist_forwarded_call_begins();
+	PG_TRY();
+	{
+		if (SPI_execute_with_args(sql.data, ntexts, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "waitlist.forward(): the call failed");
+	}
+	PG_FINALLY();
+	{
+		waitlist_forwarded_call_ends();
+	}
+	PG_END_TRY();
 	SetUserIdAndSecContext(save_user, save_context);
 
 	for (uint64 r = 0; r < SPI_processed; r++)

@@ -18,6 +18,10 @@
  * A call by an entry or offer id finds its resource in this node's shards
  * first, then on every node (the fan-out the scale-out document measures).
  *
+ * A call about no one resource (an inbox, a sweep, an archive batch) goes
+ * to every node that holds shards, each of which answers for its own rows:
+ * waitlist_fanned_out().
+ *
  * IDENTIFICATION
  *	  src/forward.c
  *
@@ -205,6 +209,120 @@ static WaitlistPlan forward_plan = {
 };
 
 /*
+ * Calls passed on by waitlist.forward() that run on this node now: such a
+ * call is this node's part, and is not passed on again.
+ */
+static int	forwarded_calls_running = 0;
+
+void
+waitlist_forwarded_call_begins(void)
+{
+	forwarded_calls_running++;
+}
+
+void
+waitlist_forwarded_call_ends(void)
+{
+	Assert(forwarded_calls_running > 0);
+	forwarded_calls_running--;
+}
+
+/* The function's argument types, and whether it returns a set. */
+static Oid *
+function_argument_types(FunctionCallInfo fcinfo, bool *retset)
+{
+	Oid			fn = fcinfo->flinfo->fn_oid;
+	HeapTuple	proc;
+	Oid		   *argtypes;
+
+	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(proc))
+		elog(ERROR, "cache lookup failed for function %u", fn);
+	*retset = ((Form_pg_proc) GETSTRUCT(proc))->proretset;
+	argtypes = palloc(sizeof(Oid) * Max(PG_NARGS(), 1));
+	for (int i = 0; i < PG_NARGS(); i++)
+		argtypes[i] = ((Form_pg_proc) GETSTRUCT(proc))->proargtypes.values[i];
+	ReleaseSysCache(proc);
+	return argtypes;
+}
+
+/* Run this call, by waitlist.forward(), on the node of route_key. */
+static void
+forward_call(FunctionCallInfo fcinfo, Oid *argtypes, text *route_key, Oid caller)
+{
+	Datum		values[4];
+
+	values[0] = PointerGetDatum(route_key);
+	values[1] = ObjectIdGetDatum(fcinfo->flinfo->fn_oid);
+	values[2] = arguments_as_text(fcinfo, argtypes);
+	values[3] = ObjectIdGetDatum(caller);
+	waitlist_execute(&forward_plan, values, NULL, false, 0);
+}
+
+/*
+ * A call about no one resource, made on a Citus cluster: unless it was
+ * passed on to this node already, run it on every node that holds shards
+ * and return true, with *answers the rows they answered (a text[] each, in
+ * the caller's memory context).  false: the call runs here, over this
+ * node's rows (on a single server, all of them).
+ */
+bool
+waitlist_fanned_out(FunctionCallInfo fcinfo, List **answers)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	WaitlistApiCall call;
+	Oid		   *argtypes;
+	bool		retset;
+	char	  **keys;
+	int			nkeys;
+
+	*answers = NIL;
+	if (!waitlist_tables_distributed() || forwarded_calls_running > 0)
+		return false;
+
+	argtypes = function_argument_types(fcinfo, &retset);
+	waitlist_api_begin(&call);
+	nkeys = waitlist_node_route_keys(&keys);
+	for (int n = 0; n < nkeys; n++)
+	{
+		forward_call(fcinfo, argtypes, cstring_to_text(keys[n]), call.caller);
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			Datum		row = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+			MemoryContext old = MemoryContextSwitchTo(caller_context);
+
+			if (!isnull)
+				*answers = lappend(*answers, DatumGetArrayTypePCopy(row));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	waitlist_api_end(&call);
+	return true;
+}
+
+/* The sum of the nodes' answers to a call that returns a count. */
+int64
+waitlist_sum_of_answers(List *answers)
+{
+	int64		sum = 0;
+	ListCell   *lc;
+
+	foreach(lc, answers)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array((ArrayType *) lfirst(lc), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		if (n > 0 && !nulls[0])
+			sum += pg_strtoint64(TextDatumGetCString(elems[0]));
+	}
+	return sum;
+}
+
+/*
  * If this call must run on another node, run it there and set *result (and
  * fcinfo->isnull); true if it did.  "argno" is the argument that leads to
  * the resource, by "route".
@@ -215,12 +333,10 @@ waitlist_forwarded(FunctionCallInfo fcinfo, WaitlistRoute route, int argno, Datu
 	WaitlistApiCall call;
 	text	   *resource_id;
 	Oid			fn = fcinfo->flinfo->fn_oid;
-	HeapTuple	proc;
 	Oid		   *argtypes;
 	Oid			rettype;
 	TupleDesc	tupdesc = NULL;
 	bool		retset;
-	Datum		values[4];
 	TypeFuncClass class;
 
 	if (!waitlist_tables_distributed())
@@ -234,14 +350,7 @@ waitlist_forwarded(FunctionCallInfo fcinfo, WaitlistRoute route, int argno, Datu
 		return false;
 	}
 
-	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
-	if (!HeapTupleIsValid(proc))
-		elog(ERROR, "cache lookup failed for function %u", fn);
-	retset = ((Form_pg_proc) GETSTRUCT(proc))->proretset;
-	argtypes = palloc(sizeof(Oid) * Max(PG_NARGS(), 1));
-	for (int i = 0; i < PG_NARGS(); i++)
-		argtypes[i] = ((Form_pg_proc) GETSTRUCT(proc))->proargtypes.values[i];
-	ReleaseSysCache(proc);
+	argtypes = function_argument_types(fcinfo, &retset);
 	if (retset)
 		elog(ERROR, "waitlist_forwarded: function %u returns a set", fn);
 
@@ -253,12 +362,7 @@ waitlist_forwarded(FunctionCallInfo fcinfo, WaitlistRoute route, int argno, Datu
 	else
 		elog(ERROR, "waitlist_forwarded: unexpected result type of function %u", fn);
 
-	values[0] = PointerGetDatum(resource_id);
-	values[1] = ObjectIdGetDatum(fn);
-	values[2] = arguments_as_text(fcinfo, argtypes);
-	values[3] = ObjectIdGetDatum(call.caller);
-	waitlist_execute(&forward_plan, values, NULL, false, 0);
-
+	forward_call(fcinfo, argtypes, resource_id, call.caller);
 	{
 		bool		isnull = true;
 

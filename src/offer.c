@@ -594,6 +594,7 @@ waitlist_sweep(PG_FUNCTION_ARGS)
 	int32		max_offers;
 	int64		expired;
 	WaitlistApiCall call;
+	List	   *answers;
 
 	waitlist_check_not_null(fcinfo, 0, "max_offers");
 	max_offers = PG_GETARG_INT32(0);
@@ -603,6 +604,9 @@ waitlist_sweep(PG_FUNCTION_ARGS)
 				 errmsg("max_offers must be positive")));
 
 	waitlist_require_read_committed("waitlist_sweep()", NULL);
+	/* on a cluster, each node sweeps its own resources, up to max_offers */
+	if (waitlist_fanned_out(fcinfo, &answers))
+		PG_RETURN_INT32((int32) Min(waitlist_sum_of_answers(answers), PG_INT32_MAX));
 	waitlist_api_begin(&call);
 	expired = waitlist_expire_due(max_offers, -1, 0);
 	/* sagas past their deadline end as well, in what is left of the batch */

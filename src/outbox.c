@@ -21,9 +21,11 @@
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -433,8 +435,85 @@ static WaitlistPlan inbox_plan = {
 	") inbox "
 	"ORDER BY part, CASE WHEN part OPERATOR(pg_catalog.=) 0 THEN expires_at END,"
 	" at DESC, outbox_id DESC, offer_id",
-	2, {TEXTOID, INTERVALOID}
+	2, {TEXTOID, INTERVALOID}, 0, true
 };
+
+/* A row of an inbox gathered from the nodes of a cluster, and its order. */
+typedef struct InboxRow
+{
+	HeapTuple	tuple;
+	bool		open_offer;
+	bool		expires_null;
+	bool		at_null;
+	TimestampTz expires_at;
+	TimestampTz at;
+	int64		offer_id;
+} InboxRow;
+
+#define INBOX_KIND_COLUMN		4
+#define INBOX_EXPIRES_COLUMN	6
+#define INBOX_AT_COLUMN			8
+#define INBOX_OFFER_COLUMN		3
+
+/* inbox_plan's ORDER BY, but for outbox_id, which no node answers with */
+static int
+inbox_row_order(const void *a, const void *b)
+{
+	const InboxRow *x = a;
+	const InboxRow *y = b;
+
+	if (x->open_offer != y->open_offer)
+		return x->open_offer ? -1 : 1;
+	if (x->open_offer && x->expires_null != y->expires_null)
+		return x->expires_null ? 1 : -1;
+	if (x->open_offer && !x->expires_null && x->expires_at != y->expires_at)
+		return x->expires_at < y->expires_at ? -1 : 1;
+	if (x->at_null != y->at_null)
+		return x->at_null ? -1 : 1;
+	if (!x->at_null && x->at != y->at)
+		return x->at > y->at ? -1 : 1;
+	return x->offer_id < y->offer_id ? -1 : x->offer_id > y->offer_id ? 1 : 0;
+}
+
+/* The inboxes the nodes of a cluster answered, as one, in inbox_plan's order. */
+static void
+inbox_from_answers(FunctionCallInfo fcinfo, List *answers)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	desc = rsinfo->setDesc;
+	AttInMetadata *meta = TupleDescGetAttInMetadata(desc);
+	InboxRow   *rows = palloc0(sizeof(InboxRow) * Max(list_length(answers), 1));
+	int			nrows = 0;
+	ListCell   *lc;
+
+	foreach(lc, answers)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		char	  **cells = palloc0(sizeof(char *) * desc->natts);
+		InboxRow   *row = &rows[nrows++];
+		bool		isnull;
+		Datum		value;
+
+		deconstruct_array((ArrayType *) lfirst(lc), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		for (int c = 0; c < desc->natts && c < n; c++)
+			cells[c] = nulls[c] ? NULL : TextDatumGetCString(elems[c]);
+		row->tuple = BuildTupleFromCStrings(meta, cells);
+		value = heap_getattr(row->tuple, INBOX_KIND_COLUMN, desc, &isnull);
+		row->open_offer = !isnull && strcmp(TextDatumGetCString(value), "open_offer") == 0;
+		value = heap_getattr(row->tuple, INBOX_EXPIRES_COLUMN, desc, &row->expires_null);
+		row->expires_at = row->expires_null ? 0 : DatumGetTimestampTz(value);
+		value = heap_getattr(row->tuple, INBOX_AT_COLUMN, desc, &row->at_null);
+		row->at = row->at_null ? 0 : DatumGetTimestampTz(value);
+		value = heap_getattr(row->tuple, INBOX_OFFER_COLUMN, desc, &isnull);
+		row->offer_id = isnull ? PG_INT64_MAX : DatumGetInt64(value);
+	}
+	qsort(rows, nrows, sizeof(InboxRow), inbox_row_order);
+	for (int i = 0; i < nrows; i++)
+		tuplestore_puttuple(rsinfo->setResult, rows[i].tuple);
+}
 
 /* the offer's resource first: on Citus the update then runs on its shard */
 static WaitlistPlan offer_seen_resource_plan = {
@@ -724,14 +803,19 @@ waitlist_inbox(PG_FUNCTION_ARGS)
 	text	   *user_id = waitlist_id_arg(fcinfo, 0, "user_id");
 	Datum		values[2];
 	WaitlistApiCall call;
-
-	waitlist_refuse_on_cluster("waitlist_inbox()");
+	List	   *answers;
 
 	waitlist_check_not_null(fcinfo, 1, "since");
 	values[0] = PointerGetDatum(user_id);
 	values[1] = PG_GETARG_DATUM(1);
 
 	InitMaterializedSRF(fcinfo, 0);
+	/* on a cluster, each node answers with the user's rows it holds */
+	if (waitlist_fanned_out(fcinfo, &answers))
+	{
+		inbox_from_answers(fcinfo, answers);
+		return (Datum) 0;
+	}
 	waitlist_api_begin(&call);
 	waitlist_execute(&inbox_plan, values, NULL, false, 0);
 	waitlist_spi_rows_to_tuplestore(fcinfo);

@@ -107,6 +107,39 @@ static WaitlistPlan event_exists_plan = {
 	2, {TEXTOID, TEXTOID}
 };
 
+static WaitlistPlan event_resources_plan = {
+	"SELECT DISTINCT resource_id FROM waitlist.capacity_event"
+	" WHERE event_id OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+/*
+ * A capacity event named without its resource, on a Citus cluster: the
+ * call made again for each resource that has an event of that id, each on
+ * its resource's node.
+ */
+static int32
+retry_event_on_cluster(FunctionCallInfo fcinfo, text *event_id)
+{
+	WaitlistApiCall call;
+	Datum		value = PointerGetDatum(event_id);
+	SPITupleTable *resources;
+	int64		revived = 0;
+
+	waitlist_api_begin(&call);
+	waitlist_execute(&event_resources_plan, &value, NULL, true, 0);
+	resources = SPI_tuptable;
+	if (resources->numvals == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("capacity event \"%s\" does not exist", text_to_cstring(event_id))));
+	for (uint64 i = 0; i < resources->numvals; i++)
+		revived += DatumGetInt32(OidFunctionCall2(fcinfo->flinfo->fn_oid, value,
+												  PointerGetDatum(waitlist_spi_text(resources, i, 1))));
+	waitlist_api_end(&call);
+	return (int32) revived;
+}
+
 /*
  * waitlist_retry_event(event_id text, resource_id text) RETURNS integer
  *
@@ -126,7 +159,10 @@ waitlist_retry_event(PG_FUNCTION_ARGS)
 	uint64		i;
 	WaitlistApiCall call;
 
-	waitlist_refuse_on_cluster("waitlist_retry_event()");
+	if (resource_id != NULL)
+		WAITLIST_FORWARD(WAITLIST_ROUTE_RESOURCE, 1);
+	else if (waitlist_tables_distributed())
+		PG_RETURN_INT32(retry_event_on_cluster(fcinfo, event_id));
 
 	waitlist_api_begin(&call);
 	waitlist_execute(&event_exists_plan, values, nulls, false, 0);

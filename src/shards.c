@@ -28,6 +28,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
@@ -524,18 +525,52 @@ waitlist_node_scope_sql(const char *sql)
 }
 
 /*
- * Refuse what does not work on a Citus cluster yet (docs/scale-out.md),
- * rather than leave Citus to refuse a statement of it.
+ * The Citus table whose shard "relid" is, or relid itself: a trigger on a
+ * distributed table fires on its shards, which are named
+ * "<table>_<shard id>".  Read from pg_dist_shard, which Citus keeps on
+ * every node.
  */
-void
-waitlist_refuse_on_cluster(const char *what)
+Oid
+waitlist_logical_relation(Oid relid)
 {
-	if (waitlist_tables_distributed())
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s does not work on a Citus cluster yet", what),
-				 errdetail("The waitlist tables of this database are distributed over Citus (waitlist_distribute())."),
-				 errhint("See \"What does not work on a cluster yet\" in docs/scale-out.md.")));
+	Oid			shard_relid = get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE);
+	char	   *name = get_rel_name(relid);
+	char	   *suffix;
+	char	   *end;
+	int64		shardid;
+	Relation	shards;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tuple;
+	Oid			logical = relid;
+
+	if (!OidIsValid(shard_relid) || name == NULL || (suffix = strrchr(name, '_')) == NULL ||
+		suffix[1] == '\0')
+		return relid;
+	errno = 0;
+	shardid = strtoi64(suffix + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || shardid <= 0)
+		return relid;
+
+	/* pg_dist_shard's first column is the table (logicalrelid), its second the shard id */
+	shards = table_open(shard_relid, AccessShareLock);
+	ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(shardid));
+	scan = systable_beginscan(shards, InvalidOid, false, NULL, 1, &key);
+	if (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Oid			table = DatumGetObjectId(heap_getattr(tuple, 1, RelationGetDescr(shards), &isnull));
+		char	   *table_name = isnull ? NULL : get_rel_name(table);
+
+		/* the shard of that table, in its schema: not a table named like one */
+		if (table_name != NULL && get_rel_namespace(table) == get_rel_namespace(relid) &&
+			strlen(table_name) == (size_t) (suffix - name) &&
+			strncmp(table_name, name, suffix - name) == 0)
+			logical = table;
+	}
+	systable_endscan(scan);
+	table_close(shards, AccessShareLock);
+	return logical;
 }
 
 /* The number of shard indexes, and whether this node holds shard "index". */

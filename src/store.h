@@ -68,6 +68,10 @@ typedef enum WaitlistRoute
 extern bool waitlist_forwarded(FunctionCallInfo fcinfo, WaitlistRoute route, int argno,
 							   Datum *result);
 extern text *waitlist_outbox_row_resource(int64 outbox_id);
+extern bool waitlist_fanned_out(FunctionCallInfo fcinfo, List **answers);
+extern int64 waitlist_sum_of_answers(List *answers);
+extern void waitlist_forwarded_call_begins(void);
+extern void waitlist_forwarded_call_ends(void);
 
 /* first in an entry point: return what the resource's node answered */
 #define WAITLIST_FORWARD(route, argno) \
