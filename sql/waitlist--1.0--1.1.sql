@@ -2182,6 +2182,10 @@ SET search_path = pg_catalog, pg_temp
 AS $metrics$
 DECLARE
     workers_loaded boolean := true;
+    distributed boolean := waitlist.tables_distributed();
+    resources waitlist.resource_stats[];
+    outboxes waitlist.outbox_stats[];
+    lags waitlist.lag_stats[];
     result pg_catalog.text;
 BEGIN
     BEGIN
@@ -2189,6 +2193,13 @@ BEGIN
     EXCEPTION WHEN object_not_in_prerequisite_state THEN
         workers_loaded := false;
     END;
+    /*
+     * The views first, each a query of its own: on Citus, the one query
+     * below would read them through intermediate results it loses.
+     */
+    SELECT pg_catalog.array_agg(s) INTO resources FROM waitlist.resource_stats s;
+    SELECT pg_catalog.array_agg(s) INTO outboxes FROM waitlist.outbox_stats s;
+    SELECT pg_catalog.array_agg(s) INTO lags FROM waitlist.lag_stats s;
 
     WITH families AS (SELECT * FROM (VALUES
         (1, 'waitlist_resources', 'gauge', 'Resources with a waitlist.'),
@@ -2222,19 +2233,28 @@ BEGIN
         ) AS f(ord, name, kind, help)
     ), rs AS MATERIALIZED (
         SELECT s.*, pg_catalog.format('resource="%s"', waitlist.prometheus_label(s.resource_id)) AS label
-        FROM waitlist.resource_stats s
+        FROM pg_catalog.unnest(coalesce(resources, '{}')) s
     ), os AS MATERIALIZED (
         SELECT s.*, pg_catalog.format('resource="%s",channel="%s"',
                                       waitlist.prometheus_label(s.resource_id), s.channel) AS label
-        FROM waitlist.outbox_stats s
+        FROM pg_catalog.unnest(coalesce(outboxes, '{}')) s
     ), ls AS MATERIALIZED (
         SELECT s.*, CASE WHEN s.channel IS NULL THEN ''
                          ELSE pg_catalog.format('channel="%s",', s.channel) END AS label
-        FROM waitlist.lag_stats s
+        FROM pg_catalog.unnest(coalesce(lags, '{}')) s
     ), ws AS MATERIALIZED (
-        SELECT s.*, pg_catalog.format('worker="%s"', s.worker) AS label
+        SELECT s.pid, s.resources_owned, s.events_processed, s.offers_made, s.offers_expired,
+               s.last_wake, s.last_error_at, pg_catalog.format('worker="%s"', s.worker) AS label
         FROM waitlist.worker_status() s
-        WHERE workers_loaded
+        WHERE workers_loaded AND NOT distributed
+        UNION ALL
+        -- on Citus, the workers of every node
+        SELECT c.pid, c.resources_owned, c.events_processed, c.offers_made, c.offers_expired,
+               c.last_wake, c.last_error_at,
+               pg_catalog.format('node="%s:%s",worker="%s"', waitlist.prometheus_label(c.node_name),
+                                 c.node_port, coalesce(c.worker::pg_catalog.text, ''))
+        FROM @extschema@.waitlist_cluster_worker_status() c
+        WHERE workers_loaded AND distributed
     ), samples AS (
         SELECT 'waitlist_resources' AS name, '' AS label, pg_catalog.count(*)::pg_catalog.float8 AS value FROM rs
         UNION ALL

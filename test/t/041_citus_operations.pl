@@ -79,6 +79,20 @@ is( sql("SELECT string_agg(entity || ':' || to_state || ':' || coalesce(position
 like(sql("SELECT string_agg(line, ' ') FROM waitlist_explain($offered) AS e(line)"),
 	qr/You have an open offer now/, 'and the explanation');
 
+# --- the metrics of the whole cluster ---------------------------------------------
+
+my ($metrics_rc, $metrics, $metrics_err) = $coordinator->psql('postgres', 'SELECT waitlist_metrics()');
+is($metrics_err, '', 'waitlist_metrics() answers on the coordinator without a warning');
+like($metrics, qr/^waitlist_resources 8$/m, '... counting the resources of every node');
+is(scalar(() = $metrics =~ /^waitlist_offers_open\{resource="show-\d"\} 1$/mg),
+	8, '... with the open offer of each');
+for my $worker ($worker1, $worker2)
+{
+	my $port = $worker->port;
+	like($metrics, qr/^waitlist_worker_up\{node="[^"]+:$port",worker="0"\} 1$/m,
+		"... and the promotion worker of the node on port $port");
+}
+
 # --- the sweep, through the coordinator -------------------------------------------
 
 # due offers on both nodes, held by this transaction until the sweep runs;
