@@ -344,8 +344,8 @@ waitlist_forward(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("the shards of waitlist resource \"%s\" are not on this node",
 						text_to_cstring(resource_id)),
-				 errdetail("Either they moved while the call was passed on, or Citus sent the call here by an id made before waitlist_distribute(), which does not name its node."),
-				 errhint("Retry the transaction; a call by an id made before waitlist_distribute() goes to the right node inside a transaction block.")));
+				 errdetail("Either they moved while the call was passed on, or Citus sent the call here by an id that does not name this resource's node: one made before waitlist_distribute(), or before a split of the resource's shard put its halves on two nodes."),
+				 errhint("Retry the transaction; a call by such an id goes to the right node inside a transaction block.")));
 
 	/* the call runs as the role that made it, as on the node it was made on */
 	GetUserIdAndSecContext(&save_user, &save_context);

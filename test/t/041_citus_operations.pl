@@ -158,6 +158,31 @@ sql("DELETE FROM box.$_") for ('local_seats', 'seats', 'colocated_seats');
 is(sql("SELECT sum(units_released) FROM waitlist.resource") - $before, 6,
 	'deleting the cancelled seats releases nothing again');
 
+# --- a shard split with both halves on its node ------------------------------------------
+
+# ids name their resource's shard; after a split, half of them name the
+# other half, which on the same node still leads the call there
+my $split = sql("SELECT get_shard_id_for_distribution_column('waitlist.resource', '$one')");
+sql(qq{SELECT citus_split_shard_by_split_points($split,
+    ARRAY[((s.shardminvalue::bigint + s.shardmaxvalue::bigint) / 2)::text],
+    ARRAY[n.nodeid, n.nodeid], 'block_writes')
+FROM pg_dist_shard s, pg_dist_placement p, pg_dist_node n
+WHERE s.shardid = $split AND p.shardid = s.shardid AND n.groupid = p.groupid});
+is(sql("SELECT count(*) FROM pg_dist_shard WHERE shardid = $split"), '0', 'a shard is split in two');
+ok( sql("SELECT count(*) FROM waitlist.entry WHERE get_shard_id_for_distribution_column('waitlist.resource', entry_id::text)"
+		  . " <> get_shard_id_for_distribution_column('waitlist.resource', resource_id)") > 0,
+	'... and some ids now name the other half');
+is( sql(join('', map { "SELECT state FROM waitlist_status($_);\n" }
+		  split /\n/, sql("SELECT entry_id FROM waitlist.entry WHERE resource_id = '$one'"))) =~ tr/\n// + 1,
+	sql("SELECT count(*) FROM waitlist.entry WHERE resource_id = '$one'"),
+	'every entry of the split line answers a status by id, each its own statement');
+my $after_split = sql("SELECT waitlist_join('$one', 'after-the-split')");
+is( sql("SELECT get_shard_id_for_distribution_column('waitlist.resource', '$after_split')"
+		  . " = get_shard_id_for_distribution_column('waitlist.resource', '$one')"),
+	't', 'a fan who joins after the split gets an id of the new shard');
+# (the line has a unit the trigger released, so the fan may have it already)
+like(sql("SELECT state FROM waitlist_status($after_split)"), qr/^(WAITING|OFFERED)$/, '... and is in line');
+
 # --- the relay delivers every node's rows ----------------------------------------------
 
 my $control = start_receiver($coordinator);
