@@ -1214,11 +1214,17 @@ BEGIN
      */
     RETURN QUERY
     WITH made AS (
+        -- each offer and its entry by their keys (OFFSET 0): with the statistics of a
+        -- table that just grew, a join could pair every offer with every entry
         SELECT t.resource_id, t.entity_id AS offer_id, e.entry_id, e.rank_key, e.seq, e.quantity,
                t.at AS began, t.transaction_id
         FROM waitlist.transition t
-        JOIN waitlist.offer o ON o.resource_id OPERATOR(pg_catalog.=) t.resource_id AND o.offer_id OPERATOR(pg_catalog.=) t.entity_id
-        JOIN waitlist.entry e ON e.resource_id OPERATOR(pg_catalog.=) o.resource_id AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id
+        CROSS JOIN LATERAL (SELECT o.entry_id FROM waitlist.offer o
+                            WHERE o.resource_id OPERATOR(pg_catalog.=) t.resource_id
+                              AND o.offer_id OPERATOR(pg_catalog.=) t.entity_id OFFSET 0) o
+        CROSS JOIN LATERAL (SELECT e.entry_id, e.rank_key, e.seq, e.quantity FROM waitlist.entry e
+                            WHERE e.resource_id OPERATOR(pg_catalog.=) t.resource_id
+                              AND e.entry_id OPERATOR(pg_catalog.=) o.entry_id OFFSET 0) e
         WHERE t.resource_id OPERATOR(pg_catalog.=) ANY (resources) AND t.entity OPERATOR(pg_catalog.=) 'offer' AND t.from_state IS NULL
           AND t.at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) fifo_window)
     ), promotions AS MATERIALIZED (
