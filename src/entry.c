@@ -67,9 +67,13 @@ static WaitlistPlan count_waiting_plan = {
 	"  AND o.state OPERATOR(pg_catalog.=) ANY (ARRAY['OPEN', 'ACCEPTING']) " \
 	"WHERE e.resource_id OPERATOR(pg_catalog.=) $1 AND e.entry_id OPERATOR(pg_catalog.=) $2"
 
+/*
+ * On Citus the call runs on the node of the entry's resource by now
+ * (WAITLIST_FORWARD), so the entry is looked for in that node's shards only.
+ */
 static WaitlistPlan find_entry_plan = {
 	"SELECT resource_id, state FROM waitlist.entry WHERE entry_id OPERATOR(pg_catalog.=) $1",
-	1, {INT8OID}
+	1, {INT8OID}, 0, true
 };
 
 /*

@@ -42,9 +42,13 @@ PG_FUNCTION_INFO_V1(waitlist_extend_offer);
 /* the longest booking failure reason kept, in bytes */
 #define MAX_REASON_BYTES	1000
 
+/*
+ * (On Citus these run on the node of the offer's resource, WAITLIST_FORWARD
+ * saw to that: they read that node's shards only.)
+ */
 static WaitlistPlan offer_resource_plan = {
 	"SELECT resource_id, expires_at FROM waitlist.offer WHERE offer_id OPERATOR(pg_catalog.=) $1",
-	1, {INT8OID}
+	1, {INT8OID}, 0, true
 };
 
 /* the offer's resource, and the outcome of an earlier request with this key */
@@ -55,7 +59,7 @@ static WaitlistPlan offer_and_request_plan = {
 	"  AND a.offer_id OPERATOR(pg_catalog.=) o.offer_id"
 	"  AND a.idempotency_key OPERATOR(pg_catalog.=) $2"
 	" WHERE o.offer_id OPERATOR(pg_catalog.=) $1",
-	2, {INT8OID, TEXTOID}
+	2, {INT8OID, TEXTOID}, 0, true
 };
 
 /*
