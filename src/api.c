@@ -388,8 +388,9 @@ prepare_kept(WaitlistPlan *plan, const char *sql, int cursor_options, bool time_
  * resource cannot be routed to the resource's shards: Citus routes it once
  * it sees the parameters.  So once the tables are distributed, every kept
  * statement is planned for each run's parameters, and the plans kept before
- * are prepared again.  A node-scope statement is prepared again whenever
- * the node's shards change (a shard moved).
+ * are prepared again.  A node-scope statement, which reads the node's shards
+ * as plain tables, is planned as on a single server, and prepared again
+ * whenever the node's shards change (a shard moved).
  */
 SPIPlanPtr
 waitlist_plan(WaitlistPlan *plan)
@@ -430,8 +431,10 @@ waitlist_plan(WaitlistPlan *plan)
 		if (sql != NULL)
 			text = plan->prepared_sql = MemoryContextStrdup(TopMemoryContext, sql);
 		plan->time_parameters = distributed && !plan->node_scope && sql != NULL;
+		/* a node-scope statement reads plain shards: Citus has nothing to route */
 		plan->plan = prepare_kept(plan, text,
-								  distributed ? CURSOR_OPT_CUSTOM_PLAN : plan_cursor_options(plan),
+								  distributed && !plan->node_scope ? CURSOR_OPT_CUSTOM_PLAN :
+								  plan_cursor_options(plan),
 								  plan->time_parameters);
 		plan->prepared_distributed = distributed;
 	}
