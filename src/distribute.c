@@ -14,7 +14,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/skey.h"
+#include "access/tableam.h"
 #include "catalog/dependency.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_proc.h"
@@ -29,9 +33,10 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
@@ -72,59 +77,49 @@ waitlist_tables_distributed_sql(PG_FUNCTION_ARGS)
 #define NODE_ID_GROUPS			1024
 #define NODE_ID_REBASE_MARGIN	INT64CONST(1000000)
 
-typedef struct ShardProbe
-{
-	Oid			relid;			/* the shard */
-	SPIPlanPtr	plan;			/* max(id) of a resource in it */
-} ShardProbe;
-
-static HTAB *shard_probes = NULL;
-
-static SPIPlanPtr
-shard_probe(Relation rel, const char *id_column)
-{
-	ShardProbe *probe;
-	bool		found;
-
-	if (shard_probes == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(ShardProbe);
-		shard_probes = hash_create("waitlist shard probes", 64, &ctl, HASH_ELEM | HASH_BLOBS);
-	}
-	probe = hash_search(shard_probes, &rel->rd_id, HASH_ENTER, &found);
-	if (!found)
-		probe->plan = NULL;
-	if (probe->plan == NULL)
-	{
-		char	   *sql = psprintf("SELECT pg_catalog.max(%s) FROM %s"
-								   " WHERE resource_id OPERATOR(pg_catalog.=) $1",
-								   quote_identifier(id_column),
-								   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-															  RelationGetRelationName(rel)));
-		Oid			argtypes[1] = {TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare(sql, 1, argtypes);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		probe->plan = plan;
-	}
-	return probe->plan;
-}
-
-/* the largest id of the resource in the shard, 0 if it has none */
+/*
+ * The largest id of the resource in the shard, 0 if it has none: the first
+ * entry of a backward scan of the shard's primary key (resource_id, id) from
+ * the resource's end.  Read from the index, not by a query: the rows one
+ * statement inserts are invisible to the statement's own snapshot, and a
+ * query would walk past all of them on every insert of a storm of offers.
+ * Every entry counts, whoever wrote it and whether or not it committed: an
+ * id above it is above all of them.
+ */
 static int64
-largest_id(Relation rel, const char *id_column, Datum resource_id)
+largest_id(Relation rel, int id_attnum, Datum resource_id)
 {
-	bool		isnull;
-	Datum		largest;
+	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TupleTableSlot *slot;
+	int64		largest = 0;
 
-	if (SPI_execute_plan(shard_probe(rel, id_column), &resource_id, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "the largest id of a shard could not be read");
-	largest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? 0 : DatumGetInt64(largest);
+	if (!OidIsValid(pkey))
+		elog(ERROR, "waitlist_node_ids: \"%s\" has no primary key", RelationGetRelationName(rel));
+	index = index_open(pkey, AccessShareLock);
+	if (index->rd_index->indnkeyatts != 2 ||
+		index->rd_index->indkey.values[1] != id_attnum)
+		elog(ERROR, "waitlist_node_ids: the primary key of \"%s\" is not (resource_id, id)",
+			 RelationGetRelationName(rel));
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ, resource_id);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, SnapshotAny, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		id = slot_getattr(slot, id_attnum, &isnull);
+
+		if (!isnull)
+			largest = DatumGetInt64(id);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	return largest;
 }
 
 /* this node's Citus group, read once */
@@ -170,11 +165,11 @@ id_routes_to(int64 id, int resource_shard)
 #define NODE_ID_ROUTE_TRIES		100000
 
 static int64
-next_node_id(Relation rel, const char *id_column, Oid seqid, Datum resource_id, bool routed)
+next_node_id(Relation rel, int id_attnum, Oid seqid, Datum resource_id, bool routed)
 {
 	int64		n = DatumGetInt64(DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seqid)));
 	int64		group = node_group();
-	int64		largest = largest_id(rel, id_column, resource_id);
+	int64		largest = largest_id(rel, id_attnum, resource_id);
 
 	if (NODE_ID_BASE + n * NODE_ID_GROUPS + group <= largest)
 	{
@@ -251,7 +246,7 @@ waitlist_node_ids(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* the ids that API calls are named by route to their resource's node */
-	id = next_node_id(rel, id_column, seqid, resource_id, strcmp(id_column, "transition_id") != 0);
+	id = next_node_id(rel, id_attnum, seqid, resource_id, strcmp(id_column, "transition_id") != 0);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 
