@@ -2260,7 +2260,7 @@ BEGIN
                pg_catalog.format('node="%s:%s",worker="%s"', waitlist.prometheus_label(c.node_name),
                                  c.node_port, coalesce(c.worker::pg_catalog.text, ''))
         FROM @extschema@.waitlist_cluster_worker_status() c
-        WHERE workers_loaded AND distributed
+        WHERE distributed
     ), samples AS (
         SELECT 'waitlist_resources' AS name, '' AS label, pg_catalog.count(*)::pg_catalog.float8 AS value FROM rs
         UNION ALL
@@ -2317,7 +2317,7 @@ BEGIN
                                     FROM samples s
                                     WHERE s.name OPERATOR(pg_catalog.=) f.name)) AS block
           FROM families f
-          WHERE workers_loaded OR NOT pg_catalog.starts_with(f.name, 'waitlist_worker_')) b;
+          WHERE workers_loaded OR distributed OR NOT pg_catalog.starts_with(f.name, 'waitlist_worker_')) b;
     RETURN result;
 END
 $metrics$;

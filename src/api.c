@@ -76,6 +76,7 @@ static SubTransactionId booking_subxid = InvalidSubTransactionId;
  * -1 for none.  Forgotten when a transaction aborts.
  */
 static int	shard_scope = -1;
+static SubTransactionId shard_scope_subxid = InvalidSubTransactionId;
 
 /*
  * Settings that change what SQL means or how a value prints, pinned for the
@@ -315,7 +316,8 @@ waitlist_api_reset_on_abort(SubTransactionId subxid)
 		call_depth--;
 	if (subxid == InvalidSubTransactionId || booking_subxid >= subxid)
 		booking_subxid = InvalidSubTransactionId;
-	shard_scope = -1;
+	if (subxid == InvalidSubTransactionId || shard_scope_subxid >= subxid)
+		shard_scope = -1;
 }
 
 /*
@@ -347,6 +349,28 @@ waitlist_pin_search_path(void)
 								 pinned_settings[PIN_SEARCH_PATH].value,
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/*
+ * For values printed as text for another node to read back (waitlist.forward()'s
+ * answers): pin the settings that change how a value prints, at a new GUC
+ * nest level, which the caller closes with AtEOXact_GUC(false, level).
+ */
+int
+waitlist_pin_output_settings(void)
+{
+	static const PinnedSetting output[] = {
+		PIN_DATESTYLE, PIN_INTERVALSTYLE, PIN_EXTRA_FLOAT_DIGITS, PIN_BYTEA_OUTPUT
+	};
+	int			nestlevel = NewGUCNestLevel();
+
+	for (size_t i = 0; i < lengthof(output); i++)
+		if (!setting_is_pinned(output[i]))
+			(void) set_config_option(pinned_settings[output[i]].name,
+									 pinned_settings[output[i]].value,
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
 }
 
@@ -493,8 +517,10 @@ waitlist_scope_to_shard(int index)
 {
 	int			previous = shard_scope;
 
-	Assert(index < 0 || waitlist_shard_is_local(index));
+	if (index >= 0 && !waitlist_shard_is_local(index))
+		elog(ERROR, "shard %d is not on this node", index);
 	shard_scope = index;
+	shard_scope_subxid = GetCurrentSubTransactionId();
 	return previous;
 }
 

@@ -96,6 +96,7 @@ extern void waitlist_api_reset_on_abort(SubTransactionId subxid);
 extern void waitlist_api_booking(SubTransactionId subxid);
 extern Name waitlist_role_name(Oid roleid);
 extern int	waitlist_pin_search_path(void);
+extern int	waitlist_pin_output_settings(void);
 extern SPIPlanPtr waitlist_plan(WaitlistPlan *plan);
 extern int	waitlist_execute(WaitlistPlan *plan, Datum *values, const char *nulls,
 							 bool read_only, long count);

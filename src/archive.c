@@ -293,30 +293,35 @@ lock_batch(Datum *args, Datum *arrays, int *count)
 }
 
 /*
- * One batch: up to "batch" terminal entries (with what belongs to them) and
- * up to "batch" processed capacity events; how many entries and events moved.
+ * One batch: up to entry_budget terminal entries (with what belongs to them)
+ * and up to event_budget processed capacity events; counts what moved.
  */
-static int64
-archive_batch(Interval *older_than, int32 batch)
+static void
+archive_batch(Interval *older_than, int32 entry_budget, int32 event_budget,
+			  int64 *entries, int64 *events)
 {
 	Datum		args[2];
 	Datum		arrays[2];
 	int			count;
-	int64		moved = 0;
 
 	args[0] = IntervalPGetDatum(older_than);
-	args[1] = Int32GetDatum(batch);
-	lock_batch(args, arrays, &count);
-	if (count > 0)
+	if (entry_budget > 0)
 	{
-		(void) waitlist_move_transitions(&move_transitions_plan, arrays, NULL);
-		waitlist_execute(&move_entries_plan, arrays, NULL, false, 0);
-		moved += count_result();
+		args[1] = Int32GetDatum(entry_budget);
+		lock_batch(args, arrays, &count);
+		if (count > 0)
+		{
+			(void) waitlist_move_transitions(&move_transitions_plan, arrays, NULL);
+			waitlist_execute(&move_entries_plan, arrays, NULL, false, 0);
+			*entries += count_result();
+		}
 	}
-
-	waitlist_execute(&move_events_plan, args, NULL, false, 0);
-	moved += count_result();
-	return moved;
+	if (event_budget > 0)
+	{
+		args[1] = Int32GetDatum(event_budget);
+		waitlist_execute(&move_events_plan, args, NULL, false, 0);
+		*events += count_result();
+	}
 }
 
 /*
@@ -324,14 +329,16 @@ archive_batch(Interval *older_than, int32 batch)
  *
  * Moves up to batch terminal entries and up to batch processed capacity
  * events whose last change is older than older_than; returns how many
- * entries and events it moved (0: nothing is left to move).
+ * entries and events it moved (0: nothing is left to move).  On a Citus
+ * cluster, each node moves as much of its own rows.
  */
 Datum
 waitlist_archive(PG_FUNCTION_ARGS)
 {
 	Interval   *older_than;
 	int32		batch;
-	int64		moved = 0;
+	int64		entries = 0;
+	int64		events = 0;
 	WaitlistApiCall call;
 	List	   *answers;
 
@@ -352,22 +359,23 @@ waitlist_archive(PG_FUNCTION_ARGS)
 
 	waitlist_api_begin(&call);
 	if (!waitlist_tables_distributed())
-		moved = archive_batch(older_than, batch);
+		archive_batch(older_than, batch, batch, &entries, &events);
 	else
 	{
-		/* a batch across the node's shards, each moved where it lies */
-		for (int i = 0; i < waitlist_shard_count() && moved < batch; i++)
+		/* the node's batch, shard after shard, each moved where it lies */
+		for (int i = 0; i < waitlist_shard_count() && (entries < batch || events < batch); i++)
 		{
 			int			outer_scope;
 
 			if (!waitlist_shard_is_local(i))
 				continue;
 			outer_scope = waitlist_scope_to_shard(i);
-			moved += archive_batch(older_than, batch - (int32) moved);
+			archive_batch(older_than, batch - (int32) entries, batch - (int32) events,
+						  &entries, &events);
 			(void) waitlist_scope_to_shard(outer_scope);
 		}
 	}
 	waitlist_api_end(&call);
 
-	PG_RETURN_INT64(moved);
+	PG_RETURN_INT64(entries + events);
 }

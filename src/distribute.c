@@ -34,6 +34,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -87,7 +88,7 @@ waitlist_tables_distributed_sql(PG_FUNCTION_ARGS)
  * id above it is above all of them.
  */
 static int64
-largest_id(Relation rel, int id_attnum, Datum resource_id)
+largest_id(Relation rel, int resource_attnum, int id_attnum, Datum resource_id)
 {
 	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
 	Relation	index;
@@ -100,6 +101,7 @@ largest_id(Relation rel, int id_attnum, Datum resource_id)
 		elog(ERROR, "waitlist_node_ids: \"%s\" has no primary key", RelationGetRelationName(rel));
 	index = index_open(pkey, AccessShareLock);
 	if (index->rd_index->indnkeyatts != 2 ||
+		index->rd_index->indkey.values[0] != resource_attnum ||
 		index->rd_index->indkey.values[1] != id_attnum)
 		elog(ERROR, "waitlist_node_ids: the primary key of \"%s\" is not (resource_id, id)",
 			 RelationGetRelationName(rel));
@@ -165,11 +167,12 @@ id_routes_to(int64 id, int resource_shard)
 #define NODE_ID_ROUTE_TRIES		100000
 
 static int64
-next_node_id(Relation rel, int id_attnum, Oid seqid, Datum resource_id, bool routed)
+next_node_id(Relation rel, int resource_attnum, int id_attnum, Oid seqid, Datum resource_id,
+			 bool routed)
 {
 	int64		n = DatumGetInt64(DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seqid)));
 	int64		group = node_group();
-	int64		largest = largest_id(rel, id_attnum, resource_id);
+	int64		largest = largest_id(rel, resource_attnum, id_attnum, resource_id);
 
 	if (NODE_ID_BASE + n * NODE_ID_GROUPS + group <= largest)
 	{
@@ -246,7 +249,8 @@ waitlist_node_ids(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* the ids that API calls are named by route to their resource's node */
-	id = next_node_id(rel, id_attnum, seqid, resource_id, strcmp(id_column, "transition_id") != 0);
+	id = next_node_id(rel, resource_attnum, id_attnum, seqid, resource_id,
+					  strcmp(id_column, "transition_id") != 0);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 
@@ -292,6 +296,7 @@ waitlist_forward(PG_FUNCTION_ARGS)
 	char	   *nulls;
 	Oid			save_user;
 	int			save_context;
+	int			output_level;
 
 	if (getExtensionOfObject(ProcedureRelationId, fn) != extension ||
 		get_func_namespace(fn) == internal_schema)
@@ -358,6 +363,8 @@ waitlist_forward(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	SetUserIdAndSecContext(save_user, save_context);
 
+	/* printed as the node reading them back expects, whatever this session's settings */
+	output_level = waitlist_pin_output_settings();
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -379,6 +386,7 @@ waitlist_forward(PG_FUNCTION_ARGS)
 												 false, TYPALIGN_INT));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &row, &row_null);
 	}
+	AtEOXact_GUC(false, output_level);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 	return (Datum) 0;

@@ -448,6 +448,7 @@ typedef struct InboxRow
 	TimestampTz expires_at;
 	TimestampTz at;
 	int64		offer_id;
+	int			answered;		/* its place among the answers, node by node */
 } InboxRow;
 
 #define INBOX_KIND_COLUMN		4
@@ -455,7 +456,10 @@ typedef struct InboxRow
 #define INBOX_AT_COLUMN			8
 #define INBOX_OFFER_COLUMN		3
 
-/* inbox_plan's ORDER BY, but for outbox_id, which no node answers with */
+/*
+ * inbox_plan's ORDER BY, but for outbox_id, which no node answers with: rows
+ * alike in all else keep the order their node gave them.
+ */
 static int
 inbox_row_order(const void *a, const void *b)
 {
@@ -472,7 +476,9 @@ inbox_row_order(const void *a, const void *b)
 		return x->at_null ? -1 : 1;
 	if (!x->at_null && x->at != y->at)
 		return x->at > y->at ? -1 : 1;
-	return x->offer_id < y->offer_id ? -1 : x->offer_id > y->offer_id ? 1 : 0;
+	if (x->offer_id != y->offer_id)
+		return x->offer_id < y->offer_id ? -1 : 1;
+	return x->answered < y->answered ? -1 : x->answered > y->answered ? 1 : 0;
 }
 
 /* The inboxes the nodes of a cluster answered, as one, in inbox_plan's order. */
@@ -492,10 +498,11 @@ inbox_from_answers(FunctionCallInfo fcinfo, List *answers)
 		bool	   *nulls;
 		int			n;
 		char	  **cells = palloc0(sizeof(char *) * desc->natts);
-		InboxRow   *row = &rows[nrows++];
+		InboxRow   *row = &rows[nrows];
 		bool		isnull;
 		Datum		value;
 
+		row->answered = nrows++;
 		deconstruct_array((ArrayType *) lfirst(lc), TEXTOID, -1, false, TYPALIGN_INT,
 						  &elems, &nulls, &n);
 		for (int c = 0; c < desc->natts && c < n; c++)

@@ -157,6 +157,7 @@ waitlist_retry_event(PG_FUNCTION_ARGS)
 	char		nulls[2] = {' ', resource_id == NULL ? 'n' : ' '};
 	SPITupleTable *revived;
 	uint64		i;
+	int32		nrevived;
 	WaitlistApiCall call;
 
 	if (resource_id != NULL)
@@ -182,7 +183,9 @@ waitlist_retry_event(PG_FUNCTION_ARGS)
 		else
 			(void) waitlist_fold_and_promote(owner, &offers, true);
 	}
+	/* (the rows go with the SPI frame) */
+	nrevived = (int32) revived->numvals;
 	waitlist_api_end(&call);
 
-	PG_RETURN_INT32((int32) revived->numvals);
+	PG_RETURN_INT32(nrevived);
 }

@@ -34,6 +34,8 @@
 #include "catalog/pg_collation.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
@@ -525,15 +527,39 @@ waitlist_node_scope_sql(const char *sql)
 }
 
 /*
+ * The name Citus gives shard "shardid" of a table named "name":
+ * "<name>_<shardid>", or, when that does not fit in a name, the name cut
+ * short, "_", eight hex digits of hash_any() of the whole name, and
+ * "_<shardid>" (Citus's AppendShardIdToName()).
+ */
+static void
+citus_shard_name(const char *name, int64 shardid, char *shard_name)
+{
+	char		suffix[NAMEDATALEN];
+	int			name_len = strlen(name);
+	int			suffix_len = snprintf(suffix, sizeof(suffix), "_" INT64_FORMAT, shardid);
+
+	if (name_len < NAMEDATALEN - suffix_len)
+		snprintf(shard_name, NAMEDATALEN, "%s%s", name, suffix);
+	else
+		snprintf(shard_name, NAMEDATALEN, "%.*s_%.8x%s",
+				 pg_mbcliplen(name, name_len, NAMEDATALEN - suffix_len - 10), name,
+				 DatumGetUInt32(hash_any((const unsigned char *) name, name_len)), suffix);
+}
+
+/*
  * The Citus table whose shard "relid" is, or relid itself: a trigger on a
- * distributed table fires on its shards, which are named
- * "<table>_<shard id>".  Read from pg_dist_shard, which Citus keeps on
- * every node.
+ * distributed table fires on its shards.  A shard's name ends in
+ * "_<shard id>"; pg_dist_shard, which Citus keeps on every node, gives the
+ * table of that shard id, and the name Citus would give that shard must be
+ * relid's, in the table's schema: a table merely named like a shard stays
+ * itself.
  */
 Oid
 waitlist_logical_relation(Oid relid)
 {
 	Oid			shard_relid = get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE);
+	Oid			shard_index = get_relname_relid("pg_dist_shard_shardid_index", PG_CATALOG_NAMESPACE);
 	char	   *name = get_rel_name(relid);
 	char	   *suffix;
 	char	   *end;
@@ -544,29 +570,34 @@ waitlist_logical_relation(Oid relid)
 	HeapTuple	tuple;
 	Oid			logical = relid;
 
-	if (!OidIsValid(shard_relid) || name == NULL || (suffix = strrchr(name, '_')) == NULL ||
-		suffix[1] == '\0')
+	if (!OidIsValid(shard_relid) || !OidIsValid(shard_index) || name == NULL ||
+		(suffix = strrchr(name, '_')) == NULL || suffix[1] == '\0')
 		return relid;
 	errno = 0;
 	shardid = strtoi64(suffix + 1, &end, 10);
 	if (errno != 0 || *end != '\0' || shardid <= 0)
 		return relid;
 
-	/* pg_dist_shard's first column is the table (logicalrelid), its second the shard id */
+	/*
+	 * pg_dist_shard's first column is the table (logicalrelid), its second
+	 * the shard id (systable_beginscan() takes the table's column numbers)
+	 */
 	shards = table_open(shard_relid, AccessShareLock);
 	ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(shardid));
-	scan = systable_beginscan(shards, InvalidOid, false, NULL, 1, &key);
+	scan = systable_beginscan(shards, shard_index, true, NULL, 1, &key);
 	if (HeapTupleIsValid(tuple = systable_getnext(scan)))
 	{
 		bool		isnull;
 		Oid			table = DatumGetObjectId(heap_getattr(tuple, 1, RelationGetDescr(shards), &isnull));
 		char	   *table_name = isnull ? NULL : get_rel_name(table);
+		char		expected[NAMEDATALEN];
 
-		/* the shard of that table, in its schema: not a table named like one */
-		if (table_name != NULL && get_rel_namespace(table) == get_rel_namespace(relid) &&
-			strlen(table_name) == (size_t) (suffix - name) &&
-			strncmp(table_name, name, suffix - name) == 0)
-			logical = table;
+		if (table_name != NULL && get_rel_namespace(table) == get_rel_namespace(relid))
+		{
+			citus_shard_name(table_name, shardid, expected);
+			if (strcmp(expected, name) == 0)
+				logical = table;
+		}
 	}
 	systable_endscan(scan);
 	table_close(shards, AccessShareLock);
@@ -595,7 +626,9 @@ waitlist_shard_is_local(int index)
  * that node's shards, so that a distributed function called with it runs
  * there (outbox claims, which are about no one resource, go to each node
  * so).  Found by trying "waitlist-node-0", "waitlist-node-1", ...: a node
- * holding k of n shards takes about n / k tries.
+ * holding k of n shards takes about n / k tries.  The keys are the
+ * caller's copy, in the current memory context: the shard map they come
+ * from may be reloaded while the caller calls the nodes.
  */
 int
 waitlist_node_route_keys(char ***keys)
@@ -640,6 +673,8 @@ waitlist_node_route_keys(char ***keys)
 		shard_map->nroutes = ngroups;
 		MemoryContextSwitchTo(old);
 	}
-	*keys = shard_map->route_keys;
+	*keys = palloc(sizeof(char *) * Max(shard_map->nroutes, 1));
+	for (int g = 0; g < shard_map->nroutes; g++)
+		(*keys)[g] = pstrdup(shard_map->route_keys[g]);
 	return shard_map->nroutes;
 }

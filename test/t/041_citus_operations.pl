@@ -126,19 +126,24 @@ like($err, qr/capacity event "no-such-event" does not exist/, 'an unknown event 
 
 # --- the capacity trigger on booking tables ------------------------------------------
 
-sql(q{CREATE SCHEMA box;
+my $long = 'seats_of_the_concert_hall_with_a_name_longer_than_most_tables';
+sql(qq{CREATE SCHEMA box;
 CREATE TABLE box.local_seats (seat integer PRIMARY KEY, concert text, seats integer,
     status text NOT NULL DEFAULT 'active');
 CREATE TABLE box.seats (seat integer, concert text, seats integer,
     status text NOT NULL DEFAULT 'active', PRIMARY KEY (concert, seat));
 SELECT create_distributed_table('box.seats', 'concert');
+-- a name too long for Citus to append the shard id: its shards' names are cut short
+CREATE TABLE box.$long (seat integer, concert text, seats integer,
+    status text NOT NULL DEFAULT 'active', PRIMARY KEY (concert, seat));
+SELECT create_distributed_table('box.$long', 'concert');
 CREATE TABLE box.colocated_seats (seat integer, resource_id text, seats integer,
     status text NOT NULL DEFAULT 'active', PRIMARY KEY (resource_id, seat));
 SELECT create_distributed_table('box.colocated_seats', 'resource_id', colocate_with => 'waitlist.resource');});
 # Citus asks for this before it fires a trigger on a distributed table's shards
 $coordinator->safe_psql('postgres', 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on');
 $_->reload for ($coordinator, $worker1, $worker2);
-for my $table ('local_seats', 'seats', 'colocated_seats')
+for my $table ('local_seats', 'seats', $long, 'colocated_seats')
 {
 	my $column = $table eq 'colocated_seats' ? 'resource_id' : 'concert';
 	sql(qq{CREATE TRIGGER waitlist AFTER UPDATE OR DELETE ON box.$table FOR EACH ROW
@@ -146,16 +151,16 @@ EXECUTE FUNCTION waitlist_capacity_trigger('$column', 'seats', 'status', 'cancel
 INSERT INTO box.$table VALUES (1, '$one', 1), (2, '$two', 1), (3, 'not-waitlisted', 1);});
 }
 my $before = sql("SELECT sum(units_released) FROM waitlist.resource");
-sql("UPDATE box.$_ SET status = 'cancelled'") for ('local_seats', 'seats', 'colocated_seats');
-wait_until("SELECT sum(units_released) - $before FROM waitlist.resource", '6',
+sql("UPDATE box.$_ SET status = 'cancelled'") for ('local_seats', 'seats', $long, 'colocated_seats');
+wait_until("SELECT sum(units_released) - $before FROM waitlist.resource", '8',
 	'a cancelled seat of each table, in a line on each node, is released');
 is( sql("SELECT string_agg(event_id, ',' ORDER BY event_id) FROM waitlist.capacity_event"
 		  . " WHERE event_id LIKE 'box.%'"),
 	join(',', sort("box.colocated_seats:$one,1", "box.colocated_seats:$two,2", "box.local_seats:1",
-		"box.local_seats:2", "box.seats:$one,1", "box.seats:$two,2")),
+		"box.local_seats:2", "box.seats:$one,1", "box.seats:$two,2", "box.$long:$one,1", "box.$long:$two,2")),
 	"... each named by its table's name, not its shard's");
-sql("DELETE FROM box.$_") for ('local_seats', 'seats', 'colocated_seats');
-is(sql("SELECT sum(units_released) FROM waitlist.resource") - $before, 6,
+sql("DELETE FROM box.$_") for ('local_seats', 'seats', $long, 'colocated_seats');
+is(sql("SELECT sum(units_released) FROM waitlist.resource") - $before, 8,
 	'deleting the cancelled seats releases nothing again');
 
 # --- a shard split with both halves on its node ------------------------------------------
