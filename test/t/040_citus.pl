@@ -19,17 +19,7 @@ use lib $FindBin::RealBin;
 use WaitlistTest;
 use CitusTest;
 
-if (!citus_available())
-{
-	# CI builds Citus before the tests: there a missing Citus is a failure
-	if ($ENV{CI})
-	{
-		fail('Citus is installed');
-		done_testing();
-		exit;
-	}
-	plan skip_all => 'Citus is not installed for this PostgreSQL';
-}
+require_citus();
 
 my ($coordinator, $worker1, $worker2) = citus_cluster(without_waitlist => 'worker2');
 use_node($coordinator);

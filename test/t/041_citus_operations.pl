@@ -18,17 +18,7 @@ use WaitlistTest qw(use_node sql wait_until slurp wait_for);
 use CitusTest;
 use RelayTest;
 
-if (!citus_available())
-{
-	# CI builds Citus before the tests: there a missing Citus is a failure
-	if ($ENV{CI})
-	{
-		fail('Citus is installed');
-		done_testing();
-		exit;
-	}
-	plan skip_all => 'Citus is not installed for this PostgreSQL';
-}
+require_citus();
 
 $ENV{WAITLIST_RELAY_SECRET} = 'citus-relay-secret';
 
