@@ -981,11 +981,20 @@ build_promote_sql_1_1(StringInfo buf)
 					 "    AND e.entry_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT p.entry_id FROM picked p))"
 					 "  RETURNING e.entry_id, e.user_id, e.priority, e.seq, e.rank_key, e.quantity"
 					 "), made AS ("
+	/*
+	 * Each moved entry's group is its place among them (the same line order
+	 * as picked's), its unit the group's element of an array of units: no
+	 * join of the CTEs, which with the estimates of a line that just grew
+	 * (one row each) became a nested loop, rows times rows.
+	 */
 					 "  INSERT INTO waitlist.offer (entry_id, resource_id, user_id, state, expires_at, units, unit_id)"
-					 "  SELECT m.entry_id, $1, m.user_id, %s, " OFFER_DEADLINE_SQL ", m.quantity, u.unit_id"
-					 "  FROM moved m"
-					 "  JOIN picked p ON p.entry_id OPERATOR(pg_catalog.=) m.entry_id"
-					 "  JOIN units u ON u.grp OPERATOR(pg_catalog.=) p.grp"
+					 "  SELECT m.entry_id, $1, m.user_id, %s, " OFFER_DEADLINE_SQL ", m.quantity,"
+					 "         (SELECT pg_catalog.array_agg(u.unit_id ORDER BY u.grp) FROM units u)"
+					 "           [m.grp OPERATOR(pg_catalog.+) 1]"
+					 "  FROM (SELECT m.entry_id, m.user_id, m.quantity, m.rank_key, m.seq,"
+					 "               (pg_catalog.row_number() OVER (ORDER BY %s) OPERATOR(pg_catalog.-) 1)"
+					 "                 OPERATOR(pg_catalog./) $7 AS grp"
+					 "        FROM moved m) m"
 					 "  CROSS JOIN waitlist.resource r"
 					 "  WHERE r.resource_id OPERATOR(pg_catalog.=) $1"
 					 "  ORDER BY %s"
@@ -993,7 +1002,7 @@ build_promote_sql_1_1(StringInfo buf)
 					 "), notified AS (",
 					 sql_literal(entry->from_state), line_order(true, "e"), line_order(true, "c"),
 					 sql_literal(entry->to_state), sql_literal(offer->to_state),
-					 line_order(true, "m"));
+					 line_order(true, "m"), line_order(true, "m"));
 	append_outbox_rows_of(buf, offer, "made", "NULL::pg_catalog.text", "NULL::pg_catalog.text",
 						  OFFER_TOKEN_SQL, NULL, true);
 	appendStringInfoString(buf, "), audited AS (" WAITLIST_AUDIT_INSERT "(");
