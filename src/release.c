@@ -100,17 +100,12 @@ static WaitlistPlan revive_events_plan = {
 	2, {TEXTOID, TEXTOID}
 };
 
-static WaitlistPlan event_exists_plan = {
-	"SELECT 1 FROM waitlist.capacity_event"
+/* the resources that have an event of this id ($2: only that resource) */
+static WaitlistPlan event_resources_plan = {
+	"SELECT DISTINCT resource_id FROM waitlist.capacity_event"
 	" WHERE event_id OPERATOR(pg_catalog.=) $1"
 	"   AND ($2::pg_catalog.text IS NULL OR resource_id OPERATOR(pg_catalog.=) $2)",
 	2, {TEXTOID, TEXTOID}
-};
-
-static WaitlistPlan event_resources_plan = {
-	"SELECT DISTINCT resource_id FROM waitlist.capacity_event"
-	" WHERE event_id OPERATOR(pg_catalog.=) $1",
-	1, {TEXTOID}
 };
 
 /*
@@ -122,19 +117,20 @@ static int32
 retry_event_on_cluster(FunctionCallInfo fcinfo, text *event_id)
 {
 	WaitlistApiCall call;
-	Datum		value = PointerGetDatum(event_id);
+	Datum		values[2] = {PointerGetDatum(event_id), (Datum) 0};
+	char		nulls[2] = {' ', 'n'};
 	SPITupleTable *resources;
 	int64		revived = 0;
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&event_resources_plan, &value, NULL, true, 0);
+	waitlist_execute(&event_resources_plan, values, nulls, true, 0);
 	resources = SPI_tuptable;
 	if (resources->numvals == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("capacity event \"%s\" does not exist", text_to_cstring(event_id))));
 	for (uint64 i = 0; i < resources->numvals; i++)
-		revived += DatumGetInt32(OidFunctionCall2(fcinfo->flinfo->fn_oid, value,
+		revived += DatumGetInt32(OidFunctionCall2(fcinfo->flinfo->fn_oid, values[0],
 												  PointerGetDatum(waitlist_spi_text(resources, i, 1))));
 	waitlist_api_end(&call);
 	return (int32) revived;
@@ -166,7 +162,7 @@ waitlist_retry_event(PG_FUNCTION_ARGS)
 		PG_RETURN_INT32(retry_event_on_cluster(fcinfo, event_id));
 
 	waitlist_api_begin(&call);
-	waitlist_execute(&event_exists_plan, values, nulls, false, 0);
+	waitlist_execute(&event_resources_plan, values, nulls, false, 0);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
