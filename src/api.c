@@ -333,6 +333,21 @@ waitlist_api_booking(SubTransactionId subxid)
 	booking_subxid = subxid;
 }
 
+/* Pin these settings at a new GUC nest level, which is returned. */
+static int
+pin_at_new_level(const PinnedSetting *which, int n)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	for (int i = 0; i < n; i++)
+		if (!setting_is_pinned(which[i]))
+			(void) set_config_option(pinned_settings[which[i]].name,
+									 pinned_settings[which[i]].value,
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
 /*
  * For SQL of ours run outside an API frame, in the caller's session (a
  * trigger firing on a change made by hand): pin search_path at a new GUC
@@ -342,14 +357,9 @@ waitlist_api_booking(SubTransactionId subxid)
 int
 waitlist_pin_search_path(void)
 {
-	int			nestlevel = NewGUCNestLevel();
+	static const PinnedSetting search_path[] = {PIN_SEARCH_PATH};
 
-	if (!setting_is_pinned(PIN_SEARCH_PATH))
-		(void) set_config_option(pinned_settings[PIN_SEARCH_PATH].name,
-								 pinned_settings[PIN_SEARCH_PATH].value,
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	return nestlevel;
+	return pin_at_new_level(search_path, lengthof(search_path));
 }
 
 /*
@@ -363,15 +373,8 @@ waitlist_pin_output_settings(void)
 	static const PinnedSetting output[] = {
 		PIN_DATESTYLE, PIN_INTERVALSTYLE, PIN_EXTRA_FLOAT_DIGITS, PIN_BYTEA_OUTPUT
 	};
-	int			nestlevel = NewGUCNestLevel();
 
-	for (size_t i = 0; i < lengthof(output); i++)
-		if (!setting_is_pinned(output[i]))
-			(void) set_config_option(pinned_settings[output[i]].name,
-									 pinned_settings[output[i]].value,
-									 PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
-	return nestlevel;
+	return pin_at_new_level(output, lengthof(output));
 }
 
 /* the cursor options of a statement's plan mode */
