@@ -246,15 +246,15 @@ function_argument_types(FunctionCallInfo fcinfo, bool *retset)
 	return argtypes;
 }
 
-/* Run this call, by waitlist.forward(), on the node of route_key. */
+/* Run this call (its arguments as text), by waitlist.forward(), on the node of route_key. */
 static void
-forward_call(FunctionCallInfo fcinfo, Oid *argtypes, text *route_key, Oid caller)
+forward_call(FunctionCallInfo fcinfo, Datum arguments, text *route_key, Oid caller)
 {
 	Datum		values[4];
 
 	values[0] = PointerGetDatum(route_key);
 	values[1] = ObjectIdGetDatum(fcinfo->flinfo->fn_oid);
-	values[2] = arguments_as_text(fcinfo, argtypes);
+	values[2] = arguments;
 	values[3] = ObjectIdGetDatum(caller);
 	waitlist_execute(&forward_plan, values, NULL, false, 0);
 }
@@ -271,7 +271,7 @@ waitlist_fanned_out(FunctionCallInfo fcinfo, List **answers)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	WaitlistApiCall call;
-	Oid		   *argtypes;
+	Datum		arguments;
 	bool		retset;
 	char	  **keys;
 	int			nkeys;
@@ -280,12 +280,12 @@ waitlist_fanned_out(FunctionCallInfo fcinfo, List **answers)
 	if (!waitlist_tables_distributed() || forwarded_calls_running > 0)
 		return false;
 
-	argtypes = function_argument_types(fcinfo, &retset);
 	waitlist_api_begin(&call);
+	arguments = arguments_as_text(fcinfo, function_argument_types(fcinfo, &retset));
 	nkeys = waitlist_node_route_keys(&keys);
 	for (int n = 0; n < nkeys; n++)
 	{
-		forward_call(fcinfo, argtypes, cstring_to_text(keys[n]), call.caller);
+		forward_call(fcinfo, arguments, cstring_to_text(keys[n]), call.caller);
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
 			bool		isnull;
@@ -362,7 +362,7 @@ waitlist_forwarded(FunctionCallInfo fcinfo, WaitlistRoute route, int argno, Datu
 	else
 		elog(ERROR, "waitlist_forwarded: unexpected result type of function %u", fn);
 
-	forward_call(fcinfo, argtypes, resource_id, call.caller);
+	forward_call(fcinfo, arguments_as_text(fcinfo, argtypes), resource_id, call.caller);
 	{
 		bool		isnull = true;
 
