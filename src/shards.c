@@ -559,8 +559,8 @@ Oid
 waitlist_logical_relation(Oid relid)
 {
 	Oid			shard_relid = get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE);
-	Oid			shard_index = get_relname_relid("pg_dist_shard_shardid_index", PG_CATALOG_NAMESPACE);
-	char	   *name = get_rel_name(relid);
+	Oid			shard_index;
+	char	   *name;
 	char	   *suffix;
 	char	   *end;
 	int64		shardid;
@@ -570,7 +570,12 @@ waitlist_logical_relation(Oid relid)
 	HeapTuple	tuple;
 	Oid			logical = relid;
 
-	if (!OidIsValid(shard_relid) || !OidIsValid(shard_index) || name == NULL ||
+	/* without Citus, which a single server need not have, a table is itself */
+	if (!OidIsValid(shard_relid))
+		return relid;
+	shard_index = get_relname_relid("pg_dist_shard_shardid_index", PG_CATALOG_NAMESPACE);
+	name = get_rel_name(relid);
+	if (!OidIsValid(shard_index) || name == NULL ||
 		(suffix = strrchr(name, '_')) == NULL || suffix[1] == '\0')
 		return relid;
 	errno = 0;
