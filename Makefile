@@ -20,6 +20,7 @@ OBJS = \
 	src/promote.o \
 	src/entry.o \
 	src/offer.o \
+	src/lookup.o \
 	src/release.o \
 	src/resource.o \
 	src/capacity.o \
@@ -106,3 +107,29 @@ uninstall-relay:
 	rm -f '$(DESTDIR)$(bindir)/waitlist-relay'
 
 EXTRA_CLEAN += $(RELAY)
+
+# waitlist-gateway (gateway/*.c): the HTTP API and the fans' offer page.
+# Built and installed beside the relay; needs libpq, libmicrohttpd, jansson
+# and libjwt.
+GATEWAY = gateway/waitlist-gateway
+GATEWAY_SRCS = $(wildcard gateway/*.c)
+GATEWAY_CFLAGS = -std=c11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror -pthread
+GATEWAY_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lmicrohttpd -ljansson -ljwt -pthread
+
+all: $(GATEWAY)
+
+$(GATEWAY): $(GATEWAY_SRCS) gateway/gateway.h
+	$(CC) $(GATEWAY_CFLAGS) $(RELAY_CPPFLAGS) -o $@ $(GATEWAY_SRCS) $(GATEWAY_LIBS)
+
+.PHONY: install-gateway uninstall-gateway
+install: install-gateway
+uninstall: uninstall-gateway
+
+install-gateway: $(GATEWAY)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(GATEWAY) '$(DESTDIR)$(bindir)/waitlist-gateway'
+
+uninstall-gateway:
+	rm -f '$(DESTDIR)$(bindir)/waitlist-gateway'
+
+EXTRA_CLEAN += $(GATEWAY)

@@ -1811,8 +1811,11 @@ AS $duties$
         ('app', 'FUNCTION', '@extschema@.waitlist_offer_token(bigint)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_extend_offer(bigint, interval, text, text)', 'EXECUTE'),
         ('app', 'FUNCTION', '@extschema@.waitlist_confirm(bigint)', 'EXECUTE'),
+        ('app', 'FUNCTION', '@extschema@.waitlist_entry_owner(bigint)', 'EXECUTE'),
+        ('app', 'FUNCTION', '@extschema@.waitlist_offer_owner(bigint)', 'EXECUTE'),
         ('token', 'FUNCTION', '@extschema@.waitlist_accept_token(text, text)', 'EXECUTE'),
         ('token', 'FUNCTION', '@extschema@.waitlist_decline_token(text)', 'EXECUTE'),
+        ('token', 'FUNCTION', '@extschema@.waitlist_token_offer(text)', 'EXECUTE'),
         ('booking', 'FUNCTION', '@extschema@.waitlist_release(text, integer, text)', 'EXECUTE'),
         ('booking', 'FUNCTION', '@extschema@.waitlist_capacity_trigger()', 'EXECUTE'),
         ('booking', 'FUNCTION', '@extschema@.waitlist_booking_confirmed(bigint, text)', 'EXECUTE'),
@@ -2438,6 +2441,34 @@ AS 'MODULE_PATHNAME', 'waitlist_rotate_token_key'
 LANGUAGE C CALLED ON NULL INPUT;
 COMMENT ON FUNCTION waitlist_rotate_token_key() IS 'makes a new token signing key and returns its id; the previous key verifies until the offers that exist now have expired';
 
+/*
+ * Look-ups for front ends that act for fans (waitlist-gateway): whose an
+ * entry or offer is, so that a fan is refused another fan's entry in the
+ * transaction of the call made for them, and what the offer a token names
+ * looks like now, for the offer page behind a link.
+ */
+CREATE FUNCTION waitlist_entry_owner(entry_id bigint, OUT user_id text, OUT resource_id text,
+                                     OUT joined_in_transaction boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'waitlist_entry_owner'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_entry_owner(bigint) IS 'the fan and resource of an entry, and whether this transaction made it (a join, not a double tap)';
+
+CREATE FUNCTION waitlist_offer_owner(offer_id bigint, OUT user_id text, OUT resource_id text,
+                                     OUT entry_id bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'waitlist_offer_owner'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_offer_owner(bigint) IS 'the fan, resource and entry of an offer';
+
+CREATE FUNCTION waitlist_token_offer(token text, OUT offer_id bigint, OUT resource_id text,
+                                     OUT state text, OUT expires_at timestamptz,
+                                     OUT reservation_ref text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'waitlist_token_offer'
+LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION waitlist_token_offer(text) IS 'the offer a signed token names, after verifying the token, as an offer page shows it';
+
 /* ---- scale-out on Citus ---- */
 
 /*
@@ -2559,6 +2590,8 @@ BEGIN
         ('@extschema@.waitlist_leave(bigint)', 'entry_id'),
         ('@extschema@.waitlist_status(bigint)', 'entry_id'),
         ('@extschema@.waitlist_confirm(bigint)', 'entry_id'),
+        ('@extschema@.waitlist_entry_owner(bigint)', 'entry_id'),
+        ('@extschema@.waitlist_offer_owner(bigint)', 'offer_id'),
         ('@extschema@.waitlist_accept(bigint, pg_catalog.text)', 'offer_id'),
         ('@extschema@.waitlist_decline(bigint)', 'offer_id'),
         ('@extschema@.waitlist_offer_token(bigint)', 'offer_id'),
