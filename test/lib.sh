@@ -26,6 +26,13 @@ WL_PACKAGES=(
 	libpq-dev
 	libcurl4-openssl-dev
 	libssl-dev
+	libmicrohttpd-dev
+	libjansson-dev
+	libjwt-dev
+	curl
+	openssl
+	chromium
+	chromium-driver
 )
 
 # Connection settings from the caller's environment must not point our

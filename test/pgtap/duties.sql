@@ -168,8 +168,9 @@ SELECT is(wl_test.privileges_off('wl_test_admin', '{admin}'), NULL, 'admin holds
 SELECT is(wl_test.privileges_off('wl_test_monitor', '{monitor}'), NULL, 'monitor holds exactly its privileges');
 SELECT is(wl_test.privileges_off('wl_test_token', '{token}'), NULL, 'token holds exactly its privileges');
 SELECT is((SELECT array_agg(d.object_name ORDER BY d.object_name) FROM waitlist_duty_privileges() d WHERE d.duty = 'token'),
-    ARRAY[format('%s.waitlist_accept_token(text, text)', current_schema), format('%s.waitlist_decline_token(text)', current_schema)],
-    'token is accept and decline by token, nothing id-based');
+    ARRAY[format('%s.waitlist_accept_token(text, text)', current_schema), format('%s.waitlist_decline_token(text)', current_schema),
+          format('%s.waitlist_token_offer(text)', current_schema)],
+    'token is accept, decline and the offer page by token, nothing id-based');
 
 SELECT is(wl_test.not_refused('wl_test_app', '{app}'), NULL, 'app gets 42501 from every function outside its duty');
 SELECT is(wl_test.not_refused('wl_test_booking', '{booking}'), NULL, 'booking gets 42501 from every function outside its duty');
