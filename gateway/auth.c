@@ -10,6 +10,7 @@
  * its nbf, and carry the fan's user id as a string sub of 1 to 200 bytes.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -71,12 +72,43 @@ same_secret(const char *a, const char *b)
 	return diff == 0;
 }
 
+typedef enum ClaimResult
+{
+	CLAIM_ABSENT,
+	CLAIM_INVALID,
+	CLAIM_OK
+} ClaimResult;
+
+/*
+ * A NumericDate claim (RFC 7519: seconds since the epoch, which may have a
+ * fraction; libjwt reads integers only, so the claim is read as JSON).
+ */
+static ClaimResult
+numeric_date(jwt_t *jwt, const char *claim, double *out)
+{
+	char	   *text = jwt_get_grants_json(jwt, claim);
+	json_t	   *value;
+	ClaimResult result = CLAIM_INVALID;
+
+	if (text == NULL)
+		return CLAIM_ABSENT;
+	value = json_loads(text, JSON_DECODE_ANY, NULL);
+	if (value != NULL && json_is_number(value))
+	{
+		*out = json_number_value(value);
+		result = CLAIM_OK;
+	}
+	json_decref(value);
+	free(text);
+	return result;
+}
+
 static AuthResult
 fan_from_jwt(const char *token, Caller *caller, const char **why)
 {
 	jwt_t	   *jwt = NULL;
 	const char *sub;
-	long		exp,
+	double		exp,
 				nbf;
 	time_t		now = time(NULL);
 	AuthResult	result = AUTH_INVALID;
@@ -97,24 +129,36 @@ fan_from_jwt(const char *token, Caller *caller, const char **why)
 		*why = "the token is not signed with HS256";
 		goto done;
 	}
-	errno = 0;
-	exp = jwt_get_grant_int(jwt, "exp");
-	if (errno != 0)
+	switch (numeric_date(jwt, "exp", &exp))
 	{
-		*why = "the token has no exp";
-		goto done;
+		case CLAIM_ABSENT:
+			*why = "the token has no exp";
+			goto done;
+		case CLAIM_INVALID:
+			*why = "the token's exp is not a number";
+			goto done;
+		case CLAIM_OK:
+			break;
 	}
-	if ((long) now > exp + gateway_config.jwt_leeway_s)
+	if ((double) now > exp + gateway_config.jwt_leeway_s)
 	{
 		*why = "the token has expired";
 		goto done;
 	}
-	errno = 0;
-	nbf = jwt_get_grant_int(jwt, "nbf");
-	if (errno == 0 && (long) now + gateway_config.jwt_leeway_s < nbf)
+	switch (numeric_date(jwt, "nbf", &nbf))
 	{
-		*why = "the token is not valid yet";
-		goto done;
+		case CLAIM_ABSENT:
+			break;
+		case CLAIM_INVALID:
+			*why = "the token's nbf is not a number";
+			goto done;
+		case CLAIM_OK:
+			if ((double) now + gateway_config.jwt_leeway_s < nbf)
+			{
+				*why = "the token is not valid yet";
+				goto done;
+			}
+			break;
 	}
 	sub = jwt_get_grant(jwt, "sub");
 	if (sub == NULL || sub[0] == '\0' || strlen(sub) > GATEWAY_MAX_ID_BYTES)

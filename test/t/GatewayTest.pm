@@ -79,7 +79,9 @@ sub start_gateway
 	close $fh;
 
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
-	my $g = { dir => $dir, port => $port, log => "$dir/gateway.log" };
+	# the log stays with the test's other logs
+	my $g = { dir => $dir, port => $port,
+		log => "$PostgreSQL::Test::Utils::log_path/gateway_$port.log" };
 	my $connstr = $node->connstr('postgres') . ' user=gw_login';
 	$g->{timer} = IPC::Run::timer(600);
 	$g->{h} = IPC::Run::start(

@@ -1,0 +1,12 @@
+-- demo/gateway.sql: what waitlist-gateway needs, for demo/run's curl
+-- session: a login role that is a member of one role per duty, and a
+-- resource of its own.
+CREATE ROLE demo_gateway LOGIN;
+CREATE ROLE demo_fans;
+CREATE ROLE demo_links;
+CREATE ROLE demo_box_office;
+GRANT demo_fans, demo_links, demo_box_office TO demo_gateway;
+SELECT waitlist_grant('demo_fans', 'app'),
+       waitlist_grant('demo_links', 'token'),
+       waitlist_grant('demo_box_office', 'booking');
+SELECT waitlist_create_resource('encore-2026', offer_ttl => '10 minutes');
