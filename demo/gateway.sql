@@ -9,4 +9,6 @@ GRANT demo_fans, demo_links, demo_box_office TO demo_gateway;
 SELECT waitlist_grant('demo_fans', 'app'),
        waitlist_grant('demo_links', 'token'),
        waitlist_grant('demo_box_office', 'booking');
-SELECT waitlist_create_resource('encore-2026', offer_ttl => '10 minutes');
+-- booked by demo/concert.sql's booking function, as the concert is
+SELECT waitlist_create_resource('encore-2026', offer_ttl => '10 minutes',
+                                booking_function => 'book_seat(text, text, bigint, text)');
