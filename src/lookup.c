@@ -15,11 +15,9 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
-#include "utils/timestamp.h"
 
 #include "store.h"
 
@@ -27,10 +25,14 @@ PG_FUNCTION_INFO_V1(waitlist_entry_owner);
 PG_FUNCTION_INFO_V1(waitlist_offer_owner);
 PG_FUNCTION_INFO_V1(waitlist_token_offer);
 
-/* (On Citus these run on the node of the resource: WAITLIST_FORWARD.) */
+/*
+ * (On Citus these run on the node of the resource: WAITLIST_FORWARD.)  An
+ * entry made by this transaction was joined at the transaction's start.
+ */
 static WaitlistPlan entry_owner_plan = {
-	"SELECT user_id, resource_id, joined_at FROM waitlist.entry"
-	" WHERE entry_id OPERATOR(pg_catalog.=) $1",
+	"SELECT user_id, resource_id,"
+	" joined_at OPERATOR(pg_catalog.=) pg_catalog.transaction_timestamp()"
+	" FROM waitlist.entry WHERE entry_id OPERATOR(pg_catalog.=) $1",
 	1, {INT8OID}, 0, true
 };
 
@@ -46,7 +48,7 @@ static WaitlistPlan token_offer_plan = {
 	2, {TEXTOID, INT8OID}
 };
 
-/* The result row of the call, from the first SPI row's columns. */
+/* The call's result row, of values. */
 static Datum
 lookup_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 {
@@ -60,43 +62,49 @@ lookup_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 }
 
 /*
+ * The owner of the entry or offer (what) whose id is the call's argument:
+ * the plan's row (user_id, resource_id, and one more column) as the result.
+ */
+static Datum
+owner_of(FunctionCallInfo fcinfo, WaitlistPlan *plan, const char *what)
+{
+	Datum		arg[1];
+	Datum		values[3];
+	bool		nulls[3];
+	Datum		result;
+	int			i;
+	WaitlistApiCall call;
+
+	waitlist_check_not_null(fcinfo, 0, psprintf("%s_id", what));
+	arg[0] = PG_GETARG_DATUM(0);
+
+	waitlist_api_begin(&call);
+	waitlist_execute(plan, arg, NULL, false, 0);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("waitlist %s %lld does not exist", what, (long long) PG_GETARG_INT64(0))));
+	for (i = 0; i < 3; i++)
+		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &nulls[i]);
+	result = lookup_result(fcinfo, values, nulls);
+	waitlist_api_end(&call);
+	return result;
+}
+
+/*
  * waitlist_entry_owner(entry_id bigint, OUT user_id text, OUT resource_id
  * text, OUT joined_in_transaction boolean) RETURNS record
  *
  * joined_in_transaction tells a front end that called waitlist_join() in
  * this transaction whether the join made the entry or found it (a double
- * tap): a new entry's joined_at is the transaction's start.
+ * tap).
  */
 Datum
 waitlist_entry_owner(PG_FUNCTION_ARGS)
 {
-	Datum		arg[1];
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-	bool		isnull;
-	Datum		result;
-	WaitlistApiCall call;
-
 	WAITLIST_FORWARD(WAITLIST_ROUTE_ENTRY, 0);
 
-	waitlist_check_not_null(fcinfo, 0, "entry_id");
-	arg[0] = PG_GETARG_DATUM(0);
-
-	waitlist_api_begin(&call);
-	waitlist_execute(&entry_owner_plan, arg, NULL, false, 0);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("waitlist entry %lld does not exist", (long long) PG_GETARG_INT64(0))));
-	values[0] = PointerGetDatum(waitlist_spi_text(SPI_tuptable, 0, 1));
-	values[1] = PointerGetDatum(waitlist_spi_text(SPI_tuptable, 0, 2));
-	values[2] = BoolGetDatum(DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-															   SPI_tuptable->tupdesc,
-															   3, &isnull)) ==
-							 GetCurrentTransactionStartTimestamp());
-	result = lookup_result(fcinfo, values, nulls);
-	waitlist_api_end(&call);
-	return result;
+	return owner_of(fcinfo, &entry_owner_plan, "entry");
 }
 
 /*
@@ -106,30 +114,9 @@ waitlist_entry_owner(PG_FUNCTION_ARGS)
 Datum
 waitlist_offer_owner(PG_FUNCTION_ARGS)
 {
-	Datum		arg[1];
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-	bool		isnull;
-	Datum		result;
-	WaitlistApiCall call;
-
 	WAITLIST_FORWARD(WAITLIST_ROUTE_OFFER, 0);
 
-	waitlist_check_not_null(fcinfo, 0, "offer_id");
-	arg[0] = PG_GETARG_DATUM(0);
-
-	waitlist_api_begin(&call);
-	waitlist_execute(&offer_owner_plan, arg, NULL, false, 0);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("waitlist offer %lld does not exist", (long long) PG_GETARG_INT64(0))));
-	values[0] = PointerGetDatum(waitlist_spi_text(SPI_tuptable, 0, 1));
-	values[1] = PointerGetDatum(waitlist_spi_text(SPI_tuptable, 0, 2));
-	values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-	result = lookup_result(fcinfo, values, nulls);
-	waitlist_api_end(&call);
-	return result;
+	return owner_of(fcinfo, &offer_owner_plan, "offer");
 }
 
 /*
