@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -986,6 +987,20 @@ completed(void *cls, struct MHD_Connection *connection, void **con_cls,
  * The server
  * ------------------------------------------------------------------------ */
 
+/* libmicrohttpd's own messages, as lines of our log */
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char		message[512];
+	size_t		len;
+
+	vsnprintf(message, sizeof(message), fmt, ap);
+	len = strlen(message);
+	while (len > 0 && (message[len - 1] == '\n' || message[len - 1] == ' '))
+		message[--len] = '\0';
+	gateway_log("%s", message);
+}
+
 bool
 gateway_http_start(void)
 {
@@ -1016,6 +1031,7 @@ gateway_http_start(void)
 									 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) gateway_config.idle_timeout_s,
 									 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 65536,
 									 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+									 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 									 MHD_OPTION_END);
 	freeaddrinfo(addr);
 	if (daemon_handle == NULL)

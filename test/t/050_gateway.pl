@@ -164,6 +164,9 @@ problem_is(api('POST', '/v1/resources/show/waitlist:join', auth => $KEYS{app},
 problem_is(api('POST', '/v1/resources/show/waitlist:join', auth => $KEYS{app},
 		json => { user_id => 'fan-3' . ('x' x 20000) }),
 	413, undef, 'a body over --max-body');
+is(call_gateway($g, 'GET', '/healthz', headers => { 'X-Padding' => 'x' x 70000 })->{status},
+	431, 'headers over the memory limit of a connection: 431');
+is(call_gateway($g, 'GET', '/v1/waitlist/' . ('1' x 70000))->{status}, 414, 'a path as long: 414');
 is(sql("SELECT count(*) FROM waitlist.entry WHERE user_id LIKE 'fan-3%'"), 0, 'bad requests wrote nothing');
 problem_is(api('GET', '/v1/nothing/here'), 404, undef, 'an unknown path');
 $res = api('PUT', '/v1/waitlist/1', auth => $fan1);
