@@ -186,6 +186,7 @@ gateway_authenticate(const char *authorization, Caller *caller, const char **why
 	caller->duty = DUTY_NONE;
 	caller->role = "";
 	caller->user_id[0] = '\0';
+	caller->auth_error = NULL;
 	*why = NULL;
 	if (authorization == NULL)
 		return AUTH_NONE;

@@ -79,6 +79,7 @@ typedef struct Caller
 	Duty		duty;
 	const char *role;			/* to run as; "" = the login role */
 	char		user_id[GATEWAY_MAX_ID_BYTES + 1];	/* a fan's sub */
+	const char *auth_error;		/* credentials given, but refused: why */
 } Caller;
 
 /* How authentication went. */

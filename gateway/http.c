@@ -226,13 +226,20 @@ parse_id(const char *s, size_t len, char *out, size_t outlen)
 {
 	size_t		i;
 
-	if (len == 0 || len > 18 || len >= outlen)
+	char		digits[24];
+
+	if (len == 0 || len >= sizeof(digits) || len >= outlen)
 		return false;
 	for (i = 0; i < len; i++)
 		if (s[i] < '0' || s[i] > '9')
 			return false;
-	memcpy(out, s, len);
-	out[len] = '\0';
+	memcpy(digits, s, len);
+	digits[len] = '\0';
+	errno = 0;
+	(void) strtoll(digits, NULL, 10);
+	if (errno == ERANGE)
+		return false;
+	memcpy(out, digits, len + 1);
 	return true;
 }
 
@@ -249,7 +256,8 @@ body_object(Request *req, struct MHD_Connection *connection, json_t **out, Reply
 		*out = json_object();
 		return true;
 	}
-	if (type == NULL || strncasecmp(type, "application/json", 16) != 0)
+	if (type == NULL || strncasecmp(type, "application/json", 16) != 0 ||
+		(type[16] != '\0' && type[16] != ';' && type[16] != ' '))
 	{
 		gateway_problem(reply, 415, "unsupported-media-type", "Unsupported media type",
 						"Send the body as application/json.", NULL);
@@ -292,7 +300,7 @@ check_members(json_t *body, const char *strings, const char *integers, Reply *re
 		snprintf(pattern, sizeof(pattern), ",%s,", key);
 		is_string = strstr(strings, pattern) != NULL;
 		is_integer = strstr(integers, pattern) != NULL;
-		if ((!is_string && !is_integer) || strlen(key) > 40)
+		if ((!is_string && !is_integer) || strlen(key) > 40 || strchr(key, ',') != NULL)
 		{
 			char	   *detail = gateway_asprintf("The body has a member \"%.40s\" this call does not take.",
 												  key);
@@ -368,7 +376,10 @@ allowed(const Caller *caller, unsigned mask, Reply *reply)
 {
 	if (mask & (1u << caller->duty))
 		return true;
-	if (caller->duty == DUTY_NONE)
+	if (caller->duty == DUTY_NONE && caller->auth_error != NULL)
+		gateway_problem(reply, 401, "unauthenticated", "Authentication failed",
+						caller->auth_error, NULL);
+	else if (caller->duty == DUTY_NONE)
 		gateway_problem(reply, 401, "unauthenticated", "Authentication required",
 						"Send Authorization: Bearer with a fan's token or a service key.", NULL);
 	else
@@ -494,7 +505,7 @@ entry_status(const Caller *caller, const char *entry_id, Reply *reply)
 {
 	DbCall		call = {0};
 
-	if (!allowed(caller, DUTIES(DUTY_FAN, DUTY_APP, DUTY_MONITOR), reply))
+	if (!allowed(caller, DUTIES(DUTY_FAN, DUTY_APP), reply))
 		return;
 	/* read-only both: the owner is checked here, before anything is shown */
 	call.sql = "SELECT o.user_id, o.resource_id, s.state, s.position, s.offer_id, "
@@ -574,6 +585,7 @@ offer_decide(const Caller *caller, const char *id, bool by_token, bool accept,
 		as_token.duty = DUTY_TOKEN;
 		as_token.role = gateway_config.token_role;
 		as_token.user_id[0] = '\0';
+		as_token.auth_error = NULL;
 		caller = &as_token;
 	}
 	else if (!allowed(caller, DUTIES(DUTY_FAN, DUTY_APP), reply))
@@ -757,7 +769,8 @@ route(const char *method, const char *url, const Caller *caller, Request *req,
 	  struct MHD_Connection *connection, Reply *reply)
 {
 	size_t		len = strlen(url);
-	bool		is_get = strcmp(method, "GET") == 0;
+	/* libmicrohttpd sends no body for HEAD */
+	bool		is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	bool		is_post = strcmp(method, "POST") == 0;
 	bool		is_delete = strcmp(method, "DELETE") == 0;
 	char		param[1024];
@@ -765,20 +778,20 @@ route(const char *method, const char *url, const Caller *caller, Request *req,
 	if (strcmp(url, "/healthz") == 0)
 	{
 		if (!is_get)
-			return "GET";
+			return "GET, HEAD";
 		healthz(reply);
 	}
 	else if (strcmp(url, "/metrics") == 0)
 	{
 		if (!is_get)
-			return "GET";
+			return "GET, HEAD";
 		metrics(caller, reply);
 	}
 	else if (has_prefix(url, "/o/") && path_param(url + 3, len - 3, param, sizeof(param)) &&
 			 strchr(param, '/') == NULL)
 	{
 		if (!is_get)
-			return "GET";
+			return "GET, HEAD";
 		gateway_offer_page(param, reply);
 	}
 	else if (has_prefix(url, "/v1/resources/") && has_suffix(url, len, "/waitlist:join") &&
@@ -803,7 +816,7 @@ route(const char *method, const char *url, const Caller *caller, Request *req,
 		else if (is_delete)
 			entry_leave(caller, param, reply);
 		else
-			return "GET, DELETE";
+			return "GET, HEAD, DELETE";
 	}
 	else if (has_prefix(url, "/v1/offers/") &&
 			 (has_suffix(url, len, ":accept") || has_suffix(url, len, ":decline")))
@@ -929,15 +942,12 @@ handle(void *cls, struct MHD_Connection *connection, const char *url, const char
 		return send_reply(connection, req, &reply, NULL);
 	}
 
-	switch (gateway_authenticate(header(connection, "Authorization"), &caller, &why))
-	{
-		case AUTH_INVALID:
-			gateway_problem(&reply, 401, "unauthenticated", "Authentication failed", why, NULL);
-			return send_reply(connection, req, &reply, NULL);
-		case AUTH_NONE:
-		case AUTH_OK:
-			break;
-	}
+	/*
+	 * Bad credentials are refused by the endpoints that need credentials;
+	 * those that need none (offer links, health) ignore them.
+	 */
+	if (gateway_authenticate(header(connection, "Authorization"), &caller, &why) == AUTH_INVALID)
+		caller.auth_error = why;
 	req->duty = caller.duty;
 	allow = route(method, url, &caller, req, connection, &reply);
 	if (allow != NULL)

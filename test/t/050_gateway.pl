@@ -156,6 +156,12 @@ problem_is(api('POST', '/v1/resources/show/waitlist:join', auth => $KEYS{app},
 		json => { user_id => 'fan-3', seats => 2 }),
 	422, undef, 'an unknown member');
 problem_is(api('POST', '/v1/resources/show/waitlist:join', auth => $KEYS{app},
+		json => { user_id => 'fan-3', 'priority,quantity' => 2 }),
+	422, undef, 'a member whose name lists members');
+problem_is(api('POST', '/v1/resources/show/waitlist:join', auth => $fan1, body => '{}',
+		headers => { 'Content-Type' => 'application/jsonx' }),
+	415, undef, 'a media type that only starts like JSON');
+problem_is(api('POST', '/v1/resources/show/waitlist:join', auth => $KEYS{app},
 		json => { user_id => 42 }),
 	422, undef, 'a member of the wrong type');
 problem_is(api('POST', '/v1/resources/show/waitlist:join', auth => $KEYS{app},
@@ -171,7 +177,7 @@ is(sql("SELECT count(*) FROM waitlist.entry WHERE user_id LIKE 'fan-3%'"), 0, 'b
 problem_is(api('GET', '/v1/nothing/here'), 404, undef, 'an unknown path');
 $res = api('PUT', '/v1/waitlist/1', auth => $fan1);
 problem_is($res, 405, undef, 'a method a path does not take');
-is($res->{headers}{allow}, 'GET, DELETE', 'Allow lists the methods it takes');
+is($res->{headers}{allow}, 'GET, HEAD, DELETE', 'Allow lists the methods it takes');
 
 # --- who is calling ---
 problem_is(api('GET', "/v1/waitlist/$entry1", auth => fan_jwt('fan-1', secret => 'x' x 40)),
@@ -193,6 +199,10 @@ problem_is(api('GET', "/v1/waitlist/$entry1", auth => 'not-a-key-of-ours-at-all'
 problem_is(api('GET', "/v1/waitlist/$entry1", headers => { Authorization => "Basic Zm9vOmJhcg==" }),
 	401, undef, 'another authentication scheme');
 
+is(api('GET', '/healthz', auth => 'garbage')->{status}, 200,
+	'credentials are ignored where none are needed');
+is(call_gateway($g, 'HEAD', '/healthz')->{status}, 200, 'HEAD where GET is taken');
+
 # --- status ---
 $res = api('GET', "/v1/waitlist/$entry1", auth => $fan1);
 is($res->{status}, 200, 'a fan reads their entry');
@@ -201,6 +211,8 @@ is($res->{json}{resource_id}, 'show', 'and resource');
 problem_is(api('GET', "/v1/waitlist/$entry1", auth => $fan2), 403, undef, "another fan's entry");
 problem_is(api('GET', '/v1/waitlist/999999', auth => $fan1), 404, '42704', 'an unknown entry');
 is(api('GET', "/v1/waitlist/$entry2", auth => $KEYS{app})->{status}, 200, 'a service reads any entry');
+problem_is(api('GET', "/v1/waitlist/$entry2", auth => $KEYS{monitor}), 403, undef,
+	'the monitor duty reads aggregates, not entries');
 sql(q{SELECT waitlist_alter_resource('show', position_visibility => 'none')});
 $res = api('GET', "/v1/waitlist/$entry1", auth => $fan1);
 is($res->{json}{position}, undef, "the resource's position visibility is honoured");
@@ -289,6 +301,8 @@ ok(wait_for(sub { sql(q{SELECT count(*) FROM waitlist.offer WHERE user_id IN ('f
 my $token4 = sql(q{SELECT waitlist_offer_token(offer_id) FROM waitlist.offer WHERE user_id = 'fan-4'});
 my $token5 = sql(q{SELECT waitlist_offer_token(offer_id) FROM waitlist.offer WHERE user_id = 'fan-5'});
 (my $tampered = $token4) =~ s/(.)$/$1 eq 'A' ? 'B' : 'A'/e;
+problem_is(api('POST', '/v1/offers/99999999999999999999:accept', headers => { 'Idempotency-Key' => 't-1' }),
+	404, 'WL011', 'an offer id beyond bigint is no token either');
 problem_is(api('POST', "/v1/offers/$tampered:accept", headers => { 'Idempotency-Key' => 't-1' }),
 	403, 'WL012', 'a tampered token');
 problem_is(api('POST', '/v1/offers/not-a-token:accept', headers => { 'Idempotency-Key' => 't-1' }),
