@@ -24,6 +24,7 @@
 #define _GNU_SOURCE
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,17 @@ typedef struct Pool
 } Pool;
 
 static Pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+/*
+ * The cancel handles of the connections in use, so that a shutdown that
+ * runs out of time can cancel what they wait for (PQcancel() may be called
+ * from any thread).
+ */
+static PGcancel **in_use;
+static pthread_mutex_t in_use_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* the longest wait for an answer beyond the statement timeout */
+#define ANSWER_SLACK_MS 5000
 
 /* A statement's way of failing, and what the gateway makes of it. */
 typedef struct StatusRule
@@ -79,7 +91,9 @@ static const StatusRule status_rules[] = {
 	{"57014", 503, "transient", "Try again"},
 	{"53300", 503, "transient", "Try again"},
 	{"57P01", 503, "transient", "Try again"},
+	{"57P02", 503, "transient", "Try again"},
 	{"57P03", 503, "transient", "Try again"},
+	{"57P05", 503, "transient", "Try again"},
 	{"08", 503, "transient", "Try again"},
 	{"22", 422, "invalid-input", "Invalid input"},
 	{"23", 422, "invalid-input", "Invalid input"},
@@ -163,6 +177,60 @@ gateway_pool_init(void)
 	pool.idle = gateway_malloc(sizeof(PGconn *) * (size_t) gateway_config.pool_size);
 	pool.nidle = 0;
 	pool.open = 0;
+	in_use = calloc((size_t) gateway_config.pool_size, sizeof(PGcancel *));
+	if (in_use == NULL)
+		abort();
+}
+
+/* slot of in_use for a connection's cancel handle, or -1 */
+static int
+register_in_use(PGconn *conn)
+{
+	PGcancel   *cancel = PQgetCancel(conn);
+	int			i;
+
+	if (cancel == NULL)
+		return -1;
+	pthread_mutex_lock(&in_use_lock);
+	for (i = 0; i < gateway_config.pool_size; i++)
+		if (in_use[i] == NULL)
+		{
+			in_use[i] = cancel;
+			break;
+		}
+	pthread_mutex_unlock(&in_use_lock);
+	if (i == gateway_config.pool_size)
+	{
+		PQfreeCancel(cancel);
+		return -1;
+	}
+	return i;
+}
+
+static void
+unregister_in_use(int slot)
+{
+	if (slot < 0)
+		return;
+	pthread_mutex_lock(&in_use_lock);
+	PQfreeCancel(in_use[slot]);
+	in_use[slot] = NULL;
+	pthread_mutex_unlock(&in_use_lock);
+}
+
+int
+gateway_pool_cancel_all(void)
+{
+	char		errbuf[256];
+	int			i,
+				n = 0;
+
+	pthread_mutex_lock(&in_use_lock);
+	for (i = 0; i < gateway_config.pool_size; i++)
+		if (in_use[i] != NULL && PQcancel(in_use[i], errbuf, sizeof(errbuf)))
+			n++;
+	pthread_mutex_unlock(&in_use_lock);
+	return n;
 }
 
 void
@@ -225,9 +293,10 @@ static void
 pool_release(PGconn *conn)
 {
 	if (conn != NULL && (PQstatus(conn) != CONNECTION_OK ||
-						 PQtransactionStatus(conn) != PQTRANS_IDLE))
+						 PQtransactionStatus(conn) != PQTRANS_IDLE ||
+						 PQpipelineStatus(conn) != PQ_PIPELINE_OFF))
 	{
-		/* broken, or left in a transaction: never hand it on */
+		/* broken, left in a transaction or a pipeline: never hand it on */
 		PQfinish(conn);
 		conn = NULL;
 	}
@@ -240,8 +309,16 @@ pool_release(PGconn *conn)
 static PGconn *
 open_connection(char *error, size_t errlen)
 {
-	const char *keywords[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[] = {gateway_config.dsn ? gateway_config.dsn : "",
+	/*
+	 * Before dbname, so that the connection string can override them: a
+	 * server that cannot be reached, or a network that drops without a
+	 * word, must not hold a worker thread for ever.
+	 */
+	const char *keywords[] = {"connect_timeout", "keepalives", "keepalives_idle",
+		"keepalives_interval", "keepalives_count", "dbname",
+	"fallback_application_name", NULL};
+	const char *values[] = {"5", "1", "10", "5", "3",
+		gateway_config.dsn ? gateway_config.dsn : "",
 	GATEWAY_NAME, NULL};
 	PGconn	   *conn;
 	PGresult   *res;
@@ -339,15 +416,45 @@ take_error(DbCall *call, const PGresult *res, PGconn *conn)
 }
 
 /*
- * Send the pipeline and read what comes back; false if the connection
- * failed (call has the error, with a class 08 SQLSTATE if the server sent
- * none).
+ * Wait until the connection has a result to read, at most until deadline
+ * (CLOCK_MONOTONIC); false if the database did not answer in time.
+ */
+static bool
+wait_for_answer(PGconn *conn, const struct timespec *deadline)
+{
+	while (PQisBusy(conn))
+	{
+		struct timespec now;
+		long		left_ms;
+		struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left_ms = (deadline->tv_sec - now.tv_sec) * 1000 +
+			(deadline->tv_nsec - now.tv_nsec) / 1000000;
+		if (left_ms <= 0)
+			return false;
+		if (poll(&pfd, 1, (int) left_ms) < 0 && errno != EINTR)
+			return true;		/* PQconsumeInput reports the failure */
+		if (!PQconsumeInput(conn))
+			return true;
+	}
+	return true;
+}
+
+/*
+ * Send the pipeline and read what comes back; call has the error, if any
+ * (a class 08 SQLSTATE if the connection failed and the server sent none).
+ *
+ * The settings are all local to the request's transaction, search_path
+ * too, so that nothing a request leaves in the session reaches the next
+ * one; the role is always taken ("none": the login role).
  */
 static void
 run_pipeline(PGconn *conn, const Caller *caller, DbCall *call)
 {
 	char		timeout[24];
 	const char *setup_params[2];
+	struct timespec deadline;
 	PGresult   *res;
 	int			step = 0;
 	bool		failed = false;
@@ -355,26 +462,54 @@ run_pipeline(PGconn *conn, const Caller *caller, DbCall *call)
 
 	snprintf(timeout, sizeof(timeout), "%d", gateway_config.statement_timeout_ms);
 	setup_params[0] = timeout;
-	setup_params[1] = caller->role;
+	setup_params[1] = caller->role[0] != '\0' ? caller->role : "none";
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (gateway_config.statement_timeout_ms + ANSWER_SLACK_MS) / 1000;
+	deadline.tv_nsec += (long) ((gateway_config.statement_timeout_ms + ANSWER_SLACK_MS) % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L)
+	{
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
 
 	sent = PQenterPipelineMode(conn) &&
 		PQsendQueryParams(conn,
-						  caller->role[0] != '\0'
-						  ? "SELECT pg_catalog.set_config('statement_timeout', $1, true),"
-						  " pg_catalog.set_config('role', $2, true)"
-						  : "SELECT pg_catalog.set_config('statement_timeout', $1, true)",
-						  caller->role[0] != '\0' ? 2 : 1, NULL, setup_params, NULL, NULL, 0) &&
+						  "SELECT pg_catalog.set_config('search_path',"
+						  "  (SELECT pg_catalog.concat('pg_catalog, ', pg_catalog.quote_ident(n.nspname))"
+						  "     FROM pg_catalog.pg_extension e"
+						  "     JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace"
+						  "    WHERE e.extname OPERATOR(pg_catalog.=) 'waitlist'), true),"
+						  " pg_catalog.set_config('TimeZone', 'UTC', true),"
+						  " pg_catalog.set_config('statement_timeout', $1, true),"
+						  " pg_catalog.set_config('role', $2, true)",
+						  2, NULL, setup_params, NULL, NULL, 0) &&
 		PQsendQueryParams(conn, call->sql, call->nparams, NULL, call->params, NULL, NULL, 0) &&
 		PQpipelineSync(conn);
 	if (!sent)
 	{
 		take_error(call, NULL, conn);
-		PQexitPipelineMode(conn);
 		return;
 	}
 	/* the setup's result, NULL, the call's result, NULL, the sync */
 	while (step < 3)
 	{
+		if (!wait_for_answer(conn, &deadline))
+		{
+			char		errbuf[256];
+			PGcancel   *cancel = PQgetCancel(conn);
+
+			if (cancel != NULL)
+			{
+				PQcancel(cancel, errbuf, sizeof(errbuf));
+				PQfreeCancel(cancel);
+			}
+			clear_results(call);
+			strcpy(call->sqlstate, "08006");
+			call->message = gateway_asprintf("no answer from the database within %d ms",
+											 gateway_config.statement_timeout_ms + ANSWER_SLACK_MS);
+			/* the connection is mid-pipeline: it is closed on release */
+			return;
+		}
 		res = PQgetResult(conn);
 		if (res == NULL)
 		{
@@ -422,6 +557,9 @@ run_pipeline(PGconn *conn, const Caller *caller, DbCall *call)
 	}
 	if (PQstatus(conn) == CONNECTION_OK)
 		PQexitPipelineMode(conn);
+	/* a server that said something and hung up: a lost connection all the same */
+	else if (call->sqlstate[0] != '\0' && !is_transient(call->sqlstate))
+		strcpy(call->sqlstate, "08006");
 }
 
 bool
@@ -433,6 +571,7 @@ gateway_db_call(const Caller *caller, DbCall *call, Reply *reply)
 	{
 		PGconn	   *conn;
 		char		error[256];
+		int			slot = -1;
 
 		clear_results(call);
 		if (!pool_acquire(&conn))
@@ -449,12 +588,18 @@ gateway_db_call(const Caller *caller, DbCall *call, Reply *reply)
 			gateway_log("cannot connect: %s", error);
 		}
 		else
+		{
+			slot = register_in_use(conn);
 			run_pipeline(conn, caller, call);
+			unregister_in_use(slot);
+		}
 		pool_release(conn);
 
 		if (call->sqlstate[0] == '\0')
 			return true;
-		if (!is_transient(call->sqlstate) || attempt >= gateway_config.retries)
+		/* no new attempt once the gateway is stopping: it has no time for it */
+		if (!is_transient(call->sqlstate) || attempt >= gateway_config.retries ||
+			gateway_shutting_down())
 			break;
 		{
 			/* 20 ms, 40 ms, 80 ms, ...: the contention or the outage may pass */

@@ -133,6 +133,8 @@ typedef struct DbCall
 
 extern void gateway_pool_init(void);
 extern void gateway_pool_close(void);
+/* cancel what every connection in use runs; returns how many */
+extern int	gateway_pool_cancel_all(void);
 
 /*
  * Run one statement as the caller's role, in a transaction of its own,

@@ -31,6 +31,8 @@
 
 #include "gateway.h"
 
+/* bytes of a too large body read (and dropped) before the connection is cut */
+#define DISCARD_MAX (1024 * 1024)
 /* longest path kept for the access log */
 #define LOG_PATH_MAX 160
 
@@ -39,6 +41,7 @@ typedef struct Request
 	char	   *body;
 	size_t		len;
 	bool		too_large;
+	size_t		discarded;		/* bytes of a too large body dropped */
 	bool		replied;		/* a reply was queued before the body was read */
 	struct timespec start;
 	int			status;
@@ -68,6 +71,8 @@ typedef struct JoinBucket
 
 static JoinBucket join_buckets[JOIN_SLOTS];
 static pthread_mutex_t join_lock = PTHREAD_MUTEX_INITIALIZER;
+/* a seed per run: which addresses share a slot cannot be planned */
+static uint32_t join_seed;
 
 static double
 monotonic_seconds(void)
@@ -82,16 +87,22 @@ monotonic_seconds(void)
 static bool
 admit_join(const char *address, int *retry_s)
 {
-	uint32_t	hash = 2166136261u;
+	uint32_t	hash = 2166136261u ^ join_seed;
 	const unsigned char *p;
 	JoinBucket *b;
 	double		now = monotonic_seconds();
 	bool		ok;
+	int			colons = 0;
 
 	if (gateway_config.join_rate <= 0)
 		return true;
+	/* an IPv6 address counts by its /64: one host has a whole /64 */
 	for (p = (const unsigned char *) address; *p; p++)
+	{
+		if (*p == ':' && ++colons == 4 && strstr(address, "::") == NULL)
+			break;
 		hash = (hash ^ *p) * 16777619u;
+	}
 	pthread_mutex_lock(&join_lock);
 	b = &join_buckets[hash % JOIN_SLOTS];
 	if (!b->used)
@@ -138,8 +149,13 @@ gateway_problem(Reply *reply, int status, const char *slug, const char *title,
 	json_object_set_new(body, "title", json_string(title));
 	json_object_set_new(body, "status", json_integer(status));
 	/* a message with invalid UTF-8 has no JSON string: leave it out */
-	if (detail != NULL && json_string(detail) != NULL)
-		json_object_set_new(body, "detail", json_string(detail));
+	if (detail != NULL)
+	{
+		json_t	   *text = json_string(detail);
+
+		if (text != NULL)
+			json_object_set_new(body, "detail", text);
+	}
 	if (sqlstate != NULL)
 		json_object_set_new(body, "sqlstate", json_string(sqlstate));
 	free(reply->body);
@@ -471,7 +487,7 @@ join(const Caller *caller, const char *resource_id, Request *req,
 
 	call.sql = "SELECT j.entry_id, o.joined_in_transaction, s.state, s.position, s.offer_id, "
 		TIMESTAMP("s.offer_expires_at") ", s.band "
-		"FROM waitlist_join($1, $2, coalesce($3::integer, 0), coalesce($4::integer, 1)) AS j(entry_id), "
+		"FROM waitlist_join($1::pg_catalog.text, $2::pg_catalog.text, coalesce($3::pg_catalog.int4, 0), coalesce($4::pg_catalog.int4, 1)) AS j(entry_id), "
 		"LATERAL waitlist_entry_owner(j.entry_id) o, LATERAL waitlist_status(j.entry_id) s";
 	call.nparams = 4;
 	call.params[0] = resource_id;
@@ -511,7 +527,7 @@ entry_status(const Caller *caller, const char *entry_id, Reply *reply)
 	call.sql = "SELECT o.user_id, o.resource_id, s.state, s.position, s.offer_id, "
 		TIMESTAMP("s.offer_expires_at") ", s.band, "
 		"pg_catalog.date_part('epoch', s.estimated_wait)::bigint, s.estimate_note "
-		"FROM waitlist_entry_owner($1) o, waitlist_status($1) s";
+		"FROM waitlist_entry_owner($1::pg_catalog.int8) o, waitlist_status($1::pg_catalog.int8) s";
 	call.nparams = 1;
 	call.params[0] = entry_id;
 	if (gateway_db_call(caller, &call, reply))
@@ -549,15 +565,15 @@ entry_leave(const Caller *caller, const char *entry_id, Reply *reply)
 	if (caller->duty == DUTY_FAN)
 	{
 		/* the leave only runs if the entry is the fan's, in one transaction */
-		call.sql = "SELECT o.user_id OPERATOR(pg_catalog.=) $2, "
-			"CASE WHEN o.user_id OPERATOR(pg_catalog.=) $2 THEN waitlist_leave($1) END "
-			"FROM waitlist_entry_owner($1) o";
+		call.sql = "SELECT o.user_id OPERATOR(pg_catalog.=) $2::pg_catalog.text, "
+			"CASE WHEN o.user_id OPERATOR(pg_catalog.=) $2::pg_catalog.text THEN waitlist_leave($1::pg_catalog.int8) END "
+			"FROM waitlist_entry_owner($1::pg_catalog.int8) o";
 		call.nparams = 2;
 		call.params[1] = caller->user_id;
 	}
 	else
 	{
-		call.sql = "SELECT true, waitlist_leave($1)";
+		call.sql = "SELECT true, waitlist_leave($1::pg_catalog.int8)";
 		call.nparams = 1;
 	}
 	if (gateway_db_call(caller, &call, reply))
@@ -597,7 +613,11 @@ offer_decide(const Caller *caller, const char *id, bool by_token, bool accept,
 						"on every retry.", NULL);
 		return;
 	}
-	/* $1 the offer (its id or token); an accept's key, then a fan's user id */
+	/*
+	 * $1 the offer (its id or token); an accept's key, then a fan's user id.
+	 * Every parameter is cast to its type: an untyped one would be text, and
+	 * a text overload of an API function would be chosen over the API's.
+	 */
 	call.params[0] = id;
 	call.nparams = 1;
 	if (accept)
@@ -606,24 +626,24 @@ offer_decide(const Caller *caller, const char *id, bool by_token, bool accept,
 		call.params[call.nparams++] = caller->user_id;
 	if (by_token)
 		call.sql = accept
-			? "SELECT true, a.state, a.reservation_ref, NULL FROM waitlist_accept_token($1, $2) a"
-			: "SELECT true, 'DECLINED', NULL, waitlist_decline_token($1)";
+			? "SELECT true, a.state, a.reservation_ref, NULL FROM waitlist_accept_token($1::pg_catalog.text, $2::pg_catalog.text) a"
+			: "SELECT true, 'DECLINED', NULL, waitlist_decline_token($1::pg_catalog.text)";
 	else if (caller->duty == DUTY_FAN)
 		/* the call only runs if the offer is the fan's, in one transaction */
 		call.sql = accept
 			? "SELECT q.mine, q.r OPERATOR(pg_catalog.->>) 'state',"
 			" q.r OPERATOR(pg_catalog.->>) 'reservation_ref', NULL FROM"
-			" (SELECT o.user_id OPERATOR(pg_catalog.=) $3 AS mine,"
-			"  CASE WHEN o.user_id OPERATOR(pg_catalog.=) $3"
-			"   THEN pg_catalog.row_to_json(waitlist_accept($1, $2)) END AS r"
-			"  FROM waitlist_offer_owner($1) o OFFSET 0) q"
-			: "SELECT o.user_id OPERATOR(pg_catalog.=) $2, 'DECLINED', NULL, "
-			"CASE WHEN o.user_id OPERATOR(pg_catalog.=) $2 THEN waitlist_decline($1) END "
-			"FROM waitlist_offer_owner($1) o";
+			" (SELECT o.user_id OPERATOR(pg_catalog.=) $3::pg_catalog.text AS mine,"
+			"  CASE WHEN o.user_id OPERATOR(pg_catalog.=) $3::pg_catalog.text"
+			"   THEN pg_catalog.row_to_json(waitlist_accept($1::pg_catalog.int8, $2::pg_catalog.text)) END AS r"
+			"  FROM waitlist_offer_owner($1::pg_catalog.int8) o OFFSET 0) q"
+			: "SELECT o.user_id OPERATOR(pg_catalog.=) $2::pg_catalog.text, 'DECLINED', NULL, "
+			"CASE WHEN o.user_id OPERATOR(pg_catalog.=) $2::pg_catalog.text THEN waitlist_decline($1::pg_catalog.int8) END "
+			"FROM waitlist_offer_owner($1::pg_catalog.int8) o";
 	else
 		call.sql = accept
-			? "SELECT true, a.state, a.reservation_ref, NULL FROM waitlist_accept($1, $2) a"
-			: "SELECT true, 'DECLINED', NULL, waitlist_decline($1)";
+			? "SELECT true, a.state, a.reservation_ref, NULL FROM waitlist_accept($1::pg_catalog.int8, $2::pg_catalog.text) a"
+			: "SELECT true, 'DECLINED', NULL, waitlist_decline($1::pg_catalog.int8)";
 	if (gateway_db_call(caller, &call, reply))
 	{
 		const char *state = call.values[1] ? call.values[1] : "";
@@ -687,7 +707,7 @@ release(const Caller *caller, const char *resource_id, Request *req,
 						"cancellation: a repeated id is recorded once.", NULL);
 		goto done;
 	}
-	call.sql = "SELECT waitlist_release($1, coalesce($2::integer, 1), $3)";
+	call.sql = "SELECT waitlist_release($1::pg_catalog.text, coalesce($2::pg_catalog.int4, 1), $3::pg_catalog.text)";
 	call.nparams = 3;
 	call.params[0] = resource_id;
 	call.params[1] = quantity;
@@ -910,10 +930,23 @@ handle(void *cls, struct MHD_Connection *connection, const char *url, const char
 	}
 	if (*upload_data_size > 0)
 	{
-		if (!req->replied && !req->too_large)
+		/*
+		 * Too large (answered 413 once it is read): the rest is read and
+		 * dropped, up to a bound; a longer stream is cut off unanswered.
+		 */
+		if (req->too_large)
+		{
+			req->discarded += *upload_data_size;
+			*upload_data_size = 0;
+			return req->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+		}
+		if (!req->replied)
 		{
 			if (req->len + *upload_data_size > (size_t) gateway_config.max_body)
+			{
 				req->too_large = true;
+				req->discarded = *upload_data_size;
+			}
 			else
 			{
 				char	   *grown = realloc(req->body, req->len + *upload_data_size + 1);
@@ -1014,12 +1047,16 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 bool
 gateway_http_start(void)
 {
+	char		seed[9];
+
 	struct addrinfo hints = {0},
 			   *addr = NULL;
 	char		port[8];
 	int			rc;
 	const union MHD_DaemonInfo *info;
 
+	gateway_random_hex(seed, 4);
+	join_seed = (uint32_t) strtoul(seed, NULL, 16);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
@@ -1035,13 +1072,13 @@ gateway_http_start(void)
 									 (addr->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 									 (uint16_t) gateway_config.listen_port,
 									 NULL, NULL, handle, NULL,
+									 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 									 MHD_OPTION_SOCK_ADDR, addr->ai_addr,
 									 MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) gateway_config.threads,
 									 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) gateway_config.max_connections,
 									 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) gateway_config.idle_timeout_s,
 									 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 65536,
 									 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-									 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 									 MHD_OPTION_END);
 	freeaddrinfo(addr);
 	if (daemon_handle == NULL)

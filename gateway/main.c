@@ -552,6 +552,9 @@ configure(int argc, char **argv)
 	load_jwt_secret(jwt_file);
 	if (keys_file != NULL)
 		load_keys(keys_file);
+	/* the login role is a member of every duty's role: fans must not be it */
+	if (gateway_config.jwt_secret != NULL && gateway_config.fan_role[0] == '\0')
+		usage_error("fans' tokens are accepted (a JWT secret is set), so --fan-role is needed");
 }
 
 /* ------------------------------------------------------------------------
@@ -581,6 +584,8 @@ main(int argc, char **argv)
 	gateway_pool_init();
 	if (!gateway_http_start())
 		exit(1);
+	if (gateway_config.token_role[0] == '\0')
+		gateway_log("warning: no --token-role: offer links run as the login role");
 
 	do
 		sig = sigwaitinfo(&signals, NULL);
@@ -595,6 +600,7 @@ main(int argc, char **argv)
 	for (;;)
 	{
 		struct timespec pause = {0, 20 * 1000 * 1000};
+		bool		abandon = false;
 
 		if (gateway_http_in_flight() == 0)
 			break;
@@ -602,13 +608,33 @@ main(int argc, char **argv)
 		if (now.tv_sec > deadline.tv_sec ||
 			(now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))
 		{
-			gateway_log("shutdown timeout: abandoning %d request(s)", gateway_http_in_flight());
-			break;
+			gateway_log("shutdown timeout: cancelling %d request(s)", gateway_http_in_flight());
+			abandon = true;
 		}
 		/* a second signal: stop now */
-		if (sigtimedwait(&signals, NULL, &pause) > 0)
+		else if (sigtimedwait(&signals, NULL, &pause) > 0)
 		{
-			gateway_log("second signal: abandoning %d request(s)", gateway_http_in_flight());
+			gateway_log("second signal: cancelling %d request(s)", gateway_http_in_flight());
+			abandon = true;
+		}
+		if (abandon)
+		{
+			struct timespec grace = {0, 100 * 1000 * 1000};
+			int			i;
+
+			/*
+			 * What the database runs for them is cancelled (a request that
+			 * has committed stays committed); they answer 503.  A database
+			 * that does not even answer the cancel is left behind.
+			 */
+			gateway_pool_cancel_all();
+			for (i = 0; i < 20 && gateway_http_in_flight() > 0; i++)
+				nanosleep(&grace, NULL);
+			if (gateway_http_in_flight() > 0)
+			{
+				gateway_log("%d request(s) stuck: exiting", gateway_http_in_flight());
+				_exit(1);
+			}
 			break;
 		}
 	}

@@ -247,7 +247,7 @@ gateway_offer_page(const char *token, Reply *reply)
 		" t.reservation_ref,"
 		" pg_catalog.to_char(t.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
 		" pg_catalog.to_char(t.expires_at AT TIME ZONE 'UTC', 'HH24:MI \"UTC\"')"
-		" FROM waitlist_token_offer($1) t";
+		" FROM waitlist_token_offer($1::pg_catalog.text) t";
 	call.nparams = 1;
 	call.params[0] = token;
 	if (!gateway_db_call(&as_token, &call, reply))

@@ -11,6 +11,7 @@ use warnings;
 
 use File::Basename qw(dirname);
 use IO::Socket::INET;
+use HTTP::Tiny;
 use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(time usleep);
@@ -173,6 +174,15 @@ problem_is(api('POST', '/v1/resources/show/waitlist:join', auth => $KEYS{app},
 is(call_gateway($g, 'GET', '/healthz', headers => { 'X-Padding' => 'x' x 70000 })->{status},
 	431, 'headers over the memory limit of a connection: 431');
 is(call_gateway($g, 'GET', '/v1/waitlist/' . ('1' x 70000))->{status}, 414, 'a path as long: 414');
+{
+	# a chunked body has no Content-Length to refuse it by
+	my @chunks = (('{"user_id":"fan-3","x":"' . ('y' x 8000)) x 3, '"}');
+	my $chunked = HTTP::Tiny->new(timeout => 30)->request('POST',
+		gateway_url($g, '/v1/resources/show/waitlist:join'),
+		{ headers => { Authorization => "Bearer $KEYS{app}", 'Content-Type' => 'application/json' },
+		  content => sub { shift @chunks } });
+	is($chunked->{status}, 413, 'a chunked body over --max-body: 413');
+}
 is(sql("SELECT count(*) FROM waitlist.entry WHERE user_id LIKE 'fan-3%'"), 0, 'bad requests wrote nothing');
 problem_is(api('GET', '/v1/nothing/here'), 404, undef, 'an unknown path');
 $res = api('PUT', '/v1/waitlist/1', auth => $fan1);
@@ -384,7 +394,7 @@ sub hold_entries
 		'a transaction holds the entries');
 	return $h;
 }
-my $holder = hold_entries(2.5);
+my $holder = hold_entries(4);
 $res = api('POST', '/v1/resources/show/waitlist:join', auth => fan_jwt('slow-1'));
 problem_is($res, 503, '57014', 'a join the database cannot finish in time');
 is($res->{headers}{'retry-after'}, '1', 'with Retry-After');
@@ -430,13 +440,37 @@ is(stop_gateway($g), 0, 'the gateway exits 0');
 like(gateway_log($g), qr/stopped/, 'and says so');
 $holder->finish;
 is(sql(q{SELECT count(*) FROM waitlist.entry WHERE user_id = 'term-1'}), 1, 'the join in flight landed');
-ok(!eval { IO::Socket::INET->new(PeerAddr => "127.0.0.1:$g->{port}", Timeout => 2) }, 'nothing listens any more');
+ok(!IO::Socket::INET->new(PeerAddr => "127.0.0.1:$g->{port}", Timeout => 2), 'nothing listens any more');
+
+# a second SIGTERM: what is in flight is cancelled, and answered
+$g = start_gateway($node, '--statement-timeout', '20000', '--shutdown-timeout', '60');
+$holder = hold_entries(3);
+($client_out, $client_err) = ('', '');
+$client = IPC::Run::start(
+	[ $^X, '-MHTTP::Tiny', '-e',
+		'my $r = HTTP::Tiny->new(timeout => 30)->post($ARGV[0], {headers => {Authorization => "Bearer $ARGV[1]"}}); print "$r->{status}\n"',
+		gateway_url($g, '/v1/resources/show/waitlist:join'), fan_jwt('term-2') ],
+	'<', \undef, '>', \$client_out, '2>', \$client_err);
+ok(wait_for(sub { sql(q{SELECT count(*) FROM pg_stat_activity WHERE usename = 'gw_login' AND wait_event_type = 'Lock'}) > 0 }, 10),
+	'another request waits in the database');
+$g->{h}->signal('TERM');
+ok(wait_for(sub { gateway_log($g) =~ /finishing 1 request/ }, 10), 'SIGTERM');
+$g->{h}->signal('TERM');
+$client->finish;
+is($client_out, "503\n", 'a second SIGTERM cancels the request in flight: 503');
+is(stop_gateway($g), 0, 'and the gateway exits 0');
+like(gateway_log($g), qr/second signal: cancelling 1 request/, 'saying why');
+$holder->finish;
+is(sql(q{SELECT count(*) FROM waitlist.entry WHERE user_id = 'term-2'}), 0, 'the cancelled join left nothing');
 
 # --- the command line ---
 my ($out, $err);
 IPC::Run::run([ 'waitlist-gateway', '--help' ], '>', \$out, '2>', \$err);
 is($?, 0, '--help exits 0');
 like($out, qr/--listen=HOST:PORT/, 'and lists the flags');
+IPC::Run::run([ 'waitlist-gateway', '--jwt-secret-file', "$g->{dir}/jwt" ], '>', \$out, '2>', \$err);
+is($? >> 8, 2, 'fans accepted without a fan role: a usage error');
+like($err, qr/--fan-role is needed/, 'that says so');
 IPC::Run::run([ 'waitlist-gateway', '--pool-size', '0' ], '>', \$out, '2>', \$err);
 is($? >> 8, 2, 'a setting out of bounds is a usage error');
 like($err, qr/--pool-size must be an integer between 1 and 1000/, 'that says the bounds');

@@ -30,6 +30,7 @@ our %KEYS = (
 	admin => 'admin-key-for-the-gateway-tests');
 
 my @gateways;
+my $started = 0;
 my $json = JSON::PP->new->canonical;
 
 END
@@ -78,23 +79,22 @@ sub start_gateway
 	print $fh "$JWT_SECRET\n";
 	close $fh;
 
-	my $port = PostgreSQL::Test::Cluster::get_free_port();
-	# the log stays with the test's other logs
-	my $g = { dir => $dir, port => $port,
-		log => "$PostgreSQL::Test::Utils::log_path/gateway_$port.log" };
+	# the port is the kernel's choice, which the gateway logs: no race for it
+	my $g = { dir => $dir, log => "$PostgreSQL::Test::Utils::log_path/gateway_" . ++$started . '.log' };
 	my $connstr = $node->connstr('postgres') . ' user=gw_login';
 	$g->{timer} = IPC::Run::timer(600);
 	$g->{h} = IPC::Run::start(
 		[
 			"$bindir/waitlist-gateway", '--dbname', $connstr,
-			'--listen', "127.0.0.1:$port", '--fan-role', 'gw_fans',
+			'--listen', '127.0.0.1:0', '--fan-role', 'gw_fans',
 			'--token-role', 'gw_links', '--keys-file', $keys,
 			'--jwt-secret-file', "$dir/jwt", @args
 		],
 		'<', '/dev/null', '>', "$dir/gateway.out", '2>', $g->{log}, $g->{timer});
 	push @gateways, $g;
-	ok(wait_for(sub { slurp($g->{log}) =~ /listening on/ }, 20), 'the gateway listens')
-	  or diag(slurp($g->{log}));
+	ok(wait_for(sub { -e $g->{log} && slurp($g->{log}) =~ /listening on/ }, 20), 'the gateway listens')
+	  or diag(-e $g->{log} ? slurp($g->{log}) : 'no log');
+	($g->{port}) = slurp($g->{log}) =~ /listening on 127\.0\.0\.1:(\d+)/;
 	return $g;
 }
 
