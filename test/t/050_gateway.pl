@@ -28,14 +28,7 @@ use OpenAPI;
 my $openapi = openapi_load(dirname(__FILE__) . '/../../docs/openapi.json');
 is_deeply([ openapi_document_problems($openapi) ], [], 'docs/openapi.json is a sound OpenAPI 3 document');
 
-my $node = PostgreSQL::Test::Cluster->new('gateway');
-use_node($node);
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'waitlist'\n");
-$node->start;
-
-sql('CREATE EXTENSION waitlist');
-setup_gateway_roles();
+my $node = gateway_node('gateway');
 sql(q{
 CREATE SCHEMA box;
 CREATE TABLE box.bookings (offer_id bigint PRIMARY KEY, user_id text NOT NULL);

@@ -42,14 +42,7 @@ make_path($shots);
 
 # --- the database and the gateway ---------------------------------------------
 
-my $node = PostgreSQL::Test::Cluster->new('offer_page');
-use_node($node);
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'waitlist'\n");
-$node->start;
-
-sql('CREATE EXTENSION waitlist');
-setup_gateway_roles();
+my $node = gateway_node('offer_page');
 
 # The event's name has characters HTML must escape: the page shows it as it is.
 my $event = 'Riverside Hall: Nils & the <Frets>';

@@ -19,7 +19,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use WaitlistTest qw(sql slurp wait_for);
 
-our @EXPORT = qw(setup_gateway_roles start_gateway stop_gateway gateway_url
+our @EXPORT = qw(gateway_node setup_gateway_roles start_gateway stop_gateway gateway_url
   gateway_log fan_jwt call_gateway $JWT_SECRET %KEYS);
 
 our $JWT_SECRET = 'gateway-test-secret-of-at-least-32-bytes';
@@ -39,6 +39,21 @@ END
 	{
 		eval { $g->{h}->kill_kill; };
 	}
+}
+
+# A started node named $name with the extension preloaded and created and
+# the gateway's roles; WaitlistTest's sql() talks to it.
+sub gateway_node
+{
+	my ($name) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	WaitlistTest::use_node($node);
+	$node->init;
+	$node->append_conf('postgresql.conf', "shared_preload_libraries = 'waitlist'\n");
+	$node->start;
+	sql('CREATE EXTENSION waitlist');
+	setup_gateway_roles();
+	return $node;
 }
 
 # The roles of the duties, and gw_login, the member of them all that the
