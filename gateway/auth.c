@@ -176,6 +176,16 @@ done:
 	return result;
 }
 
+/* Whoever holds an offer link: the token is the credential. */
+void
+gateway_link_caller(Caller *caller)
+{
+	caller->duty = DUTY_TOKEN;
+	caller->role = gateway_config.token_role;
+	caller->user_id[0] = '\0';
+	caller->auth_error = NULL;
+}
+
 AuthResult
 gateway_authenticate(const char *authorization, Caller *caller, const char **why)
 {

@@ -47,6 +47,15 @@ typedef struct Pool
 static Pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 /*
+ * The search_path every request takes: pg_catalog first, so that nothing in
+ * the extension's schema (public, say) can stand in for an operator or
+ * function of ours, then the extension's schema for the API.  Found by each
+ * new connection (the extension may have moved), used by every request.
+ */
+static char api_search_path[160];
+static pthread_mutex_t search_path_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
  * The cancel handles of the connections in use, so that a shutdown that
  * runs out of time can cancel what they wait for (PQcancel() may be called
  * from any thread).
@@ -171,6 +180,20 @@ gateway_reply_for_error(const DbCall *call, Reply *reply)
  * The pool
  * ------------------------------------------------------------------------ */
 
+/* ms milliseconds from now on clock */
+static void
+deadline_in(clockid_t clock, long ms, struct timespec *deadline)
+{
+	clock_gettime(clock, deadline);
+	deadline->tv_sec += ms / 1000;
+	deadline->tv_nsec += (ms % 1000) * 1000000L;
+	if (deadline->tv_nsec >= 1000000000L)
+	{
+		deadline->tv_sec++;
+		deadline->tv_nsec -= 1000000000L;
+	}
+}
+
 void
 gateway_pool_init(void)
 {
@@ -258,14 +281,7 @@ pool_acquire(PGconn **conn)
 	struct timespec deadline;
 	bool		got = false;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += gateway_config.pool_wait_ms / 1000;
-	deadline.tv_nsec += (long) (gateway_config.pool_wait_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L)
-	{
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	deadline_in(CLOCK_REALTIME, gateway_config.pool_wait_ms, &deadline);
 	pthread_mutex_lock(&pool.lock);
 	for (;;)
 	{
@@ -333,28 +349,26 @@ open_connection(char *error, size_t errlen)
 		return NULL;
 	}
 
-	/*
-	 * pg_catalog first, so that nothing in the extension's schema (public,
-	 * say) can stand in for an operator or function of ours; then the
-	 * extension's schema for the API; timestamps in UTC.
-	 */
 	res = PQexec(conn,
-				 "SELECT pg_catalog.set_config('search_path',"
-				 " pg_catalog.concat('pg_catalog, ', pg_catalog.quote_ident(n.nspname)), false),"
-				 " pg_catalog.set_config('TimeZone', 'UTC', false)"
+				 "SELECT pg_catalog.concat('pg_catalog, ', pg_catalog.quote_ident(n.nspname))"
 				 " FROM pg_catalog.pg_extension e"
 				 " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace"
 				 " WHERE e.extname OPERATOR(pg_catalog.=) 'waitlist'");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+		(size_t) PQgetlength(res, 0, 0) >= sizeof(api_search_path))
 	{
 		snprintf(error, errlen, "%s",
 				 PQresultStatus(res) != PGRES_TUPLES_OK ? PQerrorMessage(conn)
-				 : "extension \"waitlist\" is not installed in this database");
+				 : PQntuples(res) != 1 ? "extension \"waitlist\" is not installed in this database"
+				 : "the extension's schema name is too long");
 		error[strcspn(error, "\n")] = '\0';
 		PQclear(res);
 		PQfinish(conn);
 		return NULL;
 	}
+	pthread_mutex_lock(&search_path_lock);
+	strcpy(api_search_path, PQgetvalue(res, 0, 0));
+	pthread_mutex_unlock(&search_path_lock);
 	PQclear(res);
 	return conn;
 }
@@ -453,7 +467,8 @@ static void
 run_pipeline(PGconn *conn, const Caller *caller, DbCall *call)
 {
 	char		timeout[24];
-	const char *setup_params[2];
+	char		search_path[sizeof(api_search_path)];
+	const char *setup_params[3];
 	struct timespec deadline;
 	PGresult   *res;
 	int			step = 0;
@@ -463,26 +478,20 @@ run_pipeline(PGconn *conn, const Caller *caller, DbCall *call)
 	snprintf(timeout, sizeof(timeout), "%d", gateway_config.statement_timeout_ms);
 	setup_params[0] = timeout;
 	setup_params[1] = caller->role[0] != '\0' ? caller->role : "none";
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += (gateway_config.statement_timeout_ms + ANSWER_SLACK_MS) / 1000;
-	deadline.tv_nsec += (long) ((gateway_config.statement_timeout_ms + ANSWER_SLACK_MS) % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L)
-	{
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	pthread_mutex_lock(&search_path_lock);
+	strcpy(search_path, api_search_path);
+	pthread_mutex_unlock(&search_path_lock);
+	setup_params[2] = search_path;
+	deadline_in(CLOCK_MONOTONIC, (long) gateway_config.statement_timeout_ms + ANSWER_SLACK_MS,
+				&deadline);
 
 	sent = PQenterPipelineMode(conn) &&
 		PQsendQueryParams(conn,
-						  "SELECT pg_catalog.set_config('search_path',"
-						  "  (SELECT pg_catalog.concat('pg_catalog, ', pg_catalog.quote_ident(n.nspname))"
-						  "     FROM pg_catalog.pg_extension e"
-						  "     JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace"
-						  "    WHERE e.extname OPERATOR(pg_catalog.=) 'waitlist'), true),"
+						  "SELECT pg_catalog.set_config('search_path', $3, true),"
 						  " pg_catalog.set_config('TimeZone', 'UTC', true),"
 						  " pg_catalog.set_config('statement_timeout', $1, true),"
 						  " pg_catalog.set_config('role', $2, true)",
-						  2, NULL, setup_params, NULL, NULL, 0) &&
+						  3, NULL, setup_params, NULL, NULL, 0) &&
 		PQsendQueryParams(conn, call->sql, call->nparams, NULL, call->params, NULL, NULL, 0) &&
 		PQpipelineSync(conn);
 	if (!sent)

@@ -92,6 +92,7 @@ typedef enum AuthResult
 
 extern AuthResult gateway_authenticate(const char *authorization, Caller *caller,
 									   const char **why);
+extern void gateway_link_caller(Caller *caller);
 extern const char *gateway_duty_name(Duty duty);
 extern bool gateway_parse_duty(const char *name, Duty *duty);
 

@@ -137,9 +137,10 @@ gateway_json_reply(Reply *reply, int status, json_t *body)
 	json_decref(body);
 }
 
-void
-gateway_problem(Reply *reply, int status, const char *slug, const char *title,
-				const char *detail, const char *sqlstate)
+/* A problem (RFC 9457) as a JSON object; detail may be NULL. */
+static json_t *
+problem_body(int status, const char *slug, const char *title, const char *detail,
+			 const char *sqlstate)
 {
 	json_t	   *body = json_object();
 	char		type[96];
@@ -158,9 +159,33 @@ gateway_problem(Reply *reply, int status, const char *slug, const char *title,
 	}
 	if (sqlstate != NULL)
 		json_object_set_new(body, "sqlstate", json_string(sqlstate));
+	return body;
+}
+
+static void
+problem_reply(Reply *reply, int status, json_t *body)
+{
 	free(reply->body);
 	gateway_json_reply(reply, status, body);
 	reply->content_type = "application/problem+json";
+}
+
+void
+gateway_problem(Reply *reply, int status, const char *slug, const char *title,
+				const char *detail, const char *sqlstate)
+{
+	problem_reply(reply, status, problem_body(status, slug, title, detail, sqlstate));
+}
+
+/* 413, for a body over --max-body */
+static void
+body_too_large(Reply *reply)
+{
+	char	   *detail = gateway_asprintf("The body may be at most %d bytes.",
+										  gateway_config.max_body);
+
+	gateway_problem(reply, 413, "body-too-large", "Body too large", detail, NULL);
+	free(detail);
 }
 
 static enum MHD_Result
@@ -240,9 +265,8 @@ client_address(struct MHD_Connection *connection, char *out, size_t outlen)
 static bool
 parse_id(const char *s, size_t len, char *out, size_t outlen)
 {
-	size_t		i;
-
 	char		digits[24];
+	size_t		i;
 
 	if (len == 0 || len >= sizeof(digits) || len >= outlen)
 		return false;
@@ -430,6 +454,28 @@ not_yours(Reply *reply, const char *what)
 
 #define TIMESTAMP(x) "pg_catalog.to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
+/*
+ * The members of an entry that join and status share: its ids, and what
+ * waitlist_status() says of it, from columns 3 to 7 of both statements
+ * (state, position, offer_id, offer_expires_at, band).
+ */
+static json_t *
+entry_object(const char *entry_id, const char *resource_id, const char *user_id,
+			 char *const *values)
+{
+	json_t	   *out = json_object();
+
+	json_object_set_new(out, "entry_id", json_bigint(entry_id));
+	json_object_set_new(out, "resource_id", json_text(resource_id));
+	json_object_set_new(out, "user_id", json_text(user_id));
+	json_object_set_new(out, "state", json_text(values[2]));
+	json_object_set_new(out, "position", json_bigint(values[3]));
+	json_object_set_new(out, "band", json_text(values[6]));
+	json_object_set_new(out, "offer_id", json_bigint(values[4]));
+	json_object_set_new(out, "offer_expires_at", json_text(values[5]));
+	return out;
+}
+
 static void
 join(const Caller *caller, const char *resource_id, Request *req,
 	 struct MHD_Connection *connection, Reply *reply)
@@ -497,16 +543,8 @@ join(const Caller *caller, const char *resource_id, Request *req,
 	if (gateway_db_call(caller, &call, reply))
 	{
 		bool		created = call.values[1] && strcmp(call.values[1], "t") == 0;
-		json_t	   *out = json_object();
+		json_t	   *out = entry_object(call.values[0], resource_id, user_id, call.values);
 
-		json_object_set_new(out, "entry_id", json_bigint(call.values[0]));
-		json_object_set_new(out, "resource_id", json_text(resource_id));
-		json_object_set_new(out, "user_id", json_text(user_id));
-		json_object_set_new(out, "state", json_text(call.values[2]));
-		json_object_set_new(out, "position", json_bigint(call.values[3]));
-		json_object_set_new(out, "band", json_text(call.values[6]));
-		json_object_set_new(out, "offer_id", json_bigint(call.values[4]));
-		json_object_set_new(out, "offer_expires_at", json_text(call.values[5]));
 		json_object_set_new(out, "created", json_boolean(created));
 		snprintf(reply->location, sizeof(reply->location), "/v1/waitlist/%s", call.values[0]);
 		gateway_json_reply(reply, created ? 201 : 200, out);
@@ -536,16 +574,8 @@ entry_status(const Caller *caller, const char *entry_id, Reply *reply)
 			not_yours(reply, "entry");
 		else
 		{
-			json_t	   *out = json_object();
+			json_t	   *out = entry_object(entry_id, call.values[1], call.values[0], call.values);
 
-			json_object_set_new(out, "entry_id", json_bigint(entry_id));
-			json_object_set_new(out, "resource_id", json_text(call.values[1]));
-			json_object_set_new(out, "user_id", json_text(call.values[0]));
-			json_object_set_new(out, "state", json_text(call.values[2]));
-			json_object_set_new(out, "position", json_bigint(call.values[3]));
-			json_object_set_new(out, "band", json_text(call.values[6]));
-			json_object_set_new(out, "offer_id", json_bigint(call.values[4]));
-			json_object_set_new(out, "offer_expires_at", json_text(call.values[5]));
 			json_object_set_new(out, "estimated_wait_seconds", json_bigint(call.values[7]));
 			json_object_set_new(out, "estimate_note", json_text(call.values[8]));
 			gateway_json_reply(reply, 200, out);
@@ -598,10 +628,7 @@ offer_decide(const Caller *caller, const char *id, bool by_token, bool accept,
 	if (by_token)
 	{
 		/* the link is the credential: whoever holds it may answer */
-		as_token.duty = DUTY_TOKEN;
-		as_token.role = gateway_config.token_role;
-		as_token.user_id[0] = '\0';
-		as_token.auth_error = NULL;
+		gateway_link_caller(&as_token);
 		caller = &as_token;
 	}
 	else if (!allowed(caller, DUTIES(DUTY_FAN, DUTY_APP), reply))
@@ -652,19 +679,17 @@ offer_decide(const Caller *caller, const char *id, bool by_token, bool accept,
 			not_yours(reply, "offer");
 		else if (accept && (strcmp(state, "FAILED") == 0 || strcmp(state, "EXPIRED") == 0))
 		{
-			json_t	   *extra;
+			bool		failed = strcmp(state, "FAILED") == 0;
+			json_t	   *problem = problem_body(409, failed ? "booking-failed" : "offer-expired",
+											   failed ? "Booking failed" : "Offer expired",
+											   failed
+											   ? "The seat could not be booked; the fan is back in line."
+											   : "The booking did not complete in time; the offer expired.",
+											   NULL);
 
-			gateway_problem(reply, 409, strcmp(state, "FAILED") == 0 ? "booking-failed" : "offer-expired",
-							strcmp(state, "FAILED") == 0 ? "Booking failed" : "Offer expired",
-							strcmp(state, "FAILED") == 0
-							? "The seat could not be booked; the fan is back in line."
-							: "The booking did not complete in time; the offer expired.", NULL);
 			/* the problem carries the state too */
-			extra = json_loads(reply->body, 0, NULL);
-			json_object_set_new(extra, "state", json_string(state));
-			free(reply->body);
-			reply->body = json_dumps(extra, JSON_COMPACT);
-			json_decref(extra);
+			json_object_set_new(problem, "state", json_string(state));
+			problem_reply(reply, 409, problem);
 		}
 		else
 		{
@@ -918,11 +943,7 @@ handle(void *cls, struct MHD_Connection *connection, const char *url, const char
 		}
 		if (length != NULL && strtoll(length, NULL, 10) > gateway_config.max_body)
 		{
-			char	   *detail = gateway_asprintf("The body may be at most %d bytes.",
-												  gateway_config.max_body);
-
-			gateway_problem(&reply, 413, "body-too-large", "Body too large", detail, NULL);
-			free(detail);
+			body_too_large(&reply);
 			req->replied = true;
 			return send_reply(connection, req, &reply, NULL);
 		}
@@ -967,11 +988,7 @@ handle(void *cls, struct MHD_Connection *connection, const char *url, const char
 	req->replied = true;
 	if (req->too_large)
 	{
-		char	   *detail = gateway_asprintf("The body may be at most %d bytes.",
-											  gateway_config.max_body);
-
-		gateway_problem(&reply, 413, "body-too-large", "Body too large", detail, NULL);
-		free(detail);
+		body_too_large(&reply);
 		return send_reply(connection, req, &reply, NULL);
 	}
 

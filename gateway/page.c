@@ -172,9 +172,13 @@ static const char page_script[] =
 	"tick();timer=setInterval(tick,250);"
 	"})();";
 
+/* The page up to <main>'s open tag, unclosed; makes the response's nonce. */
 static void
-page_start(Html *h, const char *nonce, const char *state, const char *heading)
+page_start(Html *h, Reply *reply, const char *state, const char *heading)
 {
+	const char *nonce = reply->nonce;
+
+	gateway_random_hex(reply->nonce, 16);
 	puts_raw(h, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
 			 "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
 			 "<meta name=\"robots\" content=\"noindex\"><title>");
@@ -191,12 +195,12 @@ page_start(Html *h, const char *nonce, const char *state, const char *heading)
 }
 
 static void
-page_end(Html *h, const char *nonce, bool script, Reply *reply)
+page_end(Html *h, bool script, Reply *reply)
 {
 	if (script)
 	{
 		puts_raw(h, "<script nonce=\"");
-		puts_raw(h, nonce);
+		puts_raw(h, reply->nonce);
 		puts_raw(h, "\">");
 		puts_raw(h, page_script);
 		puts_raw(h, "</script>");
@@ -209,28 +213,52 @@ page_end(Html *h, const char *nonce, bool script, Reply *reply)
 	reply->location[0] = '\0';
 }
 
-/* A page with a heading and a sentence: expired, invalid, failures. */
+/*
+ * A page with a heading and a sentence: an offer answered or settled, or a
+ * link that does not lead to one.  event (the resource) and ref (the
+ * reservation, after the sentence) may be NULL; script: the accepting page
+ * reloads itself.
+ */
+static void
+card_page(Reply *reply, int status, const char *state, const char *heading,
+		  const char *event, const char *text, const char *ref, bool script)
+{
+	Html		h = {0};
+
+	page_start(&h, reply, state, heading);
+	puts_raw(&h, "><div class=\"card\"><h1 id=\"title\">");
+	puts_escaped(&h, heading);
+	puts_raw(&h, "</h1>");
+	if (event != NULL)
+	{
+		puts_raw(&h, "<p class=\"event\">");
+		puts_escaped(&h, event);
+		puts_raw(&h, "</p>");
+	}
+	puts_raw(&h, "<p id=\"status\" role=\"status\">");
+	puts_escaped(&h, text);
+	if (ref != NULL)
+	{
+		puts_raw(&h, "<span class=\"ref\">");
+		puts_escaped(&h, ref);
+		puts_raw(&h, "</span>");
+	}
+	puts_raw(&h, "</p></div></main>");
+	reply->status = status;
+	page_end(&h, script, reply);
+}
+
 static void
 message_page(Reply *reply, int status, const char *state, const char *heading,
 			 const char *text)
 {
-	Html		h = {0};
-
-	gateway_random_hex(reply->nonce, 16);
-	page_start(&h, reply->nonce, state, heading);
-	puts_raw(&h, "><div class=\"card\"><h1 id=\"title\">");
-	puts_escaped(&h, heading);
-	puts_raw(&h, "</h1><p id=\"status\" role=\"status\">");
-	puts_escaped(&h, text);
-	puts_raw(&h, "</p></div></main>");
-	reply->status = status;
-	page_end(&h, reply->nonce, false, reply);
+	card_page(reply, status, state, heading, NULL, text, NULL, false);
 }
 
 void
 gateway_offer_page(const char *token, Reply *reply)
 {
-	Caller		as_token = {DUTY_TOKEN, gateway_config.token_role, ""};
+	Caller		as_token;
 	DbCall		call = {0};
 	const char *resource_id,
 			   *state,
@@ -250,6 +278,7 @@ gateway_offer_page(const char *token, Reply *reply)
 		" FROM waitlist_token_offer($1::pg_catalog.text) t";
 	call.nparams = 1;
 	call.params[0] = token;
+	gateway_link_caller(&as_token);
 	if (!gateway_db_call(&as_token, &call, reply))
 	{
 		if (strcmp(call.sqlstate, "WL013") == 0)
@@ -271,32 +300,12 @@ gateway_offer_page(const char *token, Reply *reply)
 	reservation = call.values[5];
 
 	if (strcmp(state, "ACCEPTED") == 0)
-	{
-		Html		ok = {0};
-
-		gateway_random_hex(reply->nonce, 16);
-		page_start(&ok, reply->nonce, "accepted", "You're in!");
-		puts_raw(&ok, "><div class=\"card\"><h1 id=\"title\">You\xe2\x80\x99re in!</h1><p class=\"event\">");
-		puts_escaped(&ok, resource_id);
-		puts_raw(&ok, "</p><p id=\"status\" role=\"status\">Your reservation: <span class=\"ref\">");
-		puts_escaped(&ok, reservation ? reservation : "confirmed");
-		puts_raw(&ok, "</span></p></div></main>");
-		reply->status = 200;
-		page_end(&ok, reply->nonce, false, reply);
-	}
+		card_page(reply, 200, "accepted", "You\xe2\x80\x99re in!", resource_id,
+				  "Your reservation: ", reservation ? reservation : "confirmed", false);
 	else if (strcmp(state, "ACCEPTING") == 0)
-	{
-		Html		wait = {0};
-
-		gateway_random_hex(reply->nonce, 16);
-		page_start(&wait, reply->nonce, "accepting", "Booking your seat");
-		puts_raw(&wait, "><div class=\"card\"><h1 id=\"title\">Booking your seat\xe2\x80\xa6</h1><p class=\"event\">");
-		puts_escaped(&wait, resource_id);
-		puts_raw(&wait, "</p><p id=\"status\" role=\"status\">You accepted; the booking is being "
-				 "made. This page updates by itself.</p></div></main>");
-		reply->status = 200;
-		page_end(&wait, reply->nonce, true, reply);
-	}
+		card_page(reply, 200, "accepting", "Booking your seat\xe2\x80\xa6", resource_id,
+				  "You accepted; the booking is being made. This page updates by itself.",
+				  NULL, true);
 	else if (strcmp(state, "DECLINED") == 0)
 		message_page(reply, 200, "declined", "Offer declined",
 					 "You declined this offer; the seat went to the next person in line.");
@@ -313,10 +322,9 @@ gateway_offer_page(const char *token, Reply *reply)
 	{
 		char		key[33];
 
-		gateway_random_hex(reply->nonce, 16);
 		/* once per page load: the same key for every tap and retry from here */
 		gateway_random_hex(key, 16);
-		page_start(&h, reply->nonce, "open", "Your offer");
+		page_start(&h, reply, "open", "Your offer");
 		puts_raw(&h, " data-token=\"");
 		puts_escaped(&h, token);
 		puts_raw(&h, "\" data-key=\"");
@@ -341,7 +349,7 @@ gateway_offer_page(const char *token, Reply *reply)
 				 "<noscript><p>Answering needs JavaScript; turn it on and reload this page.</p></noscript>"
 				 "</div></main>");
 		reply->status = 200;
-		page_end(&h, reply->nonce, true, reply);
+		page_end(&h, true, reply);
 	}
 	gateway_db_call_free(&call);
 }
