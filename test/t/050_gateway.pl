@@ -401,6 +401,32 @@ is($res->{status}, 201, 'a join that a retry gets through');
 $holder->finish;
 is(sql(q{SELECT count(*) FROM waitlist.entry WHERE user_id = 'slow-2'}), 1, 'joined once');
 
+# --- the pool's bound: no more connections than --pool-size ---
+my $small = start_gateway($node, '--pool-size', '2', '--threads', '6', '--pool-wait', '300',
+	'--statement-timeout', '20000');
+$holder = hold_entries(3);
+my @clients = map {
+	my $out = '';
+	my $h = IPC::Run::start(
+		[ $^X, '-MHTTP::Tiny', '-MJSON::PP', '-e',
+			'my $r = HTTP::Tiny->new(timeout => 30)->post($ARGV[0], {headers => {Authorization => "Bearer $ARGV[1]"}});'
+			. ' my $b = eval { decode_json($r->{content}) } || {}; print "$r->{status} ", $b->{type} // "", "\n"',
+			gateway_url($small, '/v1/resources/show/waitlist:join'), fan_jwt("pool-$_") ],
+		'<', \undef, '>', \$out);
+	{ h => $h, out => \$out }
+} 1 .. 5;
+my $lock_waiters = q{SELECT count(*) FROM pg_stat_activity WHERE usename = 'gw_login' AND wait_event_type = 'Lock'};
+ok(wait_for(sub { sql($lock_waiters) == 2 }, 10), 'two requests wait in the database');
+usleep(600_000);
+is(sql($lock_waiters), 2, 'and no more: the others found no connection');
+$_->{h}->finish foreach @clients;
+$holder->finish;
+is(join(',', sort map { ${ $_->{out} } =~ s/\n//r } @clients),
+	'201 ,201 ,503 urn:waitlist:problem:busy,503 urn:waitlist:problem:busy,503 urn:waitlist:problem:busy',
+	'two joined once the lock was gone, three got 503 busy after --pool-wait');
+is(sql(q{SELECT count(*) FROM waitlist.entry WHERE user_id LIKE 'pool-%'}), 2, 'two entries, no more');
+is(stop_gateway($small), 0, 'that gateway stops');
+
 # --- a database that went away, and came back ---
 $node->stop('fast');
 problem_is(api('GET', '/healthz'), 503, '08006', 'healthz without the database');
